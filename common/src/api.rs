@@ -1,0 +1,153 @@
+//! JSON bodies of the HTTP API that both sides use: the error shape, device check-in,
+//! events, and the signed-request message of the device API (§6.3).
+
+use crate::dsse::Envelope;
+use crate::version::Version;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+/// Header carrying the box's serial.
+pub const HEADER_SERIAL: &str = "x-np-serial";
+/// Header carrying the request time (RFC 3339).
+pub const HEADER_TIME: &str = "x-np-time";
+/// Header carrying base64 Ed25519 over [`device_request_message`].
+pub const HEADER_SIGNATURE: &str = "x-np-signature";
+/// How far a signed request's time may be from the server's clock.
+pub const MAX_CLOCK_SKEW_SECONDS: i64 = 300;
+
+/// The bytes a box signs for a device API request:
+/// `METHOD\nPATH\nX-NP-Time\nhex(sha256(body))`.
+pub fn device_request_message(method: &str, path: &str, time: &str, body: &[u8]) -> Vec<u8> {
+    format!(
+        "{}\n{}\n{}\n{}",
+        method.to_ascii_uppercase(),
+        path,
+        time,
+        hex::encode(Sha256::digest(body))
+    )
+    .into_bytes()
+}
+
+/// The error body: `{"error": {"code", "message", "details"?}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorInfo,
+}
+
+/// The inside of [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+}
+
+/// The agent's phase as it reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Idle,
+    Downloading,
+    Staged,
+    Trial,
+}
+
+/// How the last update attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Installed,
+    Refused,
+    RolledBack,
+    Failed,
+}
+
+/// The last update attempt of a box.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastResult {
+    pub version: Option<Version>,
+    pub outcome: Outcome,
+    pub detail: String,
+    pub at: jiff::Timestamp,
+}
+
+/// `POST /api/v1/device/check-in` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckInRequest {
+    pub version: Version,
+    /// `a` or `b`.
+    pub slot: String,
+    pub state: Phase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_result: Option<LastResult>,
+    pub nonce: String,
+}
+
+/// The newest release for the box, and the rule that stops it if any.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Available {
+    pub manifest: Envelope,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<RefusalInfo>,
+}
+
+/// A refusal as it travels: the rule's name and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusalInfo {
+    pub rule: String,
+    pub message: String,
+}
+
+impl From<&crate::rule::Refusal> for RefusalInfo {
+    fn from(r: &crate::rule::Refusal) -> Self {
+        RefusalInfo {
+            rule: r.rule().to_owned(),
+            message: r.to_string(),
+        }
+    }
+}
+
+/// An update that is due: the manifest and where to fetch the image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Offer {
+    pub manifest: Envelope,
+    /// A path such as `/api/v1/device/blobs/<sha256>` (resolved against the server URL)
+    /// or an absolute URL on a mirror.
+    pub url: String,
+}
+
+/// `POST /api/v1/device/check-in` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckInResponse {
+    pub keyring: Envelope,
+    pub entitlement: Envelope,
+    pub time: Envelope,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available: Option<Available>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<Offer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Envelope>,
+}
+
+/// What a box reports about an install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Download,
+    Install,
+    Trial,
+    Commit,
+    Rollback,
+    Refusal,
+    Failure,
+}
+
+/// `POST /api/v1/device/events` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceEvent {
+    pub version: Option<Version>,
+    pub event: EventKind,
+    pub detail: String,
+}
