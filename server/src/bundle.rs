@@ -1,0 +1,1 @@
+//! Writing offline bundles (§7) as a stream.

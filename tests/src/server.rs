@@ -1,0 +1,1 @@
+//! Starting a real np-server for a test (filled in by the server work).
