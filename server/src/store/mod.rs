@@ -13,6 +13,8 @@ pub use audit::{AuditEntry, AuditPage};
 pub use devices::{Change, DevicePage, MutateError};
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// A failure of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,9 @@ pub enum StoreError {
         /// The parse error.
         reason: String,
     },
+    /// The task running a flush died.
+    #[error("the store's flush task failed: {0}")]
+    FlushTask(String),
     /// The store folder cannot be opened.
     #[error("cannot open the store at {path}: {source}")]
     Open {
@@ -44,6 +49,15 @@ impl From<StoreError> for crate::error::ApiError {
     }
 }
 
+/// Group commit: one flush at a time, and a flush covers every write acknowledged to
+/// the store before it started, so waiting writers share it.
+#[derive(Debug, Default)]
+struct FlushState {
+    lock: tokio::sync::Mutex<()>,
+    requested: AtomicU64,
+    done: AtomicU64,
+}
+
 /// The sled-backed store.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -51,6 +65,7 @@ pub struct Store {
     devices: sled::Tree,
     audit: sled::Tree,
     audit_by_serial: sled::Tree,
+    flushes: Arc<FlushState>,
 }
 
 impl Store {
@@ -67,13 +82,29 @@ impl Store {
             devices: db.open_tree("devices")?,
             audit: db.open_tree("audit")?,
             audit_by_serial: db.open_tree("audit_by_serial")?,
+            flushes: Arc::default(),
             db,
         })
     }
 
-    /// Flushes every buffered write to disk; call before answering a write.
+    /// Makes every write done so far durable; call before answering a write.
+    ///
+    /// sled 0.34's `flush_async` deadlocks when polled concurrently (sled issue #1308),
+    /// so this runs the blocking `flush` on the blocking pool, one at a time, and lets a
+    /// writer whose write an earlier flush already covered return at once.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        let f = &self.flushes;
+        let ticket = f.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let _one_at_a_time = f.lock.lock().await;
+        if f.done.load(Ordering::SeqCst) >= ticket {
+            return Ok(());
+        }
+        let upto = f.requested.load(Ordering::SeqCst);
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| StoreError::FlushTask(e.to_string()))??;
+        f.done.store(upto, Ordering::SeqCst);
         Ok(())
     }
 }
