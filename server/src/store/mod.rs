@@ -124,3 +124,95 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
 pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::DeviceRecord;
+    use jiff::civil::date;
+    use np_common::warranty::initial_term;
+    use np_common::{SecretKey, Serial};
+
+    fn record(serial: &Serial, key: &SecretKey) -> DeviceRecord {
+        let p = date(2026, 1, 1);
+        let now = "2026-01-02T00:00:00Z".parse().unwrap();
+        DeviceRecord::new(
+            serial.clone(),
+            serial.model(),
+            "ACME".into(),
+            p,
+            vec![initial_term(p).unwrap()],
+            None,
+            key,
+            now,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_refused_change_writes_nothing_and_changes_are_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = SecretKey::from_seed(&[1; 32]);
+        let s = Serial::parse("NR-2000-123456-4").unwrap();
+        let change = Change {
+            actor: Some("alice"),
+            action: "register",
+            at: "2026-01-02T00:00:00Z".parse().unwrap(),
+        };
+        let refused = store
+            .mutate_devices(std::slice::from_ref(&s), &change, |recs| {
+                recs[0] = Some(record(&s, &key));
+                Err("no")
+            })
+            .await;
+        assert!(matches!(refused, Err(MutateError::Rejected("no"))));
+        assert_eq!(store.device(&s).unwrap(), None);
+        assert!(store
+            .audit_entries(None, None, 10)
+            .unwrap()
+            .entries
+            .is_empty());
+
+        for _ in 0..3 {
+            store
+                .mutate_devices(std::slice::from_ref(&s), &change, |recs| {
+                    let r = recs[0].get_or_insert_with(|| record(&s, &key));
+                    r.reissue(&key, change.at);
+                    Ok::<(), ()>(())
+                })
+                .await
+                .unwrap();
+        }
+        // A change by the device API (no actor) is stored but not audited.
+        let quiet = Change {
+            actor: None,
+            ..change.clone()
+        };
+        store
+            .mutate_devices(std::slice::from_ref(&s), &quiet, |recs| {
+                if let Some(r) = recs[0].as_mut() {
+                    r.last_check_in = Some(quiet.at);
+                }
+                Ok::<(), ()>(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.device(&s).unwrap().unwrap().sequence, 4);
+        let p1 = store.audit_entries(Some(s.as_str()), None, 2).unwrap();
+        assert_eq!(p1.entries.len(), 2);
+        assert_eq!(p1.entries[0].before, None);
+        let p2 = store
+            .audit_entries(Some(s.as_str()), p1.next_after, 2)
+            .unwrap();
+        assert_eq!((p2.entries.len(), p2.next_after), (1, None));
+        assert!(store
+            .audit_entries(Some("NR-1000-000000-0"), None, 2)
+            .unwrap()
+            .entries
+            .is_empty());
+        assert_eq!(
+            store.device_counts().unwrap()[0],
+            (np_common::docs::Status::Active, 1)
+        );
+    }
+}
