@@ -101,7 +101,7 @@ async fn register(client: &reqwest::Client, a: &Args, from: u32, to: u32) -> any
 
 async fn check_in(client: &reqwest::Client, server: &str, index: u32) -> Result<Duration, String> {
     let (serial, key) = simulated_box(index);
-    let nonce = hex::encode(Sha256::digest(format!("{index}-{:?}", Instant::now()))[..8].to_vec());
+    let nonce = hex::encode(&Sha256::digest(format!("{index}-{:?}", Instant::now()))[..8]);
     let body = serde_json::to_vec(&serde_json::json!({
         "version": "1.0.0", "slot": "a", "state": "idle", "nonce": nonce,
     }))
