@@ -3,6 +3,7 @@
 
 pub mod blobs;
 pub mod bundle;
+pub mod bundle_tar;
 pub mod device_auth;
 pub mod offers;
 pub mod range;
