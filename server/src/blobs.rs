@@ -72,21 +72,21 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Bl
 }
 
 impl BlobStore {
-    /// Opens (creating if needed) `data_dir/blobs`, and removes uploads left half-done by
-    /// an earlier run.
-    pub fn open(data_dir: &Path, max_size: u64) -> Result<BlobStore, BlobError> {
+    /// The blob store of `data_dir` (`data_dir/blobs`). Uploads left half-done by an
+    /// earlier run are removed now (best effort); folders are created on first upload.
+    pub fn new(data_dir: &Path, max_size: u64) -> BlobStore {
         let root = data_dir.join("blobs");
         let tmp = root.join("tmp");
-        std::fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
-        for entry in std::fs::read_dir(&tmp).map_err(io("list", &tmp))? {
-            let entry = entry.map_err(io("list", &tmp))?;
-            let _ = std::fs::remove_file(entry.path());
+        if let Ok(entries) = std::fs::read_dir(&tmp) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
-        Ok(BlobStore {
+        BlobStore {
             root,
             tmp,
             max_size,
-        })
+        }
     }
 
     /// The largest blob accepted.
@@ -139,6 +139,9 @@ impl BlobStore {
             path: self.tmp.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
+        tokio::fs::create_dir_all(&self.tmp)
+            .await
+            .map_err(io("create", &self.tmp))?;
         let tmp_path = self.tmp.join(format!("{}.part", hex::encode(name)));
         let mut guard = TempGuard(Some(tmp_path.clone()));
         let file = tokio::fs::File::create(&tmp_path)
@@ -203,7 +206,7 @@ mod tests {
     #[tokio::test]
     async fn put_hashes_stores_and_reads_back() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path(), 1 << 20).unwrap();
+        let store = BlobStore::new(dir.path(), 1 << 20);
         let info = store
             .put(chunks(vec![b"hello ", b"", b"world"]))
             .await
@@ -226,7 +229,7 @@ mod tests {
     #[tokio::test]
     async fn too_large_is_refused_and_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path(), 10).unwrap();
+        let store = BlobStore::new(dir.path(), 10);
         let err = store
             .put(chunks(vec![b"12345", b"678901"]))
             .await
@@ -241,7 +244,7 @@ mod tests {
     #[tokio::test]
     async fn a_broken_body_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path(), 100).unwrap();
+        let store = BlobStore::new(dir.path(), 100);
         let body = futures_util::stream::iter(vec![
             Ok(Bytes::from_static(b"abc")),
             Err("connection reset".to_owned()),
@@ -261,7 +264,7 @@ mod tests {
     #[tokio::test]
     async fn missing_blob_is_not_found() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path(), 100).unwrap();
+        let store = BlobStore::new(dir.path(), 100);
         let d = Sha256Digest::of(b"nothing");
         assert_eq!(store.size_of(&d).await.unwrap(), None);
         assert!(matches!(
@@ -273,9 +276,10 @@ mod tests {
     #[tokio::test]
     async fn open_clears_leftover_uploads() {
         let dir = tempfile::tempdir().unwrap();
-        BlobStore::open(dir.path(), 100).unwrap();
+        let store = BlobStore::new(dir.path(), 100);
+        store.put(chunks(vec![b"x"])).await.unwrap();
         std::fs::write(dir.path().join("blobs/tmp/old.part"), b"half").unwrap();
-        BlobStore::open(dir.path(), 100).unwrap();
+        BlobStore::new(dir.path(), 100);
         assert_eq!(tmp_files(dir.path()), 0);
     }
 }

@@ -100,6 +100,30 @@ pub fn may_install(b: &BoxView<'_>, r: &ReleaseEntry) -> Result<(), Hold> {
     Ok(())
 }
 
+/// [`may_install`] for a box whose running version the server does not know (it never
+/// checked in, as an offline box): the rules about the running version (security floor,
+/// newer, `min_from_version`) are left to the agent, which enforces them again.
+pub fn may_install_for(b: &BoxView<'_>, r: &ReleaseEntry, running_known: bool) -> Result<(), Hold> {
+    match may_install(b, r) {
+        Err(Hold::Rule(x))
+            if !running_known
+                && matches!(
+                    *x,
+                    Refusal::SecurityDowngrade { .. }
+                        | Refusal::NotNewer { .. }
+                        | Refusal::FromVersionTooOld { .. }
+                ) =>
+        {
+            if r.yanked {
+                Err(Hold::Yanked(r.release.version.clone()))
+            } else {
+                Ok(())
+            }
+        }
+        other => other,
+    }
+}
+
 /// Is this release due for the box now?
 pub fn judge(b: &BoxView<'_>, r: &ReleaseEntry) -> Result<(), Hold> {
     may_install(b, r)?;
@@ -364,6 +388,22 @@ mod tests {
         assert_eq!(
             may_install(&base.view(None), &wrong).unwrap_err().rule(),
             "model_not_listed"
+        );
+        // An unknown running version leaves its rules to the agent, not the others.
+        assert_eq!(may_install_for(&old.view(None), &plain, false), Ok(()));
+        assert_eq!(
+            may_install_for(&old.view(None), &plain, true)
+                .unwrap_err()
+                .rule(),
+            "from_version_too_old"
+        );
+        let mut expired = Fixture::new();
+        expired.ent.coverage_end = "2026-01-01".parse().unwrap();
+        assert_eq!(
+            may_install_for(&expired.view(None), &plain, false)
+                .unwrap_err()
+                .rule(),
+            "warranty_expired"
         );
         // No release for this model at all: nothing available.
         let d = decide(&base.view(None), std::slice::from_ref(&wrong));
