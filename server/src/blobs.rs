@@ -10,14 +10,20 @@ use futures_util::{Stream, StreamExt as _};
 use np_common::Sha256Digest;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use tokio::io::AsyncWriteExt as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc::{Receiver, Sender};
 
 /// The default largest blob: 4 GiB.
 pub const DEFAULT_MAX_BLOB_SIZE: u64 = 4 << 30;
 
 /// How much of an upload is buffered before it is handed to the file.
-const WRITE_BUFFER: usize = 256 << 10;
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// How many received chunks may wait for the writer.
+const CHANNEL_CHUNKS: usize = 4;
 
 /// What an upload stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +134,10 @@ impl BlobStore {
 
     /// Streams `body` into the store: hashes while writing, refuses more than the limit,
     /// fsyncs, renames the file to its digest and fsyncs the folder.
+    ///
+    /// The network side only counts bytes and hands each chunk to a blocking writer task
+    /// (hash, write, fsync) through a bounded channel, so receiving, hashing and writing
+    /// overlap and at most `CHANNEL_CHUNKS` chunks are in flight.
     pub async fn put<S, E>(&self, body: S) -> Result<BlobInfo, BlobError>
     where
         S: Stream<Item = Result<Bytes, E>>,
@@ -144,33 +154,23 @@ impl BlobStore {
             .map_err(io("create", &self.tmp))?;
         let tmp_path = self.tmp.join(format!("{}.part", hex::encode(name)));
         let mut guard = TempGuard(Some(tmp_path.clone()));
-        let file = tokio::fs::File::create(&tmp_path)
-            .await
-            .map_err(io("create", &tmp_path))?;
-        let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-        let mut hasher = Sha256::new();
-        let mut size: u64 = 0;
-        let mut body = std::pin::pin!(body);
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| BlobError::Body {
-                reason: e.to_string(),
-            })?;
-            size += chunk.len() as u64;
-            if size > self.max_size {
-                return Err(BlobError::TooLarge {
-                    limit: self.max_size,
-                });
-            }
-            hasher.update(&chunk);
-            out.write_all(&chunk)
-                .await
-                .map_err(io("write", &tmp_path))?;
-        }
-        out.flush().await.map_err(io("write", &tmp_path))?;
-        let file = out.into_inner();
-        file.sync_all().await.map_err(io("fsync", &tmp_path))?;
-        drop(file);
-        let sha256 = Sha256Digest::from_bytes(hasher.finalize().into());
+        let file = std::fs::File::create(&tmp_path).map_err(io("create", &tmp_path))?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+        let abort = Arc::new(AtomicBool::new(false));
+        let worker = {
+            let abort = abort.clone();
+            let path = tmp_path.clone();
+            tokio::task::spawn_blocking(move || write_blob(file, rx, &abort, &path))
+        };
+        let received = self.receive(body, tx, &abort).await;
+        let written = worker.await.map_err(|e| BlobError::Io {
+            op: "write",
+            path: tmp_path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let size = received?;
+        let (sha256, written_size) = written?;
+        debug_assert_eq!(size, written_size);
         let dest = self.path_of(&sha256);
         tokio::fs::rename(&tmp_path, &dest)
             .await
@@ -185,8 +185,84 @@ impl BlobStore {
                 source: std::io::Error::other(e.to_string()),
             })?
             .map_err(io("fsync", &self.root))?;
-        Ok(BlobInfo { sha256, size })
+        Ok(BlobInfo {
+            sha256,
+            size: written_size,
+        })
     }
+
+    /// Counts the body's bytes against the limit and passes its chunks to the writer.
+    async fn receive<S, E>(
+        &self,
+        body: S,
+        tx: Sender<Bytes>,
+        abort: &AtomicBool,
+    ) -> Result<u64, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        let result = self.count_and_pass(body, &tx).await;
+        if result.is_err() {
+            // Set before `tx` drops, so the writer skips the fsync of a dead upload.
+            abort.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+
+    async fn count_and_pass<S, E>(&self, body: S, tx: &Sender<Bytes>) -> Result<u64, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        let mut size: u64 = 0;
+        let mut body = std::pin::pin!(body);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| BlobError::Body {
+                reason: e.to_string(),
+            })?;
+            size += chunk.len() as u64;
+            if size > self.max_size {
+                return Err(BlobError::TooLarge {
+                    limit: self.max_size,
+                });
+            }
+            if chunk.is_empty() {
+                continue;
+            }
+            if tx.send(chunk).await.is_err() {
+                // The writer stopped: its error is reported by the caller.
+                break;
+            }
+        }
+        Ok(size)
+    }
+}
+
+/// The blocking half of an upload: hashes and writes chunks until the channel closes,
+/// then fsyncs (unless the upload was aborted). Returns the digest and the size.
+fn write_blob(
+    file: std::fs::File,
+    mut rx: Receiver<Bytes>,
+    abort: &AtomicBool,
+    path: &Path,
+) -> Result<(Sha256Digest, u64), BlobError> {
+    let mut out = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = rx.blocking_recv() {
+        hasher.update(&chunk);
+        out.write_all(&chunk).map_err(io("write", path))?;
+        size += chunk.len() as u64;
+    }
+    if abort.load(Ordering::SeqCst) {
+        return Ok((Sha256Digest::from_bytes(hasher.finalize().into()), size));
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| io("write", path)(e.into_error()))?;
+    file.sync_all().map_err(io("fsync", path))?;
+    Ok((Sha256Digest::from_bytes(hasher.finalize().into()), size))
 }
 
 #[cfg(test)]
