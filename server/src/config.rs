@@ -29,6 +29,8 @@ pub struct LimitsToml {
     pub json_body_bytes: Option<usize>,
     /// The largest page a client may ask for.
     pub max_page: Option<usize>,
+    /// The largest firmware image upload in bytes (default 4 GiB).
+    pub blob_bytes: Option<u64>,
 }
 
 /// The contents of `server.toml`.
@@ -100,6 +102,7 @@ impl ServerToml {
         if let Some(l) = &self.limits {
             limits.json_body_bytes = l.json_body_bytes.unwrap_or(limits.json_body_bytes);
             limits.max_page = l.max_page.unwrap_or(limits.max_page).max(1);
+            limits.blob_bytes = l.blob_bytes.unwrap_or(limits.blob_bytes);
         }
         Config {
             data_dir: self.data.clone(),

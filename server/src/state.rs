@@ -47,6 +47,8 @@ pub struct Limits {
     pub default_page: usize,
     /// The largest page a client may ask for.
     pub max_page: usize,
+    /// The largest firmware image upload (bytes); larger ones get 413.
+    pub blob_bytes: u64,
 }
 
 impl Default for Limits {
@@ -55,6 +57,7 @@ impl Default for Limits {
             json_body_bytes: 64 * 1024,
             default_page: 100,
             max_page: 1000,
+            blob_bytes: crate::blobs::DEFAULT_MAX_BLOB_SIZE,
         }
     }
 }
@@ -88,6 +91,8 @@ pub struct Inner {
     pub metrics: Metrics,
     /// The staff tokens (hashes), re-read when their file changes.
     pub tokens: TokenCache,
+    /// The content-addressed firmware images.
+    pub blobs: crate::blobs::BlobStore,
     clock: Clock,
 }
 
@@ -107,7 +112,9 @@ impl AppState {
         tokens: TokenCache,
         clock: Clock,
     ) -> Self {
+        let blobs = crate::blobs::BlobStore::new(&config.data_dir, config.limits.blob_bytes);
         AppState(Arc::new(Inner {
+            blobs,
             store,
             keys,
             config,

@@ -2,8 +2,13 @@
 //! layers (body limit, metrics, tracing, panic catching, JSON 404/405); `run` serves it
 //! on a listener until `shutdown` resolves, finishing requests in flight.
 
+pub mod actions;
 pub mod audit;
+pub mod blobs;
+pub mod bundle;
+pub mod device_api;
 pub mod devices;
+pub mod releases;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -25,6 +30,11 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/keyring", get(keyring))
         .merge(devices::router())
         .merge(audit::router())
+        .merge(releases::router())
+        .merge(blobs::router())
+        .merge(device_api::router())
+        .merge(actions::router())
+        .merge(bundle::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -8,9 +8,13 @@
 
 mod audit;
 mod devices;
+mod releases;
+mod reports;
 
 pub use audit::{AuditEntry, AuditPage};
 pub use devices::{Change, DevicePage, MutateError};
+pub use releases::{ReleaseChangeError, ReleaseRecord};
+pub use reports::{DeviceReport, EventRecord};
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
