@@ -1,1 +1,2 @@
 //! One integration-test binary; each module is a scenario area.
+mod vendor_cli;
