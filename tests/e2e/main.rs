@@ -1,3 +1,5 @@
 //! One integration-test binary; each module is a scenario area.
 
 mod agent_offline;
+mod server_e2e;
+mod server_releases;
