@@ -78,6 +78,7 @@ impl Inbox {
             dest = dest_dir.join(format!("{name}.{n}"));
             n += 1;
         }
+        fsutil::rename_durable(file, &dest)?;
         if let Err(e) = result {
             let reason = format!("{}: {e}\n", e.rule());
             let rname = format!(
@@ -88,7 +89,6 @@ impl Inbox {
             );
             fsutil::write_atomic(&dest_dir.join(rname), reason.as_bytes())?;
         }
-        fsutil::rename_durable(file, &dest)?;
         if let Some(f) = file.file_name() {
             self.seen.remove(f);
         }

@@ -1,7 +1,11 @@
 //! np-agent offline, with no server: bundles applied by `apply` and through the inbox,
 //! trial and rollback, staged installs, and power cuts (SIGKILL) at many points.
 
-use np_tests::agent::{entitlement, good_entries, image_bytes, release, write_bundle, Keys, TestAgent, SERIAL};
+#![allow(clippy::unwrap_used)]
+
+use np_tests::agent::{
+    entitlement, good_entries, image_bytes, release, write_bundle, Keys, TestAgent, SERIAL,
+};
 use np_tests::{wait_until, Running};
 use std::time::Duration;
 
@@ -19,7 +23,16 @@ fn new_image() -> Vec<u8> {
 fn good_bundle(path: &std::path::Path, gzip: bool) {
     let k = Keys::load();
     let img = new_image();
-    write_bundle(path, &good_entries(&k, &release("2.0.0", 3, &img), &entitlement(SERIAL, 2, "2099-01-01"), &img), gzip);
+    write_bundle(
+        path,
+        &good_entries(
+            &k,
+            &release("2.0.0", 3, &img),
+            &entitlement(SERIAL, 2, "2099-01-01"),
+            &img,
+        ),
+        gzip,
+    );
 }
 
 #[test]
@@ -34,17 +47,33 @@ fn apply_installs_a_bundle_and_status_reports_it() {
         good_bundle(&b, gzip);
         let out = a.run(&["apply", b.to_str().unwrap()]);
         assert_eq!(out.code, 0, "{out:?}");
-        assert!(out.stdout.contains("2.0.0 installed and committed"), "{out:?}");
+        assert!(
+            out.stdout.contains("2.0.0 installed and committed"),
+            "{out:?}"
+        );
         // --config after the subcommand works too.
         let out = np_tests::run(
-            std::process::Command::new(np_tests::bin("np-agent")).args(["status", "--json", "--config"]).arg(&a.config),
+            std::process::Command::new(np_tests::bin("np-agent"))
+                .args(["status", "--json", "--config"])
+                .arg(&a.config),
             T,
         );
         assert_eq!(out.code, 0, "{out:?}");
         let st: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
         for key in [
-            "serial", "model", "version", "security_version", "active_slot", "previous_version", "phase",
-            "coverage_end", "entitlement_status", "time_floor", "last_check", "last_result", "update_available",
+            "serial",
+            "model",
+            "version",
+            "security_version",
+            "active_slot",
+            "previous_version",
+            "phase",
+            "coverage_end",
+            "entitlement_status",
+            "time_floor",
+            "last_check",
+            "last_result",
+            "update_available",
         ] {
             assert!(st.get(key).is_some(), "status lacks {key}: {st}");
         }
@@ -71,17 +100,38 @@ fn refusals_name_their_rule_and_leave_the_running_slot_alone() {
     // The bundle's own entitlement also ended on 2026-03-01 (sequence 2 replaces 1).
     let k = Keys::load();
     let img = new_image();
-    write_bundle(&b, &good_entries(&k, &release("2.0.0", 3, &img), &entitlement(SERIAL, 2, "2026-03-01"), &img), false);
+    write_bundle(
+        &b,
+        &good_entries(
+            &k,
+            &release("2.0.0", 3, &img),
+            &entitlement(SERIAL, 2, "2026-03-01"),
+            &img,
+        ),
+        false,
+    );
     let out = a.run(&["apply", b.to_str().unwrap()]);
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stderr.contains("warranty_expired") && out.stderr.contains("ended on 2026-03-01"), "{out:?}");
+    assert!(
+        out.stderr.contains("warranty_expired") && out.stderr.contains("ended on 2026-03-01"),
+        "{out:?}"
+    );
     assert_eq!(a.assert_consistent().1, old_image());
     assert_eq!(a.status()["last_result"]["outcome"], "refused");
 
     let mut bad = img.clone();
     bad[1000] ^= 0xff;
     let a = TestAgent::offline("2099-01-01", "", &old_image());
-    write_bundle(&b, &good_entries(&k, &release("2.0.0", 3, &img), &entitlement(SERIAL, 2, "2099-01-01"), &bad), true);
+    write_bundle(
+        &b,
+        &good_entries(
+            &k,
+            &release("2.0.0", 3, &img),
+            &entitlement(SERIAL, 2, "2099-01-01"),
+            &bad,
+        ),
+        true,
+    );
     let out = a.run(&["apply", b.to_str().unwrap()]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("SHA-256"), "{out:?}");
@@ -96,12 +146,19 @@ fn refusals_name_their_rule_and_leave_the_running_slot_alone() {
 
 #[test]
 fn a_failing_health_check_rolls_back_and_the_version_is_remembered() {
-    let a = TestAgent::offline("2099-01-01", "[install]\nhealth_command = \"echo unhealthy >&2; exit 1\"", &old_image());
+    let a = TestAgent::offline(
+        "2099-01-01",
+        "[install]\nhealth_command = \"echo unhealthy >&2; exit 1\"",
+        &old_image(),
+    );
     let b = a.dir.path().join("b.tar.gz");
     good_bundle(&b, true);
     let out = a.run(&["apply", b.to_str().unwrap()]);
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stderr.contains("rolled back") && out.stderr.contains("unhealthy"), "{out:?}");
+    assert!(
+        out.stderr.contains("rolled back") && out.stderr.contains("unhealthy"),
+        "{out:?}"
+    );
     let st = a.status();
     assert_eq!(st["version"], "1.0.0");
     assert_eq!(st["active_slot"], "a");
@@ -141,7 +198,9 @@ fn manual_rollback_and_staged_install() {
 
 fn wait_moved(a: &TestAgent, rel: &str) {
     let p = a.state(rel);
-    wait_until(&format!("{} to appear", p.display()), T, || p.exists().then_some(()));
+    wait_until(&format!("{} to appear", p.display()), T, || {
+        p.exists().then_some(())
+    });
 }
 
 #[test]
@@ -149,7 +208,11 @@ fn the_inbox_takes_complete_files_only_and_never_deletes() {
     let a = TestAgent::offline("2099-01-01", "", &old_image());
     let mut d: Running = a.daemon();
     // A bad bundle first.
-    std::fs::write(a.state("inbox/junk.tar"), b"this is not a tar archive at all").unwrap();
+    std::fs::write(
+        a.state("inbox/junk.tar"),
+        b"this is not a tar archive at all",
+    )
+    .unwrap();
     wait_moved(&a, "inbox/rejected/junk.tar.reason");
     assert!(a.state("inbox/rejected/junk.tar").exists());
     let reason = std::fs::read_to_string(a.state("inbox/rejected/junk.tar.reason")).unwrap();
@@ -170,7 +233,10 @@ fn the_inbox_takes_complete_files_only_and_never_deletes() {
     }
     wait_moved(&a, "inbox/applied/good.tar");
     d.wait_for("applied", T);
-    assert!(!a.state("inbox/rejected/good.tar").exists(), "a partial copy was taken");
+    assert!(
+        !a.state("inbox/rejected/good.tar").exists(),
+        "a partial copy was taken"
+    );
     assert_eq!(a.assert_consistent().0, "2.0.0");
     assert!(!dest.exists());
     sigterm_stops_cleanly(&mut d);
@@ -179,10 +245,15 @@ fn the_inbox_takes_complete_files_only_and_never_deletes() {
 /// Stops the daemon with SIGTERM and checks it stops cleanly.
 fn sigterm_stops_cleanly(d: &mut Running) {
     let pid = d.child.id().to_string();
-    let st = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
     assert!(st.success());
     d.wait_for("np-agent stopped", T);
-    let code = wait_until("the daemon to exit", T, || d.child.try_wait().ok().flatten());
+    let code = wait_until("the daemon to exit", T, || {
+        d.child.try_wait().ok().flatten()
+    });
     assert!(code.success(), "{code:?}");
 }
 
@@ -200,15 +271,36 @@ fn power_cut_at_many_points_leaves_old_or_new() {
     let points: [Point; 6] = [
         ("at once", |_| true),
         ("slot b marked invalid", |a| a.state("slots/b").exists()),
-        ("first bytes in slot b", |a| std::fs::metadata(a.state("slots/b/image")).map(|m| m.len() > 0).unwrap_or(false)),
-        ("half the image in slot b", |a| std::fs::metadata(a.state("slots/b/image")).map(|m| m.len() > 12 << 20).unwrap_or(false)),
-        ("slot b valid", |a| a.state("slots/b/manifest.json").exists()),
-        ("trial running", |a| a.dir.path().join("trial-started").exists()),
+        ("first bytes in slot b", |a| {
+            std::fs::metadata(a.state("slots/b/image"))
+                .map(|m| m.len() > 0)
+                .unwrap_or(false)
+        }),
+        ("half the image in slot b", |a| {
+            std::fs::metadata(a.state("slots/b/image"))
+                .map(|m| m.len() > 12 << 20)
+                .unwrap_or(false)
+        }),
+        ("slot b valid", |a| {
+            a.state("slots/b/manifest.json").exists()
+        }),
+        ("trial running", |a| {
+            a.dir.path().join("trial-started").exists()
+        }),
     ];
     for (what, reached) in points {
         let a = TestAgent::offline("2099-01-01", &extra, &old);
         let b = a.dir.path().join("b.tar");
-        write_bundle(&b, &good_entries(&k, &release("2.0.0", 3, &img), &entitlement(SERIAL, 2, "2099-01-01"), &img), false);
+        write_bundle(
+            &b,
+            &good_entries(
+                &k,
+                &release("2.0.0", 3, &img),
+                &entitlement(SERIAL, 2, "2099-01-01"),
+                &img,
+            ),
+            false,
+        );
         let mut cmd = a.cmd(&["apply", b.to_str().unwrap()]);
         cmd.current_dir(a.dir.path());
         let mut p = Running::spawn(&mut cmd);

@@ -2,6 +2,8 @@
 //! keys, bundles built with the `tar` crate (hostile ones too), a provisioned box in a
 //! temp folder, and helpers to run its commands and read its status.
 
+#![allow(clippy::unwrap_used)]
+
 use crate::{bin, run, test_key, Output, Running};
 use np_common::docs::{self, Document, Entitlement, ImageRef, Release, Role, Status};
 use np_common::keyring::{KeyEntry, Keyring, RootSpec};
@@ -134,7 +136,10 @@ pub fn good_entries(k: &Keys, r: &Release, ent: &Entitlement, image: &[u8]) -> V
 pub fn write_bundle(path: &Path, entries: &[BundleEntry], gzip: bool) {
     let file = std::fs::File::create(path).unwrap();
     let out: Box<dyn std::io::Write> = if gzip {
-        Box::new(flate2::write::GzEncoder::new(file, flate2::Compression::fast()))
+        Box::new(flate2::write::GzEncoder::new(
+            file,
+            flate2::Compression::fast(),
+        ))
     } else {
         Box::new(file)
     };
@@ -211,7 +216,13 @@ impl TestAgent {
     }
 
     /// Runs `np-agent provision` with these documents; panics if it fails.
-    pub fn provision(&self, keyring: &Envelope, manifest: &Envelope, image: &[u8], ent: Option<&Envelope>) {
+    pub fn provision(
+        &self,
+        keyring: &Envelope,
+        manifest: &Envelope,
+        image: &[u8],
+        ent: Option<&Envelope>,
+    ) {
         let p = |n: &str| self.dir.path().join(n);
         std::fs::write(p("factory-keyring.json"), keyring.to_json()).unwrap();
         std::fs::write(p("factory-manifest.json"), manifest.to_json()).unwrap();
@@ -271,11 +282,22 @@ impl TestAgent {
     pub fn assert_consistent(&self) -> (String, Vec<u8>) {
         let st = self.status();
         let slot = st["active_slot"].as_str().unwrap().to_owned();
-        let env = Envelope::parse(&std::fs::read(self.state(&format!("slots/{slot}/manifest.json"))).unwrap()).unwrap();
+        let env = Envelope::parse(
+            &std::fs::read(self.state(&format!("slots/{slot}/manifest.json"))).unwrap(),
+        )
+        .unwrap();
         let r: Release = serde_json::from_slice(&env.payload_bytes().unwrap()).unwrap();
         let bytes = std::fs::read(self.state(&format!("slots/{slot}/image"))).unwrap();
-        assert_eq!(bytes.len() as u64, r.image.size, "slot {slot} has the wrong size");
-        assert_eq!(Sha256Digest::of(&bytes), r.image.sha256, "slot {slot} bytes do not match its manifest");
+        assert_eq!(
+            bytes.len() as u64,
+            r.image.size,
+            "slot {slot} has the wrong size"
+        );
+        assert_eq!(
+            Sha256Digest::of(&bytes),
+            r.image.sha256,
+            "slot {slot} bytes do not match its manifest"
+        );
         assert_eq!(st["version"].as_str().unwrap(), r.version.to_string());
         (r.version.to_string(), bytes)
     }

@@ -21,6 +21,7 @@ pub struct Args {
 /// Applies the bundle.
 pub fn run(cfg: Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentError> {
     let mut agent = super::online::open_agent(cfg, clock)?;
+    super::online::start_box(&mut agent)?;
     let total = std::fs::metadata(&a.file).map(|m| m.len()).unwrap_or(0);
     let bar = std::io::stderr().is_terminal().then(|| {
         let pb = indicatif::ProgressBar::new(total);
