@@ -9,7 +9,9 @@ use np_common::Envelope;
 use np_tests::agent::{image_bytes, TestAgent, SERIAL};
 use np_tests::proxy::{Mode, Proxy};
 use np_tests::server::TestServer;
+use np_tests::{wait_until, Running};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 struct Online {
     srv: TestServer,
@@ -45,13 +47,17 @@ fn v2() -> Vec<u8> {
 /// A server, a box registered with `purchase_date` and provisioned with 1.0.0, and 2.0.0
 /// published. With `proxy`, the box talks to the server through a [`Proxy`].
 fn setup(purchase_date: &str, install: &str, proxy: bool) -> Online {
+    setup_with(purchase_date, install, proxy, "10s")
+}
+
+fn setup_with(purchase_date: &str, install: &str, proxy: bool, stall: &str) -> Online {
     let srv = TestServer::start();
     let proxy = proxy.then(|| Proxy::start(&srv.url));
     let url = proxy
         .as_ref()
         .map(|p| p.url.clone())
         .unwrap_or_else(|| srv.url.clone());
-    let extra = format!("[server]\nurl = \"{url}\"\ncheck_interval = \"1h\"\nstall_timeout = \"10s\"\n\n[install]\n{install}\n");
+    let extra = format!("[server]\nurl = \"{url}\"\ncheck_interval = \"1h\"\nstall_timeout = \"{stall}\"\n\n[install]\n{install}\n");
     let agent = TestAgent::new(SERIAL, &srv.root_public_key, &extra);
     let key_path = agent.dir.path().join("device.key");
     let out = agent.run(&["keygen", "--out", key_path.to_str().unwrap()]);
@@ -243,4 +249,57 @@ fn corrupt_or_oversize_bytes_never_reach_a_slot() {
         );
         assert_eq!(o.agent.status()["phase"], "idle");
     }
+}
+
+#[test]
+fn a_stalled_download_times_out_and_resumes() {
+    let o = setup_with(&today(), "", true, "1s");
+    let p = o.proxy.as_ref().unwrap();
+    p.set(Mode::StallOnce(100_000));
+    let out = o.agent.run(&["check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(o.agent.assert_consistent().1, v2());
+    let reqs = p.requests();
+    assert!(
+        reqs.iter().any(|r| r.ends_with("bytes=100000-")),
+        "{reqs:?}"
+    );
+}
+
+#[test]
+fn a_download_killed_mid_way_resumes_after_a_restart() {
+    let o = setup(&today(), "", true);
+    let p = o.proxy.as_ref().unwrap();
+    p.set(Mode::StallOnce(100_000));
+    let mut check = Running::spawn(&mut o.agent.cmd(&["check"]));
+    let image = o.agent.state("slots/b/image");
+    wait_until("100000 bytes in slot b", Duration::from_secs(30), || {
+        (std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0) >= 100_000).then_some(())
+    });
+    check.kill();
+    assert_eq!(o.agent.status()["phase"], "downloading");
+    assert_eq!(o.agent.assert_consistent().0, "1.0.0");
+    let out = o.agent.run(&["check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(o.agent.assert_consistent().1, v2());
+    let reqs = p.requests();
+    assert!(
+        reqs.iter().any(|r| r.ends_with("bytes=100000-")),
+        "{reqs:?}"
+    );
+}
+
+#[test]
+fn the_daemon_checks_in_and_upgrades_then_stops_on_sigterm() {
+    let o = setup(&today(), "", false);
+    let mut d = o.agent.daemon();
+    d.wait_for("committed", Duration::from_secs(60));
+    assert_eq!(o.agent.assert_consistent().0, "2.0.0");
+    let pid = d.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    d.wait_for("np-agent stopped", Duration::from_secs(30));
 }

@@ -16,6 +16,9 @@ pub enum Mode {
     /// Send the head and the first `n` body bytes of the next blob answer, then close;
     /// afterwards pass.
     CutOnce(usize),
+    /// Send the head and the first `n` body bytes of the next blob answer, then stall
+    /// (up to 5 s) before closing; afterwards pass.
+    StallOnce(usize),
     /// Flip one byte in the middle of every blob answer.
     Corrupt,
     /// Append bytes to every blob answer (with a matching Content-Length).
@@ -158,11 +161,17 @@ fn handle(
         .is_some_and(|l| l.contains(" 200 ") || l.contains(" 206 "));
     let m = *mode.lock().unwrap();
     let mut cut = None;
+    let mut stall = false;
     if is_blob && ok {
         match m {
             Mode::Pass => {}
             Mode::CutOnce(n) => {
                 cut = Some(n.min(rbody.len()));
+                *mode.lock().unwrap() = Mode::Pass;
+            }
+            Mode::StallOnce(n) => {
+                cut = Some(n.min(rbody.len()));
+                stall = true;
                 *mode.lock().unwrap() = Mode::Pass;
             }
             Mode::Corrupt => {
@@ -193,6 +202,11 @@ fn handle(
     client.write_all(out.as_bytes())?;
     client.write_all(&rbody[..cut.unwrap_or(rbody.len())])?;
     client.flush()?;
+    if stall {
+        // Hold the connection open without sending more, until the agent gives up on it.
+        client.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+        let _ = client.read(&mut [0u8; 1]);
+    }
     let _ = client.shutdown(std::net::Shutdown::Both);
     Ok(())
 }
