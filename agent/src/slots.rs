@@ -9,7 +9,7 @@
 use crate::fsutil;
 use crate::state::Slot;
 use np_common::{Envelope, ImageError, ImageVerifier, Sha256Digest};
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -206,24 +206,6 @@ impl Drop for SlotWriter {
             let _ = w.join();
         }
     }
-}
-
-/// Hashes a whole file (e.g. to check a slot against its manifest).
-pub fn hash_file(path: &Path) -> io::Result<(u64, Sha256Digest)> {
-    use sha2::{Digest as _, Sha256};
-    let mut f = File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            break;
-        }
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
-    Ok((n, Sha256Digest::from_bytes(h.finalize().into())))
 }
 
 #[cfg(test)]

@@ -80,10 +80,37 @@ pub enum Cmd {
     Rollback,
 }
 
+impl Cmd {
+    /// What the command does, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Cmd::StartDownload => "start writing an update",
+            Cmd::FinishDownload => "stage an update",
+            Cmd::Discard => "discard an update",
+            Cmd::Activate => "install a staged update",
+            Cmd::BootAttempt => "start a trial",
+            Cmd::Commit => "commit a trial",
+            Cmd::Rollback => "roll back",
+        }
+    }
+}
+
+impl Phase {
+    /// The phase in words, for messages.
+    pub fn describe(self) -> String {
+        match self {
+            Phase::Idle => "idle (nothing staged or on trial)".into(),
+            Phase::Downloading => "writing an update".into(),
+            Phase::Staged => "holding a staged update".into(),
+            Phase::Trial { attempts } => format!("trying an update (start {attempts})"),
+        }
+    }
+}
+
 /// Why a state change was refused or the state could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("cannot {cmd:?} while the agent is {phase:?}")]
+    #[error("cannot {} while the agent is {}", cmd.describe(), phase.describe())]
     Refused { cmd: Cmd, phase: Phase },
     #[error("the box is not provisioned ({path} is missing); run `np-agent provision` first")]
     NotProvisioned { path: PathBuf },

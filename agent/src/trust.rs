@@ -98,9 +98,14 @@ impl Trust {
         let epath = dir.join("entitlement.json");
         if let (Some(b), Some(k)) = (read_opt(&epath)?, t.keyring.as_ref()) {
             let env = Envelope::parse(&b).map_err(|e| corrupt(&epath, e.to_string()))?;
-            let e = Entitlement::verify_for(&env, &k.keyring, serial, None)
-                .map_err(|e| corrupt(&epath, e.to_string()))?;
-            t.entitlement = Some(e);
+            // A keyring rotated since may no longer hold the signer: then the box has no
+            // usable entitlement until it gets a new one, but it still runs.
+            match Entitlement::verify_for(&env, &k.keyring, serial, None) {
+                Ok(e) => t.entitlement = Some(e),
+                Err(e) => tracing::warn!(
+                    "the stored entitlement no longer verifies ({e}); a new one is needed"
+                ),
+            }
         }
         Ok(t)
     }
