@@ -98,6 +98,11 @@ pub fn check_once(agent: &mut Agent, client: &Client, when: When) -> Result<Chec
             );
             return Ok(Checked::SkippedRolledBack(release.version));
         }
+        let staged = agent.state.phase == crate::state::Phase::Staged
+            && agent.state.target.as_ref().map(|t| &t.version) == Some(&release.version);
+        if staged {
+            return Ok(Checked::Updated(agent.after_staged(&release, when)?));
+        }
         let slot = crate::download::fetch(agent, client, &offer.url, &release)?;
         agent.finish_write(slot, &offer.manifest)?;
         agent.event(

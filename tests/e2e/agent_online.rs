@@ -303,3 +303,27 @@ fn the_daemon_checks_in_and_upgrades_then_stops_on_sigterm() {
         .success());
     d.wait_for("np-agent stopped", Duration::from_secs(30));
 }
+
+#[test]
+fn with_auto_off_an_update_is_downloaded_once_and_installed_on_demand() {
+    let o = setup(&today(), "auto = false", true);
+    for _ in 0..2 {
+        let out = o.agent.run(&["check"]);
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(out.stdout.contains("2.0.0 staged"), "{out:?}");
+        let st = o.agent.status();
+        assert_eq!(
+            (st["phase"].as_str(), st["version"].as_str()),
+            (Some("staged"), Some("1.0.0"))
+        );
+    }
+    let blobs = o.proxy.as_ref().unwrap().requests();
+    let gets = blobs
+        .iter()
+        .filter(|r| r.starts_with("GET /api/v1/device/blobs/"))
+        .count();
+    assert_eq!(gets, 1, "{blobs:?}");
+    let out = o.agent.run(&["install"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(o.agent.assert_consistent().1, v2());
+}
