@@ -4,6 +4,7 @@
 //! guard drops.
 
 pub mod agent;
+pub mod proxy;
 pub mod server;
 
 use std::io::{BufRead, BufReader};
