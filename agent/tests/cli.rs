@@ -9,7 +9,10 @@ fn agent(args: &[&str]) -> (i32, String) {
         .args(args)
         .output()
         .expect("np-agent runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -39,5 +42,8 @@ fn bad_serial_in_config_names_the_key_and_the_rule() {
     // --config after the command's name works as well as before it.
     let (code, err) = agent(&["status", "--config", &p]);
     assert_eq!(code, 2);
-    assert!(err.contains("`serial`") && err.contains("check digit"), "{err}");
+    assert!(
+        err.contains("`serial`") && err.contains("check digit"),
+        "{err}"
+    );
 }

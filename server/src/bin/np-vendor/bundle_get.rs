@@ -30,7 +30,10 @@ pub fn run(args: Args) -> CmdResult {
     let mut url = c.url(&["api", "v1", "devices", &args.serial, "bundle"]);
     url.query_pairs_mut().append_pair("version", &args.version);
     let mut resp = c.send(c.request(Method::GET, url))?;
-    let bar = progress(resp.content_length(), "downloading");
+    // Taken before the body is read: reqwest's figure is a size hint that shrinks to 0
+    // as the body is consumed.
+    let expected = resp.content_length();
+    let bar = progress(expected, "downloading");
     let tmp = files::temp_beside(&args.out)?;
     let mut out = BufWriter::with_capacity(64 * 1024, tmp);
     let mut buf = vec![0u8; 64 * 1024];
@@ -51,7 +54,7 @@ pub fn run(args: Args) -> CmdResult {
         bar.inc(n as u64);
     }
     bar.finish_and_clear();
-    if let Some(len) = resp.content_length() {
+    if let Some(len) = expected {
         if len != total {
             return Err(Failure::io(format!(
                 "the download ended after {total} of {len} bytes; try again"
