@@ -53,32 +53,27 @@ pub enum WarrantyError {
 }
 
 impl Duration {
-    /// Builds a duration from a request's `months` or `years` (exactly one).
+    /// Builds a duration from a request's `months` or `years` (exactly one, 1 to 120
+    /// months in all).
     pub fn from_request(months: Option<i64>, years: Option<i64>) -> Result<Self, WarrantyError> {
-        let d = match (months, years) {
-            (Some(m), None) => Duration::Months(u32::try_from(m).unwrap_or(0)),
-            (None, Some(y)) => Duration::Years(u32::try_from(y).unwrap_or(0)),
+        let (n, unit, make): (i64, &str, fn(u32) -> Duration) = match (months, years) {
+            (Some(m), None) => (m, "months", Duration::Months),
+            (None, Some(y)) => (y, "years", Duration::Years),
             (Some(m), Some(y)) => {
                 return Err(WarrantyError::BadDuration(format!(
                     "both {m} months and {y} years"
                 )))
             }
-            (None, None) => return Err(WarrantyError::BadDuration("nothing".into())),
+            (None, None) => {
+                return Err(WarrantyError::BadDuration(
+                    "neither months nor years".into(),
+                ))
+            }
         };
-        let months = d.months();
-        if months == 0 || months > MAX_EXTENSION_MONTHS {
-            let asked = match (months, years) {
-                (_, Some(y)) => format!("{y} years"),
-                _ => format!("{} months", months.max(0)),
-            };
-            let asked = if months == 0 {
-                format!("{asked} (must be at least 1)")
-            } else {
-                asked
-            };
-            return Err(WarrantyError::BadDuration(asked));
+        match u32::try_from(n).map(make) {
+            Ok(d) if (1..=MAX_EXTENSION_MONTHS).contains(&d.months()) => Ok(d),
+            _ => Err(WarrantyError::BadDuration(format!("{n} {unit}"))),
         }
-        Ok(d)
     }
 
     /// The length in months.

@@ -144,4 +144,11 @@ mod tests {
             .contains("lisen"));
         assert!(ServerToml::parse("data = \"x\"\nmodels = []").is_err());
     }
+
+    #[test]
+    fn the_example_config_parses() {
+        let t = ServerToml::parse(include_str!("../../deploy/server.toml.example")).unwrap();
+        assert_eq!(t.config().catalog, Catalog::default());
+        assert_eq!(t.listen, Some("0.0.0.0:8443".parse().unwrap()));
+    }
 }
