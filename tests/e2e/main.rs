@@ -2,3 +2,4 @@
 
 mod server_e2e;
 mod server_releases;
+mod vendor_cli;
