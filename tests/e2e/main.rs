@@ -1,2 +1,5 @@
 //! One integration-test binary; each module is a scenario area.
+
+mod server_e2e;
+mod server_releases;
 mod vendor_cli;

@@ -1,1 +1,149 @@
-//! Starting a real np-server for a test (filled in by the server work).
+//! Starting a real `np-server` for a test: `init` in a temp folder, then `serve` on
+//! 127.0.0.1:0; waits for the "listening" line and for /healthz to answer 200.
+
+use crate::{bin, run, wait_until, Running};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// How long a server may take to start.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running np-server with its own data folder, killed when dropped.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    /// The first admin token.
+    pub admin_token: String,
+    /// The root public key (base64).
+    pub root_public_key: String,
+    /// The data folder.
+    pub data_dir: PathBuf,
+    /// The `serve` process.
+    pub process: Running,
+    _tmp: tempfile::TempDir,
+}
+
+/// The value after `prefix` on the line of `text` that starts with it.
+fn line_value(text: &str, prefix: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{text}"))
+}
+
+/// Starts `np-server serve --data DIR --listen 127.0.0.1:0` and waits until it answers
+/// /healthz; returns the process and its URL.
+pub fn serve(data_dir: &Path) -> (Running, String) {
+    let mut process = Running::spawn(
+        Command::new(bin("np-server"))
+            .arg("serve")
+            .arg("--data")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info"),
+    );
+    let line = process.wait_for("np-server listening on ", START_TIMEOUT);
+    let url = line
+        .split("np-server listening on ")
+        .nth(1)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let client = reqwest::blocking::Client::new();
+    wait_until("np-server /healthz", START_TIMEOUT, || {
+        client
+            .get(format!("{url}/healthz"))
+            .send()
+            .ok()
+            .filter(|r| r.status().as_u16() == 200)
+    });
+    (process, url)
+}
+
+impl TestServer {
+    /// Initializes a data folder in a new temp folder and serves it.
+    pub fn start() -> TestServer {
+        let tmp = tempfile::tempdir().expect("temp folder");
+        let data_dir = tmp.path().join("data");
+        let out = run(
+            Command::new(bin("np-server"))
+                .arg("init")
+                .arg("--data")
+                .arg(&data_dir),
+            START_TIMEOUT,
+        );
+        assert_eq!(out.code, 0, "np-server init failed: {}", out.stderr);
+        let admin_token = line_value(&out.stdout, "admin token: ");
+        let root_public_key = line_value(&out.stdout, "root public key: ");
+        let (process, url) = serve(&data_dir);
+        TestServer {
+            url,
+            admin_token,
+            root_public_key,
+            data_dir,
+            process,
+            _tmp: tmp,
+        }
+    }
+
+    /// Kills the server with SIGKILL (no chance to flush) and starts it again on the same
+    /// data folder; `url` changes to the new port.
+    pub fn kill9_and_restart(&mut self) {
+        self.process.kill();
+        let (process, url) = serve(&self.data_dir);
+        self.process = process;
+        self.url = url;
+    }
+
+    /// An HTTP client with a generous timeout.
+    pub fn client(&self) -> reqwest::blocking::Client {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("HTTP client")
+    }
+
+    fn answer(resp: reqwest::Result<reqwest::blocking::Response>) -> (u16, serde_json::Value) {
+        let resp = resp.expect("the request reaches the server");
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap_or_default();
+        let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, v)
+    }
+
+    /// POSTs JSON with the admin token; returns the status and the JSON answer.
+    pub fn post_json(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        Self::answer(
+            self.client()
+                .post(format!("{}{path}", self.url))
+                .bearer_auth(&self.admin_token)
+                .json(&body)
+                .send(),
+        )
+    }
+
+    /// GETs with the admin token; returns the status and the JSON answer.
+    pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        Self::answer(
+            self.client()
+                .get(format!("{}{path}", self.url))
+                .bearer_auth(&self.admin_token)
+                .send(),
+        )
+    }
+
+    /// Streams a file to `PUT /api/v1/blobs` with the admin token.
+    pub fn put_blob(&self, path_to_file: &Path) -> (u16, serde_json::Value) {
+        let file = std::fs::File::open(path_to_file)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", path_to_file.display()));
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Self::answer(
+            self.client()
+                .put(format!("{}/api/v1/blobs", self.url))
+                .bearer_auth(&self.admin_token)
+                .header("content-type", "application/octet-stream")
+                .body(reqwest::blocking::Body::sized(file, len))
+                .send(),
+        )
+    }
+}

@@ -1,1 +1,56 @@
-fn main() {}
+//! `np-server`: init a data folder, serve the API, manage staff tokens. A thin layer over
+//! `np_server::cli`; exit codes: 0 done, 1 refused, 2 bad usage, 3 I/O failure.
+
+use clap::Parser;
+use np_server::cli::{self, CliError};
+
+/// The N-Partner update and warranty server.
+#[derive(Debug, Parser)]
+#[command(name = "np-server", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Cmd {
+    /// Creates a data folder: store, keys, signed keyring, first admin token.
+    Init(cli::init::Args),
+    /// Serves the staff and device API.
+    Serve(cli::serve::Args),
+    /// Creates, lists or revokes staff tokens.
+    Token(cli::token::Args),
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match &cli.cmd {
+        Cmd::Init(a) => cli::init::run(a),
+        Cmd::Token(a) => cli::token::run(a),
+        Cmd::Serve(a) => {
+            init_logging();
+            match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(cli::serve::run(a)),
+                Err(e) => Err(CliError::Io(format!("cannot start the async runtime: {e}"))),
+            }
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("np-server: {e}");
+        std::process::exit(e.exit_code());
+    }
+}

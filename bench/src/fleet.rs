@@ -1,0 +1,225 @@
+//! Simulated boxes: registration through the staff API, then signed check-ins through the
+//! device API, measured at each fleet size.
+
+use crate::stats::{openssl_ed25519, percentile, rss_kib};
+use anyhow::{bail, Context as _};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use futures_util::stream::{self, StreamExt as _};
+use np_common::api::{device_request_message, HEADER_SERIAL, HEADER_SIGNATURE, HEADER_TIME};
+use np_common::serial::luhn_check_digit;
+use np_common::SecretKey;
+use sha2::{Digest as _, Sha256};
+use std::time::{Duration, Instant};
+
+/// Options of `np-bench fleet`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The np-server to load; only loopback addresses are accepted.
+    #[arg(long, env = "NP_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// A staff or admin token, to register the boxes.
+    #[arg(long, env = "NP_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Fleet sizes to measure at, ascending, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,100000")]
+    sizes: Vec<u32>,
+    /// Seconds of check-ins at each size.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// At most this many check-ins at each size.
+    #[arg(long, default_value_t = 500_000)]
+    max_checkins: u64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// The server's pid, to report its memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+const PATH: &str = "/api/v1/device/check-in";
+
+/// The index-th simulated box: a valid NR-2000 serial and a key derived from the index.
+fn simulated_box(index: u32) -> (String, SecretKey) {
+    let digits = format!("2000{:06}", index % 1_000_000);
+    let serial = format!(
+        "NR-2000-{:06}-{}",
+        index % 1_000_000,
+        luhn_check_digit(&digits)
+    );
+    let seed: [u8; 32] = Sha256::digest(format!("np-bench box {index}")).into();
+    (serial, SecretKey::from_seed(&seed))
+}
+
+fn check_loopback(url: &str) -> anyhow::Result<()> {
+    let u = reqwest::Url::parse(url).with_context(|| format!("--server {url:?} is not a URL"))?;
+    match u.host_str() {
+        Some("127.0.0.1" | "localhost" | "[::1]" | "::1") => Ok(()),
+        other => bail!(
+            "--server must be a loopback address (127.0.0.1, localhost, [::1]); got {other:?}"
+        ),
+    }
+}
+
+/// Registers boxes `from..to`; returns the seconds it took. A box that exists is fine.
+async fn register(client: &reqwest::Client, a: &Args, from: u32, to: u32) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let today = jiff::Zoned::now().date().to_string();
+    let results: Vec<anyhow::Result<()>> = stream::iter(from..to)
+        .map(|i| {
+            let (serial, key) = simulated_box(i);
+            let body = serde_json::json!({
+                "serial": serial, "purchase_date": today, "customer": "np-bench",
+                "device_key": key.public_key().to_base64(),
+            });
+            let req = client
+                .post(format!("{}/api/v1/devices", a.server))
+                .bearer_auth(&a.token)
+                .json(&body);
+            async move {
+                let resp = req.send().await.context("registering a box")?;
+                let status = resp.status().as_u16();
+                if status == 201 || status == 409 {
+                    Ok(())
+                } else {
+                    bail!(
+                        "registering {serial} answered {status}: {}",
+                        resp.text().await.unwrap_or_default()
+                    )
+                }
+            }
+        })
+        .buffer_unordered(a.concurrency)
+        .collect()
+        .await;
+    if let Some(e) = results.into_iter().find_map(Result::err) {
+        return Err(e);
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+async fn check_in(client: &reqwest::Client, server: &str, index: u32) -> Result<Duration, String> {
+    let (serial, key) = simulated_box(index);
+    let nonce = hex::encode(&Sha256::digest(format!("{index}-{:?}", Instant::now()))[..8]);
+    let body = serde_json::to_vec(&serde_json::json!({
+        "version": "1.0.0", "slot": "a", "state": "idle", "nonce": nonce,
+    }))
+    .map_err(|e| e.to_string())?;
+    let time = jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .map_err(|e| e.to_string())?
+        .to_string();
+    let sig = B64.encode(key.sign(&device_request_message("POST", PATH, &time, &body)));
+    let start = Instant::now();
+    let resp = client
+        .post(format!("{server}{PATH}"))
+        .header(HEADER_SERIAL, &serial)
+        .header(HEADER_TIME, &time)
+        .header(HEADER_SIGNATURE, sig)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let _ = resp.bytes().await.map_err(|e| e.to_string())?;
+    if status.is_success() {
+        Ok(start.elapsed())
+    } else {
+        Err(format!("check-in of {serial} answered {status}"))
+    }
+}
+
+/// Check-ins against boxes `0..size` for the configured time or count.
+async fn measure(client: &reqwest::Client, a: &Args, size: u32) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(a.seconds);
+    let start = Instant::now();
+    let picks =
+        (0..a.max_checkins).map(|n| ((n.wrapping_mul(2_654_435_761)) % u64::from(size)) as u32);
+    let results: Vec<Result<Duration, String>> = stream::iter(picks)
+        .take_while(|_| futures_util::future::ready(Instant::now() < deadline))
+        .map(|i| check_in(client, &a.server, i))
+        .buffer_unordered(a.concurrency)
+        .collect()
+        .await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut lat: Vec<Duration> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
+    let errors: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    lat.sort();
+    let rate = lat.len() as f64 / elapsed;
+    println!(
+        "fleet {size:>7}: {:>7} check-ins in {elapsed:.1}s = {rate:>8.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}",
+        lat.len(),
+        percentile(&lat, 50.0).as_secs_f64() * 1e3,
+        percentile(&lat, 99.0).as_secs_f64() * 1e3,
+        errors.len()
+    );
+    if let Some(first) = errors.first() {
+        println!("  first error: {first}");
+    }
+    if let Some((rss, hwm)) = a.server_pid.and_then(rss_kib) {
+        println!("  server RSS {} MiB (peak {} MiB)", rss / 1024, hwm / 1024);
+    }
+    if let Some((sign, verify)) = openssl_ed25519() {
+        // A check-in costs the box one signature and the server one verification plus the
+        // signatures of its answer (time token; entitlement re-use); the pair is the floor.
+        let pairs = 1.0 / (1.0 / sign + 1.0 / verify);
+        println!(
+            "  openssl ed25519: {sign:.0} sign/s, {verify:.0} verify/s per core = {pairs:.0} sign+verify pairs/s; check-ins/pairs = {:.2}",
+            rate / pairs
+        );
+    }
+    Ok(())
+}
+
+/// Runs the fleet benchmark.
+pub async fn run(a: Args) -> anyhow::Result<()> {
+    check_loopback(&a.server)?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(a.concurrency)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("building the HTTP client")?;
+    let mut registered = 0u32;
+    let mut sizes = a.sizes.clone();
+    sizes.sort_unstable();
+    for &size in &sizes {
+        if size > registered {
+            let secs = register(&client, &a, registered, size).await?;
+            let n = size - registered;
+            println!(
+                "registered {n} boxes ({registered}..{size}) in {secs:.1}s = {:.0}/s",
+                f64::from(n) / secs
+            );
+            registered = size;
+        }
+        measure(&client, &a, size).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simulated_boxes_have_valid_distinct_serials() {
+        let (a, ka) = simulated_box(0);
+        let (b, kb) = simulated_box(99_999);
+        assert!(np_common::Serial::parse(&a).is_ok());
+        assert!(np_common::Serial::parse(&b).is_ok());
+        assert_ne!(ka.public_key(), kb.public_key());
+    }
+
+    #[test]
+    fn only_loopback_is_loaded() {
+        assert!(check_loopback("http://127.0.0.1:8080").is_ok());
+        assert!(check_loopback("http://localhost:1").is_ok());
+        assert!(check_loopback("http://10.0.0.1:8080").is_err());
+        assert!(check_loopback("not a url").is_err());
+    }
+}

@@ -1,0 +1,105 @@
+//! Bearer-token authentication for the staff API. A token's name is the audit actor; its
+//! role decides what it may do: `staff` devices and warranties, `release` firmware,
+//! `admin` both (and tokens). No or an unknown token is 401, the wrong role 403.
+//! Tokens are compared by their SHA-256 and never logged.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::tokens::TokenRole;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's name (the audit actor).
+    pub name: String,
+    /// The token's role.
+    pub role: TokenRole,
+}
+
+/// Finds the caller of a request from its `Authorization: Bearer` header.
+pub fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+        return Err(ApiError::unauthorized(
+            "this request needs a token: send `Authorization: Bearer <token>`",
+        ));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+        })?;
+    match state.tokens.lookup(token).map_err(ApiError::internal)? {
+        Some(t) => Ok(Caller {
+            name: t.name,
+            role: t.role,
+        }),
+        None => Err(ApiError::unauthorized(
+            "the token is not valid (unknown or revoked); ask an admin for a new one",
+        )),
+    }
+}
+
+fn require(caller: Caller, allowed: &[TokenRole], what: &str) -> Result<Caller, ApiError> {
+    if caller.role == TokenRole::Admin || allowed.contains(&caller.role) {
+        Ok(caller)
+    } else {
+        Err(ApiError::forbidden(
+            "forbidden",
+            format!(
+                "token {:?} has the {} role, which may not {what}",
+                caller.name, caller.role
+            ),
+        ))
+    }
+}
+
+macro_rules! role_extractor {
+    ($(#[$doc:meta])* $name:ident, [$($role:expr),*], $what:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name(pub Caller);
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+                let caller = authenticate(parts, state)?;
+                require(caller, &[$($role),*], $what).map($name)
+            }
+        }
+    };
+}
+
+role_extractor!(
+    /// A caller with the `staff` or `admin` role.
+    StaffCaller,
+    [TokenRole::Staff],
+    "manage devices and warranties"
+);
+role_extractor!(
+    /// A caller with the `release` or `admin` role.
+    ReleaseCaller,
+    [TokenRole::Release],
+    "publish firmware"
+);
+role_extractor!(
+    /// A caller with the `admin` role.
+    AdminCaller,
+    [],
+    "manage tokens"
+);
+role_extractor!(
+    /// Any authenticated caller (any role).
+    AnyCaller,
+    [TokenRole::Staff, TokenRole::Release],
+    "read this"
+);

@@ -1,0 +1,361 @@
+//! The content-addressed blob store: firmware images on disk under `DATA/blobs/<sha256>`.
+//!
+//! An upload streams into a temporary file under `DATA/blobs/tmp/`, hashing as it writes and
+//! failing the moment it passes the size limit; the file is fsynced, renamed to its digest
+//! and the folder fsynced. An image is never held in memory. Reading opens the file; the
+//! caller seeks to the range it serves.
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt as _};
+use np_common::Sha256Digest;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc::{Receiver, Sender};
+
+/// The default largest blob: 4 GiB.
+pub const DEFAULT_MAX_BLOB_SIZE: u64 = 4 << 30;
+
+/// How much of an upload is buffered before it is handed to the file.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// How many received chunks may wait for the writer.
+const CHANNEL_CHUNKS: usize = 4;
+
+/// What an upload stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobInfo {
+    pub sha256: Sha256Digest,
+    pub size: u64,
+}
+
+/// Why a blob operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("could not {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the upload is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("the upload was cut off: {reason}")]
+    Body { reason: String },
+    #[error("no blob {0} is stored")]
+    NotFound(Sha256Digest),
+}
+
+/// The blob folder and its size limit.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    root: PathBuf,
+    tmp: PathBuf,
+    max_size: u64,
+}
+
+/// Removes a temporary file unless the upload completed.
+struct TempGuard(Option<PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BlobError + 'a {
+    move |source| BlobError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl BlobStore {
+    /// The blob store of `data_dir` (`data_dir/blobs`). Uploads left half-done by an
+    /// earlier run are removed now (best effort); folders are created on first upload.
+    pub fn new(data_dir: &Path, max_size: u64) -> BlobStore {
+        let root = data_dir.join("blobs");
+        let tmp = root.join("tmp");
+        if let Ok(entries) = std::fs::read_dir(&tmp) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        BlobStore {
+            root,
+            tmp,
+            max_size,
+        }
+    }
+
+    /// The largest blob accepted.
+    pub fn max_size(&self) -> u64 {
+        self.max_size
+    }
+
+    /// Where the blob with this digest lives.
+    pub fn path_of(&self, sha256: &Sha256Digest) -> PathBuf {
+        self.root.join(sha256.to_hex())
+    }
+
+    /// The size of a stored blob, or `None` when there is none.
+    pub async fn size_of(&self, sha256: &Sha256Digest) -> Result<Option<u64>, BlobError> {
+        let path = self.path_of(sha256);
+        match tokio::fs::metadata(&path).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("read", &path)(e)),
+        }
+    }
+
+    /// Opens a stored blob for reading: the file and its size.
+    pub async fn open_blob(
+        &self,
+        sha256: &Sha256Digest,
+    ) -> Result<(tokio::fs::File, u64), BlobError> {
+        let path = self.path_of(sha256);
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(BlobError::NotFound(*sha256))
+            }
+            Err(e) => return Err(io("open", &path)(e)),
+        };
+        let size = file.metadata().await.map_err(io("read", &path))?.len();
+        Ok((file, size))
+    }
+
+    /// Streams `body` into the store: hashes while writing, refuses more than the limit,
+    /// fsyncs, renames the file to its digest and fsyncs the folder.
+    ///
+    /// The network side only counts bytes and hands each chunk to a blocking writer task
+    /// (hash, write, fsync) through a bounded channel, so receiving, hashing and writing
+    /// overlap and at most `CHANNEL_CHUNKS` chunks are in flight.
+    pub async fn put<S, E>(&self, body: S) -> Result<BlobInfo, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        let mut name = [0u8; 16];
+        getrandom::getrandom(&mut name).map_err(|e| BlobError::Io {
+            op: "draw a name for",
+            path: self.tmp.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        tokio::fs::create_dir_all(&self.tmp)
+            .await
+            .map_err(io("create", &self.tmp))?;
+        let tmp_path = self.tmp.join(format!("{}.part", hex::encode(name)));
+        let mut guard = TempGuard(Some(tmp_path.clone()));
+        let file = std::fs::File::create(&tmp_path).map_err(io("create", &tmp_path))?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+        let abort = Arc::new(AtomicBool::new(false));
+        let worker = {
+            let abort = abort.clone();
+            let path = tmp_path.clone();
+            tokio::task::spawn_blocking(move || write_blob(file, rx, &abort, &path))
+        };
+        let received = self.receive(body, tx, &abort).await;
+        let written = worker.await.map_err(|e| BlobError::Io {
+            op: "write",
+            path: tmp_path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let size = received?;
+        let (sha256, written_size) = written?;
+        debug_assert_eq!(size, written_size);
+        let dest = self.path_of(&sha256);
+        tokio::fs::rename(&tmp_path, &dest)
+            .await
+            .map_err(io("rename into place", &dest))?;
+        guard.0 = None;
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || std::fs::File::open(&root)?.sync_all())
+            .await
+            .map_err(|e| BlobError::Io {
+                op: "fsync",
+                path: self.root.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?
+            .map_err(io("fsync", &self.root))?;
+        Ok(BlobInfo {
+            sha256,
+            size: written_size,
+        })
+    }
+
+    /// Counts the body's bytes against the limit and passes its chunks to the writer.
+    async fn receive<S, E>(
+        &self,
+        body: S,
+        tx: Sender<Bytes>,
+        abort: &AtomicBool,
+    ) -> Result<u64, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        let result = self.count_and_pass(body, &tx).await;
+        if result.is_err() {
+            // Set before `tx` drops, so the writer skips the fsync of a dead upload.
+            abort.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+
+    async fn count_and_pass<S, E>(&self, body: S, tx: &Sender<Bytes>) -> Result<u64, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        let mut size: u64 = 0;
+        let mut body = std::pin::pin!(body);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| BlobError::Body {
+                reason: e.to_string(),
+            })?;
+            size += chunk.len() as u64;
+            if size > self.max_size {
+                return Err(BlobError::TooLarge {
+                    limit: self.max_size,
+                });
+            }
+            if chunk.is_empty() {
+                continue;
+            }
+            if tx.send(chunk).await.is_err() {
+                // The writer stopped: its error is reported by the caller.
+                break;
+            }
+        }
+        Ok(size)
+    }
+}
+
+/// The blocking half of an upload: hashes and writes chunks until the channel closes,
+/// then fsyncs (unless the upload was aborted). Returns the digest and the size.
+fn write_blob(
+    file: std::fs::File,
+    mut rx: Receiver<Bytes>,
+    abort: &AtomicBool,
+    path: &Path,
+) -> Result<(Sha256Digest, u64), BlobError> {
+    let mut out = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = rx.blocking_recv() {
+        hasher.update(&chunk);
+        out.write_all(&chunk).map_err(io("write", path))?;
+        size += chunk.len() as u64;
+    }
+    if abort.load(Ordering::SeqCst) {
+        return Ok((Sha256Digest::from_bytes(hasher.finalize().into()), size));
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| io("write", path)(e.into_error()))?;
+    file.sync_all().map_err(io("fsync", path))?;
+    Ok((Sha256Digest::from_bytes(hasher.finalize().into()), size))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+
+    fn chunks(parts: Vec<&'static [u8]>) -> impl Stream<Item = Result<Bytes, String>> {
+        futures_util::stream::iter(parts.into_iter().map(|p| Ok(Bytes::from_static(p))))
+    }
+
+    fn tmp_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir.join("blobs/tmp")).unwrap().count()
+    }
+
+    #[tokio::test]
+    async fn put_hashes_stores_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::new(dir.path(), 1 << 20);
+        let info = store
+            .put(chunks(vec![b"hello ", b"", b"world"]))
+            .await
+            .unwrap();
+        assert_eq!(info.size, 11);
+        assert_eq!(info.sha256, Sha256Digest::of(b"hello world"));
+        assert_eq!(store.size_of(&info.sha256).await.unwrap(), Some(11));
+        let (mut f, size) = store.open_blob(&info.sha256).await.unwrap();
+        assert_eq!(size, 11);
+        f.seek(std::io::SeekFrom::Start(6)).await.unwrap();
+        let mut tail = String::new();
+        f.read_to_string(&mut tail).await.unwrap();
+        assert_eq!(tail, "world");
+        assert_eq!(tmp_files(dir.path()), 0);
+        // The same bytes again: same digest, still one file.
+        let again = store.put(chunks(vec![b"hello world"])).await.unwrap();
+        assert_eq!(again, info);
+    }
+
+    #[tokio::test]
+    async fn too_large_is_refused_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::new(dir.path(), 10);
+        let err = store
+            .put(chunks(vec![b"12345", b"678901"]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BlobError::TooLarge { limit: 10 }), "{err:?}");
+        assert_eq!(tmp_files(dir.path()), 0);
+        // Exactly at the limit is fine.
+        let ok = store.put(chunks(vec![b"12345", b"67890"])).await.unwrap();
+        assert_eq!(ok.size, 10);
+    }
+
+    #[tokio::test]
+    async fn a_broken_body_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::new(dir.path(), 100);
+        let body = futures_util::stream::iter(vec![
+            Ok(Bytes::from_static(b"abc")),
+            Err("connection reset".to_owned()),
+        ]);
+        let err = store.put(body).await.unwrap_err();
+        assert!(
+            matches!(&err, BlobError::Body { reason } if reason == "connection reset"),
+            "{err:?}"
+        );
+        assert_eq!(tmp_files(dir.path()), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("blobs")).unwrap().count(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_blob_is_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::new(dir.path(), 100);
+        let d = Sha256Digest::of(b"nothing");
+        assert_eq!(store.size_of(&d).await.unwrap(), None);
+        assert!(matches!(
+            store.open_blob(&d).await,
+            Err(BlobError::NotFound(x)) if x == d
+        ));
+    }
+
+    #[tokio::test]
+    async fn open_clears_leftover_uploads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::new(dir.path(), 100);
+        store.put(chunks(vec![b"x"])).await.unwrap();
+        std::fs::write(dir.path().join("blobs/tmp/old.part"), b"half").unwrap();
+        BlobStore::new(dir.path(), 100);
+        assert_eq!(tmp_files(dir.path()), 0);
+    }
+}

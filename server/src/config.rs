@@ -1,0 +1,154 @@
+//! `server.toml`: where the data lives, where to listen, TLS, limits, the model catalog
+//! and an optional download mirror. Unknown keys are refused so a typo is not ignored.
+
+use crate::state::{Config, Limits};
+use np_common::serial::CatalogEntry;
+use np_common::Catalog;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// `[tls]`: serve HTTPS with this certificate chain and key (PEM).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The certificate chain (PEM).
+    pub cert: PathBuf,
+    /// The private key (PEM).
+    pub key: PathBuf,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsToml {
+    /// The largest JSON request body in bytes.
+    pub json_body_bytes: Option<usize>,
+    /// The largest page a client may ask for.
+    pub max_page: Option<usize>,
+    /// The largest firmware image upload in bytes (default 4 GiB).
+    pub blob_bytes: Option<u64>,
+}
+
+/// The contents of `server.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerToml {
+    /// The data folder.
+    pub data: PathBuf,
+    /// The listen address (default 127.0.0.1:8080).
+    pub listen: Option<SocketAddr>,
+    /// HTTPS files.
+    pub tls: Option<TlsFiles>,
+    /// Base URL of a download mirror for offers.
+    pub mirror_url: Option<String>,
+    /// Limits.
+    pub limits: Option<LimitsToml>,
+    /// The model catalog; absent: the built-in one (SPEC §4).
+    pub models: Option<Vec<CatalogEntry>>,
+}
+
+/// Why `server.toml` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// It cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// It does not parse.
+    #[error("{path} is not a valid server config: {reason}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl ServerToml {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<ServerToml, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|reason| ConfigError::Parse {
+            path: path.to_path_buf(),
+            reason,
+        })
+    }
+
+    /// Parses config text.
+    pub fn parse(text: &str) -> Result<ServerToml, String> {
+        let t: ServerToml = toml::from_str(text).map_err(|e| e.to_string())?;
+        if let Some(models) = &t.models {
+            if models.is_empty() {
+                return Err("`models` is empty; remove it to use the built-in catalog".into());
+            }
+        }
+        Ok(t)
+    }
+
+    /// The route configuration this file describes.
+    pub fn config(&self) -> Config {
+        let mut limits = Limits::default();
+        if let Some(l) = &self.limits {
+            limits.json_body_bytes = l.json_body_bytes.unwrap_or(limits.json_body_bytes);
+            limits.max_page = l.max_page.unwrap_or(limits.max_page).max(1);
+            limits.blob_bytes = l.blob_bytes.unwrap_or(limits.blob_bytes);
+        }
+        Config {
+            data_dir: self.data.clone(),
+            catalog: self
+                .models
+                .clone()
+                .map_or_else(Catalog::default, |models| Catalog { models }),
+            limits,
+            mirror_url: self.mirror_url.clone(),
+        }
+    }
+}
+
+/// The default configuration for a data folder.
+pub fn default_config(data_dir: &Path) -> Config {
+    Config {
+        data_dir: data_dir.to_path_buf(),
+        catalog: Catalog::default(),
+        limits: Limits::default(),
+        mirror_url: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_refuses_typos() {
+        let t = ServerToml::parse(
+            "data = \"/var/lib/np\"\nlisten = \"0.0.0.0:8443\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n\
+             [[models]]\nmodel = \"NR-1000\"\nfamily = \"N-Reporter\"\ntier = 1\n",
+        )
+        .unwrap();
+        assert_eq!(t.tls.as_ref().unwrap().cert, PathBuf::from("c.pem"));
+        assert_eq!(t.config().catalog.models.len(), 1);
+        assert!(ServerToml::parse("data = \"x\"\nlisen = \"1\"")
+            .unwrap_err()
+            .contains("lisen"));
+        assert!(ServerToml::parse("data = \"x\"\nmodels = []").is_err());
+    }
+
+    #[test]
+    fn the_example_config_parses() {
+        let t = ServerToml::parse(include_str!("../../deploy/server.toml.example")).unwrap();
+        assert_eq!(t.config().catalog, Catalog::default());
+        assert_eq!(t.listen, Some("0.0.0.0:8443".parse().unwrap()));
+    }
+}

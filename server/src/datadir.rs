@@ -1,0 +1,220 @@
+//! The data folder: `init` creates it, `open` loads it into an [`AppState`].
+//!
+//! Layout: `store/` (sled), `keys/online.key` and `keys/release.key` (0600),
+//! `offline/root.key` (0600, to be moved offline), `root.pub`, `keyring.json` (the
+//! root-signed keyring envelope) and `tokens.json` (token hashes).
+
+use crate::fsutil::{atomic_write, create_private_dir};
+use crate::state::{AppState, Clock, Config, ServerKeys};
+use crate::store::{Store, StoreError};
+use crate::tokens::{self, TokenCache, TokenError, TokenRole};
+use jiff::{Timestamp, ToSpan as _};
+use np_common::docs::Role;
+use np_common::keyring::{KeyEntry, Keyring, RootSpec};
+use np_common::{Envelope, SecretKey};
+use std::path::{Path, PathBuf};
+
+/// How long the first keyring is valid.
+pub const KEYRING_LIFETIME_DAYS: i64 = 730;
+
+/// Why the data folder cannot be created or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The folder exists and is not empty.
+    #[error(
+        "{0} exists and is not empty; init never overwrites a data folder: choose a new folder"
+    )]
+    Exists(PathBuf),
+    /// The folder is not an initialized data folder.
+    #[error(
+        "{0} is not an np-server data folder (no keyring.json); run `np-server init --data {0}`"
+    )]
+    NotInitialized(PathBuf),
+    /// A file could not be read or written.
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A stored file is invalid.
+    #[error("{path} is not valid: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The token file failed.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DataError {
+    let path = path.to_path_buf();
+    move |source| DataError::Io { op, path, source }
+}
+
+/// What `init` prints.
+#[derive(Debug, Clone)]
+pub struct InitOutput {
+    /// The first admin token (shown once).
+    pub admin_token: String,
+    /// The root public key, base64.
+    pub root_public_key: String,
+}
+
+fn new_key(path: &Path) -> Result<SecretKey, DataError> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|e| DataError::Io {
+        op: "get random bytes for",
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let key = SecretKey::from_seed(&seed);
+    atomic_write(path, key.to_base64().as_bytes(), true).map_err(io("write", path))?;
+    Ok(key)
+}
+
+/// True when `dir` is missing or an empty folder.
+pub fn is_fresh(dir: &Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// Creates a data folder: keys, the signed keyring, the store and a first admin token.
+pub fn init(dir: &Path, now: Timestamp) -> Result<InitOutput, DataError> {
+    if !is_fresh(dir) {
+        return Err(DataError::Exists(dir.to_path_buf()));
+    }
+    for sub in [dir.to_path_buf(), dir.join("keys"), dir.join("offline")] {
+        create_private_dir(&sub).map_err(io("create", &sub))?;
+    }
+    let root = new_key(&dir.join("offline/root.key"))?;
+    let online = new_key(&dir.join("keys/online.key"))?;
+    let release = new_key(&dir.join("keys/release.key"))?;
+    let entry = |k: &SecretKey, roles: Vec<Role>| KeyEntry {
+        keyid: k.public_key().key_id(),
+        public_key: k.public_key(),
+        roles,
+    };
+    let keyring = Keyring {
+        version: 1,
+        expires: now
+            .checked_add((KEYRING_LIFETIME_DAYS * 24).hours())
+            .unwrap_or(now),
+        root: RootSpec::pinned(vec![root.public_key()]),
+        keys: vec![
+            entry(&online, vec![Role::Entitlement, Role::Time]),
+            entry(&release, vec![Role::Release]),
+        ],
+    };
+    let envelope = keyring.sign(&[&root]);
+    let kr_path = dir.join("keyring.json");
+    atomic_write(&kr_path, envelope.to_json_pretty().as_bytes(), false)
+        .map_err(io("write", &kr_path))?;
+    let root_b64 = root.public_key().to_base64();
+    let pub_path = dir.join("root.pub");
+    atomic_write(&pub_path, format!("{root_b64}\n").as_bytes(), false)
+        .map_err(io("write", &pub_path))?;
+    let store = Store::open(&dir.join("store"))?;
+    store.db.flush().map_err(StoreError::from)?;
+    drop(store);
+    let admin_token = tokens::create(dir, TokenRole::Admin, "admin", now)?;
+    Ok(InitOutput {
+        admin_token,
+        root_public_key: root_b64,
+    })
+}
+
+fn read_key(path: &Path) -> Result<SecretKey, DataError> {
+    let text = std::fs::read_to_string(path).map_err(io("read", path))?;
+    SecretKey::from_base64(&text).map_err(|e| DataError::Invalid {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Loads the keys and keyring of an initialized data folder.
+pub fn load_keys(dir: &Path) -> Result<ServerKeys, DataError> {
+    let kr_path = dir.join("keyring.json");
+    if !kr_path.exists() {
+        return Err(DataError::NotInitialized(dir.to_path_buf()));
+    }
+    let bytes = std::fs::read(&kr_path).map_err(io("read", &kr_path))?;
+    let invalid = |reason: String| DataError::Invalid {
+        path: kr_path.clone(),
+        reason,
+    };
+    let keyring_envelope = Envelope::parse(&bytes).map_err(|e| invalid(e.to_string()))?;
+    let payload = keyring_envelope
+        .payload_bytes()
+        .map_err(|e| invalid(e.to_string()))?;
+    let keyring: Keyring = serde_json::from_slice(&payload).map_err(|e| invalid(e.to_string()))?;
+    Ok(ServerKeys {
+        online: read_key(&dir.join("keys/online.key"))?,
+        release: read_key(&dir.join("keys/release.key"))?,
+        keyring_envelope,
+        keyring,
+    })
+}
+
+/// Opens an initialized data folder (holding sled's lock until the state is dropped).
+pub fn open(config: Config, clock: Clock) -> Result<AppState, DataError> {
+    let dir = config.data_dir.clone();
+    let keys = load_keys(&dir)?;
+    let store = Store::open(&dir.join("store"))?;
+    let tokens = TokenCache::new(&dir);
+    Ok(AppState::new(store, keys, config, tokens, clock))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use np_common::keyring::accept_keyring;
+
+    #[test]
+    fn init_creates_a_verifiable_keyring_and_refuses_twice() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let now: Timestamp = "2026-11-23T00:00:00Z".parse().unwrap();
+        let out = init(&dir, now).unwrap();
+        let keys = load_keys(&dir).unwrap();
+        let root = np_common::PublicKey::from_base64(&out.root_public_key).unwrap();
+        let accepted = accept_keyring(
+            &keys.keyring_envelope,
+            &RootSpec::pinned(vec![root]),
+            None,
+            now,
+        )
+        .unwrap();
+        assert_eq!(accepted.keyring.version, 1);
+        assert!(accepted.keyring.expires > now.checked_add(700 * 24.hours()).unwrap());
+        assert!(matches!(init(&dir, now), Err(DataError::Exists(_))));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            for k in [
+                "offline/root.key",
+                "keys/online.key",
+                "keys/release.key",
+                "tokens.json",
+            ] {
+                let mode = std::fs::metadata(dir.join(k)).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600, "{k}");
+            }
+        }
+        assert!(matches!(
+            load_keys(tmp.path()),
+            Err(DataError::NotInitialized(_))
+        ));
+    }
+}

@@ -1,0 +1,91 @@
+//! `GET /api/v1/devices/{serial}/bundle?version=V` (staff): an offline bundle (§7) for one
+//! box — the keyring, the release manifest, the box's current entitlement and the image —
+//! streamed as tar straight from the blob file (`crate::bundle_tar`), never held in memory.
+//! A box that may not install V (§3.5, or V is yanked) gets 403 with `details.rule`.
+
+use crate::auth::StaffCaller;
+use crate::bundle_tar::{bundle_len, bundle_stream, BundleDocs};
+use crate::error::{ApiError, ApiPath, ApiQuery};
+use crate::offers;
+use crate::routes::blobs::{blob_error, not_entitled};
+use crate::routes::device_api::box_view_parts;
+use crate::routes::devices::path_serial;
+use crate::routes::releases::parse_version;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+
+/// The bundle route.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/devices/{serial}/bundle", get(bundle))
+}
+
+/// Query of the bundle route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleQuery {
+    /// The release to bundle.
+    pub version: String,
+}
+
+async fn bundle(
+    State(state): State<AppState>,
+    _caller: StaffCaller,
+    ApiPath(serial): ApiPath<String>,
+    ApiQuery(q): ApiQuery<BundleQuery>,
+) -> Result<Response, ApiError> {
+    let serial = path_serial(&serial)?;
+    let version = parse_version("version", &q.version)?;
+    let device = state
+        .store
+        .device(&serial)?
+        .ok_or_else(|| ApiError::not_found(format!("box {serial} is not registered")))?;
+    let releases = state.store.releases()?;
+    let record = releases
+        .iter()
+        .find(|r| r.release.version == version)
+        .ok_or_else(|| ApiError::not_found(format!("there is no release {version}")))?;
+    let parts = box_view_parts(&state, &device, &releases)?;
+    let view = parts.view(&device, None, state.now());
+    offers::may_install_for(&view, &record.entry(), parts.running_known)
+        .map_err(|h| not_entitled(&h))?;
+
+    let image = &record.release.image;
+    let (file, size) = state
+        .blobs
+        .open_blob(&image.sha256)
+        .await
+        .map_err(blob_error)?;
+    if size != image.size {
+        return Err(ApiError::internal(format!(
+            "stored blob {} is {size} bytes, its release says {}",
+            image.sha256, image.size
+        )));
+    }
+    let docs = BundleDocs {
+        keyring: Some(state.keys.keyring_envelope.to_json()),
+        manifest: record.manifest.to_json(),
+        entitlement: Some(device.entitlement.to_json()),
+    };
+    let len = bundle_len(&docs, size);
+    let mtime = u64::try_from(record.release.released_at.as_second()).unwrap_or(0);
+    let stream = bundle_stream(docs, file, size, mtime).map_err(ApiError::internal)?;
+    let mut resp = Response::new(Body::from_stream(stream));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    let disposition = format!("attachment; filename=\"{serial}-{version}.tar\"");
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    tracing::info!(serial = %serial, version = %version, "bundle served");
+    Ok(resp)
+}

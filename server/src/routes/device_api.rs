@@ -1,0 +1,405 @@
+//! The device API of §6.3: every request is signed by the box's device key
+//! (`crate::device_auth`). `POST /api/v1/device/check-in` answers the keyring, the box's
+//! entitlement, a time token echoing its nonce, the newest release for it with the rule that
+//! stops it (`available`), the release that is due (`offer`) and a pending staff action;
+//! `POST /api/v1/device/events` records install progress and results. Staff read a box's
+//! events with `GET /api/v1/devices/{serial}/events`.
+
+use crate::auth::StaffCaller;
+use crate::device::{DeviceRecord, PendingAction};
+use crate::device_auth::SignedHeaders;
+use crate::error::{ApiError, ApiPath};
+use crate::offers::{self, BoxView};
+use crate::routes::devices::path_serial;
+use crate::state::AppState;
+use crate::store::{Change, DeviceReport, EventRecord, ReleaseRecord};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use jiff::Timestamp;
+use np_common::api::{
+    Available, CheckInRequest, CheckInResponse, DeviceEvent, EventKind, LastResult, Offer, Outcome,
+    RefusalInfo,
+};
+use np_common::docs::{self, ActionKind, Entitlement, TimeToken};
+use np_common::Version;
+use serde::Serialize;
+
+/// The channel of every box (the device record has no channel of its own yet).
+pub const DEFAULT_CHANNEL: &str = "stable";
+
+/// The longest nonce a box may send.
+const MAX_NONCE: usize = 128;
+
+/// The device API routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/device/check-in", post(check_in))
+        .route("/api/v1/device/events", post(event))
+        .route("/api/v1/devices/{serial}/events", get(list_events))
+}
+
+/// Authenticates a signed device request: the registered box it comes from, or 401 with
+/// the reason in `details.reason`.
+pub async fn signed_device(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<DeviceRecord, ApiError> {
+    let refuse = |e: crate::device_auth::DeviceAuthError| {
+        ApiError::unauthorized(e.to_string())
+            .with_details(serde_json::json!({ "reason": e.reason() }))
+    };
+    let signed = SignedHeaders::from_headers(headers).map_err(refuse)?;
+    let Some(device) = state.store.device(&signed.serial)? else {
+        return Err(refuse(crate::device_auth::DeviceAuthError::UnknownSerial(
+            signed.serial,
+        )));
+    };
+    signed
+        .verify(
+            device.device_key.as_ref(),
+            method.as_str(),
+            path,
+            body,
+            state.now(),
+        )
+        .map_err(refuse)?;
+    Ok(device)
+}
+
+/// What the offer logic needs about a box beyond its record.
+#[derive(Debug, Clone)]
+pub struct BoxParts {
+    /// The running version (`0.0.0` when the box never said).
+    pub running_version: Version,
+    /// Whether the box reported its version.
+    pub running_known: bool,
+    /// The running release's security version (0 when the release is unknown here).
+    pub running_security_version: u64,
+    /// The box's current entitlement.
+    pub entitlement: Entitlement,
+    /// The box's report.
+    pub report: DeviceReport,
+}
+
+impl BoxParts {
+    /// The offer logic's view of the box.
+    pub fn view<'a>(
+        &'a self,
+        device: &'a DeviceRecord,
+        forced: Option<&'a Version>,
+        now: Timestamp,
+    ) -> BoxView<'a> {
+        BoxView {
+            serial: &device.serial,
+            model: &device.model,
+            channel: DEFAULT_CHANNEL,
+            running_version: &self.running_version,
+            running_security_version: self.running_security_version,
+            entitlement: Some(&self.entitlement),
+            rolled_back_from: &self.report.rolled_back_from,
+            forced_upgrade: forced,
+            now,
+        }
+    }
+}
+
+/// Gathers [`BoxParts`] for a device.
+pub fn box_view_parts(
+    state: &AppState,
+    device: &DeviceRecord,
+    releases: &[ReleaseRecord],
+) -> Result<BoxParts, ApiError> {
+    let entitlement: Entitlement =
+        docs::verify(&device.entitlement, &state.keys.keyring).map_err(ApiError::internal)?;
+    let running_known = device.version.is_some();
+    let running_version = device.version.clone().unwrap_or_else(zero_version);
+    let running_security_version = releases
+        .iter()
+        .find(|r| r.release.version == running_version)
+        .map_or(0, |r| r.release.security_version);
+    Ok(BoxParts {
+        running_version,
+        running_known,
+        running_security_version,
+        entitlement,
+        report: state.store.device_report(&device.serial)?,
+    })
+}
+
+/// `0.0.0`, the version of a box that never said which it runs.
+fn zero_version() -> Version {
+    #[allow(clippy::expect_used)]
+    Version::parse("0.0.0").expect("0.0.0 is a semver version")
+}
+
+fn bad_body(what: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("bad_request", format!("the {what} body is malformed: {e}"))
+}
+
+/// Has the box finished the staff action `p` (as of this check-in)?
+fn action_done_at_check_in(p: &PendingAction, req: &CheckInRequest) -> bool {
+    let reported_after = req.last_result.as_ref().filter(|r| r.at > p.issued_at);
+    match p.action {
+        ActionKind::Upgrade => {
+            p.version.as_ref() == Some(&req.version)
+                || reported_after.is_some_and(|r| r.version == p.version)
+        }
+        ActionKind::Rollback => reported_after.is_some(),
+    }
+}
+
+/// Is `e` the box's final word on the staff action `p`?
+fn action_done_by_event(p: &PendingAction, e: &DeviceEvent) -> bool {
+    let terminal = matches!(
+        e.event,
+        EventKind::Commit | EventKind::Rollback | EventKind::Refusal | EventKind::Failure
+    );
+    match p.action {
+        ActionKind::Upgrade => terminal && e.version == p.version,
+        ActionKind::Rollback => terminal && e.event != EventKind::Commit,
+    }
+}
+
+async fn check_in(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<CheckInResponse>, ApiError> {
+    let device = signed_device(&state, &method, uri.path(), &headers, &body).await?;
+    let req: CheckInRequest = serde_json::from_slice(&body).map_err(|e| bad_body("check-in", e))?;
+    if req.nonce.is_empty()
+        || req.nonce.len() > MAX_NONCE
+        || !req.nonce.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(ApiError::bad_request(
+            "bad_nonce",
+            format!("the nonce must be 1 to {MAX_NONCE} hex digits"),
+        ));
+    }
+    if req.slot != "a" && req.slot != "b" {
+        return Err(ApiError::bad_request(
+            "bad_slot",
+            "the slot must be \"a\" or \"b\"",
+        ));
+    }
+    let now = state.now();
+    let serial = device.serial.clone();
+
+    // The box's own account: slot, phase, last result, versions it rolled back from.
+    let pending = device.pending_action.clone();
+    let done = pending
+        .as_ref()
+        .is_some_and(|p| action_done_at_check_in(p, &req));
+    let deliver = pending
+        .as_ref()
+        .filter(|_| !done)
+        .filter(|p| {
+            state
+                .store
+                .device_report(&serial)
+                .map(|r| r.delivered_action != Some(p.issued_at))
+                .unwrap_or(true)
+        })
+        .map(|p| (p.issued_at, p.envelope.clone()));
+    let delivered_at = deliver.as_ref().map(|(at, _)| *at);
+    let last_result = req.last_result.clone();
+    state
+        .store
+        .update_device_report(&serial, |r| {
+            r.slot = Some(req.slot.clone());
+            r.state = Some(req.state);
+            if let Some(lr) = &last_result {
+                r.last_result = Some(lr.clone());
+                if let (Outcome::RolledBack, Some(v)) = (lr.outcome, &lr.version) {
+                    if !r.rolled_back_from.contains(v) {
+                        r.rolled_back_from.push(v.clone());
+                    }
+                }
+            }
+            if let Some(at) = delivered_at {
+                r.delivered_action = Some(at);
+            }
+        })
+        .await?;
+    let version = req.version.clone();
+    let change = Change {
+        actor: None,
+        action: "check_in",
+        at: now,
+    };
+    let written = state
+        .store
+        .mutate_devices(std::slice::from_ref(&serial), &change, |recs| {
+            if let Some(Some(d)) = recs.first_mut() {
+                d.last_check_in = Some(now);
+                d.version = Some(version.clone());
+                if done {
+                    d.pending_action = None;
+                }
+            }
+            Ok::<(), ApiError>(())
+        })
+        .await
+        .map_err(|e| e.into_inner())?;
+    let device = written
+        .into_iter()
+        .next()
+        .flatten()
+        .ok_or_else(|| ApiError::unauthorized(format!("box {serial} is not registered")))?;
+
+    let records = state.store.releases()?;
+    let entries: Vec<_> = records.iter().map(ReleaseRecord::entry).collect();
+    let parts = box_view_parts(&state, &device, &records)?;
+    let forced = device
+        .pending_action
+        .as_ref()
+        .filter(|p| p.action == ActionKind::Upgrade)
+        .and_then(|p| p.version.clone());
+    let view = parts.view(&device, forced.as_ref(), now);
+    let decision = offers::decide(&view, &entries);
+    let url_of = |r: &offers::ReleaseEntry| {
+        let sha = r.release.image.sha256;
+        match &state.config.mirror_url {
+            Some(m) => format!("{}/{sha}", m.trim_end_matches('/')),
+            None => format!("/api/v1/device/blobs/{sha}"),
+        }
+    };
+    let time = docs::sign(
+        &TimeToken {
+            now,
+            nonce: req.nonce.clone(),
+        },
+        &state.keys.online,
+    );
+    Ok(Json(CheckInResponse {
+        keyring: state.keys.keyring_envelope.clone(),
+        entitlement: device.entitlement.clone(),
+        time,
+        available: decision.available.map(|(r, hold)| Available {
+            manifest: r.manifest.clone(),
+            refusal: hold.as_ref().map(RefusalInfo::from),
+        }),
+        offer: decision.offer.map(|r| Offer {
+            manifest: r.manifest.clone(),
+            url: url_of(r),
+        }),
+        action: deliver.map(|(_, env)| env),
+    }))
+}
+
+async fn event(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<EventRecord>, ApiError> {
+    let device = signed_device(&state, &method, uri.path(), &headers, &body).await?;
+    let ev: DeviceEvent = serde_json::from_slice(&body).map_err(|e| bad_body("event", e))?;
+    if ev.detail.len() > 4096 {
+        return Err(ApiError::bad_request(
+            "bad_request",
+            "an event's detail is at most 4096 bytes",
+        ));
+    }
+    let now = state.now();
+    let serial = device.serial.clone();
+    let record = EventRecord {
+        at: now,
+        version: ev.version.clone(),
+        event: ev.event,
+        detail: ev.detail.clone(),
+    };
+    state.store.append_device_event(&serial, &record).await?;
+    let outcome = match ev.event {
+        EventKind::Commit => Some(Outcome::Installed),
+        EventKind::Rollback => Some(Outcome::RolledBack),
+        EventKind::Refusal => Some(Outcome::Refused),
+        EventKind::Failure => Some(Outcome::Failed),
+        EventKind::Download | EventKind::Install | EventKind::Trial => None,
+    };
+    let report = state
+        .store
+        .update_device_report(&serial, |r| {
+            if let Some(outcome) = outcome {
+                r.last_result = Some(LastResult {
+                    version: ev.version.clone(),
+                    outcome,
+                    detail: ev.detail.clone(),
+                    at: now,
+                });
+            }
+            if let (EventKind::Rollback, Some(v)) = (ev.event, &ev.version) {
+                if !r.rolled_back_from.contains(v) {
+                    r.rolled_back_from.push(v.clone());
+                }
+            }
+        })
+        .await?;
+    let clears = device.pending_action.as_ref().is_some_and(|p| {
+        report.delivered_action == Some(p.issued_at) && action_done_by_event(p, &ev)
+    });
+    let committed = (ev.event == EventKind::Commit)
+        .then(|| ev.version.clone())
+        .flatten();
+    if clears || committed.is_some() {
+        let change = Change {
+            actor: None,
+            action: "device_event",
+            at: now,
+        };
+        state
+            .store
+            .mutate_devices(std::slice::from_ref(&serial), &change, |recs| {
+                if let Some(Some(d)) = recs.first_mut() {
+                    if clears {
+                        d.pending_action = None;
+                    }
+                    if let Some(v) = &committed {
+                        d.version = Some(v.clone());
+                    }
+                }
+                Ok::<(), ApiError>(())
+            })
+            .await
+            .map_err(|e| e.into_inner())?;
+    }
+    tracing::info!(serial = %serial, event = ?ev.event, "device event");
+    Ok(Json(record))
+}
+
+/// A box's report and its newest events.
+#[derive(Debug, Serialize)]
+struct EventsBody {
+    report: DeviceReport,
+    events: Vec<EventRecord>,
+}
+
+async fn list_events(
+    State(state): State<AppState>,
+    _caller: StaffCaller,
+    ApiPath(serial): ApiPath<String>,
+) -> Result<Json<EventsBody>, ApiError> {
+    let serial = path_serial(&serial)?;
+    if state.store.device(&serial)?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "box {serial} is not registered"
+        )));
+    }
+    Ok(Json(EventsBody {
+        report: state.store.device_report(&serial)?,
+        events: state.store.device_events(&serial, 100)?,
+    }))
+}
+
+#[cfg(test)]
+#[path = "release_api_tests.rs"]
+mod api_tests;

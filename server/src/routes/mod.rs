@@ -1,0 +1,108 @@
+//! The HTTP application: `app(state)` merges every area's router and adds the shared
+//! layers (body limit, metrics, tracing, panic catching, JSON 404/405); `run` serves it
+//! on a listener until `shutdown` resolves, finishing requests in flight.
+
+pub mod actions;
+pub mod audit;
+pub mod blobs;
+pub mod bundle;
+pub mod device_api;
+pub mod devices;
+pub mod releases;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use std::future::Future;
+
+pub use crate::tls::run_tls;
+
+/// The whole application.
+pub fn app(state: AppState) -> Router {
+    let limit = state.config.limits.json_body_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/keyring", get(keyring))
+        .merge(devices::router())
+        .merge(audit::router())
+        .merge(releases::router())
+        .merge(blobs::router())
+        .merge(device_api::router())
+        .merge(actions::router())
+        .merge(bundle::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::http::Request<_>| {
+                    // Method and path only: headers (tokens) are never logged.
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+                })
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO),
+                ),
+        )
+        .with_state(state)
+}
+
+/// Serves `app(state)` on `listener` (plain HTTP) until `shutdown` resolves; requests in
+/// flight are finished first.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn healthz() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "ok\n",
+    )
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let counts = state.store.device_counts()?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(&counts),
+    ))
+}
+
+/// `GET /api/v1/keyring`: the root-signed keyring envelope; no credentials needed.
+async fn keyring(State(state): State<AppState>) -> Json<np_common::Envelope> {
+    Json(state.keys.keyring_envelope.clone())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("there is no such API route; see the API list in the documentation")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that HTTP method",
+    )
+}
+
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    ApiError::internal("a request handler panicked").into_response()
+}

@@ -1,0 +1,393 @@
+//! Publishing firmware (§6.2): `POST /api/v1/releases` signs a release manifest with the
+//! release key over an image already in the blob store; `PATCH /api/v1/releases/{version}`
+//! changes the rollout (percent, pause, yank); `GET /api/v1/releases` lists releases with
+//! their rollout state and how many boxes run each. Writes need the release or admin role
+//! and are audited.
+
+use crate::auth::{AnyCaller, ReleaseCaller};
+use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::state::AppState;
+use crate::store::{ReleaseChangeError, ReleaseRecord};
+use crate::validate;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use jiff::Timestamp;
+use np_common::docs::{self, ImageRef, Release};
+use np_common::{Envelope, Model, Sha256Digest, Version};
+use serde::{Deserialize, Serialize};
+
+/// The longest release notes accepted.
+const MAX_NOTES: usize = 64 * 1024;
+
+/// The release routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/releases", post(create).get(list))
+        .route("/api/v1/releases/{version}", get(show).patch(set))
+}
+
+/// The image part of a new release.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageRequest {
+    /// File name shown to people; defaults to `<product>-<version>.img`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The blob's digest (uploaded before with `PUT /api/v1/blobs`).
+    pub sha256: String,
+    /// If given, must equal the stored blob's size.
+    #[serde(default)]
+    pub size: Option<u64>,
+}
+
+/// `POST /api/v1/releases` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    pub version: String,
+    pub security_version: u64,
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub released_at: Option<String>,
+    #[serde(default)]
+    pub min_from_version: Option<String>,
+    pub image: ImageRequest,
+    #[serde(default)]
+    pub notes: String,
+    /// Defaults to 100.
+    #[serde(default)]
+    pub rollout_percent: Option<i64>,
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// `PATCH /api/v1/releases/{version}` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRequest {
+    #[serde(default)]
+    pub rollout_percent: Option<i64>,
+    #[serde(default)]
+    pub paused: Option<bool>,
+    #[serde(default)]
+    pub yanked: Option<bool>,
+}
+
+/// A release as the API shows it: the manifest's fields, the signed `manifest`, the
+/// rollout state and the number of boxes that run it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReleaseBody {
+    #[serde(flatten)]
+    pub release: Release,
+    pub manifest: Envelope,
+    pub rollout_percent: u8,
+    pub paused: bool,
+    pub yanked: bool,
+    pub created_at: Timestamp,
+    pub created_by: String,
+    pub updated_at: Timestamp,
+    pub installs: u64,
+}
+
+/// `GET /api/v1/releases` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReleaseList {
+    /// Newest version first.
+    pub releases: Vec<ReleaseBody>,
+}
+
+fn body_of(r: ReleaseRecord, installs: u64) -> ReleaseBody {
+    ReleaseBody {
+        release: r.release,
+        manifest: r.manifest,
+        rollout_percent: r.rollout_percent,
+        paused: r.paused,
+        yanked: r.yanked,
+        created_at: r.created_at,
+        created_by: r.created_by,
+        updated_at: r.updated_at,
+        installs,
+    }
+}
+
+/// The audit snapshot of a release (without the envelope).
+fn snapshot(r: &ReleaseRecord) -> serde_json::Value {
+    serde_json::json!({
+        "version": r.release.version,
+        "security_version": r.release.security_version,
+        "models": r.release.models,
+        "channel": r.release.channel,
+        "image": r.release.image,
+        "rollout_percent": r.rollout_percent,
+        "paused": r.paused,
+        "yanked": r.yanked,
+    })
+}
+
+/// Parses a version (`bad_version`).
+pub fn parse_version(field: &str, s: &str) -> Result<Version, ApiError> {
+    Version::parse(s.trim())
+        .map_err(|e| ApiError::unprocessable("bad_version", format!("{field}: {e}")))
+}
+
+fn rollout(p: i64) -> Result<u8, ApiError> {
+    u8::try_from(p).ok().filter(|p| *p <= 100).ok_or_else(|| {
+        ApiError::unprocessable(
+            "bad_rollout",
+            format!("rollout_percent must be 0 to 100, not {p}"),
+        )
+    })
+}
+
+fn plain_name(field: &str, s: &str, max: usize) -> Result<String, ApiError> {
+    let ok = !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b))
+        && !s.starts_with('.');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(ApiError::unprocessable(
+            &format!("bad_{field}"),
+            format!("{field} {s:?} must be 1 to {max} letters, digits, '.', '_', '-' or '+', not starting with '.'"),
+        ))
+    }
+}
+
+/// The product of a set of models: their one family, lowercased (`n-reporter`).
+fn product_of(state: &AppState, models: &[String]) -> Result<(Vec<Model>, String), ApiError> {
+    if models.is_empty() {
+        return Err(ApiError::unprocessable(
+            "bad_model",
+            "a release needs at least one model, such as NR-2000",
+        ));
+    }
+    let mut out: Vec<Model> = Vec::new();
+    let mut family: Option<String> = None;
+    for m in models {
+        let model = validate::model(m)?;
+        let entry = state
+            .config
+            .catalog
+            .get(&model)
+            .map_err(validate::model_error)?;
+        match &family {
+            Some(f) if f != &entry.family => {
+                return Err(ApiError::unprocessable(
+                    "bad_model",
+                    format!(
+                        "a release is for one product family; {model} is {}, the others {f}",
+                        entry.family
+                    ),
+                ))
+            }
+            _ => family = Some(entry.family.clone()),
+        }
+        if !out.contains(&model) {
+            out.push(model);
+        }
+    }
+    let product = family.unwrap_or_default().to_lowercase().replace(' ', "-");
+    Ok((out, product))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    ReleaseCaller(caller): ReleaseCaller,
+    ApiJson(req): ApiJson<CreateRequest>,
+) -> Result<(StatusCode, Json<ReleaseBody>), ApiError> {
+    let version = parse_version("version", &req.version)?;
+    let (models, product) = product_of(&state, &req.models)?;
+    let channel = plain_name("channel", req.channel.as_deref().unwrap_or("stable"), 32)?;
+    let now = state.now();
+    let released_at = match &req.released_at {
+        Some(s) => s.trim().parse::<Timestamp>().map_err(|e| {
+            ApiError::unprocessable(
+                "bad_date",
+                format!(
+                    "released_at {s:?} is not an RFC 3339 time such as 2026-10-01T00:00:00Z: {e}"
+                ),
+            )
+        })?,
+        None => now,
+    };
+    let min_from_version = match &req.min_from_version {
+        Some(s) => parse_version("min_from_version", s)?,
+        None => parse_version("min_from_version", "0.0.0")?,
+    };
+    let sha256 = Sha256Digest::parse(req.image.sha256.trim())
+        .map_err(|e| ApiError::unprocessable("bad_sha256", e.to_string()))?;
+    let name = match &req.image.name {
+        Some(n) => plain_name("image_name", n, 128)?,
+        None => format!("{product}-{version}.img"),
+    };
+    let rollout_percent = rollout(req.rollout_percent.unwrap_or(100))?;
+    if req.notes.len() > MAX_NOTES {
+        return Err(ApiError::unprocessable(
+            "bad_notes",
+            format!("release notes are at most {MAX_NOTES} bytes"),
+        ));
+    }
+    if state.store.release(&version)?.is_some() {
+        return Err(exists(&version));
+    }
+    let Some(size) = state
+        .blobs
+        .size_of(&sha256)
+        .await
+        .map_err(super::blobs::blob_error)?
+    else {
+        return Err(ApiError::unprocessable(
+            "unknown_blob",
+            format!(
+                "no image with SHA-256 {sha256} is stored; upload it first with PUT /api/v1/blobs"
+            ),
+        ));
+    };
+    if let Some(claimed) = req.image.size.filter(|s| *s != size) {
+        return Err(ApiError::unprocessable(
+            "size_mismatch",
+            format!("image.size is {claimed}, but the stored image {sha256} is {size} bytes"),
+        ));
+    }
+    let release = Release {
+        product,
+        version: version.clone(),
+        security_version: req.security_version,
+        models,
+        channel,
+        released_at,
+        min_from_version,
+        image: ImageRef { name, size, sha256 },
+        notes: req.notes,
+    };
+    let manifest = docs::sign(&release, &state.keys.release);
+    let record = ReleaseRecord {
+        release,
+        manifest,
+        rollout_percent,
+        paused: req.paused,
+        yanked: false,
+        created_at: now,
+        created_by: caller.name.clone(),
+        updated_at: now,
+    };
+    if !state.store.insert_release(&record).await? {
+        return Err(exists(&version));
+    }
+    state
+        .store
+        .append_audit(
+            now,
+            &caller.name,
+            "release_create",
+            None,
+            None,
+            Some(snapshot(&record)),
+        )
+        .await?;
+    tracing::info!(version = %version, actor = %caller.name, "release published");
+    Ok((StatusCode::CREATED, Json(body_of(record, 0))))
+}
+
+fn exists(v: &Version) -> ApiError {
+    ApiError::conflict(
+        "exists",
+        format!("release {v} exists already; publish a new version instead"),
+    )
+}
+
+fn not_found(v: &Version) -> ApiError {
+    ApiError::not_found(format!("there is no release {v}"))
+}
+
+async fn set(
+    State(state): State<AppState>,
+    ReleaseCaller(caller): ReleaseCaller,
+    ApiPath(version): ApiPath<String>,
+    ApiJson(req): ApiJson<SetRequest>,
+) -> Result<Json<ReleaseBody>, ApiError> {
+    let version = parse_version("version", &version)?;
+    let percent = req.rollout_percent.map(rollout).transpose()?;
+    let now = state.now();
+    let (before, after) = state
+        .store
+        .update_release(&version, |r| {
+            if let Some(p) = percent {
+                r.rollout_percent = p;
+            }
+            if let Some(p) = req.paused {
+                r.paused = p;
+            }
+            if let Some(y) = req.yanked {
+                r.yanked = y;
+            }
+            r.updated_at = now;
+            Ok::<(), ApiError>(())
+        })
+        .await
+        .map_err(|e| match e {
+            ReleaseChangeError::NotFound => not_found(&version),
+            ReleaseChangeError::Rejected(e) => e,
+            ReleaseChangeError::Store(s) => s.into(),
+        })?;
+    state
+        .store
+        .append_audit(
+            now,
+            &caller.name,
+            "release_set",
+            None,
+            Some(snapshot(&before)),
+            Some(snapshot(&after)),
+        )
+        .await?;
+    let installs = state
+        .store
+        .install_counts()?
+        .get(&version)
+        .copied()
+        .unwrap_or(0);
+    Ok(Json(body_of(after, installs)))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    _caller: AnyCaller,
+    ApiPath(version): ApiPath<String>,
+) -> Result<Json<ReleaseBody>, ApiError> {
+    let version = parse_version("version", &version)?;
+    let r = state
+        .store
+        .release(&version)?
+        .ok_or_else(|| not_found(&version))?;
+    let installs = state
+        .store
+        .install_counts()?
+        .get(&version)
+        .copied()
+        .unwrap_or(0);
+    Ok(Json(body_of(r, installs)))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    _caller: AnyCaller,
+) -> Result<Json<ReleaseList>, ApiError> {
+    let counts = state.store.install_counts()?;
+    let releases = state
+        .store
+        .releases()?
+        .into_iter()
+        .map(|r| {
+            let n = counts.get(&r.release.version).copied().unwrap_or(0);
+            body_of(r, n)
+        })
+        .collect();
+    Ok(Json(ReleaseList { releases }))
+}

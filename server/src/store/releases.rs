@@ -1,0 +1,141 @@
+//! Releases in the store: tree `releases`, key = the version string, value = the JSON
+//! [`ReleaseRecord`] (the manifest, its signed envelope and the rollout state). Creating a
+//! release is a compare-and-swap on an absent key, so two uploads of one version cannot
+//! both win; changes go through a transaction. Every write is flushed before returning.
+
+use super::{decode, encode, Store, StoreError};
+use crate::offers::ReleaseEntry;
+use jiff::Timestamp;
+use np_common::docs::Release;
+use np_common::{Envelope, Version};
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+const TREE: &str = "releases";
+
+/// A published release and its rollout state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseRecord {
+    /// The manifest as signed.
+    pub release: Release,
+    /// The signed manifest envelope.
+    pub manifest: Envelope,
+    /// Share of boxes (0..=100) that are offered it.
+    pub rollout_percent: u8,
+    /// A paused rollout offers it to nobody (staff actions still can).
+    pub paused: bool,
+    /// A yanked release is never offered nor downloadable.
+    pub yanked: bool,
+    /// When it was published.
+    pub created_at: Timestamp,
+    /// Who published it (token name).
+    pub created_by: String,
+    /// When its rollout state last changed.
+    pub updated_at: Timestamp,
+}
+
+impl ReleaseRecord {
+    /// The part the offer logic looks at.
+    pub fn entry(&self) -> ReleaseEntry {
+        ReleaseEntry {
+            release: self.release.clone(),
+            manifest: self.manifest.clone(),
+            rollout_percent: self.rollout_percent,
+            paused: self.paused,
+            yanked: self.yanked,
+        }
+    }
+}
+
+/// Why a release change did not happen.
+#[derive(Debug)]
+pub enum ReleaseChangeError<E> {
+    /// No release has that version.
+    NotFound,
+    /// The caller's closure refused the change.
+    Rejected(E),
+    /// The store failed.
+    Store(StoreError),
+}
+
+enum Abort<E> {
+    NotFound,
+    Rejected(E),
+    Corrupt(StoreError),
+}
+
+impl Store {
+    fn releases_tree(&self) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(TREE)?)
+    }
+
+    /// Every release, newest version first.
+    pub fn releases(&self) -> Result<Vec<ReleaseRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.releases_tree()?.iter() {
+            let (k, v) = item?;
+            out.push(decode::<ReleaseRecord>(&String::from_utf8_lossy(&k), &v)?);
+        }
+        out.sort_by(|a, b| b.release.version.cmp(&a.release.version));
+        Ok(out)
+    }
+
+    /// The release with this version, if any.
+    pub fn release(&self, version: &Version) -> Result<Option<ReleaseRecord>, StoreError> {
+        let key = version.to_string();
+        match self.releases_tree()?.get(key.as_bytes())? {
+            Some(v) => Ok(Some(decode(&key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores a new release; `false` when that version exists already (nothing written).
+    pub async fn insert_release(&self, record: &ReleaseRecord) -> Result<bool, StoreError> {
+        let key = record.release.version.to_string();
+        let swapped = self.releases_tree()?.compare_and_swap(
+            key.as_bytes(),
+            None as Option<&[u8]>,
+            Some(encode(record)),
+        )?;
+        if swapped.is_err() {
+            return Ok(false);
+        }
+        self.flush().await?;
+        Ok(true)
+    }
+
+    /// Changes the release `version` with `f` in one transaction, flushes, and returns the
+    /// record before and after.
+    pub async fn update_release<E, F>(
+        &self,
+        version: &Version,
+        f: F,
+    ) -> Result<(ReleaseRecord, ReleaseRecord), ReleaseChangeError<E>>
+    where
+        F: Fn(&mut ReleaseRecord) -> Result<(), E>,
+    {
+        let tree = self.releases_tree().map_err(ReleaseChangeError::Store)?;
+        let key = version.to_string();
+        let result = tree.transaction(|t| {
+            let Some(v) = t.get(key.as_bytes())? else {
+                return Err(ConflictableTransactionError::Abort(Abort::NotFound));
+            };
+            let before: ReleaseRecord = decode(&key, &v)
+                .map_err(|e| ConflictableTransactionError::Abort(Abort::Corrupt(e)))?;
+            let mut after = before.clone();
+            f(&mut after).map_err(|e| ConflictableTransactionError::Abort(Abort::Rejected(e)))?;
+            if after != before {
+                t.insert(key.as_bytes(), encode(&after))?;
+            }
+            Ok((before, after))
+        });
+        let pair = result.map_err(|e| match e {
+            TransactionError::Abort(Abort::NotFound) => ReleaseChangeError::NotFound,
+            TransactionError::Abort(Abort::Rejected(e)) => ReleaseChangeError::Rejected(e),
+            TransactionError::Abort(Abort::Corrupt(s)) => ReleaseChangeError::Store(s),
+            TransactionError::Storage(s) => ReleaseChangeError::Store(StoreError::Sled(s)),
+        })?;
+        self.flush().await.map_err(ReleaseChangeError::Store)?;
+        Ok(pair)
+    }
+}
