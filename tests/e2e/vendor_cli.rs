@@ -3,6 +3,8 @@
 //! gzip, entries checked in order with the `tar` crate), and bad input of every kind,
 //! which must end with exit 1 and one sentence, no panic, and no output file.
 
+mod online;
+
 use np_tests::{bin, repo_root, run, test_key, Output};
 use std::fs;
 use std::io::Read as _;

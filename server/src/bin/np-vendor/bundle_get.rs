@@ -30,7 +30,9 @@ pub fn run(args: Args) -> CmdResult {
     let mut url = c.url(&["api", "v1", "devices", &args.serial, "bundle"]);
     url.query_pairs_mut().append_pair("version", &args.version);
     let mut resp = c.send(c.request(Method::GET, url))?;
-    let bar = progress(resp.content_length(), "downloading");
+    // Read the length now: reqwest's hint shrinks as the body is read.
+    let expected = resp.content_length();
+    let bar = progress(expected, "downloading");
     let tmp = files::temp_beside(&args.out)?;
     let mut out = BufWriter::with_capacity(64 * 1024, tmp);
     let mut buf = vec![0u8; 64 * 1024];
@@ -51,7 +53,7 @@ pub fn run(args: Args) -> CmdResult {
         bar.inc(n as u64);
     }
     bar.finish_and_clear();
-    if let Some(len) = resp.content_length() {
+    if let Some(len) = expected {
         if len != total {
             return Err(Failure::io(format!(
                 "the download ended after {total} of {len} bytes; try again"
