@@ -30,7 +30,8 @@ pub fn run(args: Args) -> CmdResult {
     let mut url = c.url(&["api", "v1", "devices", &args.serial, "bundle"]);
     url.query_pairs_mut().append_pair("version", &args.version);
     let mut resp = c.send(c.request(Method::GET, url))?;
-    // Read the length now: reqwest's hint shrinks as the body is read.
+    // Taken before the body is read: reqwest's figure is a size hint that shrinks to 0
+    // as the body is consumed.
     let expected = resp.content_length();
     let bar = progress(expected, "downloading");
     let tmp = files::temp_beside(&args.out)?;
