@@ -299,13 +299,26 @@ fn public_key_arg(arg: &str, flag: &str) -> Result<String, Failure> {
         })
 }
 
-/// After a change: the answer may be the device or the new entitlement; show the device.
+/// After a change: shows the device the answer carries (an extension answers the new
+/// entitlement with `device`, a swap answers `{old, new}`), or fetches it.
 fn after_change(c: &Client, serial: &str, v: &Value, json: bool, verb: &str) -> CmdResult {
     if json {
         print_json(v);
         return Ok(());
     }
-    if v.get("serial").is_some() && v.get("terms").is_some() && v.get("status").is_some() {
+    if let Some(d) = v.get("device") {
+        return show(d, false, verb);
+    }
+    if let (Some(old), Some(new)) = (v.get("old"), v.get("new")) {
+        println!(
+            "{} is now {}; its coverage moved to {}",
+            field(old, "serial"),
+            field(old, "status"),
+            field(new, "serial")
+        );
+        return show(new, false, verb);
+    }
+    if v.get("serial").is_some() && v.get("terms").is_some() {
         return show(v, false, verb);
     }
     let device = c.get(&["api", "v1", "devices", serial], &[])?;

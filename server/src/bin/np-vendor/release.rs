@@ -120,7 +120,6 @@ pub fn run(cmd: ReleaseCommand) -> CmdResult {
             if a.server.json {
                 print_json(&v);
             } else {
-                let r = v.get("release").unwrap_or(&v);
                 println!(
                     "{}",
                     table::render(
@@ -134,7 +133,7 @@ pub fn run(cmd: ReleaseCommand) -> CmdResult {
                             "INSTALLS",
                             "RELEASED_AT"
                         ],
-                        &[release_row(r)]
+                        &[release_row(&v)]
                     )
                     .trim_end()
                 );
@@ -144,23 +143,17 @@ pub fn run(cmd: ReleaseCommand) -> CmdResult {
     }
 }
 
-fn release_row(r: &Value) -> Vec<String> {
-    let r = r.get("release").unwrap_or(r);
-    let m = r
-        .get("manifest_payload")
-        .or_else(|| r.get("payload"))
-        .unwrap_or(r);
-    let pick = |k: &str| {
-        let v = field(r, k);
-        if v == "-" {
-            field(m, k)
-        } else {
-            v
-        }
+/// One row of the release table. An entry is `{release: <manifest payload>, manifest,
+/// rollout_percent, paused, yanked, installs, ...}`; fields are looked up on the entry
+/// first, then on its payload.
+fn release_row(entry: &Value) -> Vec<String> {
+    let inner = entry.get("release").unwrap_or(entry);
+    let pick = |k: &str| match field(entry, k) {
+        v if v == "-" => field(inner, k),
+        v => v,
     };
-    let models = r
+    let models = inner
         .get("models")
-        .or_else(|| m.get("models"))
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -169,9 +162,10 @@ fn release_row(r: &Value) -> Vec<String> {
                 .join(",")
         })
         .unwrap_or_else(|| "-".into());
-    let state = if r.get("yanked").and_then(Value::as_bool) == Some(true) {
+    let flag = |k: &str| entry.get(k).and_then(Value::as_bool) == Some(true);
+    let state = if flag("yanked") {
         "yanked"
-    } else if r.get("paused").and_then(Value::as_bool) == Some(true) {
+    } else if flag("paused") {
         "paused"
     } else {
         "active"
@@ -187,7 +181,7 @@ fn release_row(r: &Value) -> Vec<String> {
         models,
         rollout,
         state.to_owned(),
-        pick("installs").replace('-', &pick("install_count")),
+        pick("installs"),
         pick("released_at"),
     ]
 }
@@ -293,4 +287,31 @@ fn upload(a: UploadArgs) -> CmdResult {
         println!("published release {version}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_release_row_reads_the_entry_and_its_payload() {
+        let entry = json!({
+            "release": {"version": "5.3.0", "channel": "stable", "security_version": 4,
+                        "models": ["NR-1000", "NR-2000"], "released_at": "2026-10-01T00:00:00Z"},
+            "manifest": {}, "rollout_percent": 25, "paused": true, "yanked": false, "installs": 3
+        });
+        assert_eq!(
+            release_row(&entry),
+            [
+                "5.3.0",
+                "stable",
+                "4",
+                "NR-1000,NR-2000",
+                "25%",
+                "paused",
+                "3",
+                "2026-10-01T00:00:00Z"
+            ]
+        );
+    }
 }
