@@ -221,12 +221,23 @@ fn main() -> Result<()> {
         })
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
+    let field = |name: &str| -> f64 {
+        err.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (user, sys) = (
+        field("User time (seconds): "),
+        field("System time (seconds): "),
+    );
     let gbs = |t: f64| bsize / t / 1e9;
     println!("bundle {:.0} MiB", bsize / 1048576.0);
     println!("dd conv=fsync      {dd:.2} s  ({:.2} GB/s)", gbs(dd));
     println!("openssl dgst       {ossl:.2} s  ({:.2} GB/s)", gbs(ossl));
     println!("baseline dd+ossl   {:.2} s", dd + ossl);
     println!("np-agent apply     {ag:.2} s  ({:.2} GB/s)", gbs(ag));
+    println!("np-agent CPU       {user:.2} s user + {sys:.2} s system");
     println!(
         "ratio agent/(dd+openssl) = {:.2}   (goal <= 0.85)",
         ag / (dd + ossl)
