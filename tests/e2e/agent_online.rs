@@ -108,6 +108,9 @@ fn a_covered_box_upgrades_and_reports() {
     assert_eq!(st["previous_version"], "1.0.0");
     assert_eq!(st["entitlement_status"], "active");
     assert!(st["last_check"].is_string(), "{st}");
+    // 2.0.0 runs now: nothing newer is available.
+    assert!(st["update_available"].is_null(), "{st}");
+    assert_eq!(st["last_result"]["outcome"], "installed", "{st}");
     let (status, events) = o.srv.get_json(&format!("/api/v1/devices/{SERIAL}/events"));
     assert_eq!(status, 200, "{events}");
     assert!(events.to_string().contains("commit"), "{events}");

@@ -5,6 +5,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::AgentError;
 use crate::state::Phase;
+use np_common::api::Outcome;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -48,7 +49,12 @@ pub fn status_json(agent: &Agent) -> Result<Value, AgentError> {
         "time_floor": agent.trust.floor(),
         "last_check": agent.state.last_check,
         "last_result": agent.state.last_result,
-        "update_available": agent.state.update_available,
+        // Learned at the last check-in; once that version runs, nothing is available.
+        "update_available": agent
+            .state
+            .update_available
+            .as_ref()
+            .filter(|v| **v > running.version),
         "rolled_back_from": agent.state.rolled_back_from,
     }))
 }
@@ -88,7 +94,13 @@ pub fn run(cfg: &Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentErr
             .as_ref()
             .map(|v| v.to_string())
             .unwrap_or_default();
-        println!("last result    {:?} {v}: {}", r.outcome, r.detail);
+        let outcome = match r.outcome {
+            Outcome::Installed => "installed",
+            Outcome::Refused => "refused",
+            Outcome::RolledBack => "rolled back",
+            Outcome::Failed => "failed",
+        };
+        println!("last result    {outcome} {v}: {}", r.detail);
     }
     println!("time floor     {}", s("time_floor"));
     Ok(())
