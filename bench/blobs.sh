@@ -84,6 +84,7 @@ for size in $(bench_sizes); do
       \"channel\": \"stable\", \"min_from_version\": \"0.1.0\", \"released_at\": \"2026-06-0${minor}T00:00:00Z\",
       \"image\": {\"name\": \"$(basename "$img")\", \"sha256\": \"$sha\"}, \"notes\": \"np-bench\"}" >/dev/null
     api PATCH "/api/v1/releases/$v" '{"rollout_percent": 100}' >/dev/null
+    device_check_in 1.0.0 "$T/device.key"
     path="/api/v1/device/blobs/$sha"
     "$NP_BIN/np-bench" sign --serial "$BOX_SERIAL" --key "$T/device.key" --path "$path" > "$T/headers"
     down_np="$(fastest curl -fsS -H @"$T/headers" -o /dev/null "$SERVER_URL$path")"

@@ -88,7 +88,7 @@ start_server() {
     BENCH_PIDS+=("$SERVER_PID")
     SERVER_URL=""
     for ((i = 0; i < 300; i++)); do
-        SERVER_URL="$(sed -n 's/.*np-server listening on \(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$log" | head -n1)"
+        SERVER_URL="$(sed 2>/dev/null -n 's/.*np-server listening on \(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$log" | head -n1)"
         [ -n "$SERVER_URL" ] && curl -fs "$SERVER_URL/healthz" >/dev/null && return 0
         kill -0 "$SERVER_PID" 2>/dev/null || { cat "$log" >&2; die "np-server exited"; }
         sleep 0.1
@@ -211,4 +211,15 @@ offline_apply_best() {
     v="$("$NP_BIN/np-agent" --config "$cfg" status --json | json_get version)"
     [ "$v" = 2.0.0 ] || die "after apply the agent runs ${v:-?}, not 2.0.0"
     rm -rf "$BENCH_TMP/state"
+}
+
+# device_check_in VERSION DEVICE_KEY: one signed check-in of the box with curl (the server
+# serves a blob only to a box whose running version it knows).
+device_check_in() {
+    local p=/api/v1/device/check-in
+    printf '{"version": "%s", "slot": "a", "state": "idle", "nonce": "%s"}' "$1" "$(openssl rand -hex 8)" > "$BENCH_TMP/checkin.json"
+    "$NP_BIN/np-bench" sign --serial "$BOX_SERIAL" --key "$2" --method POST --path "$p" \
+        --body "$BENCH_TMP/checkin.json" > "$BENCH_TMP/checkin.headers"
+    curl -fsS -H @"$BENCH_TMP/checkin.headers" -H 'content-type: application/json' \
+        --data-binary @"$BENCH_TMP/checkin.json" -o /dev/null "$SERVER_URL$p" || die "the check-in failed"
 }

@@ -58,6 +58,7 @@ for size in $(bench_sizes); do
     sha="$(publish "$v" "$img" "2026-06-0${minor}T00:00:00Z")"
     rm -f "$img"
     path="/api/v1/device/blobs/$sha"
+    device_check_in 1.0.0 "$T/device.key"
     base=""
     for ((r = 0; r < RUNS; r++)); do
         rm -f "$T/curl.out"; sync

@@ -23,9 +23,12 @@ pub struct Args {
     /// The URL path (no query string).
     #[arg(long)]
     path: String,
+    /// The request body (default: empty).
+    #[arg(long, value_name = "FILE")]
+    body: Option<PathBuf>,
 }
 
-/// The header lines (`Name: value`) for a request with an empty body, signed now.
+/// The header lines (`Name: value`) for a request with the given (or an empty) body, signed now.
 pub fn headers(a: &Args) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(&a.key)
         .with_context(|| format!("cannot read the device key {}", a.key.display()))?;
@@ -35,7 +38,13 @@ pub fn headers(a: &Args) -> anyhow::Result<String> {
         .round(jiff::Unit::Second)
         .context("rounding the clock")?
         .to_string();
-    let sig = B64.encode(key.sign(&device_request_message(&a.method, &a.path, &time, b"")));
+    let body = match &a.body {
+        Some(p) => {
+            std::fs::read(p).with_context(|| format!("cannot read the body {}", p.display()))?
+        }
+        None => Vec::new(),
+    };
+    let sig = B64.encode(key.sign(&device_request_message(&a.method, &a.path, &time, &body)));
     Ok(format!(
         "{HEADER_SERIAL}: {}\n{HEADER_TIME}: {time}\n{HEADER_SIGNATURE}: {sig}\n",
         a.serial
@@ -59,6 +68,7 @@ mod tests {
             key: path,
             method: "GET".into(),
             path: "/api/v1/device/blobs/ab".into(),
+            body: None,
         };
         let out = headers(&a).unwrap();
         let get = |name: &str| {

@@ -2,7 +2,7 @@
 //! to `Store` methods in domain terms (devices, audit entries, ...), so that another
 //! backend (PostgreSQL) can replace sled later without touching them.
 //!
-//! Architecture Invariant: every write is flushed (`flush_async`) before its method
+//! Architecture Invariant: every write is flushed (a blocking `flush` off the async threads) before its method
 //! returns, so an answer sent after a write survives `kill -9`. Read-modify-write of a
 //! record goes through a sled transaction, so parallel changes never lose an update.
 
@@ -76,8 +76,19 @@ impl Store {
     }
 
     /// Flushes every buffered write to disk; call before answering a write.
+    ///
+    /// A blocking `flush` on tokio's blocking pool, not `flush_async`: sled 0.34's
+    /// `flush_async` deadlocks under concurrent callers (sled issue 1308, fixed only on its
+    /// unreleased main branch); the fleet load test hung the whole server with it.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| {
+                StoreError::Sled(sled::Error::Io(std::io::Error::other(format!(
+                    "the flush task failed: {e}"
+                ))))
+            })??;
         Ok(())
     }
 }
