@@ -56,6 +56,9 @@ pub struct DeviceRecord {
     pub version: Option<Version>,
     /// A staff action for the next check-in.
     pub pending_action: Option<PendingAction>,
+    /// How the box's last update attempt ended, as it reported it.
+    #[serde(default)]
+    pub last_result: Option<np_common::api::LastResult>,
     /// The current signed entitlement envelope.
     pub entitlement: Envelope,
     /// When the box was registered.
@@ -93,6 +96,7 @@ impl DeviceRecord {
             last_check_in: None,
             version: None,
             pending_action: None,
+            last_result: None,
             entitlement: Envelope {
                 payload_type: String::new(),
                 payload: String::new(),

@@ -1,4 +1,7 @@
 //! One integration-test binary; each module is a scenario area.
 
+mod agent_offline;
+mod agent_online;
 mod server_e2e;
 mod server_releases;
+mod vendor_cli;

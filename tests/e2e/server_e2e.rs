@@ -219,3 +219,49 @@ fn oversized_and_malformed_bodies_over_real_http() {
     let (code, _) = s.get_json("/healthz");
     assert_eq!(code, 200);
 }
+
+#[test]
+fn serve_with_a_config_file_speaks_https() {
+    let tmp = tempfile::tempdir().expect("temp");
+    let tls = np_tests::repo_root().join("server/tests/data/tls");
+    let config = tmp.path().join("server.toml");
+    let text = format!(
+        "data = {:?}\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\n",
+        tmp.path().join("data"),
+        tls.join("TEST-ONLY-server.pem"),
+        tls.join("TEST-ONLY-server.key"),
+    );
+    std::fs::write(&config, text).expect("write config");
+    let mut p = np_tests::Running::spawn(
+        Command::new(bin("np-server"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config),
+    );
+    let line = p.wait_for("np-server listening on https://", Duration::from_secs(30));
+    let port = line
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let ca = std::fs::read(tls.join("TEST-ONLY-ca.pem")).expect("CA");
+    let client = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("PEM"))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let status = wait_until("HTTPS /healthz", Duration::from_secs(30), || {
+        client
+            .get(format!("https://localhost:{port}/healthz"))
+            .send()
+            .ok()
+            .map(|r| r.status().as_u16())
+    });
+    assert_eq!(status, 200);
+    // The first start initialized the folder and printed the token (stdout and stderr
+    // arrive through separate pipes, so it may come after the listening line).
+    if !p.seen.iter().any(|l| l.starts_with("admin token: ")) {
+        p.wait_for("admin token: ", Duration::from_secs(10));
+    }
+}

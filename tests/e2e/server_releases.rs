@@ -10,55 +10,31 @@ use base64::Engine as _;
 use np_common::api::{device_request_message, HEADER_SERIAL, HEADER_SIGNATURE, HEADER_TIME};
 use np_common::bundle::{EntryType, LayoutCheck};
 use np_common::SecretKey;
-use np_tests::{bin, test_key, Running};
+use np_tests::server::TestServer;
+use np_tests::test_key;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use std::io::{BufRead as _, Read, Seek as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const SERIAL: &str = "NR-2000-123456-4";
 
-/// A server started by this module (`np-server serve` on a fresh data folder).
+/// The harness's server, with the calls this module needs on top.
 struct Srv {
     url: String,
     token: String,
-    process: Running,
-    _dir: tempfile::TempDir,
+    inner: TestServer,
 }
 
 impl Srv {
     fn start() -> Srv {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let mut process = Running::spawn(
-            Command::new(bin("np-server"))
-                .arg("serve")
-                .arg("--data")
-                .arg(&data)
-                .args(["--listen", "127.0.0.1:0"]),
-        );
-        let line = process.wait_for("admin token: ", Duration::from_secs(30));
-        let token = line
-            .split("admin token: ")
-            .nth(1)
-            .unwrap()
-            .trim()
-            .to_owned();
-        let line = process.wait_for("listening on ", Duration::from_secs(30));
-        let url = line
-            .split("listening on ")
-            .nth(1)
-            .unwrap()
-            .trim()
-            .to_owned();
+        let inner = TestServer::start();
         Srv {
-            url,
-            token,
-            process,
-            _dir: dir,
+            url: inner.url.clone(),
+            token: inner.admin_token.clone(),
+            inner,
         }
     }
 
@@ -77,19 +53,6 @@ impl Srv {
             req = req.json(&b);
         }
         let resp = req.send().unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().unwrap_or(Value::Null))
-    }
-
-    fn put_blob(&self, path: &Path) -> (u16, Value) {
-        let file = std::fs::File::open(path).unwrap();
-        let len = file.metadata().unwrap().len();
-        let resp = Self::client()
-            .put(format!("{}/api/v1/blobs", self.url))
-            .bearer_auth(&self.token)
-            .body(reqwest::blocking::Body::sized(file, len))
-            .send()
-            .unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().unwrap_or(Value::Null))
     }
@@ -121,7 +84,8 @@ impl Srv {
     /// (VmRSS, VmHWM) of the server in KiB.
     fn memory_kib(&self) -> (u64, u64) {
         let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.process.child.id())).unwrap();
+            std::fs::read_to_string(format!("/proc/{}/status", self.inner.process.child.id()))
+                .unwrap();
         let field = |name: &str| -> u64 {
             status
                 .lines()
@@ -208,7 +172,7 @@ fn publish_check_in_resume_download_report_and_bundle() {
             "customer": "ACME", "device_key": key.public_key().to_base64()})),
     );
     assert_eq!(status, 201, "{d}");
-    let (status, blob) = srv.put_blob(&image_path);
+    let (status, blob) = srv.inner.put_blob(&image_path);
     assert_eq!(status, 201, "{blob}");
     let sha = hex::encode(Sha256::digest(&image));
     assert_eq!(

@@ -4,6 +4,7 @@
 //! guard drops.
 
 pub mod agent;
+pub mod proxy;
 pub mod server;
 
 use std::io::{BufRead, BufReader};
@@ -97,6 +98,7 @@ pub struct Running {
     pub child: Child,
     lines: mpsc::Receiver<String>,
     pub seen: Vec<String>,
+    taken: Vec<bool>,
 }
 
 impl Running {
@@ -128,18 +130,30 @@ impl Running {
             child,
             lines: rx,
             seen: Vec::new(),
+            taken: Vec::new(),
         }
     }
 
     /// Waits until a line containing `needle` is printed; returns that line.
+    ///
+    /// Lines already received count too, as long as no earlier `wait_for` returned them:
+    /// stdout and stderr arrive on two pipes, so the order between them means nothing.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        if let Some(i) =
+            (0..self.seen.len()).find(|&i| !self.taken[i] && self.seen[i].contains(needle))
+        {
+            self.taken[i] = true;
+            return self.seen[i].clone();
+        }
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(l) => {
+                    let hit = l.contains(needle);
                     self.seen.push(l.clone());
-                    if l.contains(needle) {
+                    self.taken.push(hit);
+                    if hit {
                         return l;
                     }
                 }

@@ -46,6 +46,15 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
+/// Warns when the signed keyring expires within 60 days: boxes refuse an expired one.
+fn warn_if_keyring_expires(state: &crate::state::AppState) {
+    let expires = state.keys.keyring.expires;
+    let left = expires.duration_since(state.now()).as_secs() / 86_400;
+    if left < 60 {
+        tracing::warn!(%expires, days_left = left, "the keyring expires soon: sign a new version with the offline root key");
+    }
+}
+
 /// Runs `serve`.
 pub async fn run(args: &Args) -> Result<(), CliError> {
     let toml = match &args.config {
@@ -87,6 +96,7 @@ pub async fn run(args: &Args) -> Result<(), CliError> {
         super::init::print_init(&config.data_dir, &out);
     }
     let state = datadir::open(config, system_clock())?;
+    warn_if_keyring_expires(&state);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| CliError::Io(format!("cannot listen on {listen}: {e}")))?;

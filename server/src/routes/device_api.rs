@@ -14,6 +14,7 @@ use crate::routes::devices::path_serial;
 use crate::state::AppState;
 use crate::store::{Change, DeviceReport, EventRecord, ReleaseRecord};
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::routing::{get, post};
@@ -138,6 +139,23 @@ fn zero_version() -> Version {
     Version::parse("0.0.0").expect("0.0.0 is a semver version")
 }
 
+/// The raw body of a signed request (it is hashed as sent), or our JSON error: 413 past
+/// the JSON body limit, 400 when it cannot be read.
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|r| {
+        if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(
+                "the request body is larger than the server accepts; send a smaller one",
+            )
+        } else {
+            ApiError::bad_request(
+                "bad_request",
+                format!("the request body could not be read: {}", r.body_text()),
+            )
+        }
+    })
+}
+
 fn bad_body(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request("bad_request", format!("the {what} body is malformed: {e}"))
 }
@@ -171,8 +189,9 @@ async fn check_in(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CheckInResponse>, ApiError> {
+    let body = body_bytes(body)?;
     let device = signed_device(&state, &method, uri.path(), &headers, &body).await?;
     let req: CheckInRequest = serde_json::from_slice(&body).map_err(|e| bad_body("check-in", e))?;
     if req.nonce.is_empty()
@@ -241,6 +260,9 @@ async fn check_in(
             if let Some(Some(d)) = recs.first_mut() {
                 d.last_check_in = Some(now);
                 d.version = Some(version.clone());
+                if let Some(lr) = &last_result {
+                    d.last_result = Some(lr.clone());
+                }
                 if done {
                     d.pending_action = None;
                 }
@@ -300,8 +322,9 @@ async fn event(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<EventRecord>, ApiError> {
+    let body = body_bytes(body)?;
     let device = signed_device(&state, &method, uri.path(), &headers, &body).await?;
     let ev: DeviceEvent = serde_json::from_slice(&body).map_err(|e| bad_body("event", e))?;
     if ev.detail.len() > 4096 {
@@ -350,7 +373,8 @@ async fn event(
     let committed = (ev.event == EventKind::Commit)
         .then(|| ev.version.clone())
         .flatten();
-    if clears || committed.is_some() {
+    let result = report.last_result.clone().filter(|_| outcome.is_some());
+    if clears || committed.is_some() || result.is_some() {
         let change = Change {
             actor: None,
             action: "device_event",
@@ -365,6 +389,9 @@ async fn event(
                     }
                     if let Some(v) = &committed {
                         d.version = Some(v.clone());
+                    }
+                    if let Some(r) = &result {
+                        d.last_result = Some(r.clone());
                     }
                 }
                 Ok::<(), ApiError>(())

@@ -400,6 +400,7 @@ async fn each_offer_rule_is_named_in_the_answer() {
         (d["pending_action"].clone(), d["version"].clone()),
         (Value::Null, json!("5.3.0"))
     );
+    assert_eq!(d["last_result"]["outcome"], "installed");
 }
 
 #[tokio::test]
@@ -582,6 +583,15 @@ async fn signed_requests_that_do_not_verify_are_401() {
         .body(Body::empty())
         .unwrap();
     assert_eq!(reason(h.send(none).await), unauthorized("missing_header"));
+    // An oversized body is refused in the API's JSON shape.
+    let big = vec![b' '; 200 * 1024];
+    let a = h
+        .device(&h.key, SERIAL, "POST", path, &big, now0(), None)
+        .await;
+    assert_eq!(
+        (a.status, a.json()["error"]["code"].clone()),
+        (StatusCode::PAYLOAD_TOO_LARGE, json!("too_large"))
+    );
 }
 
 #[tokio::test]

@@ -1,1 +1,86 @@
-fn main() {}
+//! np-vendor: the staff's command line. Offline it creates keys, signs keyrings and
+//! documents, verifies envelopes and builds offline bundles; against an np-server it
+//! manages devices, warranties, releases and audit entries.
+//!
+//! Every subcommand lives in its own file with its `Args` and `run()`; they return a
+//! [`Failure`], and the exit code is decided in one place, [`Failure::exit_code`].
+
+mod audit;
+mod bundle_build;
+mod bundle_get;
+mod client;
+mod device;
+mod failure;
+mod files;
+mod key;
+mod keyring_sign;
+mod release;
+mod sign;
+mod table;
+mod verify;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// The staff command line of NP Update & Warranty.
+#[derive(Parser)]
+#[command(name = "np-vendor", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create signing keys (offline).
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Sign a keyring with root keys (offline).
+    #[command(subcommand)]
+    Keyring(keyring_sign::KeyringCommand),
+    /// Sign a document payload with one key (offline).
+    Sign(sign::Args),
+    /// Verify a signed document under a root key (offline).
+    Verify(verify::Args),
+    /// Build an offline bundle, or fetch one for a box from the server.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+    /// Manage devices and warranties on the server.
+    #[command(subcommand)]
+    Device(device::DeviceCommand),
+    /// Publish and steer firmware releases on the server.
+    #[command(subcommand)]
+    Release(release::ReleaseCommand),
+    /// Show the server's audit log.
+    Audit(audit::Args),
+}
+
+#[derive(Subcommand)]
+enum BundleCommand {
+    /// Build a §7 bundle from a signed manifest and its image (offline).
+    Build(bundle_build::Args),
+    /// Download a bundle for one box from the server.
+    Get(bundle_get::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Key(c) => key::run(c),
+        Command::Keyring(c) => keyring_sign::run(c),
+        Command::Sign(a) => sign::run(a),
+        Command::Verify(a) => verify::run(a),
+        Command::Bundle(BundleCommand::Build(a)) => bundle_build::run(a),
+        Command::Bundle(BundleCommand::Get(a)) => bundle_get::run(a),
+        Command::Device(c) => device::run(c),
+        Command::Release(c) => release::run(c),
+        Command::Audit(a) => audit::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message());
+            ExitCode::from(f.exit_code())
+        }
+    }
+}

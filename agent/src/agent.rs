@@ -1,0 +1,109 @@
+//! The agent as one value: config, trust store, state, slots and boot control, loaded
+//! from the state folder. Commands and the daemon act through it.
+
+use crate::boot::{BootControl, CommandBoot};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::AgentError;
+use crate::report::Reporter;
+use crate::slots::Slots;
+use crate::state::State;
+use crate::trust::Trust;
+use np_common::api::EventKind;
+use np_common::docs::Release;
+use np_common::{check_update, UpdateInputs, Version};
+use std::sync::Arc;
+
+/// A loaded agent.
+pub struct Agent {
+    pub cfg: Config,
+    pub trust: Trust,
+    pub state: State,
+    pub slots: Slots,
+    pub boot: Box<dyn BootControl>,
+    pub clock: Arc<dyn Clock>,
+    pub reporter: Box<dyn Reporter>,
+}
+
+impl Agent {
+    /// Loads a provisioned agent from its state folder.
+    pub fn open(cfg: Config, clock: Arc<dyn Clock>) -> Result<Agent, AgentError> {
+        let state = State::load(&cfg.state_dir)?;
+        let trust = Trust::load(
+            &cfg.state_dir.join("trust"),
+            &cfg.root_keys,
+            &cfg.serial,
+            clock.clone(),
+        )?;
+        Ok(Agent {
+            slots: Slots::new(&cfg.state_dir),
+            boot: Box::new(CommandBoot::new(&cfg.state_dir, &cfg.install)),
+            reporter: Box::new(crate::report::LogOnly),
+            cfg,
+            trust,
+            state,
+            clock,
+        })
+    }
+
+    /// The release running in the active slot, verified under the keyring.
+    pub fn running(&self) -> Result<Release, AgentError> {
+        let slot = self.state.active;
+        let env = self.slots.manifest(slot)?.ok_or_else(|| AgentError::Io {
+            what: format!("the active slot {slot} has no manifest"),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })?;
+        Ok(self.trust.verify_release(&env)?)
+    }
+
+    /// The update rule (§3.5) for `release` against the running firmware.
+    pub fn check_rule(&self, release: &Release) -> Result<(), AgentError> {
+        let running = self.running()?;
+        check_update(&UpdateInputs {
+            serial: &self.cfg.serial,
+            model: &self.cfg.model,
+            release,
+            entitlement: self.trust.entitlement(),
+            now: self.trust.now(),
+            running_version: &running.version,
+            running_security_version: running.security_version,
+        })
+        .map_err(AgentError::from)
+    }
+
+    /// Was `version` rolled back from on this box (so not reinstalled automatically)?
+    pub fn rolled_back_from(&self, version: &Version) -> bool {
+        self.state.rolled_back_from.contains(version)
+    }
+
+    /// Persists the state.
+    pub fn save(&self) -> Result<(), AgentError> {
+        Ok(self.state.save(&self.cfg.state_dir)?)
+    }
+
+    /// Logs and reports an event to the server (best effort).
+    pub fn event(&self, version: Option<&Version>, kind: EventKind, detail: &str) {
+        tracing::info!(event = ?kind, version = ?version.map(|v| v.to_string()), "{detail}");
+        self.reporter.event(version, kind, detail);
+    }
+
+    /// Records a refusal as the last result and reports it.
+    pub fn record_refusal(&mut self, version: Option<&Version>, err: &AgentError) {
+        let outcome = match err.exit_code() {
+            1 => np_common::api::Outcome::Refused,
+            _ => np_common::api::Outcome::Failed,
+        };
+        let at = self.trust.now();
+        self.state
+            .record(version.cloned(), outcome, err.to_string(), at);
+        let kind = if outcome == np_common::api::Outcome::Refused {
+            EventKind::Refusal
+        } else {
+            EventKind::Failure
+        };
+        self.event(version, kind, &err.to_string());
+        if let Err(e) = self.save() {
+            tracing::warn!("cannot record the refusal: {e}");
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! `np-agent status [--json]`: the box's firmware, warranty and update state (§8).
+
+use crate::agent::Agent;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::AgentError;
+use crate::state::Phase;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Arguments of `status`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print one JSON object instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The status object of §8 (plus a few details).
+pub fn status_json(agent: &Agent) -> Result<Value, AgentError> {
+    let running = agent.running()?;
+    let previous_version = match agent.state.previous {
+        Some(slot) => agent
+            .slots
+            .manifest(slot)?
+            .and_then(|env| agent.trust.verify_release(&env).ok())
+            .map(|r| r.version.to_string()),
+        None => None,
+    };
+    let ent = agent.trust.entitlement();
+    let attempts = match agent.state.phase {
+        Phase::Trial { attempts } => Some(attempts),
+        _ => None,
+    };
+    Ok(json!({
+        "serial": agent.cfg.serial,
+        "model": agent.cfg.model,
+        "version": running.version,
+        "security_version": running.security_version,
+        "active_slot": agent.state.active,
+        "previous_version": previous_version,
+        "phase": agent.state.phase.api(),
+        "trial_attempts": attempts,
+        "target_version": agent.state.target.as_ref().map(|t| t.version.to_string()),
+        "coverage_end": ent.map(|e| e.coverage_end.to_string()),
+        "entitlement_status": ent.map(|e| e.status),
+        "entitlement_sequence": ent.map(|e| e.sequence),
+        "time_floor": agent.trust.floor(),
+        "last_check": agent.state.last_check,
+        "last_result": agent.state.last_result,
+        "update_available": agent.state.update_available,
+        "rolled_back_from": agent.state.rolled_back_from,
+    }))
+}
+
+/// Prints the status.
+pub fn run(cfg: &Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentError> {
+    let agent = Agent::open(cfg.clone(), clock)?;
+    let v = status_json(&agent)?;
+    if a.json {
+        println!("{v}");
+        return Ok(());
+    }
+    let s = |k: &str| match &v[k] {
+        Value::Null => "none".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    println!("box            {} ({})", s("serial"), s("model"));
+    println!(
+        "firmware       {} (security version {}) in slot {}",
+        s("version"),
+        s("security_version"),
+        s("active_slot")
+    );
+    println!("previous       {}", s("previous_version"));
+    println!("phase          {}", s("phase"));
+    println!(
+        "warranty       {} until {}",
+        s("entitlement_status"),
+        s("coverage_end")
+    );
+    println!("update         {}", s("update_available"));
+    println!("last check-in  {}", s("last_check"));
+    if let Some(r) = &agent.state.last_result {
+        let v = r
+            .version
+            .as_ref()
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        println!("last result    {:?} {v}: {}", r.outcome, r.detail);
+    }
+    println!("time floor     {}", s("time_floor"));
+    Ok(())
+}

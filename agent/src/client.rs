@@ -1,0 +1,233 @@
+//! The device side of the device API (§6.3): requests signed with the device key over
+//! reqwest + rustls (with an optional extra CA), check-in, events and blob fetches.
+
+use crate::clock::Clock;
+use crate::config::{Config, ServerConfig};
+use crate::report::Reporter;
+use jiff::Timestamp;
+use np_common::api::{
+    device_request_message, CheckInRequest, CheckInResponse, DeviceEvent, ErrorBody, EventKind,
+    HEADER_SERIAL, HEADER_SIGNATURE, HEADER_TIME,
+};
+use np_common::{SecretKey, Serial, Version};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Why talking to the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("this box has no [server] in its config; it is offline-only (use `np-agent apply`)")]
+    Offline,
+    #[error(
+        "cannot read the device key {path}: {message}; create it with `np-agent keygen --out FILE`"
+    )]
+    Key { path: PathBuf, message: String },
+    #[error("cannot use the CA certificate {path}: {message}")]
+    CaCert { path: PathBuf, message: String },
+    #[error("cannot reach {url}: {message}")]
+    Network { url: String, message: String },
+    #[error("the server turned the box away ({status} {code}): {message}")]
+    Rejected {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("the server's answer from {url} is not valid: {message}")]
+    BadAnswer { url: String, message: String },
+}
+
+impl ClientError {
+    /// Exit code: a refusal by the server (401/403/404/409/422) is 1, the rest 3.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Rejected { status, .. } if (400..500).contains(status) => 1,
+            ClientError::Offline => 2,
+            _ => 3,
+        }
+    }
+}
+
+/// A signed-request client for one box.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::blocking::Client,
+    base: String,
+    serial: Serial,
+    key: Arc<SecretKey>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Installs the process-wide rustls crypto provider (ring) once.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Client {
+    /// Builds the client of `cfg` (its server, CA, device key).
+    pub fn new(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Client, ClientError> {
+        let server: &ServerConfig = cfg.server.as_ref().ok_or(ClientError::Offline)?;
+        let key_text = std::fs::read_to_string(&cfg.device_key).map_err(|e| ClientError::Key {
+            path: cfg.device_key.clone(),
+            message: e.to_string(),
+        })?;
+        let key = SecretKey::from_base64(&key_text).map_err(|e| ClientError::Key {
+            path: cfg.device_key.clone(),
+            message: e.to_string(),
+        })?;
+        install_crypto_provider();
+        let mut b = reqwest::blocking::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(std::time::Duration::from_secs(15))
+            .timeout(server.stall_timeout)
+            .user_agent(concat!("np-agent/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &server.ca_cert {
+            let ca_err = |message: String| ClientError::CaCert {
+                path: ca.clone(),
+                message,
+            };
+            let pem = std::fs::read(ca).map_err(|e| ca_err(e.to_string()))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| ca_err(e.to_string()))?;
+            b = b.add_root_certificate(cert);
+        }
+        let http = b.build().map_err(|e| ClientError::Network {
+            url: server.url.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Client {
+            http,
+            base: server.url.clone(),
+            serial: cfg.serial.clone(),
+            key: Arc::new(key),
+            clock,
+        })
+    }
+
+    /// Resolves an offer URL: a path is relative to the server URL.
+    pub fn resolve(&self, url: &str) -> String {
+        if url.starts_with("http://") || url.starts_with("https://") {
+            url.to_owned()
+        } else {
+            format!("{}/{}", self.base, url.trim_start_matches('/'))
+        }
+    }
+
+    /// A request with the device signature headers.
+    pub fn signed(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Vec<u8>,
+    ) -> reqwest::blocking::RequestBuilder {
+        let path = reqwest::Url::parse(url)
+            .map(|u| u.path().to_owned())
+            .unwrap_or_else(|_| "/".into());
+        let now =
+            Timestamp::from_second(self.clock.now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH);
+        let time = now.to_string();
+        let msg = device_request_message(method.as_str(), &path, &time, &body);
+        use base64::Engine as _;
+        let sig = base64::engine::general_purpose::STANDARD.encode(self.key.sign(&msg));
+        let mut rb = self
+            .http
+            .request(method, url)
+            .header(HEADER_SERIAL, self.serial.as_str())
+            .header(HEADER_TIME, time)
+            .header(HEADER_SIGNATURE, sig);
+        if !body.is_empty() {
+            rb = rb
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        rb
+    }
+
+    fn post_json<T: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &T,
+    ) -> Result<reqwest::blocking::Response, ClientError> {
+        let url = self.resolve(path);
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        let resp = self
+            .signed(reqwest::Method::POST, &url, bytes)
+            .send()
+            .map_err(|e| network(&url, e))?;
+        check_status(resp)
+    }
+
+    /// `POST /api/v1/device/check-in`.
+    pub fn check_in(&self, req: &CheckInRequest) -> Result<CheckInResponse, ClientError> {
+        let path = "/api/v1/device/check-in";
+        let resp = self.post_json(path, req)?;
+        let bytes = resp.bytes().map_err(|e| network(path, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer {
+            url: self.resolve(path),
+            message: e.to_string(),
+        })
+    }
+
+    /// `POST /api/v1/device/events`.
+    pub fn event(&self, ev: &DeviceEvent) -> Result<(), ClientError> {
+        self.post_json("/api/v1/device/events", ev).map(|_| ())
+    }
+
+    /// `GET` a blob, from byte `offset` (a `Range` request when above 0).
+    pub fn get_blob(
+        &self,
+        url: &str,
+        offset: u64,
+    ) -> Result<reqwest::blocking::Response, ClientError> {
+        let mut rb = self.signed(reqwest::Method::GET, url, Vec::new());
+        if offset > 0 {
+            rb = rb.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+        }
+        let resp = rb.send().map_err(|e| network(url, e))?;
+        check_status(resp)
+    }
+}
+
+/// A network error, named by URL.
+pub fn network(url: &str, e: impl std::fmt::Display) -> ClientError {
+    ClientError::Network {
+        url: url.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+fn check_status(
+    resp: reqwest::blocking::Response,
+) -> Result<reqwest::blocking::Response, ClientError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let body = resp.bytes().unwrap_or_default();
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
+        Ok(b) => (b.error.code, b.error.message),
+        Err(_) => (
+            "http_error".into(),
+            String::from_utf8_lossy(&body).chars().take(200).collect(),
+        ),
+    };
+    Err(ClientError::Rejected {
+        status: status.as_u16(),
+        code,
+        message,
+    })
+}
+
+/// Reports events to the server (and never fails the caller).
+pub struct ServerReporter(pub Client);
+
+impl Reporter for ServerReporter {
+    fn event(&self, version: Option<&Version>, kind: EventKind, detail: &str) {
+        let ev = DeviceEvent {
+            version: version.cloned(),
+            event: kind,
+            detail: detail.to_owned(),
+        };
+        if let Err(e) = self.0.event(&ev) {
+            tracing::warn!("cannot report the {kind:?} event: {e}");
+        }
+    }
+}

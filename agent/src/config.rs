@@ -1,0 +1,339 @@
+//! The agent's configuration (§8), loaded from TOML. Every error names the file and,
+//! where one is at fault, the key.
+
+use jiff::civil::Time;
+use np_common::{Model, PublicKey, Serial};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the config lives unless `--config` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/np-agent/agent.toml";
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}; pass --config FILE or create it")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {path}, key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    serial: String,
+    model: Option<String>,
+    state_dir: PathBuf,
+    device_key: Option<PathBuf>,
+    server: Option<RawServer>,
+    trust: RawTrust,
+    #[serde(default)]
+    install: RawInstall,
+    #[serde(default)]
+    inbox: RawInbox,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    url: String,
+    ca_cert: Option<PathBuf>,
+    check_interval: Option<String>,
+    stall_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrust {
+    root_keys: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInstall {
+    auto: Option<bool>,
+    window: Option<String>,
+    health_command: Option<String>,
+    activate_command: Option<String>,
+    reboot_command: Option<String>,
+    max_boot_attempts: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInbox {
+    poll_interval: Option<String>,
+}
+
+/// The server this box checks in with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Base URL, without a trailing slash.
+    pub url: String,
+    /// An extra trust anchor (PEM).
+    pub ca_cert: Option<PathBuf>,
+    /// Mean time between check-ins (jittered by the daemon).
+    pub check_interval: Duration,
+    /// A download that makes no progress for this long is cut (and resumed later).
+    pub stall_timeout: Duration,
+}
+
+/// A daily maintenance window in local time; it may wrap past midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: Time,
+    pub end: Time,
+}
+
+impl Window {
+    /// Parses `HH:MM-HH:MM`.
+    pub fn parse(s: &str) -> Option<Window> {
+        let (a, b) = s.split_once('-')?;
+        let t = |x: &str| Time::strptime("%H:%M", x.trim()).ok();
+        Some(Window {
+            start: t(a)?,
+            end: t(b)?,
+        })
+    }
+
+    /// Is the local time `t` inside the window?
+    pub fn contains(&self, t: Time) -> bool {
+        if self.start <= self.end {
+            self.start <= t && t < self.end
+        } else {
+            t >= self.start || t < self.end
+        }
+    }
+}
+
+/// How installs happen.
+#[derive(Debug, Clone)]
+pub struct InstallConfig {
+    pub auto: bool,
+    pub window: Option<Window>,
+    pub health_command: Option<String>,
+    pub activate_command: Option<String>,
+    pub reboot_command: Option<String>,
+    pub max_boot_attempts: u32,
+}
+
+/// The loaded and checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub serial: Serial,
+    pub model: Model,
+    pub state_dir: PathBuf,
+    pub device_key: PathBuf,
+    pub server: Option<ServerConfig>,
+    pub root_keys: Vec<PublicKey>,
+    pub install: InstallConfig,
+    pub inbox_poll: Duration,
+}
+
+/// Parses a duration such as `6h`, `30m`, `45s`, `500ms` or `1d`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let secs = match unit {
+        "ms" => return Some(Duration::from_millis(n)),
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86400)?,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+impl Config {
+    /// Reads and checks the config at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Checks config text; `path` is only used in messages and to resolve nothing.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.message().to_owned(),
+        })?;
+        let bad = |key: &'static str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        let serial = Serial::parse(&raw.serial).map_err(|e| bad("serial", e.to_string()))?;
+        let model = match raw.model {
+            Some(m) => Model::parse(&m).map_err(|e| bad("model", e.to_string()))?,
+            None => serial.model(),
+        };
+        if model != serial.model() {
+            return Err(bad(
+                "model",
+                format!("model {model} contradicts serial {serial}"),
+            ));
+        }
+        let dur = |key: &'static str, v: Option<String>, default: Duration| match v {
+            None => Ok(default),
+            Some(s) => parse_duration(&s).filter(|d| !d.is_zero()).ok_or_else(|| {
+                bad(
+                    key,
+                    format!("{s:?} is not a duration such as 6h, 10m or 30s"),
+                )
+            }),
+        };
+        let server = match raw.server {
+            None => None,
+            Some(s) => {
+                let url = s.url.trim_end_matches('/').to_owned();
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(bad("server.url", format!("{url:?} is not an http(s) URL")));
+                }
+                Some(ServerConfig {
+                    url,
+                    ca_cert: s.ca_cert,
+                    check_interval: dur(
+                        "server.check_interval",
+                        s.check_interval,
+                        Duration::from_secs(6 * 3600),
+                    )?,
+                    stall_timeout: dur(
+                        "server.stall_timeout",
+                        s.stall_timeout,
+                        Duration::from_secs(60),
+                    )?,
+                })
+            }
+        };
+        if raw.trust.root_keys.is_empty() {
+            return Err(bad(
+                "trust.root_keys",
+                "at least one root public key is needed".into(),
+            ));
+        }
+        let root_keys = raw
+            .trust
+            .root_keys
+            .iter()
+            .map(|k| PublicKey::from_base64(k))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad("trust.root_keys", e.to_string()))?;
+        let window = match raw.install.window {
+            None => None,
+            Some(w) => Some(Window::parse(&w).ok_or_else(|| {
+                bad(
+                    "install.window",
+                    format!("{w:?} is not a window such as 02:00-05:00"),
+                )
+            })?),
+        };
+        let max_boot_attempts = raw.install.max_boot_attempts.unwrap_or(3);
+        if max_boot_attempts == 0 {
+            return Err(bad(
+                "install.max_boot_attempts",
+                "must be at least 1".into(),
+            ));
+        }
+        Ok(Config {
+            path: path.to_owned(),
+            serial,
+            model,
+            state_dir: raw.state_dir,
+            device_key: raw
+                .device_key
+                .unwrap_or_else(|| PathBuf::from("/etc/np-agent/device.key")),
+            server,
+            root_keys,
+            install: InstallConfig {
+                auto: raw.install.auto.unwrap_or(true),
+                window,
+                health_command: raw.install.health_command,
+                activate_command: raw.install.activate_command,
+                reboot_command: raw.install.reboot_command,
+                max_boot_attempts,
+            },
+            inbox_poll: dur(
+                "inbox.poll_interval",
+                raw.inbox.poll_interval,
+                Duration::from_secs(5),
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOT: &str = "+1opRmuE2CsFW6PHBQg3U+XG0nnaEbWy2Sk99+nJw9g=";
+
+    fn cfg(extra: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            "serial = \"NR-2000-123456-4\"\nstate_dir = \"/tmp/x\"\n{extra}\n[trust]\nroot_keys = [\"{ROOT}\"]\n"
+        );
+        Config::parse(Path::new("agent.toml"), &text)
+    }
+
+    #[test]
+    fn minimal_config_has_defaults() {
+        let c = cfg("").unwrap();
+        assert_eq!(c.model.as_str(), "NR-2000");
+        assert!(c.install.auto);
+        assert_eq!(c.install.max_boot_attempts, 3);
+        assert!(c.server.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = cfg("model = \"NR-3000\"").unwrap_err();
+        assert!(
+            matches!(e, ConfigError::Invalid { key: "model", .. }),
+            "{e}"
+        );
+        let e = Config::parse(
+            Path::new("a.toml"),
+            "serial = \"NR-2000-123456-5\"\nstate_dir=\"/x\"\n[trust]\nroot_keys=[]\n",
+        )
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::Invalid { key: "serial", .. }));
+        assert!(e.to_string().contains("a.toml"));
+        let e = cfg("[install]\nwindow = \"2-5\"").unwrap_err();
+        assert!(matches!(
+            e,
+            ConfigError::Invalid {
+                key: "install.window",
+                ..
+            }
+        ));
+        let e = cfg("bogus = 1").unwrap_err();
+        assert!(matches!(e, ConfigError::Parse { .. }));
+    }
+
+    #[test]
+    fn durations_and_windows() {
+        assert_eq!(parse_duration("6h"), Some(Duration::from_secs(21600)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("x"), None);
+        let w = Window::parse("22:00-02:00").unwrap();
+        assert!(w.contains(Time::constant(23, 0, 0, 0)));
+        assert!(w.contains(Time::constant(1, 0, 0, 0)));
+        assert!(!w.contains(Time::constant(3, 0, 0, 0)));
+    }
+}

@@ -1,0 +1,189 @@
+//! `np-agent run`: on start, resolve a pending trial; then check in on a jittered
+//! interval (capped exponential backoff after network failures), install a staged update
+//! inside the maintenance window, and take bundles from the inbox. SIGTERM or SIGINT stop
+//! it cleanly between steps.
+
+use crate::agent::Agent;
+use crate::checkin::{self, Checked};
+use crate::client::{Client, ServerReporter};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::AgentError;
+use crate::inbox::Inbox;
+use crate::install::When;
+use crate::state::Phase;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Opens the agent; when the box has a server and a device key, events go to the server.
+pub fn open_agent(cfg: Config, clock: Arc<dyn Clock>) -> Result<Agent, AgentError> {
+    let client = match &cfg.server {
+        Some(_) => Client::new(&cfg, clock.clone()).ok(),
+        None => None,
+    };
+    let mut agent = Agent::open(cfg, clock)?;
+    if let Some(c) = client {
+        agent.reporter = Box::new(ServerReporter(c));
+    }
+    Ok(agent)
+}
+
+/// A flag set by SIGTERM or SIGINT (handlers are in place when this returns).
+pub fn shutdown_on_signals() -> Result<Arc<AtomicBool>, AgentError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let io = |source| AgentError::Io {
+        what: "cannot install the signal handlers".into(),
+        source,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io)?;
+    let (mut term, mut int) = rt
+        .block_on(async {
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            ))
+        })
+        .map_err(io)?;
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        });
+        f.store(true, Ordering::SeqCst);
+    });
+    Ok(flag)
+}
+
+fn random_fraction() -> f64 {
+    let mut b = [0u8; 4];
+    let _ = getrandom::getrandom(&mut b);
+    f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX)
+}
+
+/// The wait before the next check-in: the interval ±20 %, or after `failures` network
+/// failures in a row, 5 s doubling each time, capped at the interval and at one hour.
+pub fn next_wait(interval: Duration, failures: u32) -> Duration {
+    if failures == 0 {
+        return interval.mul_f64(0.8 + 0.4 * random_fraction());
+    }
+    let base = Duration::from_secs(5).min(interval);
+    let cap = interval.min(Duration::from_secs(3600));
+    base.saturating_mul(1u32 << failures.min(16).saturating_sub(1))
+        .min(cap)
+}
+
+/// Runs the daemon until `shutdown` is set.
+pub fn run(
+    cfg: Config,
+    clock: Arc<dyn Clock>,
+    shutdown: Arc<AtomicBool>,
+) -> Result<(), AgentError> {
+    let client = match &cfg.server {
+        Some(_) => Some(Client::new(&cfg, clock.clone())?),
+        None => None,
+    };
+    let interval = cfg.server.as_ref().map(|s| s.check_interval);
+    let poll = cfg.inbox_poll;
+    let mut agent = open_agent(cfg, clock)?;
+    crate::cli::start_box(&mut agent)?;
+    tracing::info!(
+        "np-agent running for {} ({} in slot {})",
+        agent.cfg.serial,
+        agent.running()?.version,
+        agent.state.active
+    );
+    let mut inbox = Inbox::new(&agent.cfg.state_dir);
+    let mut next_check = Instant::now();
+    let mut failures = 0u32;
+    while !shutdown.load(Ordering::SeqCst) {
+        if let (Some(c), Some(iv)) = (&client, interval) {
+            if Instant::now() >= next_check {
+                match checkin::check_once(&mut agent, c, When::Policy) {
+                    Ok(r) => {
+                        failures = 0;
+                        log_checked(&r);
+                    }
+                    Err(e) if e.exit_code() == 3 => {
+                        failures += 1;
+                        tracing::warn!("check-in failed ({failures} in a row): {e}");
+                    }
+                    Err(e) => {
+                        failures = 0;
+                        tracing::warn!("{e}");
+                    }
+                }
+                next_check = Instant::now() + next_wait(iv, failures);
+            }
+        }
+        if shutdown.load(Ordering::SeqCst) {
+            break;
+        }
+        if agent.state.phase == Phase::Staged && agent.cfg.install.auto && agent.in_window() {
+            match agent.activate_staged() {
+                Ok(d) => tracing::info!("staged update installed: {d:?}"),
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        for file in inbox.ready() {
+            if shutdown.load(Ordering::SeqCst) {
+                break;
+            }
+            tracing::info!("applying bundle {} from the inbox", file.display());
+            let r = crate::bundle::apply_file(&mut agent, &file, When::Policy, &mut |_| {});
+            let r = r.map(|d| tracing::info!("bundle {} applied: {d:?}", file.display()));
+            if let Err(e) = &r {
+                tracing::warn!("bundle {} rejected: {e}", file.display());
+            }
+            match inbox.settle(&file, &r) {
+                Ok(dest) => tracing::info!("moved {} to {}", file.display(), dest.display()),
+                Err(e) => tracing::warn!("cannot move {}: {e}", file.display()),
+            }
+        }
+        let until = match &client {
+            Some(_) => next_check.min(Instant::now() + poll),
+            None => Instant::now() + poll,
+        };
+        while !shutdown.load(Ordering::SeqCst) && Instant::now() < until {
+            std::thread::sleep(
+                Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())),
+            );
+        }
+    }
+    tracing::info!("np-agent stopped");
+    Ok(())
+}
+
+fn log_checked(r: &Checked) {
+    match r {
+        Checked::UpToDate => tracing::info!("check-in: up to date"),
+        Checked::NotOffered(v) => tracing::info!("check-in: {v} available but not offered yet"),
+        Checked::SkippedRolledBack(v) => {
+            tracing::info!("check-in: {v} was rolled back here; skipped")
+        }
+        Checked::RolledBack => tracing::info!("check-in: rolled back by a staff action"),
+        Checked::Updated(d) => tracing::info!("check-in: {d:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let iv = Duration::from_secs(600);
+        assert_eq!(next_wait(iv, 1), Duration::from_secs(5));
+        assert_eq!(next_wait(iv, 2), Duration::from_secs(10));
+        assert_eq!(next_wait(iv, 30), iv);
+        let w = next_wait(iv, 0);
+        assert!(w >= iv.mul_f64(0.79) && w <= iv.mul_f64(1.21));
+    }
+}

@@ -1,0 +1,87 @@
+//! The agent's error, gathering each area's own error enum, and the one place that maps
+//! errors to exit codes (§8): 0 done, 1 refused by a rule or rolled back, 2 bad usage,
+//! 3 I/O or network failure.
+
+use crate::boot::BootError;
+use crate::bundle::BundleReject;
+use crate::client::ClientError;
+use crate::config::ConfigError;
+use crate::slots::SlotError;
+use crate::state::StateError;
+use crate::trust::TrustError;
+use np_common::{ImageError, Refusal, Version};
+
+/// Everything that can stop an agent command.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Slot(#[from] SlotError),
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    #[error(transparent)]
+    Bundle(#[from] BundleReject),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("refused by rule {rule}: {refusal}", rule = .0.rule(), refusal = .0)]
+    Refused(Box<Refusal>),
+    #[error("{0}")]
+    Image(#[from] ImageError),
+    #[error("{version} was rolled back: {reason}")]
+    RolledBack { version: Version, reason: String },
+    #[error("there is no previous image to roll back to")]
+    NoPrevious,
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl From<Refusal> for AgentError {
+    fn from(r: Refusal) -> Self {
+        AgentError::Refused(Box::new(r))
+    }
+}
+
+impl AgentError {
+    /// The process exit code for this error (the only place that decides it).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AgentError::Config(_) | AgentError::Usage(_) => 2,
+            AgentError::Trust(TrustError::Io { .. } | TrustError::Corrupt { .. }) => 3,
+            AgentError::Trust(_) => 1,
+            AgentError::State(StateError::Refused { .. }) => 1,
+            AgentError::State(_) => 3,
+            AgentError::Slot(SlotError::Image(_)) => 1,
+            AgentError::Slot(SlotError::Io { .. }) => 3,
+            AgentError::Boot(_) => 3,
+            AgentError::Bundle(b) => b.exit_code(),
+            AgentError::Client(c) => c.exit_code(),
+            AgentError::Refused(_)
+            | AgentError::Image(_)
+            | AgentError::RolledBack { .. }
+            | AgentError::NoPrevious => 1,
+            AgentError::Io { .. } => 3,
+        }
+    }
+
+    /// A short name of the rule or check that failed, for reports and `.reason` files.
+    pub fn rule(&self) -> String {
+        match self {
+            AgentError::Refused(r) => r.rule().to_owned(),
+            AgentError::Bundle(b) => b.rule().to_owned(),
+            AgentError::Image(_) | AgentError::Slot(SlotError::Image(_)) => "image_mismatch".into(),
+            AgentError::Trust(_) => "verification".into(),
+            AgentError::RolledBack { .. } => "rolled_back".into(),
+            _ => "failure".into(),
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The HTTP client of the online commands: the server URL and token (flags or
+//! `NP_SERVER`/`NP_TOKEN`; the token is never printed), JSON requests, streamed uploads
+//! and downloads, and the mapping of answers to failures: a 4xx answer is a refusal
+//! (exit 1) shown as `<message> (<code>)`, a 5xx answer or a network failure is exit 3.
+
+use crate::failure::Failure;
+use indicatif::{ProgressBar, ProgressStyle};
+use np_common::api::ErrorBody;
+use reqwest::blocking::{Client as Http, RequestBuilder, Response};
+use reqwest::Url;
+use serde_json::Value;
+use std::io::IsTerminal as _;
+use std::time::Duration;
+
+/// Where the server is and how to authenticate, plus the output format.
+#[derive(clap::Args, Clone)]
+pub struct ServerArgs {
+    /// The np-server base URL, such as https://updates.example.com.
+    #[arg(long, env = "NP_SERVER")]
+    server: Option<String>,
+    /// A staff, release or admin token.
+    #[arg(long, env = "NP_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print the server's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A connection to one server.
+pub struct Client {
+    http: Http,
+    base: Url,
+    token: String,
+}
+
+impl Client {
+    /// Builds a client from the arguments (usage error when server or token is missing).
+    pub fn new(args: &ServerArgs) -> Result<Client, Failure> {
+        let server = args
+            .server
+            .as_deref()
+            .ok_or_else(|| Failure::usage("no server given; pass --server URL or set NP_SERVER"))?;
+        let token = args
+            .token
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| Failure::usage("no token given; pass --token T or set NP_TOKEN"))?;
+        let base = Url::parse(server)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+            .ok_or_else(|| {
+                Failure::usage(format!(
+                    "--server {server:?} is not an http:// or https:// URL"
+                ))
+            })?;
+        // One TLS stack (ring); installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = Http::builder()
+            .connect_timeout(Duration::from_secs(15))
+            .timeout(None::<Duration>)
+            .user_agent(concat!("np-vendor/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Failure::io(format!("cannot start the HTTP client: {e}")))?;
+        Ok(Client {
+            http,
+            base,
+            token: token.trim().to_owned(),
+        })
+    }
+
+    /// The URL of a path given as segments (each one escaped).
+    pub fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut s) = url.path_segments_mut() {
+            s.pop_if_empty();
+            s.extend(segments);
+        }
+        url
+    }
+
+    /// A request with the token.
+    pub fn request(&self, method: reqwest::Method, url: Url) -> RequestBuilder {
+        self.http.request(method, url).bearer_auth(&self.token)
+    }
+
+    /// Sends a request; a non-2xx answer becomes a failure.
+    pub fn send(&self, req: RequestBuilder) -> Result<Response, Failure> {
+        let resp = req.send().map_err(|e| {
+            Failure::io(format!(
+                "cannot reach the server at {}: {}",
+                self.base,
+                error_chain(&e)
+            ))
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = resp.text().unwrap_or_default();
+        let message = match serde_json::from_str::<ErrorBody>(&body) {
+            Ok(b) => {
+                let details = b
+                    .error
+                    .details
+                    .filter(|d| d.as_object().is_some_and(|o| !o.is_empty()))
+                    .map(|d| format!(" {d}"))
+                    .unwrap_or_default();
+                format!("{} ({}){details}", b.error.message, b.error.code)
+            }
+            Err(_) => format!("the server answered {status}"),
+        };
+        Err(if status.is_client_error() {
+            Failure::refused(message)
+        } else {
+            Failure::io(message)
+        })
+    }
+
+    /// Sends a request and reads its JSON answer.
+    pub fn json(&self, req: RequestBuilder) -> Result<Value, Failure> {
+        let resp = self.send(req)?;
+        resp.json::<Value>().map_err(|e| {
+            Failure::io(format!(
+                "the server's answer is not JSON: {}",
+                error_chain(&e)
+            ))
+        })
+    }
+
+    /// GET a path as JSON.
+    pub fn get(&self, segments: &[&str], query: &[(&str, String)]) -> Result<Value, Failure> {
+        let mut url = self.url(segments);
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        self.json(self.request(reqwest::Method::GET, url))
+    }
+
+    /// POST (or another method) a JSON body.
+    pub fn send_json(
+        &self,
+        method: reqwest::Method,
+        segments: &[&str],
+        body: &Value,
+    ) -> Result<Value, Failure> {
+        self.json(self.request(method, self.url(segments)).json(body))
+    }
+}
+
+/// An error with its causes, for one sentence.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = c.source();
+    }
+    s
+}
+
+/// A progress bar on a terminal, hidden otherwise.
+pub fn progress(len: Option<u64>, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = match len {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::new_spinner(),
+    };
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// A string field of a JSON object, or "-".
+pub fn field(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        None | Some(Value::Null) => "-".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Prints JSON for scripts.
+pub fn print_json(v: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
+}
+
+/// The first array in an answer: `devices`, `releases`, `entries`, `items`, or the
+/// answer itself.
+pub fn items(v: &Value) -> Vec<Value> {
+    if let Some(a) = v.as_array() {
+        return a.clone();
+    }
+    for k in ["devices", "releases", "entries", "items", "audit"] {
+        if let Some(a) = v.get(k).and_then(Value::as_array) {
+            return a.clone();
+        }
+    }
+    Vec::new()
+}
