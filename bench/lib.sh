@@ -14,6 +14,10 @@ bench_init() {
     BENCH_TMP="$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/np-bench.XXXXXX")"
     trap bench_cleanup EXIT
     trap 'exit 130' INT TERM
+    # Private copies of the TEST-ONLY keys, mode 0600 (np-vendor warns about readable keys).
+    mkdir -p "$BENCH_TMP/keys"
+    install -m 0600 "$KEYS"/TEST-ONLY-* "$BENCH_TMP/keys/"
+    KEYS="$BENCH_TMP/keys"
 }
 
 bench_cleanup() {
