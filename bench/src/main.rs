@@ -5,6 +5,7 @@
 //! ratio to the machine's Ed25519 sign+verify bound measured with `openssl speed`.
 
 mod fleet;
+mod sign;
 mod stats;
 
 use clap::Parser;
@@ -19,10 +20,26 @@ use clap::Parser;
 enum Cli {
     /// Register boxes and measure signed check-ins at each fleet size.
     Fleet(fleet::Args),
+    /// Print the signed device-API headers of one request (for `curl -H @FILE`).
+    Sign(sign::Args),
 }
 
 fn main() -> std::process::ExitCode {
-    let Cli::Fleet(args) = Cli::parse();
+    let args = match Cli::parse() {
+        Cli::Fleet(args) => args,
+        Cli::Sign(args) => {
+            return match sign::headers(&args) {
+                Ok(text) => {
+                    print!("{text}");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::ExitCode::from(3)
+                }
+            };
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
