@@ -137,13 +137,14 @@ fn stream_into(
 ) -> Result<(), AgentError> {
     let path = agent.slots.image(slot);
     let mut w = SlotWriter::create(&path, release.image.size, release.image.sha256)?;
-    let mut buf = vec![0u8; crate::slots::CHUNK];
     loop {
+        let mut buf = w.buffer();
         let n = read_some(reader, &mut buf)?;
         if n == 0 {
             break;
         }
-        w.write(&buf[..n])?;
+        buf.truncate(n);
+        w.write_owned(buf)?;
     }
     if w.written() < release.image.size {
         return Err(crate::bundle::BundleReject::Truncated(format!(

@@ -12,7 +12,7 @@ use np_common::{Envelope, ImageError, ImageVerifier, Sha256Digest};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 /// Chunk size of every image copy (64 KiB measured fastest for sha2 here).
@@ -102,6 +102,8 @@ pub struct SlotWriter {
     path: PathBuf,
     verifier: ImageVerifier,
     tx: Option<SyncSender<Vec<u8>>>,
+    /// Buffers the writer thread is done with, to be filled again (no copy per chunk).
+    spare: Receiver<Vec<u8>>,
     worker: Option<JoinHandle<io::Result<()>>>,
 }
 
@@ -144,12 +146,15 @@ impl SlotWriter {
         file.set_len(offset).map_err(io_err)?;
         file.seek(SeekFrom::Start(offset)).map_err(io_err)?;
         let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
+        let (spare_tx, spare) = sync_channel::<Vec<u8>>(QUEUE + 2);
         let worker = std::thread::spawn(move || -> io::Result<()> {
             let mut file = file;
             let (mut pos, mut started) = (offset, offset);
             for chunk in rx {
                 file.write_all(&chunk)?;
                 pos += chunk.len() as u64;
+                // Hand the buffer back for reuse; if nobody wants it, it is dropped.
+                let _ = spare_tx.try_send(chunk);
                 if pos - started >= WRITEBACK_STEP {
                     start_writeback(&file, started, pos - started);
                     started = pos;
@@ -161,6 +166,7 @@ impl SlotWriter {
             path: path.to_owned(),
             verifier,
             tx: Some(tx),
+            spare,
             worker: Some(worker),
         })
     }
@@ -174,6 +180,25 @@ impl SlotWriter {
     pub fn write(&mut self, chunk: &[u8]) -> Result<(), SlotError> {
         self.verifier.update(chunk)?;
         let sent = self.tx.as_ref().map(|tx| tx.send(chunk.to_vec()).is_ok());
+        if sent != Some(true) {
+            return Err(self.worker_error());
+        }
+        Ok(())
+    }
+
+    /// A buffer of [`CHUNK`] bytes to read the next chunk into: one the writer thread
+    /// finished with when there is one, so that steady streaming allocates nothing.
+    pub fn buffer(&mut self) -> Vec<u8> {
+        let mut buf = self.spare.try_recv().unwrap_or_default();
+        buf.resize(CHUNK, 0);
+        buf
+    }
+
+    /// Like [`SlotWriter::write`], for a buffer from [`SlotWriter::buffer`] holding the
+    /// chunk: it is handed to the writer thread as it is, not copied.
+    pub fn write_owned(&mut self, chunk: Vec<u8>) -> Result<(), SlotError> {
+        self.verifier.update(&chunk)?;
+        let sent = self.tx.as_ref().map(|tx| tx.send(chunk).is_ok());
         if sent != Some(true) {
             return Err(self.worker_error());
         }
