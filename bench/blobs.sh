@@ -4,15 +4,7 @@
 # WebDAV PUT, sendfile) on 127.0.0.1, both with curl. Usage: bench/blobs.sh [--quick] [--runs N]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-RUNS=2
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --quick) BENCH_QUICK=1 ;;
-        --runs) RUNS="$2"; shift ;;
-        *) die "unknown option $1 (use --quick, --runs N)" ;;
-    esac
-    shift
-done
+parse_part_args "$@"
 need_pkgs nginx-light
 need_bins np-server np-bench
 bench_init

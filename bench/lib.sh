@@ -31,6 +31,19 @@ bench_cleanup() {
 
 die() { echo "bench: $*" >&2; exit 1; }
 
+# The options every part script takes: --quick (small images) and --runs N (default 2).
+parse_part_args() {
+    RUNS=2
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --quick) BENCH_QUICK=1 ;;
+            --runs) RUNS="$2"; shift ;;
+            *) die "unknown option $1 (use --quick, --runs N)" ;;
+        esac
+        shift
+    done
+}
+
 # need_pkgs PKG...: apt-get install the Debian packages that are missing.
 need_pkgs() {
     local missing=() p

@@ -6,15 +6,7 @@
 # folder. Usage: bench/rauc.sh [--quick] [--runs N]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-RUNS=2
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --quick) BENCH_QUICK=1 ;;
-        --runs) RUNS="$2"; shift ;;
-        *) die "unknown option $1 (use --quick, --runs N)" ;;
-    esac
-    shift
-done
+parse_part_args "$@"
 need_pkgs rauc squashfs-tools
 need_bins np-agent np-vendor
 bench_init
