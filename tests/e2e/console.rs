@@ -48,7 +48,9 @@ impl Fleet {
         let srv = TestServer::start();
         let out = run(
             Command::new(bin("np-server"))
-                .args(["token", "create", "--role", "staff", "--name", "sam", "--data"])
+                .args([
+                    "token", "create", "--role", "staff", "--name", "sam", "--data",
+                ])
                 .arg(&srv.data_dir),
             Duration::from_secs(30),
         );
@@ -141,7 +143,12 @@ fn check_in(srv: &TestServer, serial: &str, key: &SecretKey, body: &Value) {
         .body(bytes)
         .send()
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 200, "{}", resp.text().unwrap_or_default());
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "{}",
+        resp.text().unwrap_or_default()
+    );
 }
 
 /// Posts a form from the page (same origin, with the session's cookie); returns the status.
@@ -186,7 +193,10 @@ fn console_search_open_extend_reinstate_and_the_fleet_chart() {
     assert_eq!((running("5.1.0"), running("5.2.0")), (2, 1));
     for (version, n) in [("5.1.0", 2), ("5.2.0", 1), ("not reported", 2)] {
         let bar = b.find(&format!("//*[name()='g'][@data-version='{version}']"));
-        assert_eq!(b.attr(&bar, "data-count").as_deref(), Some(n.to_string().as_str()));
+        assert_eq!(
+            b.attr(&bar, "data-count").as_deref(),
+            Some(n.to_string().as_str())
+        );
         let count = b.find(&format!(
             "//*[name()='g'][@data-version='{version}']/*[name()='text'][@class='count']"
         ));
@@ -233,7 +243,10 @@ fn console_search_open_extend_reinstate_and_the_fleet_chart() {
     b.wait_text(&format!("now ends on {after}"));
     let end = b.find("//dd[@id='coverage-end']");
     assert_eq!(b.text(&end), after.to_string());
-    assert_eq!(fleet.device(&fleet.covered)["coverage_end"], after.to_string());
+    assert_eq!(
+        fleet.device(&fleet.covered)["coverage_end"],
+        after.to_string()
+    );
     b.wait_text(&format!("coverage_end: {before} → {after}"));
     b.screenshot("device", 1280);
     b.screenshot("device-narrow", 390);
@@ -270,7 +283,11 @@ fn console_search_open_extend_reinstate_and_the_fleet_chart() {
     b.wait_text(&format!("now ends on {new_end}"));
     let terms = fleet.device(&fleet.lapsed)["terms"].clone();
     assert!(
-        terms.as_array().unwrap().iter().any(|t| t["kind"] == "reinstatement"),
+        terms
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["kind"] == "reinstatement"),
         "{terms}"
     );
 
@@ -294,7 +311,10 @@ fn console_search_open_extend_reinstate_and_the_fleet_chart() {
     let end_before = fleet.device(&fleet.covered)["coverage_end"].clone();
     let path = format!("/console/devices/{}/extend", fleet.covered);
     assert_eq!(post_form(&b, &path, json!({"months": "6"})), 403);
-    assert_eq!(post_form(&b, &path, json!({"months": "6", "csrf": "forged"})), 403);
+    assert_eq!(
+        post_form(&b, &path, json!({"months": "6", "csrf": "forged"})),
+        403
+    );
     assert_eq!(fleet.device(&fleet.covered)["coverage_end"], end_before);
 
     // Signed out: back to sign-in, and the old cookie opens nothing.
@@ -325,7 +345,10 @@ fn console_staff_role_sees_no_release_controls_and_its_forged_post_is_refused() 
     );
     assert_eq!(status, 403);
     let r = fleet.release();
-    assert_eq!((r["yanked"].as_bool(), r["paused"].as_bool()), (Some(false), Some(false)));
+    assert_eq!(
+        (r["yanked"].as_bool(), r["paused"].as_bool()),
+        (Some(false), Some(false))
+    );
     // Staff may manage devices: the device page shows the Extend control.
     b.goto(&fleet.console(&format!("/devices/{}", fleet.covered)));
     b.button("Extend");

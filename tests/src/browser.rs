@@ -32,7 +32,7 @@ pub struct Browser {
 #[derive(Debug, Clone)]
 pub struct Element(String);
 
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4a6b67ce5d6a";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// Quotes a string as an XPath literal.
 pub fn xpath_literal(s: &str) -> String {
@@ -45,7 +45,10 @@ pub fn xpath_literal(s: &str) -> String {
 
 /// The folder the console screenshots are saved in (`target/console-screenshots`).
 pub fn screenshot_dir() -> PathBuf {
-    let target = bin_dir().parent().map(Path::to_path_buf).unwrap_or_default();
+    let target = bin_dir()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     target.join("console-screenshots")
 }
 
@@ -144,17 +147,14 @@ impl Browser {
 
     /// The elements matching an XPath.
     pub fn find_all(&self, xpath: &str) -> Vec<Element> {
-        self.post(
-            "/elements",
-            json!({"using": "xpath", "value": xpath}),
-        )
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|e| e[ELEMENT_KEY].as_str().map(|s| Element(s.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
+        self.post("/elements", json!({"using": "xpath", "value": xpath}))
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e[ELEMENT_KEY].as_str().map(|s| Element(s.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The first element matching an XPath, waiting for it to appear.
@@ -250,10 +250,7 @@ impl Browser {
 
     /// Sets the window size (a narrow screen, or a laptop).
     pub fn resize(&self, width: u32, height: u32) {
-        self.post(
-            "/window/rect",
-            json!({"width": width, "height": height}),
-        );
+        self.post("/window/rect", json!({"width": width, "height": height}));
     }
 
     /// Runs a script and returns its result.

@@ -112,14 +112,15 @@ pub async fn run_tls(
                     }
                     Err(_) => return,
                 };
-            let svc = hyper_util::service::TowerToHyperService::new(
-                app.map_request(move |req: axum::http::Request<Incoming>| {
+            let svc = hyper_util::service::TowerToHyperService::new(app.map_request(
+                move |req: axum::http::Request<Incoming>| {
                     let mut req = req.map(Body::new);
                     req.extensions_mut().insert(ServedOverTls);
-                    req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
                     req
-                }),
-            );
+                },
+            ));
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                 .into_owned();

@@ -138,12 +138,9 @@ pub async fn page(
     };
     let filter = Some(serial.as_str()).filter(|s| !s.is_empty());
     let page = state.app.store.audit_entries(filter, after, PAGE)?;
-    let next = page.next_after.map(|id| {
-        format!(
-            "/console/audit?serial={}&after={id}",
-            super::q(&serial)
-        )
-    });
+    let next = page
+        .next_after
+        .map(|id| format!("/console/audit?serial={}&after={id}", super::q(&serial)));
     Ok(render(
         StatusCode::OK,
         &AuditPage {
@@ -164,7 +161,10 @@ mod tests {
     fn describes_what_changed() {
         let b = json!({"coverage_end": "2027-01-01", "status": "active", "sequence": 1});
         let a = json!({"coverage_end": "2027-07-01", "status": "active", "sequence": 2});
-        assert_eq!(describe(Some(&b), Some(&a)), "coverage_end: 2027-01-01 → 2027-07-01");
+        assert_eq!(
+            describe(Some(&b), Some(&a)),
+            "coverage_end: 2027-01-01 → 2027-07-01"
+        );
         assert_eq!(
             describe(None, Some(&a)),
             "coverage_end: 2027-07-01; status: active"

@@ -82,7 +82,7 @@ pub fn timeline(terms: &[Term], today: Date) -> String {
     let w: i64 = 600;
     let x = |d: Date| 10 + days_between(first, d) * w / span;
     let mut s = format!(
-        "<svg class=\"timeline\" role=\"img\" aria-labelledby=\"terms-title\" viewBox=\"0 0 {} 70\" width=\"100%\">\
+        "<svg class=\"timeline\" role=\"img\" aria-labelledby=\"terms-title\" viewBox=\"0 0 {} 76\" width=\"100%\">\
          <title id=\"terms-title\">Coverage terms from {first} to {last}</title>",
         w + 20
     );
@@ -91,18 +91,25 @@ pub fn timeline(terms: &[Term], today: Date) -> String {
         let k = kind_name(t.kind);
         let _ = write!(
             s,
-            "<rect class=\"term {k}\" x=\"{x0}\" y=\"14\" width=\"{}\" height=\"22\"><title>{k}: {} to {}</title></rect>",
+            "<rect class=\"term {k}\" x=\"{x0}\" y=\"20\" width=\"{}\" height=\"22\"><title>{k}: {} to {}</title></rect>",
             (x1 - x0).max(1),
             t.start,
             t.end
         );
     }
     let tx = x(today);
+    let anchor = if tx > w - 20 {
+        "end"
+    } else if tx < 30 {
+        "start"
+    } else {
+        "middle"
+    };
     let _ = write!(
         s,
-        "<line class=\"today\" x1=\"{tx}\" y1=\"6\" x2=\"{tx}\" y2=\"44\"></line>\
-         <text x=\"10\" y=\"62\">{first}</text><text x=\"{}\" y=\"62\" text-anchor=\"end\">{end}</text>\
-         <text x=\"{tx}\" y=\"5\" text-anchor=\"middle\" class=\"today-label\">today</text></svg>",
+        "<line class=\"today\" x1=\"{tx}\" y1=\"14\" x2=\"{tx}\" y2=\"48\"></line>\
+         <text x=\"10\" y=\"66\">{first}</text><text x=\"{}\" y=\"66\" text-anchor=\"end\">{end}</text>\
+         <text x=\"{tx}\" y=\"11\" text-anchor=\"{anchor}\" class=\"today-label\">today</text></svg>",
         w + 10
     );
     s

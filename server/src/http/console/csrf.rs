@@ -53,16 +53,15 @@ impl<T: DeserializeOwned> FromRequest<ConsoleState> for CsrfForm<T> {
         let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
             .await
             .map_err(|_| ConsoleError::FormTooLarge.into_response())?;
-        let token: TokenField = parse(&bytes)?;
+        let token: TokenField = parse(&bytes).map_err(IntoResponse::into_response)?;
         check(&user, token.csrf.as_deref()).map_err(IntoResponse::into_response)?;
-        let form = parse(&bytes)?;
+        let form = parse(&bytes).map_err(IntoResponse::into_response)?;
         Ok(CsrfForm { user, form })
     }
 }
 
-fn parse<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Response> {
-    serde_urlencoded::from_bytes(bytes)
-        .map_err(|e| ConsoleError::BadForm(e.to_string()).into_response())
+fn parse<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ConsoleError> {
+    serde_urlencoded::from_bytes(bytes).map_err(|e| ConsoleError::BadForm(e.to_string()))
 }
 
 #[cfg(test)]

@@ -88,6 +88,17 @@ impl DevicePage {
         }
     }
 
+    fn last_seen(&self) -> String {
+        self.d
+            .last_check_in
+            .as_ref()
+            .map_or_else(|| "never".to_owned(), super::when)
+    }
+
+    fn when(t: &jiff::Timestamp) -> String {
+        super::when(t)
+    }
+
     fn active(&self) -> bool {
         self.d.status == Status::Active
     }
@@ -183,7 +194,15 @@ async fn refused(
     if e.status == StatusCode::NOT_FOUND || e.status == StatusCode::INTERNAL_SERVER_ERROR {
         return Err(e.into());
     }
-    show(state, user, serial, e.status, Some(Notice::error(e.message)), None).await
+    show(
+        state,
+        user,
+        serial,
+        e.status,
+        Some(Notice::error(e.message)),
+        None,
+    )
+    .await
 }
 
 /// A whole number from a form field (`None` when empty).
@@ -248,7 +267,15 @@ pub async fn extend(
                 gap_days: detail("gap_days"),
                 billable_months: detail("billable_months"),
             };
-            show(&state, &user, &serial, e.status, Some(Notice::error(e.message)), Some(r)).await
+            show(
+                &state,
+                &user,
+                &serial,
+                e.status,
+                Some(Notice::error(e.message)),
+                Some(r),
+            )
+            .await
         }
         Err(e) => refused(&state, &user, &serial, e).await,
     }
@@ -313,7 +340,12 @@ pub async fn revoke(
     match registry::revoke(&state.app, &caller.name, &serial, req).await {
         Ok(_) => {
             tracing::info!(%serial, actor = %caller.name, "entitlement revoked (console)");
-            Ok(done(&state, &user, &serial, format!("{serial} is revoked.")))
+            Ok(done(
+                &state,
+                &user,
+                &serial,
+                format!("{serial} is revoked."),
+            ))
         }
         Err(e) => refused(&state, &user, &serial, e).await,
     }
@@ -401,7 +433,14 @@ pub async fn bundle(
     let q = BundleQuery {
         version: form.version.trim().to_owned(),
     };
-    match bundle::bundle(State(state.app.clone()), caller, ApiPath(serial), ApiQuery(q)).await {
+    match bundle::bundle(
+        State(state.app.clone()),
+        caller,
+        ApiPath(serial),
+        ApiQuery(q),
+    )
+    .await
+    {
         Ok(r) => Ok(r),
         Err(e) => refused(&state, &user, &parsed, e).await,
     }

@@ -78,7 +78,9 @@ impl Filter {
             "lapsed" => Some(Ends::Lapsed(today)),
             d @ ("30" | "60" | "90") => {
                 let days: i32 = d.parse().unwrap_or(30);
-                let limit = today.checked_add(days.days()).map_err(ConsoleError::internal)?;
+                let limit = today
+                    .checked_add(days.days())
+                    .map_err(ConsoleError::internal)?;
                 Some(Ends::Within(today, limit))
             }
             other => {

@@ -4,7 +4,7 @@
 
 use crate::http::error::ApiError;
 use askama::Template;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 /// A failure of a console request.
@@ -81,14 +81,6 @@ impl IntoResponse for ConsoleError {
             message,
         };
         let body = page.render().unwrap_or_else(|_| "error".to_owned());
-        (
-            status,
-            [
-                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-                (header::CACHE_CONTROL, "no-store"),
-            ],
-            body,
-        )
-            .into_response()
+        (status, super::PAGE_HEADERS, body).into_response()
     }
 }

@@ -59,9 +59,16 @@ pub struct FleetSummary {
 }
 
 /// Computes the fleet's figures on `today`.
-pub fn summarize<'a>(devices: impl IntoIterator<Item = &'a DeviceRecord>, today: Date) -> FleetSummary {
+pub fn summarize<'a>(
+    devices: impl IntoIterator<Item = &'a DeviceRecord>,
+    today: Date,
+) -> FleetSummary {
     let mut s = FleetSummary::default();
-    let mut status = [(Status::Active, 0u64), (Status::Revoked, 0), (Status::Replaced, 0)];
+    let mut status = [
+        (Status::Active, 0u64),
+        (Status::Revoked, 0),
+        (Status::Replaced, 0),
+    ];
     let mut models: BTreeMap<String, u64> = BTreeMap::new();
     let mut versions: BTreeMap<Version, u64> = BTreeMap::new();
     let mut unreported = 0u64;
@@ -99,7 +106,11 @@ pub fn summarize<'a>(devices: impl IntoIterator<Item = &'a DeviceRecord>, today:
             if let Some(outcome) = outcome {
                 s.failures.push(FailureRow {
                     serial: d.serial.to_string(),
-                    version: r.version.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    version: r
+                        .version
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
                     outcome,
                     detail: r.detail.clone(),
                     at: r.at,
@@ -118,7 +129,7 @@ pub fn summarize<'a>(devices: impl IntoIterator<Item = &'a DeviceRecord>, today:
         s.versions.push((NOT_REPORTED.to_owned(), unreported));
     }
     s.expiring = EXPIRY_WINDOWS.iter().copied().zip(expiring).collect();
-    s.failures.sort_by(|a, b| b.at.cmp(&a.at));
+    s.failures.sort_by_key(|f| std::cmp::Reverse(f.at));
     s.failures.truncate(RECENT_FAILURES);
     s
 }
@@ -142,8 +153,17 @@ struct FleetPage {
     chart: String,
 }
 
+impl FleetPage {
+    fn when(t: &jiff::Timestamp) -> String {
+        super::when(t)
+    }
+}
+
 /// `GET /console/`.
-pub async fn page(State(state): State<ConsoleState>, user: ConsoleUser) -> Result<Response, ConsoleError> {
+pub async fn page(
+    State(state): State<ConsoleState>,
+    user: ConsoleUser,
+) -> Result<Response, ConsoleError> {
     let today = state.app.today();
     let s = load(&state.app.store, today)?;
     let chart = charts::version_bars(&s.versions);
@@ -227,28 +247,110 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let today = date(2026, 12, 1);
         let a = Status::Active;
-        put(&store, &serial("NR-2000", 1), date(2026, 12, 20), a, Some("5.3.0"), None).await;
-        put(&store, &serial("NR-2000", 2), date(2027, 1, 20), a, Some("5.3.0"), None).await;
-        put(&store, &serial("NR-2000", 3), date(2027, 2, 20), a, Some("5.2.1"), Some((Outcome::RolledBack, "5.3.0"))).await;
-        put(&store, &serial("NR-3000", 4), date(2028, 1, 1), a, Some("5.10.0"), Some((Outcome::Failed, "5.10.0"))).await;
-        put(&store, &serial("NC-1000", 5), date(2026, 11, 1), a, None, None).await;
-        put(&store, &serial("NC-1000", 6), date(2026, 12, 31), Status::Revoked, None, Some((Outcome::Installed, "5.3.0"))).await;
-        put(&store, &serial("NR-1000", 7), date(2026, 12, 1), a, Some("5.3.0"), None).await;
+        put(
+            &store,
+            &serial("NR-2000", 1),
+            date(2026, 12, 20),
+            a,
+            Some("5.3.0"),
+            None,
+        )
+        .await;
+        put(
+            &store,
+            &serial("NR-2000", 2),
+            date(2027, 1, 20),
+            a,
+            Some("5.3.0"),
+            None,
+        )
+        .await;
+        put(
+            &store,
+            &serial("NR-2000", 3),
+            date(2027, 2, 20),
+            a,
+            Some("5.2.1"),
+            Some((Outcome::RolledBack, "5.3.0")),
+        )
+        .await;
+        put(
+            &store,
+            &serial("NR-3000", 4),
+            date(2028, 1, 1),
+            a,
+            Some("5.10.0"),
+            Some((Outcome::Failed, "5.10.0")),
+        )
+        .await;
+        put(
+            &store,
+            &serial("NC-1000", 5),
+            date(2026, 11, 1),
+            a,
+            None,
+            None,
+        )
+        .await;
+        put(
+            &store,
+            &serial("NC-1000", 6),
+            date(2026, 12, 31),
+            Status::Revoked,
+            None,
+            Some((Outcome::Installed, "5.3.0")),
+        )
+        .await;
+        put(
+            &store,
+            &serial("NR-1000", 7),
+            date(2026, 12, 1),
+            a,
+            Some("5.3.0"),
+            None,
+        )
+        .await;
 
         let s = load(&store, today).unwrap();
         assert_eq!(s.total, 7);
-        let named = |v: &[(&str, u64)]| v.iter().map(|(a, b)| (a.to_string(), *b)).collect::<Vec<_>>();
-        assert_eq!(s.by_status, named(&[("active", 6), ("revoked", 1), ("replaced", 0)]));
-        assert_eq!(s.by_model, named(&[("NC-1000", 2), ("NR-1000", 1), ("NR-2000", 3), ("NR-3000", 1)]));
+        let named = |v: &[(&str, u64)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), *b))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            s.by_status,
+            named(&[("active", 6), ("revoked", 1), ("replaced", 0)])
+        );
+        assert_eq!(
+            s.by_model,
+            named(&[
+                ("NC-1000", 2),
+                ("NR-1000", 1),
+                ("NR-2000", 3),
+                ("NR-3000", 1)
+            ])
+        );
         // Newest first by semver (5.10.0 above 5.3.0), boxes without a report last.
-        assert_eq!(s.versions, named(&[("5.10.0", 1), ("5.3.0", 3), ("5.2.1", 1), (NOT_REPORTED, 2)]));
+        assert_eq!(
+            s.versions,
+            named(&[("5.10.0", 1), ("5.3.0", 3), ("5.2.1", 1), (NOT_REPORTED, 2)])
+        );
         // Ends after today: within 30 days Dec 20; 60 adds Jan 20; 90 adds Feb 20. The revoked
         // box (Dec 31) does not count; one ending today has lapsed, as has the one of Nov 1.
         assert_eq!(s.expiring, vec![(30, 1), (60, 2), (90, 3)]);
         assert_eq!(s.lapsed, 2);
-        let failures: Vec<_> = s.failures.iter().map(|f| (f.serial.clone(), f.outcome, f.version.clone())).collect();
+        let failures: Vec<_> = s
+            .failures
+            .iter()
+            .map(|f| (f.serial.clone(), f.outcome, f.version.clone()))
+            .collect();
         assert_eq!(failures.len(), 2);
-        assert!(failures.contains(&(serial("NR-2000", 3).to_string(), "rolled back", "5.3.0".into())));
+        assert!(failures.contains(&(
+            serial("NR-2000", 3).to_string(),
+            "rolled back",
+            "5.3.0".into()
+        )));
         assert!(failures.contains(&(serial("NR-3000", 4).to_string(), "failed", "5.10.0".into())));
     }
 

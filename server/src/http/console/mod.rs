@@ -156,18 +156,24 @@ pub fn may_change_releases(caller: &Caller) -> bool {
     ReleaseCaller::check(caller.clone()).is_ok()
 }
 
+/// The headers of every console page: HTML, never cached, no framing, no script, forms
+/// and requests only to this server.
+pub const PAGE_HEADERS: [(header::HeaderName, &str); 5] = [
+    (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+    (header::CACHE_CONTROL, "no-store"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::REFERRER_POLICY, "same-origin"),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+         form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+];
+
 /// Renders a template as an HTML answer with `status`.
 pub fn render(status: StatusCode, t: &impl askama::Template) -> Response {
     match t.render() {
-        Ok(body) => (
-            status,
-            [
-                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-                (header::CACHE_CONTROL, "no-store"),
-            ],
-            body,
-        )
-            .into_response(),
+        Ok(body) => (status, PAGE_HEADERS, body).into_response(),
         Err(e) => ConsoleError::Render(e.to_string()).into_response(),
     }
 }

@@ -45,6 +45,12 @@ struct ReleasesPage {
     rows: Vec<ReleaseRow>,
 }
 
+impl ReleasesPage {
+    fn when(t: &jiff::Timestamp) -> String {
+        super::when(t)
+    }
+}
+
 async fn show(
     state: &ConsoleState,
     user: &ConsoleUser,
@@ -57,7 +63,9 @@ async fn show(
     let mut outcomes: HashMap<String, (u64, u64)> = HashMap::new();
     for d in all_devices(&state.app.store)? {
         if let Some(r) = d.last_result.as_ref() {
-            let Some(v) = r.version.as_ref() else { continue };
+            let Some(v) = r.version.as_ref() else {
+                continue;
+            };
             let e = outcomes.entry(v.to_string()).or_default();
             match r.outcome {
                 Outcome::Failed => e.0 += 1,

@@ -84,7 +84,9 @@ impl Sessions {
         if id.is_empty() || csrf.is_empty() {
             return None;
         }
-        let expires = now.checked_add(SignedDuration::from_hours(SESSION_HOURS)).ok()?;
+        let expires = now
+            .checked_add(SignedDuration::from_hours(SESSION_HOURS))
+            .ok()?;
         let mut map = self.by_id.lock().ok()?;
         map.retain(|_, s| s.expires > now);
         if map.len() >= MAX_SESSIONS {
@@ -167,7 +169,10 @@ impl Sessions {
     pub fn failed(&self, client: IpAddr, now: Instant) {
         if let Ok(mut f) = self.failures.lock() {
             if f.len() >= MAX_TRACKED && !f.contains_key(&client) {
-                f.retain(|_, l| l.back().is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW));
+                f.retain(|_, l| {
+                    l.back()
+                        .is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW)
+                });
                 if f.len() >= MAX_TRACKED {
                     return;
                 }
@@ -228,10 +233,7 @@ pub fn to_sign_in() -> Response {
 impl FromRequestParts<ConsoleState> for ConsoleUser {
     type Rejection = Response;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &ConsoleState,
-    ) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, state: &ConsoleState) -> Result<Self, Response> {
         let Some(id) = cookie_id(&parts.headers) else {
             return Err(to_sign_in());
         };
@@ -269,7 +271,9 @@ mod tests {
         let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let id = s.start("abc", t0).unwrap();
         assert_eq!(s.find(&id, t0).unwrap().0, "abc");
-        let later = t0.checked_add(SignedDuration::from_hours(SESSION_HOURS)).unwrap();
+        let later = t0
+            .checked_add(SignedDuration::from_hours(SESSION_HOURS))
+            .unwrap();
         assert!(s.find(&id, later).is_none(), "expired at 8 hours");
         let id = s.start("abc", t0).unwrap();
         s.end(&id);

@@ -107,10 +107,8 @@ pub async fn sign_out(State(state): State<ConsoleState>, req: Request) -> Respon
     let secure = is_tls(&parts);
     let id = session::cookie_id(&parts.headers);
     let req = Request::from_parts(parts, body);
-    match <CsrfForm<Nothing> as axum::extract::FromRequest<ConsoleState>>::from_request(
-        req, &state,
-    )
-    .await
+    match <CsrfForm<Nothing> as axum::extract::FromRequest<ConsoleState>>::from_request(req, &state)
+        .await
     {
         Ok(f) => {
             if let Some(id) = id {
