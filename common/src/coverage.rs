@@ -55,6 +55,7 @@ impl std::fmt::Display for Coverage {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::warranty::TermKind;
