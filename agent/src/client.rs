@@ -301,3 +301,63 @@ impl Reporter for ServerReporter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1
+                .as_deref()
+                .map(|l| l as &(dyn std::error::Error + 'static))
+        }
+    }
+
+    #[test]
+    fn the_chain_keeps_every_cause_once() {
+        let e = Layer(
+            "client error (Connect)",
+            Some(Box::new(Layer(
+                "tcp connect error",
+                Some(Box::new(Layer(
+                    "Connection refused (os error 111)",
+                    Some(Box::new(Layer("Connection refused (os error 111)", None))),
+                ))),
+            ))),
+        );
+        assert_eq!(
+            error_chain(&e),
+            "client error (Connect): tcp connect error: Connection refused (os error 111)"
+        );
+    }
+
+    #[test]
+    fn http_and_https_mix_ups_are_explained_and_nothing_else() {
+        let tls = "client error (Connect): received corrupt message of type InvalidContentType";
+        let hint = scheme_hint("https://10.0.0.1:8443/api/v1/device/check-in", tls).unwrap();
+        assert!(hint.starts_with("the server at https://10.0.0.1:8443 does not speak HTTPS"));
+        assert!(hint.contains("write http://"), "{hint}");
+        let plain = "client error (SendRequest): invalid HTTP version parsed";
+        let hint = scheme_hint("http://10.0.0.1:8443/x", plain).unwrap();
+        assert!(hint.contains("speaks HTTPS, not plain HTTP"), "{hint}");
+        assert!(hint.contains("write https://"), "{hint}");
+        assert_eq!(scheme_hint("http://10.0.0.1/x", tls), None);
+        assert_eq!(
+            scheme_hint(
+                "https://10.0.0.1/x",
+                "tcp connect error: Connection refused"
+            ),
+            None
+        );
+    }
+}
