@@ -20,6 +20,8 @@ pub mod fleet;
 mod releases;
 mod session;
 mod signin;
+#[cfg(test)]
+mod tests;
 
 use crate::http::auth::{Caller, ReleaseCaller, StaffCaller};
 use crate::state::AppState;
