@@ -69,7 +69,14 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/console/releases", get(releases::page))
         .route("/console/releases/{version}", post(releases::change))
         .route("/console/audit", get(audit::page))
+        .route("/console/{*rest}", axum::routing::any(no_such_page))
         .with_state(cs)
+}
+
+async fn no_such_page() -> ConsoleError {
+    ConsoleError::Api(crate::http::error::ApiError::not_found(
+        "there is no such console page; start again from the fleet page",
+    ))
 }
 
 async fn stylesheet() -> Response {

@@ -273,3 +273,61 @@ async fn roles_hide_and_refuse_and_a_revoked_token_ends_its_session() {
     let a = h.get("/console/", Some(&cookie)).await;
     assert_eq!(a.location(), "/console/sign-in");
 }
+
+#[tokio::test]
+async fn devices_are_searched_filtered_and_paged() {
+    let h = H::new().await;
+    for n in 1..=30u32 {
+        let digits = format!("3000{n:06}");
+        let c = np_common::serial::luhn_check_digit(&digits);
+        let customer = if n % 10 == 0 { "Globex" } else { "Initech" };
+        crate::domain::registry::register(
+            &h.state,
+            "setup",
+            crate::domain::registry::RegisterRequest {
+                serial: format!("NR-3000-{n:06}-{c}"),
+                model: None,
+                purchase_date: "2026-06-01".into(),
+                customer: customer.into(),
+                device_key: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let (cookie, _) = h.sign_in(&h.admin).await;
+    let rows = |a: &Answer| {
+        a.text
+            .matches("<tr><td><a href=\"/console/devices/")
+            .count()
+    };
+    let first = h.get("/console/devices?model=NR-3000", Some(&cookie)).await;
+    assert_eq!(
+        (first.status, rows(&first)),
+        (StatusCode::OK, super::devices::PAGE)
+    );
+    let next = first
+        .text
+        .split("rel=\"next\"")
+        .next()
+        .and_then(|t| t.rsplit("href=\"").next())
+        .and_then(|t| t.split('"').next())
+        .unwrap()
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    let second = h.get(&next, Some(&cookie)).await;
+    assert_eq!(rows(&second), 30 - super::devices::PAGE);
+    assert!(!second.text.contains("rel=\"next\""));
+    let globex = h.get("/console/devices?search=globex", Some(&cookie)).await;
+    assert_eq!(rows(&globex), 3);
+    let prefix = h
+        .get("/console/devices?search=nr-2000", Some(&cookie))
+        .await;
+    assert_eq!(rows(&prefix), 1, "the serial prefix finds the one NR-2000");
+    let bad = h.get("/console/devices?status=lost", Some(&cookie)).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.text.contains("is not one of active, revoked, replaced"));
+    let missing = h.get("/console/nowhere", Some(&cookie)).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.text.contains("no such console page"));
+}
