@@ -37,7 +37,8 @@ pub struct ActionRequest {
     pub version: Option<String>,
 }
 
-async fn create(
+/// Also called by the staff console with a session's caller.
+pub async fn create(
     State(state): State<AppState>,
     StaffCaller(caller): StaffCaller,
     ApiPath(serial): ApiPath<String>,

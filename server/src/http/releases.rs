@@ -306,7 +306,8 @@ fn not_found(v: &Version) -> ApiError {
     ApiError::not_found(format!("there is no release {v}"))
 }
 
-async fn set(
+/// Also called by the staff console with a session's caller.
+pub async fn set(
     State(state): State<AppState>,
     ReleaseCaller(caller): ReleaseCaller,
     ApiPath(version): ApiPath<String>,
@@ -375,7 +376,8 @@ async fn show(
     Ok(Json(body_of(r, installs)))
 }
 
-async fn list(
+/// Also called by the staff console with a session's caller.
+pub async fn list(
     State(state): State<AppState>,
     _caller: AnyCaller,
 ) -> Result<Json<ReleaseList>, ApiError> {
