@@ -21,6 +21,49 @@ pub struct PendingAction {
     pub envelope: Envelope,
 }
 
+/// Whether a box is covered today, beside its entitlement status (a box can be `active`
+/// and its coverage `expired`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Coverage {
+    /// Today is inside a term.
+    Covered,
+    /// The last term ended.
+    Expired,
+    /// The first term starts later (a purchase date ahead of today).
+    NotStarted,
+}
+
+impl Coverage {
+    /// Parses the wire word (`covered`, `expired`, `not_started`).
+    pub fn parse(s: &str) -> Option<Coverage> {
+        match s {
+            "covered" => Some(Coverage::Covered),
+            "expired" => Some(Coverage::Expired),
+            "not_started" => Some(Coverage::NotStarted),
+            _ => None,
+        }
+    }
+}
+
+/// The device object of the API: the record and its coverage as of today.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceView {
+    /// Every field of the record.
+    #[serde(flatten)]
+    pub device: DeviceRecord,
+    /// Covered, expired or not yet started, today.
+    pub coverage: Coverage,
+}
+
+impl DeviceView {
+    /// The view of `device` on `today`.
+    pub fn of(device: DeviceRecord, today: Date) -> DeviceView {
+        let coverage = device.coverage_on(today);
+        DeviceView { device, coverage }
+    }
+}
+
 /// One registered box. Serialized as is, it is the device object of the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceRecord {
@@ -109,6 +152,16 @@ impl DeviceRecord {
         d
     }
 
+    /// Whether the box is covered on `today`.
+    pub fn coverage_on(&self, today: Date) -> Coverage {
+        let start = self.terms.iter().map(|t| t.start).min();
+        match start {
+            Some(s) if today < s => Coverage::NotStarted,
+            _ if today >= self.coverage_end => Coverage::Expired,
+            _ => Coverage::Covered,
+        }
+    }
+
     /// The entitlement document for the record as it is now.
     pub fn entitlement_doc(&self, issued_at: Timestamp) -> Entitlement {
         Entitlement {
@@ -186,5 +239,13 @@ mod tests {
         let e: Entitlement = verify(&d.entitlement, &keyring).unwrap();
         assert_eq!((e.sequence, e.serial), (2, serial));
         assert!(d.snapshot().get("entitlement").is_none());
+        let day = jiff::civil::date;
+        assert_eq!(d.coverage_on(day(2025, 2, 28)), Coverage::NotStarted);
+        assert_eq!(d.coverage_on(day(2025, 3, 1)), Coverage::Covered);
+        assert_eq!(d.coverage_on(day(2026, 2, 28)), Coverage::Covered);
+        assert_eq!(d.coverage_on(day(2026, 3, 1)), Coverage::Expired);
+        let v = serde_json::to_value(DeviceView::of(d, day(2026, 3, 1))).unwrap();
+        assert_eq!(v["coverage"], "expired");
+        assert_eq!(v["status"], "active");
     }
 }
