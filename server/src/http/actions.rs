@@ -74,9 +74,6 @@ async fn create(
         }
     };
     let device = registry::get(&state, &serial)?;
-    if let Some(p) = device.pending_action.as_ref().filter(|_| !req.replace) {
-        return Err(pending_error(&serial, p));
-    }
     let now = state.now();
     let version = match (kind, &req.version) {
         (ActionKind::Upgrade, None) => {
@@ -108,6 +105,9 @@ async fn create(
             Some(v)
         }
     };
+    if let Some(p) = device.pending_action.as_ref().filter(|_| !req.replace) {
+        return Err(pending_error(&serial, p));
+    }
     // An action must be newer than the one before, or the box would ignore it.
     let previous = device.pending_action.as_ref().map(|p| p.issued_at);
     let delivered = state.store.device_report(&serial)?.delivered_action;

@@ -719,7 +719,10 @@ async fn release_creation_checks_its_inputs() {
     );
     // N-Cloud models give the n-cloud product; released_at defaults to now.
     let a = h
-        .release("1.0.0", json!({"models": ["NC-1000"], "released_at": null}))
+        .release(
+            "1.0.0",
+            json!({"models": ["NC-1000"], "released_at": null, "min_from_version": "0.0.0"}),
+        )
         .await;
     assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.json());
     let v = a.json();
