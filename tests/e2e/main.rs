@@ -5,3 +5,4 @@ mod agent_online;
 mod server_e2e;
 mod server_releases;
 mod vendor_cli;
+mod vendor_cli_ux;

@@ -107,10 +107,12 @@ pub fn cli_message(code: &str, message: &str, details: Option<&Value>) -> String
     for (route, cmd) in ROUTES {
         m = m.replace(route, cmd);
     }
-    m = m.replace(
-        "lower the minimum version to upgrade from",
-        "lower --min-from-version",
-    );
+    m = m
+        .replace(
+            "lower the minimum version to upgrade from",
+            "lower --min-from-version",
+        )
+        .replace("the minimum version to upgrade from,", "--min-from-version");
     for (field, flag) in FLAGS {
         m = replace_word(&m, field, flag);
     }
