@@ -195,7 +195,7 @@ pub async fn import(
                     r.model.clone(),
                     r.customer.clone(),
                     r.purchase,
-                    vec![r.term.clone()],
+                    vec![r.term],
                     r.device_key.clone(),
                     &state.keys.online,
                     now,

@@ -394,7 +394,7 @@ pub async fn edit(
                     ));
                 }
                 d.purchase_date = p;
-                d.terms = vec![t.clone()];
+                d.terms = vec![*t];
                 d.reissue(&state.keys.online, now);
             }
             Ok(())

@@ -264,6 +264,7 @@ pub fn run(a: Args) -> CmdResult {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
