@@ -490,3 +490,50 @@ fn a_thousand_boxes_import_in_one_request_and_bad_lines_are_named() {
     let listed = ok(&srv, &["device", "list", "--all", "--csv"]);
     assert_eq!(listed.lines().count(), 1001);
 }
+
+#[test]
+fn plain_http_against_an_https_server_is_explained() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let tls = np_tests::repo_root().join("server/tests/data/tls");
+    let toml = tmp.path().join("server.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "data = \"{}\"\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            data.display(),
+            tls.join("TEST-ONLY-server.pem").display(),
+            tls.join("TEST-ONLY-server.key").display()
+        ),
+    )
+    .expect("server.toml");
+    let mut srv = np_tests::Running::spawn(Command::new(bin("np-server")).args([
+        "serve",
+        "--config",
+        toml.to_str().expect("utf-8"),
+    ]));
+    let line = srv.wait_for("np-server listening on https://", Duration::from_secs(30));
+    let addr = line
+        .split("https://")
+        .nth(1)
+        .map(str::trim)
+        .expect("an address")
+        .to_owned();
+    let out = run(
+        Command::new(bin("np-vendor")).args([
+            "device",
+            "list",
+            "--server",
+            &format!("http://{addr}"),
+            "--token",
+            "t",
+        ]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("use --server https://{addr}")),
+        "{}",
+        out.stderr
+    );
+}

@@ -168,7 +168,7 @@ pub fn connect_failure(base: &Url, e: &reqwest::Error) -> String {
         let mut tls = base.clone();
         let _ = tls.set_scheme("https");
         format!(
-            "; the server hung up without an answer, as an HTTPS server does to plain HTTP: if it serves HTTPS, use --server {}",
+            "; the server did not answer in plain HTTP, as an HTTPS server does not: if it serves HTTPS, use --server {}",
             tls.as_str().trim_end_matches('/')
         )
     } else {
