@@ -21,28 +21,16 @@ pub struct PendingAction {
     pub envelope: Envelope,
 }
 
-/// Whether a box is covered today, beside its entitlement status (a box can be `active`
-/// and its coverage `expired`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Coverage {
-    /// Today is inside a term.
-    Covered,
-    /// The last term ended.
-    Expired,
-    /// The first term starts later (a purchase date ahead of today).
-    NotStarted,
-}
+pub use np_common::coverage::Coverage;
 
-impl Coverage {
-    /// Parses the wire word (`covered`, `expired`, `not_started`).
-    pub fn parse(s: &str) -> Option<Coverage> {
-        match s {
-            "covered" => Some(Coverage::Covered),
-            "expired" => Some(Coverage::Expired),
-            "not_started" => Some(Coverage::NotStarted),
-            _ => None,
-        }
+/// Parses a coverage word of a query (`covered`, `expired`, `not_yet_started`; also
+/// `not_started`).
+pub fn parse_coverage(s: &str) -> Option<Coverage> {
+    match s {
+        "covered" => Some(Coverage::Covered),
+        "expired" => Some(Coverage::Expired),
+        "not_yet_started" | "not_started" => Some(Coverage::NotYetStarted),
+        _ => None,
     }
 }
 
@@ -152,14 +140,13 @@ impl DeviceRecord {
         d
     }
 
-    /// Whether the box is covered on `today`.
+    /// Whether the box is covered on `today` (the same rule as the agent's status).
     pub fn coverage_on(&self, today: Date) -> Coverage {
-        let start = self.terms.iter().map(|t| t.start).min();
-        match start {
-            Some(s) if today < s => Coverage::NotStarted,
-            _ if today >= self.coverage_end => Coverage::Expired,
-            _ => Coverage::Covered,
-        }
+        Coverage::at(
+            &self.terms,
+            self.coverage_end,
+            np_common::rule::date_start(today),
+        )
     }
 
     /// The entitlement document for the record as it is now.
@@ -240,7 +227,7 @@ mod tests {
         assert_eq!((e.sequence, e.serial), (2, serial));
         assert!(d.snapshot().get("entitlement").is_none());
         let day = jiff::civil::date;
-        assert_eq!(d.coverage_on(day(2025, 2, 28)), Coverage::NotStarted);
+        assert_eq!(d.coverage_on(day(2025, 2, 28)), Coverage::NotYetStarted);
         assert_eq!(d.coverage_on(day(2025, 3, 1)), Coverage::Covered);
         assert_eq!(d.coverage_on(day(2026, 2, 28)), Coverage::Covered);
         assert_eq!(d.coverage_on(day(2026, 3, 1)), Coverage::Expired);

@@ -2,7 +2,7 @@
 //! list, correct (`PATCH`), extend, swap, revoke, and the signed entitlement of a box.
 //! Every device in an answer is a [`DeviceView`]: the record and its `coverage` today.
 
-use crate::domain::device::{Coverage, DeviceView};
+use crate::domain::device::{parse_coverage, Coverage, DeviceView};
 use crate::domain::import::{self, ImportRequest};
 use crate::domain::registry::{
     self, EditRequest, ExtendRequest, RegisterRequest, RevokeRequest, SwapRequest,
@@ -182,9 +182,9 @@ async fn revoke(
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// `active`, `revoked`, `replaced`, or a coverage word (`covered`, `expired`,
-    /// `not_started`).
+    /// `not_yet_started`).
     status: Option<String>,
-    /// `covered`, `expired` or `not_started`.
+    /// `covered`, `expired` or `not_yet_started`.
     coverage: Option<String>,
     model: Option<String>,
     customer: Option<String>,
@@ -207,11 +207,11 @@ pub struct DevicePageBody {
 }
 
 fn coverage_word(field: &str, s: &str) -> Result<Coverage, ApiError> {
-    Coverage::parse(s).ok_or_else(|| {
+    parse_coverage(s).ok_or_else(|| {
         ApiError::unprocessable(
             "bad_status",
             format!(
-                "{field} \"{}\" is not one of active, revoked, replaced (the entitlement) or covered, expired, not_started (the coverage)",
+                "{field} \"{}\" is not one of active, revoked, replaced (the entitlement) or covered, expired, not_yet_started (the coverage)",
                 s.chars().take(40).collect::<String>()
             ),
         )

@@ -226,7 +226,7 @@ async fn coverage_is_its_own_state_and_lists_filter_by_it() {
             ),
         )
         .await;
-    assert_eq!(n["coverage"], "not_started");
+    assert_eq!(n["coverage"], "not_yet_started");
     let serials = |v: &Value| -> Vec<String> {
         v["devices"]
             .as_array()

@@ -11,10 +11,10 @@ use serde_json::Value;
 #[derive(clap::Args)]
 pub struct ListArgs {
     /// Entitlement status (active, revoked, replaced) or coverage (covered, expired,
-    /// not_started).
+    /// not_yet_started).
     #[arg(long)]
     status: Option<String>,
-    /// Coverage today: covered, expired or not_started.
+    /// Coverage today: covered, expired or not_yet_started.
     #[arg(long)]
     coverage: Option<String>,
     /// Only this model (PP-MMMM).
