@@ -112,12 +112,14 @@ async fn create(
     let previous = device.pending_action.as_ref().map(|p| p.issued_at);
     let delivered = state.store.device_report(&serial)?.delivered_action;
     let floor = previous.max(delivered);
-    let issued_at = match floor {
-        Some(f) if f >= now => f
-            .checked_add(jiff::SignedDuration::from_secs(1))
-            .map_err(ApiError::internal)?,
-        _ => now,
-    };
+    // Times are whole seconds: the action is issued at the next one, strictly after
+    // anything the box reported within this second (its report would otherwise look like
+    // the action's outcome).
+    let issued_at = floor
+        .filter(|f| *f >= now)
+        .unwrap_or(now)
+        .checked_add(jiff::SignedDuration::from_secs(1))
+        .map_err(ApiError::internal)?;
     let action = Action {
         serial: serial.clone(),
         action: kind,

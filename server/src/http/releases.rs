@@ -296,9 +296,9 @@ async fn create(
     Ok((StatusCode::CREATED, Json(body_of(record, 0))))
 }
 
-/// Refuses (422 `unreachable_min_from_version`) a minimum version no box can run: not
-/// below the release's own version, or above the newest release of every listed model.
-/// Models with no release yet run firmware the server does not know, so they pass.
+/// Refuses (422 `unreachable_min_from_version`) a minimum version no box can run: above
+/// the newest release of every listed model. Models with no release yet run firmware the
+/// server does not know (a factory image), so they pass.
 fn check_min_from(
     state: &AppState,
     version: &Version,
@@ -313,11 +313,6 @@ fn check_min_from(
             ),
         )
     };
-    if min_from >= version {
-        return Err(refuse(format!(
-            "the minimum version to upgrade from, {min_from}, is not below {version} itself"
-        )));
-    }
     let releases = state.store.releases()?;
     let mut newest = Vec::new();
     for m in models {

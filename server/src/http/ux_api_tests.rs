@@ -310,7 +310,7 @@ async fn a_second_action_is_refused_unless_replaced_and_one_can_be_cancelled() {
         )
         .await;
     // Whole seconds, and newer than the one it replaced.
-    assert_eq!(d["pending_action"]["issued_at"], "2026-11-23T10:00:01Z");
+    assert_eq!(d["pending_action"]["issued_at"], "2026-11-23T10:00:02Z");
     let d = h.ok("DELETE", &path, None).await;
     assert_eq!(d["pending_action"], Value::Null);
     let (s, v) = h.staff("DELETE", &path, None).await;

@@ -216,8 +216,9 @@ pub fn run(cmd: DeviceCommand) -> CmdResult {
             let serial = check_serial(&serial)?;
             Duration::from_request(months, years).map_err(|e| {
                 Failure::refused(format!(
-                    "--months/--years: {e}; give --months N or --years N"
+                    "--months/--years: {e}; give --months N or --years N (bad_duration)"
                 ))
+                .with_code("bad_duration", None)
             })?;
             let mut body = json!({});
             if let Some(m) = months {
@@ -329,9 +330,13 @@ pub fn check_serial(s: &str) -> Result<String, Failure> {
         .filter(|c| !c.is_whitespace())
         .map(|c| c.to_ascii_uppercase())
         .collect();
-    Serial::parse(&norm)
-        .map(|s| s.to_string())
-        .map_err(|e| Failure::refused(format!("\"{}\" is not a standard serial: {e}", s.trim())))
+    Serial::parse(&norm).map(|s| s.to_string()).map_err(|e| {
+        Failure::refused(format!(
+            "\"{}\" is not a standard serial: {e} (bad_serial)",
+            s.trim()
+        ))
+        .with_code("bad_serial", None)
+    })
 }
 
 /// A calendar date `YYYY-MM-DD` given to `flag`.
@@ -341,9 +346,10 @@ pub fn check_date(flag: &str, s: &str) -> Result<(), Failure> {
         Ok(())
     } else {
         Err(Failure::refused(format!(
-            "{flag} \"{}\" is not a calendar date: use YYYY-MM-DD",
+            "{flag} \"{}\" is not a calendar date: use YYYY-MM-DD (bad_date)",
             s.chars().take(40).collect::<String>()
-        )))
+        ))
+        .with_code("bad_date", None))
     }
 }
 
