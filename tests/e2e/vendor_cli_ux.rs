@@ -444,6 +444,32 @@ fn lists_filter_by_coverage_page_and_print_csv_and_corrections_are_audited() {
     assert!(newest.contains(" edit "), "newest first: {newest}");
     let events = ok(&srv, &["device", "events", "nr-2000-123456-4"]);
     assert!(events.contains("no events yet"), "{events}");
+
+    // show: the revoke reason and the box a replacement replaces.
+    ok(
+        &srv,
+        &["device", "revoke", &third, "--reason", "chargeback"],
+    );
+    let shown = ok(&srv, &["device", "show", &third]);
+    assert!(shown.contains("revoke reason:  chargeback"), "{shown}");
+    let new = luhn_serial("NR-3000", 4);
+    ok(
+        &srv,
+        &[
+            "device",
+            "swap",
+            OTHER,
+            "--new-serial",
+            &new,
+            "--reason",
+            "RMA-7",
+        ],
+    );
+    let shown = ok(&srv, &["device", "show", &new]);
+    assert!(
+        shown.contains(&format!("replaces:       {OTHER}")),
+        "{shown}"
+    );
 }
 
 #[test]
