@@ -118,7 +118,7 @@ pub fn list(a: ListArgs) -> CmdResult {
     if a.limit.is_some_and(|n| n == 0) {
         return Err(Failure::usage("--limit must be at least 1"));
     }
-    let mut q: Vec<(&str, String)> = [
+    let q: Vec<(&str, String)> = [
         ("status", a.status),
         ("coverage", a.coverage),
         ("model", a.model.map(|m| m.trim().to_ascii_uppercase())),
@@ -171,7 +171,6 @@ pub fn list(a: ListArgs) -> CmdResult {
             }
         }
     }
-    q.clear();
     if a.server.json {
         print_json(&serde_json::json!({"devices": devices, "next_cursor": cursor}));
         return Ok(());
