@@ -7,3 +7,4 @@ mod console;
 mod server_e2e;
 mod server_releases;
 mod vendor_cli;
+mod vendor_cli_ux;

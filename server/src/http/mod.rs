@@ -30,6 +30,10 @@ use std::future::Future;
 
 pub use crate::http::tls::run_tls;
 
+#[cfg(test)]
+#[path = "ux_api_tests.rs"]
+mod ux_api_tests;
+
 /// The whole application.
 pub fn app(state: AppState) -> Router {
     let limit = state.config.limits.json_body_bytes;
