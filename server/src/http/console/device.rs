@@ -17,7 +17,7 @@ use crate::http::bundle::{self, BundleQuery};
 use crate::http::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::store::EventRecord;
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use np_common::docs::Status;
@@ -358,6 +358,9 @@ pub struct ActionForm {
     action: String,
     #[serde(default)]
     version: String,
+    /// `true` (the "Replace the pending action" box) to replace an action still pending.
+    #[serde(default)]
+    replace: Option<String>,
 }
 
 /// `POST /console/devices/{serial}/action`: a remote upgrade or rollback, through the
@@ -372,6 +375,7 @@ pub async fn action(
     let req = ActionRequest {
         action: form.action.trim().to_owned(),
         version: Some(form.version.trim().to_owned()).filter(|v| !v.is_empty()),
+        replace: form.replace.as_deref() == Some("true"),
     };
     let what = match &req.version {
         Some(v) => format!("an upgrade to {v}"),
@@ -426,7 +430,7 @@ pub async fn bundle(
     State(state): State<ConsoleState>,
     user: ConsoleUser,
     Path(serial): Path<String>,
-    Query(form): Query<BundleForm>,
+    super::ConsoleQuery(form): super::ConsoleQuery<BundleForm>,
 ) -> Result<Response, ConsoleError> {
     let caller = StaffCaller::check(user.caller.clone())?;
     let parsed = parse_serial(&serial)?;
