@@ -227,6 +227,9 @@ pub struct ExtendForm {
     years: String,
     #[serde(default)]
     reinstate: Option<String>,
+    /// The gap in days the person confirmed (the confirmation form carries it).
+    #[serde(default)]
+    gap_days: Option<String>,
 }
 
 /// `POST /console/devices/{serial}/extend`.
@@ -237,11 +240,21 @@ pub async fn extend(
 ) -> Result<Response, ConsoleError> {
     let caller = StaffCaller::check(user.caller.clone())?.0;
     let serial = parse_serial(&serial)?;
+    // A reinstatement is what was confirmed only while the gap is still the one shown:
+    // a confirmation left open past midnight shows the new gap and asks again.
+    let confirmed = form.reinstate.as_deref() == Some("true") && {
+        let d = registry::get(&state.app, &serial)?;
+        let today = state.app.today();
+        let gap = (d.status == Status::Active && d.coverage_end <= today)
+            .then(|| days_between(d.coverage_end, today));
+        gap.is_none()
+            || gap.map(|g| g.to_string()) == form.gap_days.as_deref().map(|g| g.trim().to_owned())
+    };
     let req = match (number("Months", &form.months), number("Years", &form.years)) {
         (Ok(months), Ok(years)) => ExtendRequest {
             months,
             years,
-            reinstate: form.reinstate.as_deref() == Some("true"),
+            reinstate: confirmed,
         },
         (Err(e), _) | (_, Err(e)) => return refused(&state, &user, &serial, e).await,
     };

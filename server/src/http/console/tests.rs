@@ -486,3 +486,48 @@ async fn malformed_queries_are_console_pages() {
         );
     }
 }
+
+/// A confirmation of a reinstatement is for the gap it showed: confirmed after the gap has
+/// grown (the page left open past midnight), the console shows the new gap and asks again.
+#[tokio::test]
+async fn a_reinstatement_confirmed_for_an_older_gap_asks_again() {
+    let h = H::new().await;
+    *h.clock.lock().unwrap() = "2027-06-02T23:00:00Z".parse().unwrap();
+    let (cookie, csrf) = h.sign_in(&h.admin).await;
+    let path = format!("/console/devices/{SERIAL}/extend");
+    let before = h.coverage_end();
+    let a = h
+        .post(&path, Some(&cookie), &format!("months=6&csrf={csrf}"))
+        .await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert!(
+        a.text.contains("name=\"gap_days\" value=\"1\""),
+        "{}",
+        a.text
+    );
+    assert!(a.text.contains("a new term of <strong>6 months</strong>"));
+
+    *h.clock.lock().unwrap() = "2027-06-03T01:00:00Z".parse().unwrap();
+    let stale = format!("months=6&reinstate=true&gap_days=1&csrf={csrf}");
+    let a = h.post(&path, Some(&cookie), &stale).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "asked again");
+    assert!(a.text.contains("<strong>2 days</strong>"), "the new gap");
+    assert_eq!(h.coverage_end(), before, "nothing changed");
+    let a = h
+        .post(
+            &path,
+            Some(&cookie),
+            &format!("months=6&reinstate=true&csrf={csrf}"),
+        )
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::CONFLICT,
+        "a confirmation names its gap"
+    );
+
+    let fresh = format!("months=6&reinstate=true&gap_days=2&csrf={csrf}");
+    let a = h.post(&path, Some(&cookie), &fresh).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(h.coverage_end(), "2027-12-03");
+}
