@@ -17,7 +17,7 @@ use crate::http::bundle::{self, BundleQuery};
 use crate::http::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::store::EventRecord;
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use np_common::docs::Status;
@@ -171,7 +171,7 @@ async fn show(
 pub async fn page(
     State(state): State<ConsoleState>,
     user: ConsoleUser,
-    Path(serial): Path<String>,
+    super::ConsolePath(serial): super::ConsolePath<String>,
 ) -> Result<Response, ConsoleError> {
     StaffCaller::check(user.caller.clone())?;
     let serial = parse_serial(&serial)?;
@@ -235,7 +235,7 @@ pub struct ExtendForm {
 /// `POST /console/devices/{serial}/extend`.
 pub async fn extend(
     State(state): State<ConsoleState>,
-    Path(serial): Path<String>,
+    super::ConsolePath(serial): super::ConsolePath<String>,
     CsrfForm { user, form }: CsrfForm<ExtendForm>,
 ) -> Result<Response, ConsoleError> {
     let caller = StaffCaller::check(user.caller.clone())?.0;
@@ -308,7 +308,7 @@ pub struct SwapForm {
 /// `POST /console/devices/{serial}/swap`.
 pub async fn swap(
     State(state): State<ConsoleState>,
-    Path(serial): Path<String>,
+    super::ConsolePath(serial): super::ConsolePath<String>,
     CsrfForm { user, form }: CsrfForm<SwapForm>,
 ) -> Result<Response, ConsoleError> {
     let caller = StaffCaller::check(user.caller.clone())?.0;
@@ -342,7 +342,7 @@ pub struct RevokeForm {
 /// `POST /console/devices/{serial}/revoke`.
 pub async fn revoke(
     State(state): State<ConsoleState>,
-    Path(serial): Path<String>,
+    super::ConsolePath(serial): super::ConsolePath<String>,
     CsrfForm { user, form }: CsrfForm<RevokeForm>,
 ) -> Result<Response, ConsoleError> {
     let caller = StaffCaller::check(user.caller.clone())?.0;
@@ -380,7 +380,7 @@ pub struct ActionForm {
 /// API's own action handler.
 pub async fn action(
     State(state): State<ConsoleState>,
-    Path(serial): Path<String>,
+    super::ConsolePath(serial): super::ConsolePath<String>,
     CsrfForm { user, form }: CsrfForm<ActionForm>,
 ) -> Result<Response, ConsoleError> {
     let caller = StaffCaller::check(user.caller.clone())?;
@@ -414,7 +414,7 @@ pub async fn action(
 pub async fn entitlement(
     State(state): State<ConsoleState>,
     user: ConsoleUser,
-    Path(serial): Path<String>,
+    super::ConsolePath(serial): super::ConsolePath<String>,
 ) -> Result<Response, ConsoleError> {
     StaffCaller::check(user.caller.clone())?;
     let serial = parse_serial(&serial)?;
@@ -442,7 +442,7 @@ pub struct BundleForm {
 pub async fn bundle(
     State(state): State<ConsoleState>,
     user: ConsoleUser,
-    Path(serial): Path<String>,
+    super::ConsolePath(serial): super::ConsolePath<String>,
     super::ConsoleQuery(form): super::ConsoleQuery<BundleForm>,
 ) -> Result<Response, ConsoleError> {
     let caller = StaffCaller::check(user.caller.clone())?;

@@ -113,9 +113,30 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestP
     }
 }
 
+/// A part of the page's path (a serial, a version); one that is not even text (bad
+/// percent-encoding) is a console page in words (400), not the framework's plain text.
+#[derive(Debug)]
+pub struct ConsolePath<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for ConsolePath<T>
+{
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ConsoleError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(t)| ConsolePath(t))
+            .map_err(|e| ConsoleError::BadQuery(e.body_text()))
+    }
+}
+
 /// `GET` on a form's address (a bookmark, a typed link): changes nothing and goes to the
 /// page of the box the form belongs to.
-async fn device_form_opened(Path(serial): Path<String>) -> Response {
+async fn device_form_opened(ConsolePath(serial): ConsolePath<String>) -> Response {
     match np_common::Serial::parse(serial.trim()) {
         Ok(s) => Redirect::to(&format!("/console/devices/{s}")).into_response(),
         Err(_) => Redirect::to("/console/devices").into_response(),

@@ -300,7 +300,7 @@ async fn devices_are_searched_filtered_and_paged() {
     let (cookie, _) = h.sign_in(&h.admin).await;
     let rows = |a: &Answer| {
         a.text
-            .matches("<tr><td><a href=\"/console/devices/")
+            .matches("<tr><td class=\"nw\"><a href=\"/console/devices/")
             .count()
     };
     let first = h.get("/console/devices?model=NR-3000", Some(&cookie)).await;
@@ -465,6 +465,8 @@ async fn malformed_queries_are_console_pages() {
         "/console/devices?search=a&search=b",
         "/console/audit?serial=a&serial=b",
         "/console/devices/NR-2000-123456-4/bundle?version=1&version=2",
+        "/console/devices/%ff",
+        "/console/devices/%ff/entitlement",
     ] {
         let a = h.get(path, Some(&cookie)).await;
         assert_eq!(a.status, StatusCode::BAD_REQUEST, "{path}");
