@@ -1,10 +1,13 @@
 //! The domain room: the rules of the business on top of np-common, with no HTTP in them.
 //! `device` (the device record and its signed entitlement), `registry` (register, extend,
 //! swap, revoke), `validate` (request fields into domain values), `offers` (what a box is
-//! told at check-in) and `rollout` (the staged-rollout bucket).
+//! told at check-in), `rollout` (the staged-rollout bucket), `plan` (rollout plans: stages
+//! on a clock and the guard's threshold) and `guard` (attempts and failures per release).
 
 pub mod device;
+pub mod guard;
 pub mod offers;
+pub mod plan;
 pub mod registry;
 pub mod rollout;
 pub mod validate;

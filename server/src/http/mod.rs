@@ -2,7 +2,8 @@
 //! limit, metrics, tracing, panic catching, JSON 404/405); `run` serves it on a listener until
 //! `shutdown` resolves, finishing requests in flight. Beside the handlers live what only HTTP
 //! needs: staff tokens (`auth`), signed device requests (`device_auth`), the one JSON error
-//! (`error`), `Range` (`range`), Prometheus `metrics` and HTTPS (`tls`).
+//! (`error`), `Range` (`range`), Prometheus `metrics`, HTTPS (`tls`) and the rollout guard
+//! that halts a failing release (`guard`).
 
 pub mod actions;
 pub mod audit;
@@ -13,6 +14,7 @@ pub mod device_api;
 pub mod device_auth;
 pub mod devices;
 pub mod error;
+pub mod guard;
 pub mod metrics;
 pub mod range;
 pub mod releases;
