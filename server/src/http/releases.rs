@@ -82,9 +82,19 @@ pub struct SetRequest {
     pub paused: Option<bool>,
     #[serde(default)]
     pub yanked: Option<bool>,
-    /// A staged rollout plan; it starts at its first stage now.
-    #[serde(default)]
-    pub plan: Option<PlanRequest>,
+    /// A staged rollout plan; it starts at its first stage now. `null` removes the plan
+    /// (the release keeps its fixed `rollout_percent`).
+    #[serde(default, deserialize_with = "present")]
+    pub plan: Option<Option<PlanRequest>>,
+}
+
+/// A field that may be absent (outer `None`) or `null` (`Some(None)`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A release as the API shows it: the manifest's fields, the signed `manifest`, the
@@ -407,7 +417,11 @@ async fn set(
 ) -> Result<Json<ReleaseBody>, ApiError> {
     let version = parse_version("version", &version)?;
     let percent = req.rollout_percent.map(rollout).transpose()?;
-    let plan = req.plan.as_ref().map(plan_of).transpose()?;
+    let plan = match &req.plan {
+        Some(Some(p)) => Some(Some(plan_of(p)?)),
+        Some(None) => Some(None),
+        None => None,
+    };
     let now = state.now();
     let (before, after) = state
         .store
@@ -422,14 +436,16 @@ async fn set(
                 let refused = [
                     (req.paused == Some(false), "resumed"),
                     (percent.is_some(), "given a rollout percent"),
-                    (plan.is_some(), "given a plan"),
+                    (matches!(plan, Some(Some(_))), "given a plan"),
                 ];
                 if let Some((_, what)) = refused.iter().find(|(bad, _)| *bad) {
                     return Err(yanked(&version, what));
                 }
             }
-            if let Some(p) = &plan {
-                r.plan = Some(PlanState::new(p.clone(), now, r.paused));
+            match &plan {
+                Some(Some(p)) => r.plan = Some(PlanState::new(p.clone(), now, r.paused)),
+                Some(None) => r.plan = None,
+                None => {}
             }
             if let Some(p) = percent {
                 r.rollout_percent = p;

@@ -92,6 +92,13 @@ async fn a_plan_advances_with_the_clock_and_staff_may_still_steer_it() {
         summary(&h.check_in("5.1.0").await),
         (some("5.3.0"), None, some("5.3.0"))
     );
+    // `null` drops the plan: the fixed percent (the staff's 0) is back.
+    let (status, r) = h.set(json!({ "plan": null })).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(
+        (r["rollout_percent"].clone(), r.get("plan"), r.get("stage")),
+        (json!(0), None, None)
+    );
 }
 
 #[tokio::test]

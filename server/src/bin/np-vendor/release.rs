@@ -62,7 +62,7 @@ pub struct UploadArgs {
 /// Arguments of `release set`.
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("change").required(true).multiple(false)
-    .args(["rollout", "pause", "resume", "yank", "stages"])))]
+    .args(["rollout", "pause", "resume", "yank", "stages", "no_plan"])))]
 pub struct SetArgs {
     version: String,
     /// Percentage of boxes (0-100) that get the offer (with a plan: until its next stage).
@@ -86,6 +86,9 @@ pub struct SetArgs {
     /// With --stages: how many boxes must have tried it before the guard judges (default 20).
     #[arg(long, requires = "stages", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     min_attempts: Option<u32>,
+    /// Drop the release's plan (and its guard); it keeps its fixed percent.
+    #[arg(long)]
+    no_plan: bool,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -121,6 +124,8 @@ pub fn run(cmd: ReleaseCommand) -> CmdResult {
         ReleaseCommand::Set(a) => {
             let body = if let Some(text) = &a.stages {
                 plan_body(text, a.max_failure_percent, a.min_attempts)?
+            } else if a.no_plan {
+                json!({ "plan": null })
             } else if let Some(n) = a.rollout {
                 json!({"rollout_percent": n})
             } else if a.pause {
@@ -349,6 +354,7 @@ fn upload(a: UploadArgs) -> CmdResult {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
