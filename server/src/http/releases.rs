@@ -1,6 +1,5 @@
 //! Publishing firmware (§6.2): `POST /api/v1/releases` signs a release manifest with the
-//! release key over an image already in the blob store (and warns when its
-//! `min_from_version` is above every listed model's newest release);
+//! release key over an image already in the blob store;
 //! `PATCH /api/v1/releases/{version}` changes the rollout (percent, pause, yank, a staged
 //! plan; a yanked release cannot be resumed or given a percent or plan: 409 `yanked`);
 //! `GET /api/v1/releases` lists releases with their rollout state, the plan's stage, the
@@ -123,9 +122,6 @@ pub struct ReleaseBody {
     /// Why the guard paused it, while it stays paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub halt: Option<Halt>,
-    /// Things the publisher should know (the release was stored anyway).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
 }
 
 /// `GET /api/v1/releases` answer.
@@ -153,7 +149,6 @@ fn body_of(state: &AppState, r: ReleaseRecord, installs: u64) -> ReleaseBody {
         attempts,
         failures,
         halt: r.halt,
-        warnings: Vec::new(),
     }
 }
 
@@ -161,36 +156,6 @@ fn body_of(state: &AppState, r: ReleaseRecord, installs: u64) -> ReleaseBody {
 fn plan_of(req: &PlanRequest) -> Result<Plan, ApiError> {
     Plan::build(req)
         .map_err(|e: PlanError| ApiError::unprocessable("bad_plan", format!("plan: {e}")))
-}
-
-/// The warning for a release no box can reach: its `min_from_version` is above the newest
-/// release of every listed model that has one.
-fn unreachable_warning(existing: &[ReleaseRecord], release: &Release) -> Option<String> {
-    let mut newest: Vec<(String, Version)> = Vec::new();
-    for m in &release.models {
-        let top = existing
-            .iter()
-            .filter(|r| r.release.models.contains(m) && r.release.version != release.version)
-            .map(|r| r.release.version.clone())
-            .max();
-        if let Some(v) = top {
-            newest.push((m.to_string(), v));
-        }
-    }
-    let from = &release.min_from_version;
-    if newest.is_empty() || newest.iter().any(|(_, v)| v >= from) {
-        return None;
-    }
-    let list = newest
-        .iter()
-        .map(|(m, v)| format!("{m}: {v}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Some(format!(
-        "min_from_version {from} is above the newest release of every listed model ({list}); \
-         no box can install {} until a release of at least {from} reaches it",
-        release.version
-    ))
 }
 
 /// A yanked release takes no percent, plan nor resume (409 `yanked`).
@@ -311,6 +276,7 @@ async fn create(
         Some(s) => parse_version("min_from_version", s)?,
         None => parse_version("min_from_version", "0.0.0")?,
     };
+    check_min_from(&state, &version, &min_from_version, &models)?;
     let sha256 = Sha256Digest::parse(req.image.sha256.trim())
         .map_err(|e| ApiError::unprocessable("bad_sha256", e.to_string()))?;
     let name = match &req.image.name {
@@ -359,9 +325,6 @@ async fn create(
         notes: req.notes,
     };
     let manifest = docs::sign(&release, &state.keys.release);
-    let warnings: Vec<String> = unreachable_warning(&state.store.releases()?, &release)
-        .into_iter()
-        .collect();
     let record = ReleaseRecord {
         release,
         manifest,
@@ -390,12 +353,47 @@ async fn create(
         )
         .await?;
     tracing::info!(version = %version, actor = %caller.name, "release published");
-    for w in &warnings {
-        tracing::warn!(version = %version, "{w}");
+    Ok((StatusCode::CREATED, Json(body_of(&state, record, 0))))
+}
+
+/// Refuses (422 `unreachable_min_from_version`) a minimum version no box can run: above
+/// the newest release of every listed model. Models with no release yet run firmware the
+/// server does not know (a factory image), so they pass.
+fn check_min_from(
+    state: &AppState,
+    version: &Version,
+    min_from: &Version,
+    models: &[Model],
+) -> Result<(), ApiError> {
+    let refuse = |why: String| {
+        ApiError::unprocessable(
+            "unreachable_min_from_version",
+            format!(
+                "no box could install {version}: {why}; lower the minimum version to upgrade from"
+            ),
+        )
+    };
+    let releases = state.store.releases()?;
+    let mut newest = Vec::new();
+    for m in models {
+        let top = releases
+            .iter()
+            .filter(|r| r.release.models.contains(m))
+            .map(|r| &r.release.version)
+            .max();
+        match top {
+            None => return Ok(()),
+            Some(v) if v >= min_from => return Ok(()),
+            Some(v) => newest.push(format!("{m} {v}")),
+        }
     }
-    let mut body = body_of(&state, record, 0);
-    body.warnings = warnings;
-    Ok((StatusCode::CREATED, Json(body)))
+    if newest.is_empty() {
+        return Ok(());
+    }
+    Err(refuse(format!(
+        "the minimum version to upgrade from, {min_from}, is above the newest release of every listed model ({})",
+        newest.join(", ")
+    )))
 }
 
 fn exists(v: &Version) -> ApiError {
@@ -409,7 +407,8 @@ fn not_found(v: &Version) -> ApiError {
     ApiError::not_found(format!("there is no release {v}"))
 }
 
-async fn set(
+/// Also called by the staff console with a session's caller.
+pub async fn set(
     State(state): State<AppState>,
     ReleaseCaller(caller): ReleaseCaller,
     ApiPath(version): ApiPath<String>,
@@ -504,7 +503,8 @@ async fn show(
     Ok(Json(body_of(&state, r, installs)))
 }
 
-async fn list(
+/// Also called by the staff console with a session's caller.
+pub async fn list(
     State(state): State<AppState>,
     _caller: AnyCaller,
 ) -> Result<Json<ReleaseList>, ApiError> {

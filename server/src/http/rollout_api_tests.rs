@@ -1,7 +1,6 @@
 //! In-process tests of rollout plans and the guard against `app(state)` with a controlled
 //! clock: stages advance with the clock, the guard halts a failing release by itself and
-//! a resume sets its baseline, a yanked release refuses a resume, a percent or a plan, and
-//! an unreachable `min_from_version` is warned about.
+//! a resume sets its baseline, and a yanked release refuses a resume, a percent or a plan.
 
 use super::{some, summary, H, SERIAL};
 use axum::http::StatusCode;
@@ -308,24 +307,4 @@ async fn a_yanked_release_refuses_a_resume_a_percent_or_a_plan() {
     );
     // Pausing a yanked release again is harmless.
     assert_eq!(h.set(json!({"paused": true})).await.0, StatusCode::OK);
-}
-
-#[tokio::test]
-async fn an_unreachable_min_from_version_is_warned_about() {
-    let h = H::new().await;
-    let a = h.release("5.3.0", json!({})).await;
-    assert_eq!(a.status, StatusCode::CREATED);
-    assert!(a.json().get("warnings").is_none(), "{}", a.json());
-    let a = h
-        .release("5.4.0", json!({"min_from_version": "5.3.0"}))
-        .await;
-    assert!(a.json().get("warnings").is_none(), "{}", a.json());
-    let a = h
-        .release("6.0.0", json!({"min_from_version": "5.5.0"}))
-        .await;
-    assert_eq!(a.status, StatusCode::CREATED);
-    assert_eq!(
-        a.json()["warnings"],
-        json!(["min_from_version 5.5.0 is above the newest release of every listed model (NR-1000: 5.4.0, NR-2000: 5.4.0); no box can install 6.0.0 until a release of at least 5.5.0 reaches it"])
-    );
 }
