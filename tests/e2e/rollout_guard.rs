@@ -155,7 +155,7 @@ fn the_guard_halts_a_release_whose_boxes_roll_back_until_staff_resume_it() {
         assert_eq!(out.code, 0, "{out:?}");
         assert!(
             out.stdout
-                .contains("2.0.0 is available but not offered to this box yet"),
+                .contains("2.0.0 is available but the server holds it back: the rollout of release 2.0.0 is paused"),
             "{out:?}"
         );
         assert_eq!(a.assert_consistent().0, "1.0.0");
