@@ -353,3 +353,44 @@ fn console_staff_role_sees_no_release_controls_and_its_forged_post_is_refused() 
     b.goto(&fleet.console(&format!("/devices/{}", fleet.covered)));
     b.button("Extend");
 }
+
+/// One customer name without spaces (pasted from a spreadsheet) must not push the other
+/// columns of the devices and audit tables off a laptop screen or break serials apart.
+#[test]
+fn console_tables_stay_readable_with_a_long_customer_name() {
+    let fleet = Fleet::start();
+    let long = serial("NR-2000", 77);
+    let purchase = today().checked_sub(30.days()).unwrap();
+    let (status, d) = fleet.srv.post_json(
+        "/api/v1/devices",
+        json!({"serial": long, "purchase_date": purchase.to_string(), "customer": "x".repeat(200)}),
+    );
+    assert_eq!(status, 201, "{d}");
+    let b = Browser::start();
+    b.resize(1280, 900);
+    fleet.sign_in(&b, &fleet.staff_token);
+    for page in ["/devices", "/audit"] {
+        b.goto(&fleet.console(page));
+        b.wait_text(&long);
+        let fit = b.run(
+            "const t = document.querySelector('table');
+             const serial = [...t.querySelectorAll('td')].find(td => td.textContent.trim() === arguments[0]);
+             const text = document.createRange();
+             text.selectNodeContents(serial);
+             const lines = text.getBoundingClientRect().height / parseFloat(getComputedStyle(serial).lineHeight);
+             return [t.scrollWidth, t.parentElement.clientWidth, Math.round(lines * 10) / 10];",
+            json!([long]),
+        );
+        let (table, room, lines) = (
+            fit[0].as_f64().unwrap(),
+            fit[1].as_f64().unwrap(),
+            fit[2].as_f64().unwrap(),
+        );
+        assert!(
+            table <= room,
+            "{page}: the table is {table} px wide in {room} px"
+        );
+        assert!(lines <= 1.9, "{page}: the serial takes {lines} lines");
+        b.screenshot(&format!("long-customer{}", page.replace('/', "-")), 1280);
+    }
+}

@@ -5,7 +5,7 @@ use super::{render, ConsoleError, ConsoleState, ConsoleUser, Frame};
 use crate::http::auth::StaffCaller;
 use crate::store::AuditEntry;
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
@@ -123,7 +123,7 @@ struct AuditPage {
 pub async fn page(
     State(state): State<ConsoleState>,
     user: ConsoleUser,
-    Query(q): Query<AuditQuery>,
+    super::ConsoleQuery(q): super::ConsoleQuery<AuditQuery>,
 ) -> Result<Response, ConsoleError> {
     StaffCaller::check(user.caller.clone())?;
     let serial = q.serial.trim().to_uppercase();

@@ -17,7 +17,7 @@ use crate::http::bundle::{self, BundleQuery};
 use crate::http::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::store::EventRecord;
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use np_common::docs::Status;
@@ -171,7 +171,7 @@ async fn show(
 pub async fn page(
     State(state): State<ConsoleState>,
     user: ConsoleUser,
-    Path(serial): Path<String>,
+    super::ConsolePath(serial): super::ConsolePath<String>,
 ) -> Result<Response, ConsoleError> {
     StaffCaller::check(user.caller.clone())?;
     let serial = parse_serial(&serial)?;
@@ -227,21 +227,34 @@ pub struct ExtendForm {
     years: String,
     #[serde(default)]
     reinstate: Option<String>,
+    /// The gap in days the person confirmed (the confirmation form carries it).
+    #[serde(default)]
+    gap_days: Option<String>,
 }
 
 /// `POST /console/devices/{serial}/extend`.
 pub async fn extend(
     State(state): State<ConsoleState>,
-    Path(serial): Path<String>,
+    super::ConsolePath(serial): super::ConsolePath<String>,
     CsrfForm { user, form }: CsrfForm<ExtendForm>,
 ) -> Result<Response, ConsoleError> {
     let caller = StaffCaller::check(user.caller.clone())?.0;
     let serial = parse_serial(&serial)?;
+    // A reinstatement is what was confirmed only while the gap is still the one shown:
+    // a confirmation left open past midnight shows the new gap and asks again.
+    let confirmed = form.reinstate.as_deref() == Some("true") && {
+        let d = registry::get(&state.app, &serial)?;
+        let today = state.app.today();
+        let gap = (d.status == Status::Active && d.coverage_end <= today)
+            .then(|| days_between(d.coverage_end, today));
+        gap.is_none()
+            || gap.map(|g| g.to_string()) == form.gap_days.as_deref().map(|g| g.trim().to_owned())
+    };
     let req = match (number("Months", &form.months), number("Years", &form.years)) {
         (Ok(months), Ok(years)) => ExtendRequest {
             months,
             years,
-            reinstate: form.reinstate.as_deref() == Some("true"),
+            reinstate: confirmed,
         },
         (Err(e), _) | (_, Err(e)) => return refused(&state, &user, &serial, e).await,
     };
@@ -295,7 +308,7 @@ pub struct SwapForm {
 /// `POST /console/devices/{serial}/swap`.
 pub async fn swap(
     State(state): State<ConsoleState>,
-    Path(serial): Path<String>,
+    super::ConsolePath(serial): super::ConsolePath<String>,
     CsrfForm { user, form }: CsrfForm<SwapForm>,
 ) -> Result<Response, ConsoleError> {
     let caller = StaffCaller::check(user.caller.clone())?.0;
@@ -329,7 +342,7 @@ pub struct RevokeForm {
 /// `POST /console/devices/{serial}/revoke`.
 pub async fn revoke(
     State(state): State<ConsoleState>,
-    Path(serial): Path<String>,
+    super::ConsolePath(serial): super::ConsolePath<String>,
     CsrfForm { user, form }: CsrfForm<RevokeForm>,
 ) -> Result<Response, ConsoleError> {
     let caller = StaffCaller::check(user.caller.clone())?.0;
@@ -358,13 +371,16 @@ pub struct ActionForm {
     action: String,
     #[serde(default)]
     version: String,
+    /// `true` (the "Replace the pending action" box) to replace an action still pending.
+    #[serde(default)]
+    replace: Option<String>,
 }
 
 /// `POST /console/devices/{serial}/action`: a remote upgrade or rollback, through the
 /// API's own action handler.
 pub async fn action(
     State(state): State<ConsoleState>,
-    Path(serial): Path<String>,
+    super::ConsolePath(serial): super::ConsolePath<String>,
     CsrfForm { user, form }: CsrfForm<ActionForm>,
 ) -> Result<Response, ConsoleError> {
     let caller = StaffCaller::check(user.caller.clone())?;
@@ -372,7 +388,7 @@ pub async fn action(
     let req = ActionRequest {
         action: form.action.trim().to_owned(),
         version: Some(form.version.trim().to_owned()).filter(|v| !v.is_empty()),
-        replace: false,
+        replace: form.replace.as_deref() == Some("true"),
     };
     let what = match &req.version {
         Some(v) => format!("an upgrade to {v}"),
@@ -398,7 +414,7 @@ pub async fn action(
 pub async fn entitlement(
     State(state): State<ConsoleState>,
     user: ConsoleUser,
-    Path(serial): Path<String>,
+    super::ConsolePath(serial): super::ConsolePath<String>,
 ) -> Result<Response, ConsoleError> {
     StaffCaller::check(user.caller.clone())?;
     let serial = parse_serial(&serial)?;
@@ -426,8 +442,8 @@ pub struct BundleForm {
 pub async fn bundle(
     State(state): State<ConsoleState>,
     user: ConsoleUser,
-    Path(serial): Path<String>,
-    Query(form): Query<BundleForm>,
+    super::ConsolePath(serial): super::ConsolePath<String>,
+    super::ConsoleQuery(form): super::ConsoleQuery<BundleForm>,
 ) -> Result<Response, ConsoleError> {
     let caller = StaffCaller::check(user.caller.clone())?;
     let parsed = parse_serial(&serial)?;

@@ -7,7 +7,7 @@ use crate::domain::device::DeviceRecord;
 use crate::domain::validate;
 use crate::http::auth::StaffCaller;
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use jiff::civil::Date;
@@ -146,7 +146,7 @@ impl DevicesPage {
 pub async fn page(
     State(state): State<ConsoleState>,
     user: ConsoleUser,
-    Query(q): Query<DevicesQuery>,
+    super::ConsoleQuery(q): super::ConsoleQuery<DevicesQuery>,
 ) -> Result<Response, ConsoleError> {
     StaffCaller::check(user.caller.clone())?;
     let today = state.app.today();

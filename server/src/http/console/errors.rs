@@ -22,6 +22,14 @@ pub enum ConsoleError {
     /// The form is larger than any console form.
     #[error("the form is larger than the console accepts")]
     FormTooLarge,
+    /// The address's query does not parse (a field twice, a hand-made link).
+    #[error("the address is malformed ({0}); start again from the console's own links")]
+    BadQuery(String),
+    /// The page exists but not for this method.
+    #[error(
+        "this console page does not take that kind of request; start again from the fleet page"
+    )]
+    MethodNotAllowed,
     /// A template failed to render (a bug).
     #[error("the page could not be drawn: {0}")]
     Render(String),
@@ -52,6 +60,8 @@ impl ConsoleError {
             ConsoleError::Csrf => StatusCode::FORBIDDEN,
             ConsoleError::BadForm(_) => StatusCode::BAD_REQUEST,
             ConsoleError::FormTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ConsoleError::BadQuery(_) => StatusCode::BAD_REQUEST,
+            ConsoleError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ConsoleError::Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -25,6 +25,7 @@ mod tests;
 
 use crate::http::auth::{Caller, ReleaseCaller, StaffCaller};
 use crate::state::AppState;
+use axum::extract::Path;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -54,23 +55,92 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/console/", get(fleet::page))
         .route("/console/assets/console.css", get(stylesheet))
         .route("/console/sign-in", get(signin::form).post(signin::submit))
-        .route("/console/sign-out", post(signin::sign_out))
+        .route(
+            "/console/sign-out",
+            post(signin::sign_out).get(|| async { Redirect::to("/console/") }),
+        )
         .route("/console/devices", get(devices::page))
         .route("/console/devices/{serial}", get(device::page))
-        .route("/console/devices/{serial}/extend", post(device::extend))
-        .route("/console/devices/{serial}/swap", post(device::swap))
-        .route("/console/devices/{serial}/revoke", post(device::revoke))
-        .route("/console/devices/{serial}/action", post(device::action))
+        .route(
+            "/console/devices/{serial}/extend",
+            post(device::extend).get(device_form_opened),
+        )
+        .route(
+            "/console/devices/{serial}/swap",
+            post(device::swap).get(device_form_opened),
+        )
+        .route(
+            "/console/devices/{serial}/revoke",
+            post(device::revoke).get(device_form_opened),
+        )
+        .route(
+            "/console/devices/{serial}/action",
+            post(device::action).get(device_form_opened),
+        )
         .route(
             "/console/devices/{serial}/entitlement",
             get(device::entitlement),
         )
         .route("/console/devices/{serial}/bundle", get(device::bundle))
         .route("/console/releases", get(releases::page))
-        .route("/console/releases/{version}", post(releases::change))
+        .route(
+            "/console/releases/{version}",
+            post(releases::change).get(|| async { Redirect::to("/console/releases") }),
+        )
         .route("/console/audit", get(audit::page))
         .route("/console/{*rest}", axum::routing::any(no_such_page))
+        .method_not_allowed_fallback(|| async { ConsoleError::MethodNotAllowed })
         .with_state(cs)
+}
+
+/// A page's query, parsed; a malformed one is a console page in words (400), not the
+/// framework's plain text.
+#[derive(Debug)]
+pub struct ConsoleQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for ConsoleQuery<T>
+{
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, ConsoleError> {
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
+            .map(ConsoleQuery)
+            .map_err(|e| ConsoleError::BadQuery(e.to_string()))
+    }
+}
+
+/// A part of the page's path (a serial, a version); one that is not even text (bad
+/// percent-encoding) is a console page in words (400), not the framework's plain text.
+#[derive(Debug)]
+pub struct ConsolePath<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for ConsolePath<T>
+{
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ConsoleError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(t)| ConsolePath(t))
+            .map_err(|e| ConsoleError::BadQuery(e.body_text()))
+    }
+}
+
+/// `GET` on a form's address (a bookmark, a typed link): changes nothing and goes to the
+/// page of the box the form belongs to.
+async fn device_form_opened(ConsolePath(serial): ConsolePath<String>) -> Response {
+    match np_common::Serial::parse(serial.trim()) {
+        Ok(s) => Redirect::to(&format!("/console/devices/{s}")).into_response(),
+        Err(_) => Redirect::to("/console/devices").into_response(),
+    }
 }
 
 async fn no_such_page() -> ConsoleError {

@@ -10,7 +10,7 @@ use crate::http::auth::{AnyCaller, ReleaseCaller};
 use crate::http::error::{ApiError, ApiJson, ApiPath};
 use crate::http::releases::{self, ReleaseBody, SetRequest};
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use np_common::api::Outcome;
@@ -177,7 +177,7 @@ fn request(form: &ChangeForm) -> Result<(SetRequest, String), ApiError> {
 /// `POST /console/releases/{version}`: one rollout control.
 pub async fn change(
     State(state): State<ConsoleState>,
-    Path(version): Path<String>,
+    super::ConsolePath(version): super::ConsolePath<String>,
     CsrfForm { user, form }: CsrfForm<ChangeForm>,
 ) -> Result<Response, ConsoleError> {
     let caller = ReleaseCaller::check(user.caller.clone())?;

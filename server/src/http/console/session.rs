@@ -47,7 +47,7 @@ struct Session {
 #[derive(Debug, Default)]
 pub struct Sessions {
     by_id: Mutex<HashMap<String, Session>>,
-    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    failures: Mutex<Failures>,
 }
 
 /// A signed-in user, as the extractor finds it.
@@ -142,47 +142,95 @@ impl Sessions {
         }
     }
 
+    /// Checks a sign-in token from `client` in one step under the limiter's lock: refused
+    /// while the client is over the limit, else `lookup` runs and a wrong token is counted.
+    /// (Checking and counting apart would let many tries sent at once all pass the check.)
+    pub fn attempt<R, E>(
+        &self,
+        client: IpAddr,
+        now: Instant,
+        lookup: impl FnOnce() -> Result<Option<R>, E>,
+    ) -> Attempt<R, E> {
+        let Ok(mut f) = self.failures.lock() else {
+            return Attempt::Limited(FAILURE_WINDOW);
+        };
+        if let Err(wait) = may_try_in(&mut f, client, now) {
+            return Attempt::Limited(wait);
+        }
+        match lookup() {
+            Ok(Some(r)) => Attempt::Right(r),
+            Ok(None) => {
+                failed_in(&mut f, client, now);
+                Attempt::Wrong
+            }
+            Err(e) => Attempt::Failed(e),
+        }
+    }
+
     /// Whether `client` may try a token now (fewer than [`MAX_FAILURES`] wrong ones in
     /// the window); if not, how long until it may.
     pub fn may_try(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
         let Ok(mut f) = self.failures.lock() else {
             return Err(FAILURE_WINDOW);
         };
-        let Some(list) = f.get_mut(&client) else {
-            return Ok(());
-        };
-        while list
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= FAILURE_WINDOW)
-        {
-            list.pop_front();
-        }
-        match list.front() {
-            Some(first) if list.len() >= MAX_FAILURES => {
-                Err(FAILURE_WINDOW.saturating_sub(now.duration_since(*first)))
-            }
-            _ => Ok(()),
-        }
+        may_try_in(&mut f, client, now)
     }
 
     /// Counts a wrong token from `client`.
     pub fn failed(&self, client: IpAddr, now: Instant) {
         if let Ok(mut f) = self.failures.lock() {
-            if f.len() >= MAX_TRACKED && !f.contains_key(&client) {
-                f.retain(|_, l| {
-                    l.back()
-                        .is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW)
-                });
-                if f.len() >= MAX_TRACKED {
-                    return;
-                }
-            }
-            let list = f.entry(client).or_default();
-            list.push_back(now);
-            while list.len() > MAX_FAILURES {
-                list.pop_front();
-            }
+            failed_in(&mut f, client, now);
         }
+    }
+}
+
+/// The outcome of [`Sessions::attempt`].
+#[derive(Debug)]
+pub enum Attempt<R, E> {
+    /// Too many wrong tokens from this client: wait this long.
+    Limited(Duration),
+    /// The token is unknown or revoked (and was counted).
+    Wrong,
+    /// The token's record.
+    Right(R),
+    /// The lookup failed.
+    Failed(E),
+}
+
+type Failures = HashMap<IpAddr, VecDeque<Instant>>;
+
+fn may_try_in(f: &mut Failures, client: IpAddr, now: Instant) -> Result<(), Duration> {
+    let Some(list) = f.get_mut(&client) else {
+        return Ok(());
+    };
+    while list
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= FAILURE_WINDOW)
+    {
+        list.pop_front();
+    }
+    match list.front() {
+        Some(first) if list.len() >= MAX_FAILURES => {
+            Err(FAILURE_WINDOW.saturating_sub(now.duration_since(*first)))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn failed_in(f: &mut Failures, client: IpAddr, now: Instant) {
+    if f.len() >= MAX_TRACKED && !f.contains_key(&client) {
+        f.retain(|_, l| {
+            l.back()
+                .is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW)
+        });
+        if f.len() >= MAX_TRACKED {
+            return;
+        }
+    }
+    let list = f.entry(client).or_default();
+    list.push_back(now);
+    while list.len() > MAX_FAILURES {
+        list.pop_front();
     }
 }
 

@@ -2,7 +2,7 @@
 //! A wrong token is counted against the client's address and never logged or echoed.
 
 use super::csrf::CsrfForm;
-use super::session::{self, client_ip, is_tls, set_cookie, ConsoleUser};
+use super::session::{self, client_ip, is_tls, set_cookie, Attempt, ConsoleUser};
 use super::{render, ConsoleError, ConsoleState};
 use askama::Template;
 use axum::extract::{FromRequestParts, Request, State};
@@ -46,19 +46,13 @@ fn refused(status: StatusCode, message: String) -> Response {
     )
 }
 
-/// `POST /console/sign-in`: checks the token, starts a session and sets its cookie.
+/// `POST /console/sign-in`: checks the token, starts a session and sets its cookie (and
+/// ends the session the browser had, if any). The body is read before the limiter is asked,
+/// and the limiter checks and counts in one step, so slow or simultaneous tries are
+/// counted like any other.
 pub async fn submit(State(state): State<ConsoleState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let client = client_ip(&parts);
-    if let Err(wait) = state.sessions.may_try(client, Instant::now()) {
-        return refused(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "Too many wrong tokens from your address; wait {} seconds and try again.",
-                wait.as_secs().max(1)
-            ),
-        );
-    }
     let Ok(bytes) = axum::body::to_bytes(body, MAX_SIGN_IN_BYTES).await else {
         return ConsoleError::FormTooLarge.into_response();
     };
@@ -73,10 +67,21 @@ pub async fn submit(State(state): State<ConsoleState>, req: Request) -> Response
             "Enter your staff token (np-server token create prints one).".to_owned(),
         );
     }
-    let record = match state.app.tokens.lookup(&token) {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            state.sessions.failed(client, Instant::now());
+    let record = match state
+        .sessions
+        .attempt(client, Instant::now(), || state.app.tokens.lookup(&token))
+    {
+        Attempt::Right(r) => r,
+        Attempt::Limited(wait) => {
+            return refused(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "Too many wrong tokens from your address; wait {} seconds and try again.",
+                    wait.as_secs().max(1)
+                ),
+            )
+        }
+        Attempt::Wrong => {
             tracing::warn!(%client, "console sign-in with a wrong token");
             return refused(
                 StatusCode::UNAUTHORIZED,
@@ -84,8 +89,11 @@ pub async fn submit(State(state): State<ConsoleState>, req: Request) -> Response
                     .to_owned(),
             );
         }
-        Err(e) => return ConsoleError::internal(e).into_response(),
+        Attempt::Failed(e) => return ConsoleError::internal(e).into_response(),
     };
+    if let Some(old) = session::cookie_id(&parts.headers) {
+        state.sessions.end(&old);
+    }
     let Some(id) = state.sessions.start(&record.sha256, state.app.now()) else {
         return ConsoleError::internal("no session could be started (no random source)")
             .into_response();

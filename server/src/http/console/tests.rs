@@ -300,7 +300,7 @@ async fn devices_are_searched_filtered_and_paged() {
     let (cookie, _) = h.sign_in(&h.admin).await;
     let rows = |a: &Answer| {
         a.text
-            .matches("<tr><td><a href=\"/console/devices/")
+            .matches("<tr><td class=\"nw\"><a href=\"/console/devices/")
             .count()
     };
     let first = h.get("/console/devices?model=NR-3000", Some(&cookie)).await;
@@ -332,4 +332,204 @@ async fn devices_are_searched_filtered_and_paged() {
     let missing = h.get("/console/nowhere", Some(&cookie)).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert!(missing.text.contains("no such console page"));
+}
+
+/// Wrong tokens whose bodies arrive together (slow clients, many connections) are limited
+/// like wrong tokens sent one after the other: the check and the count are one step.
+#[tokio::test]
+async fn wrong_tokens_sent_at_once_are_limited_too() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let h = H::new().await;
+    let tries = 4 * super::session::MAX_FAILURES;
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let mut answers = Vec::new();
+    for i in 0..tries {
+        let (gate, waiting) = (gate.clone(), waiting.clone());
+        let body = futures_util::stream::once(async move {
+            let open = gate.notified();
+            waiting.fetch_add(1, Ordering::SeqCst);
+            open.await;
+            Ok::<_, std::io::Error>(bytes::Bytes::from(format!("token=npt_wrong{i}")))
+        });
+        let req = Request::post("/console/sign-in")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from_stream(body))
+            .unwrap();
+        answers.push(tokio::spawn(h.app.clone().oneshot(req)));
+    }
+    while waiting.load(Ordering::SeqCst) < tries {
+        tokio::task::yield_now().await;
+    }
+    gate.notify_waiters();
+    let mut refused = 0;
+    for a in answers {
+        match a.await.unwrap().unwrap().status() {
+            StatusCode::UNAUTHORIZED => refused += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(
+        refused,
+        super::session::MAX_FAILURES,
+        "only so many tries per window"
+    );
+}
+
+/// Signing in again from a signed-in browser ends the session it had.
+#[tokio::test]
+async fn signing_in_again_ends_the_previous_session() {
+    let h = H::new().await;
+    let (old, _) = h.sign_in(&h.admin).await;
+    let a = h
+        .post(
+            "/console/sign-in",
+            Some(&old),
+            &format!("token={}", h.admin),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let a = h.get("/console/", Some(&old)).await;
+    assert_eq!(
+        (a.status, a.location()),
+        (StatusCode::SEE_OTHER, "/console/sign-in")
+    );
+}
+
+/// Opening the address of a form (a bookmark, a reload, a typed link) changes nothing and
+/// lands on the page the form belongs to, not on the JSON API's 405.
+#[tokio::test]
+async fn form_addresses_opened_with_get_lead_back_to_their_page() {
+    let h = H::new().await;
+    let (cookie, _) = h.sign_in(&h.admin).await;
+    let before = h.coverage_end();
+    for (path, to) in [
+        (
+            format!("/console/devices/{SERIAL}/extend?months=6"),
+            format!("/console/devices/{SERIAL}"),
+        ),
+        (
+            format!("/console/devices/{SERIAL}/swap"),
+            format!("/console/devices/{SERIAL}"),
+        ),
+        (
+            format!("/console/devices/{SERIAL}/revoke"),
+            format!("/console/devices/{SERIAL}"),
+        ),
+        (
+            format!("/console/devices/{SERIAL}/action"),
+            format!("/console/devices/{SERIAL}"),
+        ),
+        (
+            "/console/releases/5.3.0".to_owned(),
+            "/console/releases".to_owned(),
+        ),
+        ("/console/sign-out".to_owned(), "/console/".to_owned()),
+    ] {
+        let a = h.get(&path, Some(&cookie)).await;
+        assert_eq!(
+            (a.status, a.location()),
+            (StatusCode::SEE_OTHER, to.as_str()),
+            "{path}"
+        );
+    }
+    assert_eq!(h.coverage_end(), before, "a GET changes nothing");
+    let a = h.get("/console/", Some(&cookie)).await;
+    assert_eq!(a.status, StatusCode::OK, "a GET does not sign out");
+    let a = h
+        .send(
+            Request::delete("/console/devices")
+                .header(header::COOKIE, &cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(
+        a.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"),
+        "an HTML page"
+    );
+}
+
+/// A malformed query (repeated or mistyped fields) is a console page in words, with the
+/// console's headers, not the framework's plain text.
+#[tokio::test]
+async fn malformed_queries_are_console_pages() {
+    let h = H::new().await;
+    let (cookie, _) = h.sign_in(&h.admin).await;
+    for path in [
+        "/console/devices?search=a&search=b",
+        "/console/audit?serial=a&serial=b",
+        "/console/devices/NR-2000-123456-4/bundle?version=1&version=2",
+        "/console/devices/%ff",
+        "/console/devices/%ff/entitlement",
+    ] {
+        let a = h.get(path, Some(&cookie)).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(
+            a.headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{path}"
+        );
+        assert!(
+            a.headers.contains_key(header::CONTENT_SECURITY_POLICY),
+            "{path}"
+        );
+        assert!(
+            a.text.contains("the address is malformed"),
+            "{path}: {}",
+            a.text
+        );
+    }
+}
+
+/// A confirmation of a reinstatement is for the gap it showed: confirmed after the gap has
+/// grown (the page left open past midnight), the console shows the new gap and asks again.
+#[tokio::test]
+async fn a_reinstatement_confirmed_for_an_older_gap_asks_again() {
+    let h = H::new().await;
+    *h.clock.lock().unwrap() = "2027-06-02T23:00:00Z".parse().unwrap();
+    let (cookie, csrf) = h.sign_in(&h.admin).await;
+    let path = format!("/console/devices/{SERIAL}/extend");
+    let before = h.coverage_end();
+    let a = h
+        .post(&path, Some(&cookie), &format!("months=6&csrf={csrf}"))
+        .await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert!(
+        a.text.contains("name=\"gap_days\" value=\"1\""),
+        "{}",
+        a.text
+    );
+    assert!(a.text.contains("a new term of <strong>6 months</strong>"));
+
+    *h.clock.lock().unwrap() = "2027-06-03T01:00:00Z".parse().unwrap();
+    let stale = format!("months=6&reinstate=true&gap_days=1&csrf={csrf}");
+    let a = h.post(&path, Some(&cookie), &stale).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "asked again");
+    assert!(a.text.contains("<strong>2 days</strong>"), "the new gap");
+    assert_eq!(h.coverage_end(), before, "nothing changed");
+    let a = h
+        .post(
+            &path,
+            Some(&cookie),
+            &format!("months=6&reinstate=true&csrf={csrf}"),
+        )
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::CONFLICT,
+        "a confirmation names its gap"
+    );
+
+    let fresh = format!("months=6&reinstate=true&gap_days=2&csrf={csrf}");
+    let a = h.post(&path, Some(&cookie), &fresh).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(h.coverage_end(), "2027-12-03");
 }
