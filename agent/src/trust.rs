@@ -5,11 +5,11 @@
 //! setting the clock back never extends a warranty.
 
 use crate::clock::Clock;
-use crate::fsutil;
 use jiff::Timestamp;
 use np_common::docs::{self, DocError, Entitlement, Release, TimeToken};
 use np_common::keyring::{accept_keyring, AcceptedKeyring, Keyring, KeyringError, RootSpec};
 use np_common::{Envelope, PublicKey, Serial};
+use np_fsutil as fsutil;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -135,7 +135,8 @@ impl Trust {
 
     fn write(&self, name: &str, bytes: &[u8]) -> Result<(), TrustError> {
         let path = self.dir.join(name);
-        fsutil::write_atomic(&path, bytes).map_err(|source| TrustError::Io { path, source })
+        fsutil::write_atomic(&path, bytes, fsutil::PRIVATE)
+            .map_err(|source| TrustError::Io { path, source })
     }
 
     /// Raises the floor to `t` if `t` is later; it never goes down.
