@@ -74,6 +74,23 @@ impl Slots {
         }
     }
 
+    /// The release a valid slot holds, from the manifest that was verified before the
+    /// slot was made valid (the slot folder is the agent's alone). `None`: invalid slot.
+    pub fn release(&self, slot: Slot) -> Result<Option<np_common::docs::Release>, SlotError> {
+        let Some(env) = self.manifest(slot)? else {
+            return Ok(None);
+        };
+        let path = self.manifest_path(slot);
+        let damaged = |m: String| SlotError::Io {
+            path: path.clone(),
+            source: io::Error::new(io::ErrorKind::InvalidData, m),
+        };
+        let payload = env.payload_bytes().map_err(|e| damaged(e.to_string()))?;
+        serde_json::from_slice(&payload)
+            .map(Some)
+            .map_err(|e| damaged(e.to_string()))
+    }
+
     /// Marks a slot invalid (removes its manifest, durably) before anything writes into it.
     pub fn mark_invalid(&self, slot: Slot) -> Result<(), SlotError> {
         let path = self.manifest_path(slot);

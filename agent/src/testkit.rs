@@ -8,11 +8,15 @@ use np_common::warranty::{Term, TermKind};
 use np_common::{Envelope, SecretKey, Serial, Sha256Digest, Version};
 use std::path::PathBuf;
 
-/// The test-only keys.
+/// The test-only keys, and two more made from fixed seeds for rotation tests.
 pub struct Keys {
     pub root: SecretKey,
     pub online: SecretKey,
     pub release: SecretKey,
+    /// TEST-ONLY: the online key that replaces `online` in a rotation.
+    pub online2: SecretKey,
+    /// TEST-ONLY: the release key that replaces `release` in a rotation.
+    pub release2: SecretKey,
 }
 
 fn key(name: &str) -> SecretKey {
@@ -39,7 +43,35 @@ impl Keys {
             root: key("TEST-ONLY-root.key"),
             online: key("TEST-ONLY-online.key"),
             release: key("TEST-ONLY-release.key"),
+            online2: SecretKey::from_seed(&[0x02; 32]),
+            release2: SecretKey::from_seed(&[0x03; 32]),
         }
+    }
+
+    /// A keyring of `version` listing `online` (entitlement, time) and `release`, with
+    /// `expires`, signed by the root.
+    pub fn keyring_with(
+        &self,
+        version: u64,
+        online: &SecretKey,
+        release: &SecretKey,
+        expires: &str,
+    ) -> Envelope {
+        let entry = |sk: &SecretKey, roles: Vec<Role>| KeyEntry {
+            keyid: sk.public_key().key_id(),
+            public_key: sk.public_key(),
+            roles,
+        };
+        Keyring {
+            version,
+            expires: expires.parse().unwrap(),
+            root: RootSpec::pinned(vec![self.root.public_key()]),
+            keys: vec![
+                entry(online, vec![Role::Entitlement, Role::Time]),
+                entry(release, vec![Role::Release]),
+            ],
+        }
+        .sign(&[&self.root])
     }
 
     /// A keyring of `version`, signed by the root.

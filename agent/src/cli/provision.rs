@@ -98,7 +98,7 @@ pub fn run(cfg: &Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentErr
     }
     w.finish()?;
     slots.mark_valid(Slot::A, &manifest)?;
-    trust.raise_floor(release.released_at)?;
+    trust.raise_floor(release.released_at, crate::trust::FloorSource::Installed)?;
     let downloads = cfg.state_dir.join("downloads");
     np_fsutil::create_dir_all(&downloads, np_fsutil::PRIVATE_DIR).map_err(|source| {
         AgentError::Io {
