@@ -25,4 +25,6 @@ pub mod trust;
 #[cfg(test)]
 mod bundle_tests;
 #[cfg(test)]
+mod rotation_tests;
+#[cfg(test)]
 pub(crate) mod testkit;
