@@ -6,8 +6,8 @@ use crate::agent::Agent;
 use crate::client::Client;
 use crate::error::AgentError;
 use crate::install::{Done, When};
-use np_common::api::{CheckInRequest, EventKind};
 use crate::trust::TrustError;
+use np_common::api::{CheckInRequest, EventKind};
 use np_common::docs::{ActionKind, DocError};
 use np_common::Version;
 

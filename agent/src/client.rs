@@ -203,7 +203,10 @@ pub fn read_answer(resp: reqwest::blocking::Response, cap: u64) -> Result<Vec<u8
     np_common::CappedReader::new(resp, cap)
         .read_all()
         .map_err(|e| match np_common::capped::too_large(&e) {
-            Some(t) => ClientError::TooLarge { url: url.clone(), cap: t.cap },
+            Some(t) => ClientError::TooLarge {
+                url: url.clone(),
+                cap: t.cap,
+            },
             None => network(&url, e),
         })
 }

@@ -478,3 +478,213 @@ fn kind_of(st: &rustix::fs::Stat) -> &'static str {
         FileType::Unknown => "of an unknown kind",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn timing(quiet: u64, young: u64) -> Timing {
+        Timing {
+            quiet: Duration::from_secs(quiet),
+            young: Duration::from_secs(young),
+        }
+    }
+
+    fn mode_of(p: &Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    fn refused() -> Result<(), AgentError> {
+        Err(AgentError::Bundle(crate::bundle::BundleReject::Archive(
+            crate::archive::ArchiveError::TrailingData,
+        )))
+    }
+
+    fn truncated() -> Result<(), AgentError> {
+        Err(AgentError::Bundle(crate::bundle::BundleReject::Archive(
+            crate::archive::ArchiveError::NoEndBlocks,
+        )))
+    }
+
+    /// Polls until `name` is ready (the watcher's events arrive on their own thread).
+    fn wait_ready(inbox: &mut Inbox, name: &str) -> bool {
+        for _ in 0..100 {
+            if inbox.ready().iter().any(|n| n == name) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    #[test]
+    fn the_layout_has_its_modes_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = rustix::process::umask(Mode::from_raw_mode(0o077));
+        let inbox = Inbox::open(dir.path(), timing(0, 0));
+        rustix::process::umask(old);
+        drop(inbox.unwrap());
+        assert_eq!(mode_of(&dir.path().join("inbox")), INBOX_MODE);
+        for d in ["processed", "processed/applied", "processed/rejected"] {
+            assert_eq!(mode_of(&dir.path().join(d)), PROCESSED_MODE, "{d}");
+        }
+    }
+
+    #[test]
+    fn a_file_is_taken_only_once_its_writer_closed_it() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let mut inbox = Inbox::open(dir.path(), timing(3600, 3600)).unwrap();
+        let p = dir.path().join("inbox/b.tar");
+        let mut f = File::create(&p).unwrap();
+        f.write_all(b"first half").unwrap();
+        std::fs::write(dir.path().join("inbox/c.tar.part"), b"12").unwrap();
+        for _ in 0..5 {
+            assert!(inbox.ready().is_empty(), "still open for writing");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        f.write_all(b" and the rest").unwrap();
+        drop(f);
+        assert!(wait_ready(&mut inbox, "b.tar"), "closed and unchanged");
+        assert!(!inbox.ready().iter().any(|n| n == "c.tar.part"));
+        // A copy renamed into place is ready as well.
+        std::fs::rename(
+            dir.path().join("inbox/c.tar.part"),
+            dir.path().join("inbox/c.tar"),
+        )
+        .unwrap();
+        assert!(wait_ready(&mut inbox, "c.tar"));
+    }
+
+    #[test]
+    fn links_fifos_folders_and_second_names_are_moved_aside_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inbox = Inbox::open(dir.path(), timing(0, 0)).unwrap();
+        let victim = dir.path().join("root-only");
+        std::fs::write(&victim, b"ROOT-ONLY-SECRET").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let i = dir.path().join("inbox");
+        std::os::unix::fs::symlink(&victim, i.join("link.tar")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &i.join("fifo.tar"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        std::fs::create_dir(i.join("dir.tar")).unwrap();
+        std::fs::hard_link(&victim, i.join("hard.tar")).unwrap();
+        let mut names = inbox.ready();
+        names.sort();
+        assert_eq!(names, vec!["dir.tar", "fifo.tar", "hard.tar", "link.tar"]);
+        for (name, what) in [
+            ("link.tar", "a symbolic link"),
+            ("fifo.tar", "a named pipe"),
+            ("dir.tar", "a folder"),
+            ("hard.tar", "a hard link"),
+        ] {
+            match inbox.take(OsStr::new(name)).unwrap() {
+                Taken::Aside(dest) => {
+                    assert_eq!(dest, dir.path().join("processed/rejected").join(name));
+                    let reason = dir.path().join(format!("processed/rejected/{name}.reason"));
+                    let text = std::fs::read_to_string(&reason).unwrap();
+                    assert!(text.starts_with("not_regular_file: "), "{text}");
+                    assert!(text.contains(what), "{name}: {text}");
+                    assert!(!text.contains("ROOT-ONLY"));
+                    assert_eq!(mode_of(&reason), 0o640);
+                }
+                Taken::Bundle(_) => panic!("{name} was opened as a bundle"),
+            }
+        }
+        assert!(
+            std::fs::symlink_metadata(dir.path().join("processed/rejected/link.tar"))
+                .unwrap()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"ROOT-ONLY-SECRET");
+        assert_eq!(mode_of(&victim), 0o600);
+        assert!(inbox.ready().is_empty());
+    }
+
+    #[test]
+    fn an_entry_swapped_while_it_was_read_is_moved_aside_and_named_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inbox = Inbox::open(dir.path(), timing(0, 0)).unwrap();
+        let victim = dir.path().join("root-only");
+        std::fs::write(&victim, b"ROOT-ONLY-SECRET").unwrap();
+        let p = dir.path().join("inbox/b.tar");
+        std::fs::write(&p, b"the admin's bundle").unwrap();
+        let Taken::Bundle(opened) = inbox.take(OsStr::new("b.tar")).unwrap() else {
+            panic!("not opened")
+        };
+        // While the agent reads: the file goes, a link to a root-only file comes.
+        std::fs::rename(&p, dir.path().join("inbox/away.part")).unwrap();
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        let got = inbox.settle(opened, &Ok(())).unwrap();
+        let dest = dir.path().join("processed/rejected/b.tar");
+        assert_eq!(got, Settled::Rejected(dest.clone()));
+        assert!(std::fs::symlink_metadata(&dest).unwrap().is_symlink());
+        let reason =
+            std::fs::read_to_string(dir.path().join("processed/rejected/b.tar.reason")).unwrap();
+        assert!(reason.starts_with("replaced: "), "{reason}");
+        assert!(!reason.contains("ROOT-ONLY"));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("processed/applied"))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"ROOT-ONLY-SECRET");
+    }
+
+    #[test]
+    fn a_young_truncated_bundle_waits_and_an_old_one_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inbox = Inbox::open(dir.path(), timing(0, 3600)).unwrap();
+        let p = dir.path().join("inbox/b.tar");
+        std::fs::write(&p, b"half a bundle").unwrap();
+        let Taken::Bundle(o) = inbox.take(OsStr::new("b.tar")).unwrap() else {
+            panic!()
+        };
+        assert_eq!(inbox.settle(o, &truncated()).unwrap(), Settled::Deferred);
+        assert!(p.exists());
+        inbox.ready();
+        assert!(
+            inbox.ready().is_empty(),
+            "unchanged and young: not tried again"
+        );
+        // An old truncated file is rejected for good, with a sentence.
+        let mut inbox = Inbox::open(dir.path(), timing(0, 0)).unwrap();
+        let Taken::Bundle(o) = inbox.take(OsStr::new("b.tar")).unwrap() else {
+            panic!()
+        };
+        let dest = dir.path().join("processed/rejected/b.tar");
+        assert_eq!(
+            inbox.settle(o, &truncated()).unwrap(),
+            Settled::Rejected(dest)
+        );
+        let reason =
+            std::fs::read_to_string(dir.path().join("processed/rejected/b.tar.reason")).unwrap();
+        assert_eq!(
+            reason,
+            "truncated: the archive ends without tar's end-of-archive blocks (truncated, or a \
+             copy still in progress)\n"
+        );
+        // A second bundle of the same name never overwrites the first or its reason.
+        std::fs::write(&p, b"again").unwrap();
+        let Taken::Bundle(o) = inbox.take(OsStr::new("b.tar")).unwrap() else {
+            panic!()
+        };
+        let dest = dir.path().join("processed/rejected/b.tar.1");
+        assert_eq!(
+            inbox.settle(o, &refused()).unwrap(),
+            Settled::Rejected(dest)
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("processed/rejected/b.tar")).unwrap(),
+            b"half a bundle"
+        );
+    }
+}

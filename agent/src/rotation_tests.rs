@@ -18,7 +18,11 @@ use std::sync::{Arc, Mutex};
 const IMAGE_2: &[u8] = b"firmware 2.0.0 signed by the release key that will be rotated out";
 const IMAGE_3: &[u8] = b"firmware 3.0.0 signed by the new release key";
 
-fn bundle_for(r: &np_common::docs::Release, signer: &np_common::SecretKey, image: &[u8]) -> Vec<u8> {
+fn bundle_for(
+    r: &np_common::docs::Release,
+    signer: &np_common::SecretKey,
+    image: &[u8],
+) -> Vec<u8> {
     tar_bundle(
         &[
             ("manifest.json", Kind::File, docs::sign(r, signer).to_json()),
@@ -88,7 +92,10 @@ fn a_box_keeps_working_after_the_keys_that_signed_its_firmware_are_rotated_out()
     );
     // A check-in brings keyring 2: new online and release keys, the old ones gone.
     let client = Client::new(&agent.cfg, agent.clock.clone()).unwrap();
-    assert_eq!(check_once(&mut agent, &client, When::Now).unwrap(), Checked::UpToDate);
+    assert_eq!(
+        check_once(&mut agent, &client, When::Now).unwrap(),
+        Checked::UpToDate
+    );
     assert_eq!(agent.trust.keyring().unwrap().version, 2);
     assert_eq!(
         agent.trust.entitlement().unwrap().sequence,
@@ -110,7 +117,10 @@ fn a_box_keeps_working_after_the_keys_that_signed_its_firmware_are_rotated_out()
         check_once(&mut agent, &client, When::Now).unwrap(),
         Checked::Updated(Done::Installed("3.0.0".parse().unwrap()))
     );
-    assert_eq!(std::fs::read(agent.slots.image(agent.state.active)).unwrap(), IMAGE_3);
+    assert_eq!(
+        std::fs::read(agent.slots.image(agent.state.active)).unwrap(),
+        IMAGE_3
+    );
     // A manifest signed by the rotated-out release key is refused.
     let r4 = testkit::release("4.0.0", 2, IMAGE_2);
     let b = bundle_for(&r4, &k.release, IMAGE_2);
@@ -146,7 +156,10 @@ fn a_huge_check_in_answer_is_refused_at_its_cap() {
             AgentError::Client(ClientError::TooLarge { cap, .. }) => assert_eq!(*cap, MAX_ANSWER),
             e => panic!("with_length {with_length}: {e}"),
         }
-        assert!(err.to_string().contains("larger than 1048576 bytes"), "{err}");
+        assert!(
+            err.to_string().contains("larger than 1048576 bytes"),
+            "{err}"
+        );
         assert_eq!(err.exit_code(), 3);
     }
 }

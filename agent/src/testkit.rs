@@ -256,7 +256,10 @@ pub fn provisioned_box_with(
 pub enum Body {
     Bytes(u16, Vec<u8>),
     /// `len` bytes of `x`, streamed (never held), with or without a Content-Length.
-    Endless { len: u64, with_length: bool },
+    Endless {
+        len: u64,
+        with_length: bool,
+    },
 }
 
 /// The handler of a [`FakeServer`]: method, path and body in, an answer out.

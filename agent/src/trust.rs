@@ -488,7 +488,10 @@ mod tests {
             }
             e => panic!("{e}"),
         }
-        assert!(t.floor() < "2027-01-01T00:00:00Z".parse().unwrap(), "the floor did not move");
+        assert!(
+            t.floor() < "2027-01-01T00:00:00Z".parse().unwrap(),
+            "the floor did not move"
+        );
         // 23 hours ahead is a clock skew, taken; it does not open the door to 2199.
         t.accept_time(&k.sign_online(&token("2026-11-24T11:00:00Z", "cd")), "cd")
             .unwrap();
@@ -500,13 +503,19 @@ mod tests {
         e.issued_at = "2199-01-01T00:00:00Z".parse().unwrap();
         assert!(matches!(
             t.accept_entitlement(&k.sign_online(&e)).unwrap_err(),
-            TrustError::FromTheFuture { what: "entitlement", .. }
+            TrustError::FromTheFuture {
+                what: "entitlement",
+                ..
+            }
         ));
         let mut r = testkit::release("2.0.0", 2, b"img");
         r.released_at = "2199-01-01T00:00:00Z".parse().unwrap();
         assert!(matches!(
             t.verify_release(&k.sign_release(&r)).unwrap_err(),
-            TrustError::FromTheFuture { what: "release manifest", .. }
+            TrustError::FromTheFuture {
+                what: "release manifest",
+                ..
+            }
         ));
     }
 
@@ -517,7 +526,8 @@ mod tests {
         // A dead clock battery: the clock says 1970, the floor says 2026.
         let mut t = store(dir.path(), Timestamp::UNIX_EPOCH);
         t.accept_keyring(&k.keyring_env(1)).unwrap();
-        t.raise_floor(testkit::now(), FloorSource::Installed).unwrap();
+        t.raise_floor(testkit::now(), FloorSource::Installed)
+            .unwrap();
         let tok = token("2026-12-01T00:00:00Z", "ab");
         t.accept_time(&k.sign_online(&tok), "ab").unwrap();
         assert_eq!(t.now(), tok.now);
@@ -529,8 +539,11 @@ mod tests {
         let k = Keys::load();
         let mut t = store(dir.path(), testkit::now());
         t.accept_keyring(&k.keyring_env(1)).unwrap();
-        t.raise_floor("2026-06-01T00:00:00Z".parse().unwrap(), FloorSource::Installed)
-            .unwrap();
+        t.raise_floor(
+            "2026-06-01T00:00:00Z".parse().unwrap(),
+            FloorSource::Installed,
+        )
+        .unwrap();
         // A compromised online key: a revoked entitlement with a huge sequence, and a
         // time token a few hours ahead.
         let mut revoked = testkit::entitlement(u64::MAX - 1, "2099-01-01", &testkit::serial());
@@ -542,7 +555,10 @@ mod tests {
         // The keyring rotates the online key out.
         let v2 = k.keyring_with(2, &k.online2, &k.release, "2099-01-01T00:00:00Z");
         assert!(t.accept_keyring(&v2).unwrap());
-        assert!(t.entitlement().is_none(), "the entitlement it signed is forgotten");
+        assert!(
+            t.entitlement().is_none(),
+            "the entitlement it signed is forgotten"
+        );
         assert_eq!(
             t.floor(),
             "2026-06-01T00:00:00Z".parse::<Timestamp>().unwrap(),
@@ -550,7 +566,8 @@ mod tests {
         );
         // Any valid entitlement is accepted again, whatever its sequence.
         let fresh = testkit::entitlement(1, "2099-01-01", &testkit::serial());
-        t.accept_entitlement(&docs::sign(&fresh, &k.online2)).unwrap();
+        t.accept_entitlement(&docs::sign(&fresh, &k.online2))
+            .unwrap();
         assert_eq!(t.entitlement().unwrap().sequence, 1);
         // The old key's documents are refused now.
         assert!(matches!(
@@ -560,7 +577,10 @@ mod tests {
         // And all of it survives a restart.
         let t = store(dir.path(), testkit::now());
         assert_eq!(t.entitlement().unwrap().sequence, 1);
-        assert_eq!(t.floor(), "2026-06-01T00:00:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(
+            t.floor(),
+            "2026-06-01T00:00:00Z".parse::<Timestamp>().unwrap()
+        );
     }
 
     #[test]

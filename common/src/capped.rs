@@ -41,7 +41,9 @@ impl<R: Read> CappedReader<R> {
 
 /// The cap of an error a [`CappedReader`] returned, if it was the cap.
 pub fn too_large(e: &io::Error) -> Option<TooLarge> {
-    e.get_ref().and_then(|i| i.downcast_ref::<TooLarge>()).copied()
+    e.get_ref()
+        .and_then(|i| i.downcast_ref::<TooLarge>())
+        .copied()
 }
 
 impl<R: Read> Read for CappedReader<R> {

@@ -112,7 +112,10 @@ pub fn verify_signed<T: Document>(
         kind: T::KIND,
         reason: e.to_string(),
     })?;
-    let signer = signers.into_iter().next().ok_or(DocError::UnknownSigner { kind: T::KIND })?;
+    let signer = signers
+        .into_iter()
+        .next()
+        .ok_or(DocError::UnknownSigner { kind: T::KIND })?;
     Ok((doc, signer))
 }
 
