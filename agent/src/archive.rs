@@ -166,6 +166,30 @@ fn pax(records: &[u8], p: &mut Pending, index: u64) -> Result<(), ArchiveError> 
     Ok(())
 }
 
+/// Could `head` (less than a block) be the start of a bundle's first header? Its name
+/// field must begin like a bundle's first entry or an extension header.
+fn plausible_start(head: &[u8]) -> bool {
+    const FIRST: [&[u8]; 5] = [
+        b"keyring.json",
+        b"manifest.json",
+        b"PaxHeader",
+        b"./PaxHeaders",
+        b"././@LongLink",
+    ];
+    let field = &head[..head.len().min(100)];
+    let name = cstr(field);
+    // Ended by a NUL: the whole name is here; otherwise only its beginning.
+    let whole = name.len() < field.len();
+    FIRST.iter().any(|f| {
+        name.starts_with(f)
+            || (if whole {
+                name == *f
+            } else {
+                f.starts_with(name)
+            })
+    })
+}
+
 impl<R: Read> Archive<R> {
     /// Reads a tar stream.
     pub fn new(inner: R) -> Archive<R> {
@@ -233,6 +257,14 @@ impl<R: Read> Archive<R> {
                 return Err(ArchiveError::NoEndBlocks);
             }
             if n < BLOCK {
+                // A short first block is a copy still arriving only if it starts like a
+                // bundle does; anything else is not a bundle at all.
+                if self.index == 0 && !plausible_start(&h[..n]) {
+                    return Err(ArchiveError::BadHeader {
+                        index: 1,
+                        what: "the file does not start like a bundle (a tar archive)",
+                    });
+                }
                 return Err(ArchiveError::Truncated);
             }
             self.index += 1;
@@ -414,7 +446,7 @@ mod tests {
     #[test]
     fn end_blocks_are_required_and_only_zeros_may_follow() {
         let mut t = Vec::new();
-        entry(&mut t, "image", b'0', b"data");
+        entry(&mut t, "manifest.json", b'0', b"data");
         assert!(matches!(read_all(&t), Err(ArchiveError::NoEndBlocks)));
         let mut one = t.clone();
         one.extend_from_slice(&[0u8; 512]);
@@ -434,6 +466,19 @@ mod tests {
         let mut half = t.clone();
         half.truncate(100);
         assert!(matches!(read_all(&half), Err(ArchiveError::Truncated)));
+        // A short file that cannot be the start of a bundle is not "truncated".
+        let mut m = Vec::new();
+        entry(&mut m, "manifest.json", b'0', b"{}");
+        assert!(matches!(read_all(&m[..20]), Err(ArchiveError::Truncated)));
+        assert!(matches!(read_all(&m[..5]), Err(ArchiveError::Truncated)));
+        assert!(matches!(
+            read_all(b"this is not a tar archive at all"),
+            Err(ArchiveError::BadHeader { index: 1, .. })
+        ));
+        assert!(matches!(
+            read_all(b"image\0\0"),
+            Err(ArchiveError::BadHeader { .. })
+        ));
         let mut bad = t.clone();
         bad[0] = b'y';
         assert!(matches!(
