@@ -188,9 +188,10 @@ fn read_doc(entry: &mut dyn Read, size: u64, name: &'static str) -> Result<Envel
 /// discarded and the phase goes back to idle.
 pub fn apply(agent: &mut Agent, reader: &mut dyn Read, when: When) -> Result<Done, AgentError> {
     let mut taken: Option<(Slot, Release)> = None;
-    match read_and_stage(agent, reader, &mut taken) {
-        Ok((slot, env, release)) => {
-            agent.finish_write(slot, &env)?;
+    let staged = read_and_stage(agent, reader, &mut taken)
+        .and_then(|(slot, env, release)| agent.finish_write(slot, &env).map(|()| (slot, release)));
+    match staged {
+        Ok((slot, release)) => {
             agent.event(
                 Some(&release.version),
                 np_common::api::EventKind::Download,
