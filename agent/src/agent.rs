@@ -19,7 +19,9 @@ use std::sync::Arc;
 /// trust (changed only by a keyring its root signed). Says so when the config was edited to
 /// other keys, instead of silently ignoring the edit.
 fn warn_if_root_keys_edited(cfg: &Config, trust: &Trust) {
-    let Ok(k) = trust.keyring() else { return };
+    let Some(k) = trust.stored_keyring() else {
+        return;
+    };
     if cfg.root_keys.iter().all(|c| k.root.keys.contains(c)) {
         return;
     }
@@ -71,14 +73,15 @@ impl Agent {
         })
     }
 
-    /// The release running in the active slot, verified under the keyring.
+    /// The release running in the active slot: a fact recorded when the slot was made
+    /// valid (its manifest verified then), not verified again against today's keyring,
+    /// so it stays true after the key that signed it was rotated out.
     pub fn running(&self) -> Result<Release, AgentError> {
         let slot = self.state.active;
-        let env = self.slots.manifest(slot)?.ok_or_else(|| AgentError::Io {
+        self.slots.release(slot)?.ok_or_else(|| AgentError::Io {
             what: format!("the active slot {slot} has no manifest"),
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        })?;
-        Ok(self.trust.verify_release(&env)?)
+        })
     }
 
     /// The update rule (§3.5) for `release` against the running firmware.

@@ -5,6 +5,7 @@ mod agent_online;
 mod agent_ux;
 mod console;
 mod rollout_guard;
+mod security;
 mod server_e2e;
 mod server_releases;
 mod vendor_cli;
