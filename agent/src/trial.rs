@@ -1,13 +1,14 @@
 //! Trial boot: activate the staged slot, "reboot" (the `reboot_command`, or go straight
 //! on), run `health_command`, then commit, or roll back to the previous slot on a failed
 //! check or after `max_boot_attempts` starts without a commit. Also manual and remote
-//! rollback.
+//! rollback, and what a start learns from the slot that booted (`np.slot=` on the kernel
+//! command line): a boot loader that fell back from a trial is a rollback.
 
 use crate::agent::Agent;
 use crate::boot;
 use crate::error::AgentError;
 use crate::install::Done;
-use crate::state::{Cmd, Phase};
+use crate::state::{Cmd, Phase, Slot};
 use np_common::api::{EventKind, Outcome};
 
 impl Agent {
@@ -41,9 +42,17 @@ impl Agent {
     /// What the box does when it starts: a pending trial counts a start, runs the health
     /// check, and commits or rolls back. `None` when no trial is pending.
     pub fn boot_start(&mut self) -> Result<Option<Done>, AgentError> {
+        let booted = boot::booted_slot(&self.cfg.boot.cmdline)?;
         let Phase::Trial { attempts } = self.state.phase else {
+            match booted {
+                Some(b) if b != self.state.active => self.booted_other(b)?,
+                _ => self.boot.started(self.state.active)?,
+            }
             return Ok(None);
         };
+        if let Some(b) = booted.filter(|b| *b != self.state.active) {
+            return self.trial_fell_back(b);
+        }
         let version = self
             .state
             .target
@@ -81,6 +90,67 @@ impl Agent {
                 Err(AgentError::RolledBack { version, reason })
             }
         }
+    }
+
+    /// A trial is pending for the active slot but the box booted `booted`.
+    fn trial_fell_back(&mut self, booted: Slot) -> Result<Option<Done>, AgentError> {
+        let tried = self.state.active;
+        let version = self.state.target.as_ref().map(|t| t.version.clone());
+        let tries = self.boot.tries(tried)?;
+        if tries == Some(0) {
+            // The boot loader never tried the slot: the power went before the activation
+            // reached it. Activate again and restart into it.
+            tracing::warn!("slot {tried} was never tried by the boot loader; activating it again");
+            self.boot.activate(tried)?;
+            if self.boot.reboot()? {
+                return Ok(version.map(Done::Rebooting));
+            }
+        }
+        let attempts = match tries {
+            Some(n) => format!("after {n} boot attempts"),
+            None => "without a start of the agent".to_owned(),
+        };
+        let reason = format!(
+            "the boot loader fell back to slot {booted}: slot {tried} did not come up {attempts}"
+        );
+        // Boot loader first: a cut before the state is saved ends here again.
+        self.boot.mark_bad(tried)?;
+        self.boot.started(booted)?;
+        self.state.apply(Cmd::Rollback)?;
+        self.record_rollback(booted, version.clone(), &reason)?;
+        match version {
+            Some(version) => Err(AgentError::RolledBack { version, reason }),
+            None => Ok(None),
+        }
+    }
+
+    /// Idle, but the box booted the other slot than the state's active one.
+    fn booted_other(&mut self, booted: Slot) -> Result<(), AgentError> {
+        let active = self.state.active;
+        let max = self.cfg.install.max_boot_attempts;
+        let exhausted = self.boot.tries(active)?.is_some_and(|n| n >= max);
+        if exhausted && self.slots.manifest(booted)?.is_some() {
+            // The committed slot stopped booting and the boot loader fell back to a valid
+            // image: that is where the box runs now.
+            let version = self.running().ok().map(|r| r.version);
+            let reason = format!(
+                "the boot loader fell back to slot {booted}: slot {active} did not come up after {max} boot attempts"
+            );
+            self.boot.mark_bad(active)?;
+            self.boot.started(booted)?;
+            self.state.apply(Cmd::Rollback)?;
+            return self.record_rollback(booted, version, &reason);
+        }
+        // The boot loader missed the agent's last switch (a power cut between the two):
+        // tell it again and restart into the active slot.
+        tracing::warn!(
+            "booted slot {booted} but slot {active} is active; switching the boot loader back"
+        );
+        self.boot.mark_bad(booted)?;
+        self.boot.activate(active)?;
+        self.boot.commit(active)?;
+        self.boot.reboot()?;
+        Ok(())
     }
 
     /// Marks the trial slot good.
@@ -128,8 +198,25 @@ impl Agent {
 
     fn switch_back(
         &mut self,
-        failed: crate::state::Slot,
-        back: crate::state::Slot,
+        failed: Slot,
+        back: Slot,
+        version: Option<np_common::Version>,
+        reason: &str,
+    ) -> Result<(), AgentError> {
+        // The boot loader first, each step bootable: a power cut before the state is
+        // saved boots `back`, and the start that follows finishes the rollback.
+        self.boot.mark_bad(failed)?;
+        self.boot.activate(back)?;
+        self.boot.commit(back)?;
+        self.record_rollback(back, version, reason)?;
+        self.boot.reboot()?;
+        Ok(())
+    }
+
+    /// The state after a rollback to `back` (phase already moved), saved and reported.
+    fn record_rollback(
+        &mut self,
+        back: Slot,
         version: Option<np_common::Version>,
         reason: &str,
     ) -> Result<(), AgentError> {
@@ -146,11 +233,7 @@ impl Agent {
         self.state
             .record(version.clone(), Outcome::RolledBack, detail.clone(), at);
         self.save()?;
-        self.boot.mark_bad(failed)?;
-        self.boot.activate(back)?;
-        self.boot.commit(back)?;
         self.event(version.as_ref(), EventKind::Rollback, &detail);
-        self.boot.reboot()?;
         Ok(())
     }
 }
