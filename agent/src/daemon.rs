@@ -126,18 +126,14 @@ pub fn run(
         if shutdown.load(Ordering::SeqCst) {
             break;
         }
-        if agent.state.phase == Phase::Staged && agent.cfg.install.auto && agent.in_window() {
-            match agent.activate_staged() {
-                Ok(d) => tracing::info!("staged update installed: {d:?}"),
-                Err(e) => tracing::warn!("{e}"),
-            }
-        }
+        install_staged(&mut agent);
         for file in inbox.ready() {
             if shutdown.load(Ordering::SeqCst) {
                 break;
             }
             tracing::info!("applying bundle {} from the inbox", file.display());
-            let r = crate::bundle::apply_file(&mut agent, &file, When::Policy, &mut |_| {});
+            // Staged only: the bundle leaves the inbox before the box reboots into it.
+            let r = crate::bundle::apply_file(&mut agent, &file, When::Stage, &mut |_| {});
             let r = r.map(|d| tracing::info!("bundle {} applied: {d:?}", file.display()));
             if let Err(e) = &r {
                 tracing::warn!("bundle {} rejected: {e}", file.display());
@@ -146,6 +142,7 @@ pub fn run(
                 Ok(dest) => tracing::info!("moved {} to {}", file.display(), dest.display()),
                 Err(e) => tracing::warn!("cannot move {}: {e}", file.display()),
             }
+            install_staged(&mut agent);
         }
         let until = match &client {
             Some(_) => next_check.min(Instant::now() + poll),
@@ -159,6 +156,16 @@ pub fn run(
     }
     tracing::info!("np-agent stopped");
     Ok(())
+}
+
+/// Installs a staged update when `install.auto` and the maintenance window allow.
+fn install_staged(agent: &mut Agent) {
+    if agent.state.phase == Phase::Staged && agent.cfg.install.auto && agent.in_window() {
+        match agent.activate_staged() {
+            Ok(d) => tracing::info!("staged update installed: {d:?}"),
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
 }
 
 fn log_checked(r: &Checked) {

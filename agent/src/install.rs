@@ -19,6 +19,9 @@ pub enum When {
     Now,
     /// The daemon: obey `auto` and the maintenance window.
     Policy,
+    /// Stage only; the caller installs it by policy afterwards (the inbox: the bundle is
+    /// moved out of the inbox before the box reboots into the update).
+    Stage,
 }
 
 /// How an update attempt ended.
@@ -97,6 +100,10 @@ impl Agent {
     /// After staging: install now, or leave it staged per `install.auto` and the window.
     pub fn after_staged(&mut self, release: &Release, when: When) -> Result<Done, AgentError> {
         let v = release.version.clone();
+        if when == When::Stage {
+            self.event(Some(&v), EventKind::Download, "verified and staged");
+            return Ok(Done::Staged(v));
+        }
         if !self.cfg.install.auto {
             self.event(
                 Some(&v),
