@@ -60,6 +60,14 @@ fi
 MAX_TRIES=${NP_VM_MAX_TRIES:-3}
 BOOT_TIMEOUT=${NP_VM_BOOT_TIMEOUT:-300}
 
+# One VM test at a time on this checkout (they share target/vm).
+mkdir -p "$repo/target/vm"
+exec 9>"$repo/target/vm/.lock"
+flock -w 3600 9 || cannot "another VM test holds $repo/target/vm/.lock"
+QEMU_PID=""
+trap '[ -n "$QEMU_PID" ] && kill -9 "$QEMU_PID" 2>/dev/null; true' EXIT
+trap 'exit 1' INT TERM
+
 say "building the disk and firmware (cached by their inputs)"
 cache=$("$here/build.sh" "$bins" "$kernel" "$MAX_TRIES") ||
     fail "building the VM disk failed: $(ls -t "$repo"/target/vm/cache/*/build.log 2>/dev/null | head -n1)"
@@ -112,6 +120,7 @@ boot_vm() {
     qemu-system-x86_64 $(qemu_args "$ACCEL" "$run/disk.img" "$run/OVMF_VARS.fd") \
         -serial file:"$LAST_LOG" >"$LAST_LOG.qemu" 2>&1 &
     pid=$!
+    QEMU_PID=$pid
     t0=$(date +%s.%N)
     BOOT_END=""
     APPLY_SECS=""
