@@ -1,34 +1,22 @@
 //! np-server: the vendor's warranty registry, firmware releases and device API, and the
 //! library code that `np-vendor` (the staff CLI) shares with it.
 //!
-//! Code map: `routes` (HTTP handlers, `app(state)`, `run`), `registry` (warranty
-//! operations), `store` (sled, the only code knowing its layout), `auth` and `tokens`
-//! (bearer tokens), `state` (shared state, injected clock), `datadir` (init/open the data
-//! folder), `config` (`server.toml`), `tls` (HTTPS), `metrics`, `error` (the JSON error); releases:
-//! `blobs` (content-addressed images), `offers` (what a box is offered), `rollout`,
-//! `device_auth` (signed device requests), `range` (HTTP Range), `bundle_tar`.
+//! Rooms: `domain` (the business rules: devices, the registry, offers, rollout), `store`
+//! (the only code knowing how records are kept), `http` (the JSON API, the device API,
+//! staff and device authentication, errors, metrics, TLS), `blobs` (content-addressed
+//! images and the offline bundles made from them). Around them: `state` (shared state,
+//! injected clock), `datadir` (init/open the data folder), `config` (`server.toml`),
+//! `tokens` (staff tokens), `cli` (the `np-server` commands), `fsutil` (durable writes).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod auth;
 pub mod blobs;
-pub mod bundle;
-pub mod bundle_tar;
 pub mod cli;
 pub mod config;
 pub mod datadir;
-pub mod device;
-pub mod device_auth;
-pub mod error;
+pub mod domain;
 pub mod fsutil;
-pub mod metrics;
-pub mod offers;
-pub mod range;
-pub mod registry;
-pub mod rollout;
-pub mod routes;
+pub mod http;
 pub mod state;
 pub mod store;
-pub mod tls;
 pub mod tokens;
-pub mod validate;

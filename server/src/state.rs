@@ -2,7 +2,7 @@
 //! metrics, the token cache and the clock. Time comes from the injected [`Clock`], so
 //! tests control it.
 
-use crate::metrics::Metrics;
+use crate::http::metrics::Metrics;
 use crate::store::Store;
 use crate::tokens::TokenCache;
 use jiff::civil::Date;

@@ -15,7 +15,7 @@ fn tls_file(name: &str) -> PathBuf {
 #[tokio::test]
 async fn https_server_answers_and_shuts_down() {
     let api = common::Api::new();
-    let config = np_server::tls::load_server_config(
+    let config = np_server::http::tls::load_server_config(
         &tls_file("TEST-ONLY-server.pem"),
         &tls_file("TEST-ONLY-server.key"),
     )
@@ -23,7 +23,7 @@ async fn https_server_answers_and_shuts_down() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(np_server::routes::run_tls(
+    let server = tokio::spawn(np_server::http::run_tls(
         listener,
         api.state.clone(),
         config,
@@ -66,16 +66,22 @@ async fn https_server_answers_and_shuts_down() {
 
 #[test]
 fn bad_tls_files_are_named() {
-    let err = np_server::tls::load_server_config(
+    let err = np_server::http::tls::load_server_config(
         &tls_file("TEST-ONLY-server.key"),
         &tls_file("TEST-ONLY-server.key"),
     )
     .unwrap_err();
-    assert!(matches!(err, np_server::tls::TlsError::NoCert(_)), "{err}");
-    let err = np_server::tls::load_server_config(
+    assert!(
+        matches!(err, np_server::http::tls::TlsError::NoCert(_)),
+        "{err}"
+    );
+    let err = np_server::http::tls::load_server_config(
         &tls_file("TEST-ONLY-server.pem"),
         &tls_file("TEST-ONLY-server.pem"),
     )
     .unwrap_err();
-    assert!(matches!(err, np_server::tls::TlsError::NoKey(_)), "{err}");
+    assert!(
+        matches!(err, np_server::http::tls::TlsError::NoKey(_)),
+        "{err}"
+    );
 }

@@ -6,7 +6,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use np_tests::agent::{entitlement, good_entries, image_bytes, release, write_bundle, Keys, TestAgent, SERIAL};
+use np_tests::agent::{
+    entitlement, good_entries, image_bytes, release, write_bundle, Keys, TestAgent, SERIAL,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -22,7 +24,10 @@ impl Disk {
     fn new(file: PathBuf, len: usize, as_loop: bool) -> Result<Disk, String> {
         std::fs::write(&file, vec![0xEEu8; len]).unwrap();
         if !as_loop {
-            return Ok(Disk { file, loopdev: None });
+            return Ok(Disk {
+                file,
+                loopdev: None,
+            });
         }
         let out = Command::new("losetup")
             .args(["-f", "--show"])
@@ -167,9 +172,15 @@ fn flow(as_loop: bool) -> Result<(), String> {
     let two = image_bytes(2, 400_000);
     let out = agent.run(&["apply", bundle(tmp.path(), "2.0.0", &two).to_str().unwrap()]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stdout.contains("2.0.0 activated; the box is rebooting"), "{out:?}");
+    assert!(
+        out.stdout.contains("2.0.0 activated; the box is rebooting"),
+        "{out:?}"
+    );
     assert_eq!(&b.bytes()[..two.len()], &two[..]);
-    assert!(b.bytes()[two.len()..].iter().all(|x| *x == 0xEE), "bytes past the image changed");
+    assert!(
+        b.bytes()[two.len()..].iter().all(|x| *x == 0xEE),
+        "bytes past the image changed"
+    );
     assert_eq!(env_get(&env, "NP_ORDER"), "b a");
     assert_eq!(env_get(&env, "NP_B_OK"), "1");
     assert_eq!(env_get(&env, "NP_B_TRY"), "0");
@@ -201,7 +212,10 @@ fn flow(as_loop: bool) -> Result<(), String> {
 
     // 3.0.0 into b, whose kernel never comes up: GRUB tries it three times, then boots a.
     let three = image_bytes(3, 500_000);
-    let out = agent.run(&["apply", bundle(tmp.path(), "3.0.0", &three).to_str().unwrap()]);
+    let out = agent.run(&[
+        "apply",
+        bundle(tmp.path(), "3.0.0", &three).to_str().unwrap(),
+    ]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(env_get(&env, "NP_ORDER"), "b a");
     grub_booted(&env, &cmdline, "b", "3");
@@ -217,12 +231,17 @@ fn flow(as_loop: bool) -> Result<(), String> {
     assert_eq!(st["last_result"]["version"], "3.0.0");
     let detail = st["last_result"]["detail"].as_str().unwrap();
     assert!(
-        detail.contains("fell back to slot a") && detail.contains("slot b did not come up after 3 boot attempts"),
+        detail.contains("fell back to slot a")
+            && detail.contains("slot b did not come up after 3 boot attempts"),
         "{detail}"
     );
     assert_eq!(env_get(&env, "NP_B_OK"), "0");
     assert_eq!(env_get(&env, "NP_ORDER"), "a b");
-    assert_eq!(env_get(&env, "NP_A_TRY"), "0", "the agent came up: a's tries reset");
+    assert_eq!(
+        env_get(&env, "NP_A_TRY"),
+        "0",
+        "the agent came up: a's tries reset"
+    );
 
     // An image larger than the slot: refused before a byte is written.
     let before = b.bytes();
@@ -281,9 +300,15 @@ fn vm_test_boots_grub_and_survives_power_cuts() {
     if out.code == 2 {
         panic!("{}", out.stdout.trim());
     }
-    assert_eq!(out.code, 0, "VM test failed:\n{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.code, 0,
+        "VM test failed:\n{}\n{}",
+        out.stdout, out.stderr
+    );
     assert!(
-        last.ends_with(" bricked") && last.contains(&format!("{cuts} cuts")) && last.ends_with(", 0 bricked"),
+        last.ends_with(" bricked")
+            && last.contains(&format!("{cuts} cuts"))
+            && last.ends_with(", 0 bricked"),
         "{}",
         out.stdout
     );

@@ -3,6 +3,7 @@
 mod agent_disks;
 mod agent_offline;
 mod agent_online;
+mod agent_ux;
 mod server_e2e;
 mod server_releases;
 mod vendor_cli;

@@ -104,9 +104,11 @@ pub fn run(cfg: &Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentErr
     }
     State::provisioned().save(&cfg.state_dir)?;
     crate::boot::open(cfg).provision(Slot::A)?;
-    println!(
+    super::out::say!(
         "provisioned {} ({}) with {} in slot a",
-        cfg.serial, cfg.model, release.version
+        cfg.serial,
+        cfg.model,
+        release.version
     );
     Ok(())
 }

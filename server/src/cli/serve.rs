@@ -86,7 +86,7 @@ pub async fn run(args: &Args) -> Result<(), CliError> {
         });
     let tls = match toml.as_ref().and_then(|t| t.tls.as_ref()) {
         Some(files) => Some(
-            crate::tls::load_server_config(&files.cert, &files.key)
+            crate::http::tls::load_server_config(&files.cert, &files.key)
                 .map_err(|e| CliError::Usage(e.to_string()))?,
         ),
         None => None,
@@ -107,8 +107,8 @@ pub async fn run(args: &Args) -> Result<(), CliError> {
     eprintln!("np-server listening on {scheme}://{addr}");
     tracing::info!(%addr, scheme, "serving");
     let served = match tls {
-        Some(tls) => crate::routes::run_tls(listener, state, tls, shutdown_signal()).await,
-        None => crate::routes::run(listener, state, shutdown_signal()).await,
+        Some(tls) => crate::http::run_tls(listener, state, tls, shutdown_signal()).await,
+        None => crate::http::run(listener, state, shutdown_signal()).await,
     };
     served.map_err(|e| CliError::Io(format!("the server failed: {e}")))?;
     tracing::info!("stopped");

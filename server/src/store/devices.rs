@@ -3,7 +3,7 @@
 //! transaction, so the log and the records never disagree.
 
 use super::{decode, encode, Store, StoreError};
-use crate::device::DeviceRecord;
+use crate::domain::device::DeviceRecord;
 use jiff::Timestamp;
 use np_common::docs::Status;
 use np_common::Serial;

@@ -47,9 +47,9 @@ pub enum StoreError {
     },
 }
 
-impl From<StoreError> for crate::error::ApiError {
+impl From<StoreError> for crate::http::error::ApiError {
     fn from(e: StoreError) -> Self {
-        crate::error::ApiError::internal(e)
+        crate::http::error::ApiError::internal(e)
     }
 }
 
@@ -132,7 +132,7 @@ pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::DeviceRecord;
+    use crate::domain::device::DeviceRecord;
     use jiff::civil::date;
     use np_common::warranty::initial_term;
     use np_common::{SecretKey, Serial};

@@ -4,7 +4,7 @@
 //! both win; changes go through a transaction. Every write is flushed before returning.
 
 use super::{decode, encode, Store, StoreError};
-use crate::offers::ReleaseEntry;
+use crate::domain::offers::ReleaseEntry;
 use jiff::Timestamp;
 use np_common::docs::Release;
 use np_common::{Envelope, Version};

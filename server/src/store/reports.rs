@@ -5,7 +5,7 @@
 //! returning.
 
 use super::{decode, encode, Store, StoreError};
-use crate::device::DeviceRecord;
+use crate::domain::device::DeviceRecord;
 use jiff::Timestamp;
 use np_common::api::{EventKind, LastResult, Phase};
 use np_common::{Serial, Version};

@@ -10,7 +10,7 @@ use http_body_util::BodyExt as _;
 use jiff::Timestamp;
 use np_common::keyring::Keyring;
 use np_server::config::default_config;
-use np_server::routes::app;
+use np_server::http::app;
 use np_server::state::{AppState, Clock};
 use np_server::tokens::{self, TokenRole};
 use serde_json::Value;

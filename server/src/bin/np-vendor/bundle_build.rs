@@ -8,7 +8,7 @@ use crate::files;
 use np_common::docs::{self, Document, Entitlement, Release, KEYRING_TYPE};
 use np_common::keyring::Keyring;
 use np_common::Envelope;
-use np_server::bundle::{manifest_image_ref, write_bundle, BundleParts, BundleWriteError};
+use np_server::blobs::bundle::{manifest_image_ref, write_bundle, BundleParts, BundleWriteError};
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};

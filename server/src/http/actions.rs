@@ -4,14 +4,14 @@
 //! box at its next check-in, and cleared when the box reports the outcome. An upgrade to a
 //! release the box may not install is refused at once (403 with the rule).
 
-use crate::auth::StaffCaller;
-use crate::device::{DeviceRecord, PendingAction};
-use crate::error::{ApiError, ApiJson, ApiPath};
-use crate::offers;
-use crate::routes::blobs::not_entitled;
-use crate::routes::device_api::box_view_parts;
-use crate::routes::devices::path_serial;
-use crate::routes::releases::parse_version;
+use crate::domain::device::{DeviceRecord, PendingAction};
+use crate::domain::offers;
+use crate::http::auth::StaffCaller;
+use crate::http::blobs::not_entitled;
+use crate::http::device_api::box_view_parts;
+use crate::http::devices::path_serial;
+use crate::http::error::{ApiError, ApiJson, ApiPath};
+use crate::http::releases::parse_version;
 use crate::state::AppState;
 use crate::store::Change;
 use axum::extract::State;

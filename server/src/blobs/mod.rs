@@ -5,6 +5,9 @@
 //! and the folder fsynced. An image is never held in memory. Reading opens the file; the
 //! caller seeks to the range it serves.
 
+pub mod bundle;
+pub mod bundle_tar;
+
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use np_common::Sha256Digest;

@@ -1,16 +1,24 @@
-//! The HTTP application: `app(state)` merges every area's router and adds the shared
-//! layers (body limit, metrics, tracing, panic catching, JSON 404/405); `run` serves it
-//! on a listener until `shutdown` resolves, finishing requests in flight.
+//! The HTTP room: `app(state)` merges every area's router and adds the shared layers (body
+//! limit, metrics, tracing, panic catching, JSON 404/405); `run` serves it on a listener until
+//! `shutdown` resolves, finishing requests in flight. Beside the handlers live what only HTTP
+//! needs: staff tokens (`auth`), signed device requests (`device_auth`), the one JSON error
+//! (`error`), `Range` (`range`), Prometheus `metrics` and HTTPS (`tls`).
 
 pub mod actions;
 pub mod audit;
+pub mod auth;
 pub mod blobs;
 pub mod bundle;
 pub mod device_api;
+pub mod device_auth;
 pub mod devices;
+pub mod error;
+pub mod metrics;
+pub mod range;
 pub mod releases;
+pub mod tls;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header;
@@ -19,7 +27,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use std::future::Future;
 
-pub use crate::tls::run_tls;
+pub use crate::http::tls::run_tls;
 
 /// The whole application.
 pub fn app(state: AppState) -> Router {
@@ -40,7 +48,7 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::metrics::track,
+            crate::http::metrics::track,
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(

@@ -2,7 +2,7 @@
 //! provider, no process-wide default needed) and serves the app over TLS with
 //! hyper-util, finishing connections in flight on shutdown.
 
-use crate::routes::app;
+use crate::http::app;
 use crate::state::AppState;
 use axum::body::Body;
 use hyper::body::Incoming;

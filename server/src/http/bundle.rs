@@ -1,16 +1,16 @@
 //! `GET /api/v1/devices/{serial}/bundle?version=V` (staff): an offline bundle (§7) for one
 //! box — the keyring, the release manifest, the box's current entitlement and the image —
-//! streamed as tar straight from the blob file (`crate::bundle_tar`), never held in memory.
+//! streamed as tar straight from the blob file (`crate::blobs::bundle_tar`), never held in memory.
 //! A box that may not install V (§3.5, or V is yanked) gets 403 with `details.rule`.
 
-use crate::auth::StaffCaller;
-use crate::bundle_tar::{bundle_len, bundle_stream, BundleDocs};
-use crate::error::{ApiError, ApiPath, ApiQuery};
-use crate::offers;
-use crate::routes::blobs::{blob_error, not_entitled};
-use crate::routes::device_api::box_view_parts;
-use crate::routes::devices::path_serial;
-use crate::routes::releases::parse_version;
+use crate::blobs::bundle_tar::{bundle_len, bundle_stream, BundleDocs};
+use crate::domain::offers;
+use crate::http::auth::StaffCaller;
+use crate::http::blobs::{blob_error, not_entitled};
+use crate::http::device_api::box_view_parts;
+use crate::http::devices::path_serial;
+use crate::http::error::{ApiError, ApiPath, ApiQuery};
+use crate::http::releases::parse_version;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::State;

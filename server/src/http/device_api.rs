@@ -1,16 +1,16 @@
 //! The device API of §6.3: every request is signed by the box's device key
-//! (`crate::device_auth`). `POST /api/v1/device/check-in` answers the keyring, the box's
+//! (`crate::http::device_auth`). `POST /api/v1/device/check-in` answers the keyring, the box's
 //! entitlement, a time token echoing its nonce, the newest release for it with the rule that
 //! stops it (`available`), the release that is due (`offer`) and a pending staff action;
 //! `POST /api/v1/device/events` records install progress and results. Staff read a box's
 //! events with `GET /api/v1/devices/{serial}/events`.
 
-use crate::auth::StaffCaller;
-use crate::device::{DeviceRecord, PendingAction};
-use crate::device_auth::SignedHeaders;
-use crate::error::{ApiError, ApiPath};
-use crate::offers::{self, BoxView};
-use crate::routes::devices::path_serial;
+use crate::domain::device::{DeviceRecord, PendingAction};
+use crate::domain::offers::{self, BoxView};
+use crate::http::auth::StaffCaller;
+use crate::http::device_auth::SignedHeaders;
+use crate::http::devices::path_serial;
+use crate::http::error::{ApiError, ApiPath};
 use crate::state::AppState;
 use crate::store::{Change, DeviceReport, EventRecord, ReleaseRecord};
 use axum::body::Bytes;
@@ -51,15 +51,15 @@ pub async fn signed_device(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<DeviceRecord, ApiError> {
-    let refuse = |e: crate::device_auth::DeviceAuthError| {
+    let refuse = |e: crate::http::device_auth::DeviceAuthError| {
         ApiError::unauthorized(e.to_string())
             .with_details(serde_json::json!({ "reason": e.reason() }))
     };
     let signed = SignedHeaders::from_headers(headers).map_err(refuse)?;
     let Some(device) = state.store.device(&signed.serial)? else {
-        return Err(refuse(crate::device_auth::DeviceAuthError::UnknownSerial(
-            signed.serial,
-        )));
+        return Err(refuse(
+            crate::http::device_auth::DeviceAuthError::UnknownSerial(signed.serial),
+        ));
     };
     signed
         .verify(

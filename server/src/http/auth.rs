@@ -3,7 +3,7 @@
 //! `admin` both (and tokens). No or an unknown token is 401, the wrong role 403.
 //! Tokens are compared by their SHA-256 and never logged.
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::state::AppState;
 use crate::tokens::TokenRole;
 use axum::extract::FromRequestParts;

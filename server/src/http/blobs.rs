@@ -3,12 +3,12 @@
 //! device request) serves an image to a box entitled to a release that uses it, with
 //! single-range `Range` support so a cut download resumes where it stopped.
 
-use crate::auth::ReleaseCaller;
 use crate::blobs::{BlobError, BlobInfo};
-use crate::error::{ApiError, ApiPath};
-use crate::offers::{self, Hold};
-use crate::range::{self, RangeError};
-use crate::routes::device_api::{box_view_parts, signed_device};
+use crate::domain::offers::{self, Hold};
+use crate::http::auth::ReleaseCaller;
+use crate::http::device_api::{box_view_parts, signed_device};
+use crate::http::error::{ApiError, ApiPath};
+use crate::http::range::{self, RangeError};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};

@@ -1,12 +1,12 @@
 //! The staff API for devices and warranties (SPEC §6.2): register, show, list, extend,
 //! swap, revoke, and the signed entitlement of a box.
 
-use crate::auth::StaffCaller;
-use crate::device::DeviceRecord;
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
-use crate::registry::{self, ExtendRequest, RegisterRequest, RevokeRequest, SwapRequest};
+use crate::domain::device::DeviceRecord;
+use crate::domain::registry::{self, ExtendRequest, RegisterRequest, RevokeRequest, SwapRequest};
+use crate::domain::validate;
+use crate::http::auth::StaffCaller;
+use crate::http::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
-use crate::validate;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};

@@ -1,8 +1,8 @@
 //! In-process tests of releases, blobs, the device API, actions and bundles against
 //! `app(state)` with a controlled clock.
 
-use crate::device_auth::sign_request;
-use crate::routes::app;
+use crate::http::app;
+use crate::http::device_auth::sign_request;
 use crate::state::{AppState, Clock};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};

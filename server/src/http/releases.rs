@@ -4,11 +4,11 @@
 //! their rollout state and how many boxes run each. Writes need the release or admin role
 //! and are audited.
 
-use crate::auth::{AnyCaller, ReleaseCaller};
-use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::domain::validate;
+use crate::http::auth::{AnyCaller, ReleaseCaller};
+use crate::http::error::{ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
 use crate::store::{ReleaseChangeError, ReleaseRecord};
-use crate::validate;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};

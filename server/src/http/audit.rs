@@ -1,9 +1,9 @@
 //! `GET /api/v1/audit?serial=&cursor=&limit=`: the audit log, oldest first, a page at a
 //! time with an opaque `next_cursor`.
 
-use crate::auth::StaffCaller;
-use crate::error::{ApiError, ApiQuery};
-use crate::routes::devices::{decode_cursor, encode_cursor, page_size};
+use crate::http::auth::StaffCaller;
+use crate::http::devices::{decode_cursor, encode_cursor, page_size};
+use crate::http::error::{ApiError, ApiQuery};
 use crate::state::AppState;
 use crate::store::AuditEntry;
 use axum::extract::State;

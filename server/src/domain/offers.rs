@@ -4,7 +4,7 @@
 //!
 //! A release is due when np-common's update rule (`check_update`, §3.5) holds, it is not
 //! yanked or paused, the box has not rolled back from it, and the box falls inside the
-//! rollout (`crate::rollout`). A pending staff `upgrade` action to a version overrides the
+//! rollout (`crate::domain::rollout`). A pending staff `upgrade` action to a version overrides the
 //! channel, the pause, the rolled-back mark and the rollout for that version, never the
 //! update rule nor a yank.
 
@@ -137,7 +137,7 @@ pub fn judge(b: &BoxView<'_>, r: &ReleaseEntry) -> Result<(), Hold> {
     if b.rolled_back_from.contains(v) {
         return Err(Hold::RolledBack(v.clone()));
     }
-    if !crate::rollout::in_rollout(b.serial, v, r.rollout_percent) {
+    if !crate::domain::rollout::in_rollout(b.serial, v, r.rollout_percent) {
         return Err(Hold::OutsideRollout {
             version: v.clone(),
             percent: r.rollout_percent,

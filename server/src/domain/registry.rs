@@ -2,11 +2,11 @@
 //! validates its request, changes the records in one store transaction (which also
 //! writes the audit entries), re-signs the entitlements, and is flushed before it returns.
 
-use crate::device::DeviceRecord;
-use crate::error::ApiError;
+use crate::domain::device::DeviceRecord;
+use crate::domain::validate;
+use crate::http::error::ApiError;
 use crate::state::AppState;
 use crate::store::{Change, MutateError};
-use crate::validate;
 use np_common::docs::Status;
 use np_common::warranty::{initial_term, plan_extension};
 use np_common::Serial;

@@ -1,7 +1,7 @@
 //! Turning request fields into domain values, each failure a 422 with the code SPEC §6.1
 //! names (`bad_serial`, `bad_model`, `bad_date`, `bad_duration`, ...) and a sentence.
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use jiff::civil::Date;
 use np_common::serial::ModelError;
 use np_common::warranty::{Duration, WarrantyError};
