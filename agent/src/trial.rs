@@ -237,3 +237,111 @@ impl Agent {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boot::{BootControl as _, GrubBoot};
+    use crate::testkit::{provisioned_box, release, Keys};
+
+    fn stage(agent: &mut Agent, version: &str, image: &[u8]) {
+        let r = release(version, 2, image);
+        let env = Keys::load().sign_release(&r);
+        let slot = agent.write_image_unfinished(&r, &mut &image[..]).unwrap();
+        agent.finish_write(slot, &env).unwrap();
+    }
+
+    fn booted(agent: &Agent, slot: &str) {
+        std::fs::write(&agent.cfg.boot.cmdline, format!("ro np.slot={slot}\n")).unwrap();
+    }
+
+    /// GRUB's boot: what the script does to the block at `path`.
+    fn grub_boot(env: &GrubBoot, path: &std::path::Path) -> Slot {
+        let (mut vars, mut s) = env.read().unwrap();
+        let slot = s.boot();
+        s.to_env(&mut vars).unwrap();
+        std::fs::write(path, vars.to_block().unwrap()).unwrap();
+        slot
+    }
+
+    #[test]
+    fn starts_follow_the_slot_grub_booted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut agent = provisioned_box(dir.path(), "2099-01-01");
+        let envp = dir.path().join("grubenv");
+        let grub = GrubBoot::new(&envp, 3, Some("true".into()));
+        grub.provision(Slot::A).unwrap();
+        agent.boot = Box::new(grub.clone());
+        agent.cfg.boot.cmdline = dir.path().join("cmdline");
+        booted(&agent, "a");
+        assert_eq!(agent.boot_start().unwrap(), None);
+
+        // A cut between the saved trial and the boot loader's activation: GRUB never
+        // tried b and booted a again; the start activates b again and reboots.
+        stage(&mut agent, "2.0.0", b"two");
+        agent.state.apply(Cmd::Activate).unwrap();
+        agent.state.previous = Some(Slot::A);
+        agent.state.active = Slot::B;
+        agent.save().unwrap();
+        assert_eq!(grub_boot(&grub, &envp), Slot::A);
+        let v2 = np_common::Version::parse("2.0.0").unwrap();
+        assert_eq!(
+            agent.boot_start().unwrap(),
+            Some(Done::Rebooting(v2.clone()))
+        );
+        let s = grub.read().unwrap().1;
+        assert_eq!((s.first, s.b_ok, s.b_try), (Slot::B, true, 0));
+        // GRUB boots b; the start runs the trial and commits.
+        assert_eq!(grub_boot(&grub, &envp), Slot::B);
+        booted(&agent, "b");
+        assert_eq!(agent.boot_start().unwrap(), Some(Done::Installed(v2)));
+        assert_eq!(grub.read().unwrap().1.b_try, 0);
+
+        // 3.0.0 into a never comes up: GRUB gives up after 3 boots and boots b.
+        stage(&mut agent, "3.0.0", b"three");
+        assert!(matches!(
+            agent.activate_staged().unwrap(),
+            Done::Rebooting(_)
+        ));
+        assert_eq!(
+            [
+                grub_boot(&grub, &envp),
+                grub_boot(&grub, &envp),
+                grub_boot(&grub, &envp)
+            ],
+            [Slot::A; 3]
+        );
+        assert_eq!(grub_boot(&grub, &envp), Slot::B);
+        booted(&agent, "b");
+        match agent.boot_start() {
+            Err(AgentError::RolledBack { version, reason }) => {
+                assert_eq!(version.to_string(), "3.0.0");
+                assert_eq!(
+                    reason,
+                    "the boot loader fell back to slot b: slot a did not come up after 3 boot attempts"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            (agent.state.active, agent.state.phase),
+            (Slot::B, Phase::Idle)
+        );
+        let r = agent.state.last_result.clone().unwrap();
+        assert_eq!(r.outcome, Outcome::RolledBack);
+        assert!(r
+            .detail
+            .starts_with("rolled back to slot b: the boot loader fell back"));
+        let s = grub.read().unwrap().1;
+        assert_eq!((s.first, s.a_ok, s.b_try), (Slot::B, false, 0));
+
+        // Idle on b, but a booted (the boot loader missed a switch): switch it back.
+        booted(&agent, "a");
+        assert_eq!(agent.boot_start().unwrap(), None);
+        let s = grub.read().unwrap().1;
+        assert_eq!(
+            (s.first, s.a_ok, s.b_ok, s.b_try),
+            (Slot::B, false, true, 0)
+        );
+    }
+}

@@ -13,7 +13,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 bins=$1 kernel=$2 max_tries=$3
-keys=$repo/firmware-samples/keys
+src_keys=$repo/firmware-samples/keys
 ovmf_code=/usr/share/OVMF/OVMF_CODE.fd
 ovmf_vars=/usr/share/OVMF/OVMF_VARS.fd
 busybox=$(command -v busybox)
@@ -29,7 +29,7 @@ DISK_MIB=242
 key=$(
     {
         sha256sum "$bins/np-agent" "$bins/np-vendor" "$kernel" "$busybox" "$ovmf_code" \
-            "$ovmf_vars" "$grub_dir/linux.mod" "$repo/deploy/grub/np-ab.cfg" "$keys"/TEST-ONLY-* \
+            "$ovmf_vars" "$grub_dir/linux.mod" "$repo/deploy/grub/np-ab.cfg" "$src_keys"/TEST-ONLY-* \
             "$here"/*.sh "$here"/guest/*
         echo "max_tries=$max_tries"
     } | sha256sum | cut -c1-16
@@ -44,6 +44,10 @@ mkdir -p "$cache"
 t=$cache/tmp
 mkdir -p "$t"
 exec 3>&1 1>"$cache/build.log" 2>&1
+# Private copies of the TEST-ONLY keys (np-vendor wants signing keys 0600).
+keys=$cache/keys
+mkdir -p "$keys"
+install -m 0600 "$src_keys"/TEST-ONLY-* "$keys/"
 
 # --- firmware root file systems ---
 # fw_tree DIR KIND: a firmware tree (KIND good, unhealthy: busybox, np-agent, init; panic:

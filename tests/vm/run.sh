@@ -179,7 +179,12 @@ run_vm() {
                 SLOTS=${SLOTS# }
                 return 0 ;;
             reboot) ;;
-            panic) PANICS=$((PANICS + 1)) ;;
+            panic)
+                if grep -q "No working init found" "$LAST_LOG"; then
+                    PANICS=$((PANICS + 1))  # the firmware built to panic
+                else
+                    BRICKED=$((BRICKED + 1)); say "$name: boot $BOOTS: a kernel panic ($LAST_LOG)"
+                fi ;;
             fail) fail "$name: the guest reports a failure" ;;
             *) BRICKED=$((BRICKED + 1)); say "$name: boot $BOOTS ended with '$BOOT_END' ($LAST_LOG)"
                [ "$BOOT_END" = hung ] && return 0 ;;
@@ -220,6 +225,7 @@ expect_env() { # VAR VALUE
 say "install: 2.0.0 dropped into the inbox"
 drop_bundle "$cache/bundle-2.0.0.tar" n-reporter-2.0.0.tar
 run_vm install
+expect "install: boots that did not reach user space" "$BRICKED" 0
 expect "install: booted slots" "$SLOTS" "a b"
 expect "install: version" "$(json version)" "2.0.0"
 expect "install: active slot" "$(json active_slot)" "b"
@@ -237,6 +243,7 @@ clean_processed
 say "panic: 3.0.0 (its kernel finds no init) dropped into the inbox"
 drop_bundle "$cache/bundle-3.0.0.tar" n-reporter-3.0.0.tar
 run_vm panic
+expect "panic: boots that did not reach user space unexpectedly" "$BRICKED" 0
 expect "panic: kernel panics" "$PANICS" "$MAX_TRIES"
 expect "panic: version" "$(json version)" "2.0.0"
 expect "panic: active slot" "$(json active_slot)" "b"
@@ -255,6 +262,7 @@ clean_processed
 say "health: 4.0.0 (fails its health check) dropped into the inbox"
 drop_bundle "$cache/bundle-4.0.0.tar" n-reporter-4.0.0.tar
 run_vm health
+expect "health: boots that did not reach user space" "$BRICKED" 0
 expect "health: booted slots" "$SLOTS" "b a b"
 expect "health: version" "$(json version)" "2.0.0"
 expect "health: outcome" "$(json last_result.outcome)" "rolled_back"

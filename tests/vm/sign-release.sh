@@ -4,7 +4,8 @@
 # offline bundle (keyring, manifest, entitlement, image) built by np-vendor.
 set -euo pipefail
 bins=$1 tr=$2 v=$3 img=$4 bundle=${5:-}
-keys=$(cd "$(dirname "$0")/../.." && pwd)/firmware-samples/keys
+# Private 0600 copies of the TEST-ONLY keys, beside the trust folder (see build.sh).
+keys=$tr/../keys
 cat > "$tr/release-$v.json" <<JSON
 {"product": "n-reporter", "version": "$v", "security_version": 1, "models": ["NR-2000"],
  "channel": "stable", "released_at": "2026-01-01T00:00:00Z", "min_from_version": "0.1.0",
