@@ -9,7 +9,12 @@ dir=${1:-$repo/target/vm/kernel}
 mkdir -p "$dir/tmp"
 cd "$dir/tmp"
 meta=linux-image-cloud-amd64
-pkg=$(apt-cache depends "$meta" 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -n1)
+find_pkg() { apt-cache depends "$meta" 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -n1; }
+pkg=$(find_pkg)
+if [ -z "$pkg" ]; then
+    apt-get update -qq >/dev/null 2>&1 || true
+    pkg=$(find_pkg)
+fi
 [ -n "$pkg" ] || { echo "cannot find the package behind $meta (apt-get update?)" >&2; exit 1; }
 apt-get download "$pkg" >/dev/null 2>&1 || { echo "apt-get download $pkg failed" >&2; exit 1; }
 dpkg-deb -x ./*.deb x
