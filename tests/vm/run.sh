@@ -47,7 +47,7 @@ need debugfs e2fsprogs
 need busybox busybox-static
 [ -e /usr/lib/grub/x86_64-efi/linux.mod ] || cannot "GRUB's EFI modules are missing (apt-get install grub-efi-amd64-bin)"
 [ -e /usr/share/OVMF/OVMF_CODE.fd ] || cannot "OVMF is missing (apt-get install ovmf)"
-busybox --list 2>/dev/null | grep -qx poweroff || cannot "busybox is not busybox-static's full build (apt-get install busybox-static)"
+busybox --list 2>/dev/null | grep -x poweroff >/dev/null || cannot "busybox is not busybox-static's full build (apt-get install busybox-static)"
 bins=${NP_BIN_DIR:-$repo/target/debug}
 for b in np-agent np-vendor; do
     [ -x "$bins/$b" ] || cannot "$bins/$b is missing (cargo build --bins)"
