@@ -93,6 +93,8 @@ pub struct Inner {
     pub tokens: TokenCache,
     /// The content-addressed firmware images.
     pub blobs: crate::blobs::BlobStore,
+    /// The rollout guard's attempts and failures per release (in memory, from reports).
+    pub tallies: crate::domain::guard::Tallies,
     clock: Clock,
 }
 
@@ -120,13 +122,16 @@ impl AppState {
             config,
             metrics: Metrics::default(),
             tokens,
+            tallies: crate::domain::guard::Tallies::default(),
             clock,
         }))
     }
 
-    /// Now, from the injected clock.
+    /// Now, from the injected clock, in whole seconds (every time in an answer, a record
+    /// or a signed document is a whole second).
     pub fn now(&self) -> Timestamp {
-        (self.0.clock)()
+        let t = (self.0.clock)();
+        Timestamp::from_second(t.as_second()).unwrap_or(t)
     }
 
     /// Today's UTC calendar date.

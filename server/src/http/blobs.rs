@@ -93,7 +93,7 @@ async fn download(
     let mut refusal: Option<Hold> = None;
     let mut allowed = false;
     for r in &using {
-        match offers::may_install(&view, &r.entry()) {
+        match offers::may_install(&view, &r.entry(view.now)) {
             Ok(()) => {
                 allowed = true;
                 break;
@@ -111,9 +111,10 @@ async fn download(
     serve_file(file, size, headers.get(header::RANGE), &sha).await
 }
 
-/// 403 `not_entitled` with the rule in `details.rule`.
+/// 403 whose code is the rule that refused (`not_newer`, `warranty_expired`, `yanked`,
+/// ...), also in `details.rule`.
 pub fn not_entitled(h: &Hold) -> ApiError {
-    ApiError::forbidden("not_entitled", h.to_string())
+    ApiError::forbidden(h.rule(), h.to_string())
         .with_details(serde_json::json!({ "rule": h.rule() }))
 }
 

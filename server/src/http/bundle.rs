@@ -33,7 +33,8 @@ pub struct BundleQuery {
     pub version: String,
 }
 
-async fn bundle(
+/// Also called by the staff console with a session's caller.
+pub async fn bundle(
     State(state): State<AppState>,
     _caller: StaffCaller,
     ApiPath(serial): ApiPath<String>,
@@ -52,7 +53,7 @@ async fn bundle(
         .ok_or_else(|| ApiError::not_found(format!("there is no release {version}")))?;
     let parts = box_view_parts(&state, &device, &releases)?;
     let view = parts.view(&device, None, state.now());
-    offers::may_install_for(&view, &record.entry(), parts.running_known)
+    offers::may_install_for(&view, &record.entry(view.now), parts.running_known)
         .map_err(|h| not_entitled(&h))?;
 
     let image = &record.release.image;

@@ -6,6 +6,7 @@
 //! events with `GET /api/v1/devices/{serial}/events`.
 
 use crate::domain::device::{DeviceRecord, PendingAction};
+use crate::domain::guard::Seen;
 use crate::domain::offers::{self, BoxView};
 use crate::http::auth::StaffCaller;
 use crate::http::device_auth::SignedHeaders;
@@ -230,9 +231,13 @@ async fn check_in(
         .map(|p| (p.issued_at, p.envelope.clone()));
     let delivered_at = deliver.as_ref().map(|(at, _)| *at);
     let last_result = req.last_result.clone();
+    let changed_from = device.version.clone().filter(|v| v != &req.version);
     state
         .store
         .update_device_report(&serial, |r| {
+            if let Some(v) = &changed_from {
+                r.previous_version = Some(v.clone());
+            }
             r.slot = Some(req.slot.clone());
             r.state = Some(req.state);
             if let Some(lr) = &last_result {
@@ -271,6 +276,11 @@ async fn check_in(
         })
         .await
         .map_err(|e| e.into_inner())?;
+    if let Some(lr) = &last_result {
+        if let (Some(v), Some(seen)) = (&lr.version, Seen::of_outcome(lr.outcome)) {
+            crate::http::guard::observe(&state, &serial, v, seen).await;
+        }
+    }
     let device = written
         .into_iter()
         .next()
@@ -278,7 +288,7 @@ async fn check_in(
         .ok_or_else(|| ApiError::unauthorized(format!("box {serial} is not registered")))?;
 
     let records = state.store.releases()?;
-    let entries: Vec<_> = records.iter().map(ReleaseRecord::entry).collect();
+    let entries: Vec<_> = records.iter().map(|r| r.entry(now)).collect();
     let parts = box_view_parts(&state, &device, &records)?;
     let forced = device
         .pending_action
@@ -342,6 +352,12 @@ async fn event(
         detail: ev.detail.clone(),
     };
     state.store.append_device_event(&serial, &record).await?;
+    // The version the box runs after this event: a commit runs the new version, a
+    // rollback from the version the server had on record goes back to the one before it.
+    let rolled_back_from_running =
+        ev.event == EventKind::Rollback && ev.version.is_some() && ev.version == device.version;
+    let committed_new =
+        ev.event == EventKind::Commit && ev.version.is_some() && ev.version != device.version;
     let outcome = match ev.event {
         EventKind::Commit => Some(Outcome::Installed),
         EventKind::Rollback => Some(Outcome::RolledBack),
@@ -365,8 +381,12 @@ async fn event(
                     r.rolled_back_from.push(v.clone());
                 }
             }
+            if committed_new {
+                r.previous_version = device.version.clone();
+            }
         })
         .await?;
+    let back_to = rolled_back_from_running.then(|| report.previous_version.clone());
     let clears = device.pending_action.as_ref().is_some_and(|p| {
         report.delivered_action == Some(p.issued_at) && action_done_by_event(p, &ev)
     });
@@ -374,7 +394,7 @@ async fn event(
         .then(|| ev.version.clone())
         .flatten();
     let result = report.last_result.clone().filter(|_| outcome.is_some());
-    if clears || committed.is_some() || result.is_some() {
+    if clears || committed.is_some() || result.is_some() || back_to.is_some() {
         let change = Change {
             actor: None,
             action: "device_event",
@@ -390,6 +410,11 @@ async fn event(
                     if let Some(v) = &committed {
                         d.version = Some(v.clone());
                     }
+                    if let Some(back) = &back_to {
+                        // Unknown when the server never saw the version before: better
+                        // unknown than the version the box just left.
+                        d.version = back.clone();
+                    }
                     if let Some(r) = &result {
                         d.last_result = Some(r.clone());
                     }
@@ -399,7 +424,10 @@ async fn event(
             .await
             .map_err(|e| e.into_inner())?;
     }
-    tracing::info!(serial = %serial, event = ?ev.event, "device event");
+    if let (Some(v), Some(seen)) = (&ev.version, Seen::of_event(ev.event)) {
+        crate::http::guard::observe(&state, &serial, v, seen).await;
+    }
+    tracing::info!(serial = %serial, event = %crate::domain::words::wire_name(&ev.event), "device event");
     Ok(Json(record))
 }
 
