@@ -65,7 +65,8 @@ mkdir -p "$repo/target/vm"
 exec 9>"$repo/target/vm/.lock"
 flock -w 3600 9 || cannot "another VM test holds $repo/target/vm/.lock"
 QEMU_PID=""
-trap '[ -n "$QEMU_PID" ] && kill -9 "$QEMU_PID" 2>/dev/null; true' EXIT
+stop_qemu() { if [ -n "$QEMU_PID" ]; then kill -9 "$QEMU_PID" 2>/dev/null || true; fi; }
+trap stop_qemu EXIT
 trap 'exit 1' INT TERM
 
 say "building the disk and firmware (cached by their inputs)"
