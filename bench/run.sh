@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Builds the release binaries and runs every benchmark in one go, printing side-by-side
 # ratios measured in the same run: (a) offline apply, (b) online update, (c) blob throughput
-# vs nginx, (d) RAUC 1.8 extract, and the fleet load. Talks only to 127.0.0.1, ends by
+# vs nginx, (d) RAUC 1.8 extract, the fleet load, and (e) offline apply into a loop device. Talks only to 127.0.0.1, ends by
 # itself, removes its temp folders and stops only the processes it started.
-# Usage: bench/run.sh [--quick] [--no-build] [--only offline,online,blobs,rauc,fleet]
+# Usage: bench/run.sh [--quick] [--no-build] [--only offline,online,blobs,rauc,fleet,disks]
 #   --quick     8 MiB images, 2-second fleet at 200 and 1,000 boxes (a smoke test)
 #   --no-build  use the binaries already in $NP_BIN (default: target/release)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-QUICK=(); BUILD=1; ONLY="offline,online,blobs,rauc,fleet"
+QUICK=(); BUILD=1; ONLY="offline,online,blobs,rauc,fleet,disks"
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=(--quick) ;;
@@ -30,8 +30,8 @@ echo "machine: nproc $(nproc), $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo 
 echo "load before: $(cat /proc/loadavg)"
 for part in ${ONLY//,/ }; do
     case "$part" in
-        offline | online | blobs | rauc | fleet) "$BENCH_DIR/$part.sh" "${QUICK[@]}" ;;
-        *) die "unknown part $part (offline, online, blobs, rauc, fleet)" ;;
+        offline | online | blobs | rauc | fleet | disks) "$BENCH_DIR/$part.sh" "${QUICK[@]}" ;;
+        *) die "unknown part $part (offline, online, blobs, rauc, fleet, disks)" ;;
     esac
 done
 echo "load after: $(cat /proc/loadavg)"

@@ -1,7 +1,7 @@
 //! The agent as one value: config, trust store, state, slots and boot control, loaded
 //! from the state folder. Commands and the daemon act through it.
 
-use crate::boot::{BootControl, CommandBoot};
+use crate::boot::BootControl;
 use crate::client::Client;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -62,8 +62,8 @@ impl Agent {
         )?;
         warn_if_root_keys_edited(&cfg, &trust);
         Ok(Agent {
-            slots: Slots::new(&cfg.state_dir),
-            boot: Box::new(CommandBoot::new(&cfg.state_dir, &cfg.install)),
+            slots: Slots::from_config(&cfg),
+            boot: crate::boot::open(&cfg),
             reporter: Box::new(crate::report::LogOnly),
             client: None,
             cfg,

@@ -46,6 +46,25 @@ struct RawConfig {
     install: RawInstall,
     #[serde(default)]
     inbox: RawInbox,
+    #[serde(default)]
+    slots: RawSlots,
+    #[serde(default)]
+    boot: RawBoot,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlots {
+    a: Option<PathBuf>,
+    b: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBoot {
+    loader: Option<String>,
+    grubenv: Option<PathBuf>,
+    cmdline: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,6 +151,50 @@ pub struct InstallConfig {
     pub max_boot_attempts: u32,
 }
 
+/// Where the two slots live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotPaths {
+    /// `state_dir/slots/<slot>/image` (development and tests).
+    StateDir,
+    /// Two block devices or regular files named in `[slots]`.
+    Devices { a: PathBuf, b: PathBuf },
+}
+
+/// Which boot loader the agent drives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoaderKind {
+    /// A record in `state_dir/boot.json` only.
+    File,
+    /// `install.activate_command` (and the record).
+    Command,
+    /// The GRUB environment block at this path.
+    Grub { grubenv: PathBuf },
+}
+
+impl LoaderKind {
+    /// `file`, `command` or `grub`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LoaderKind::File => "file",
+            LoaderKind::Command => "command",
+            LoaderKind::Grub { .. } => "grub",
+        }
+    }
+}
+
+/// The boot loader and where the booted slot is read.
+#[derive(Debug, Clone)]
+pub struct BootConfig {
+    pub loader: LoaderKind,
+    /// The kernel command line holding `np.slot=a|b`.
+    pub cmdline: PathBuf,
+}
+
+/// Where GRUB's environment block is unless `[boot] grubenv` says otherwise.
+pub const DEFAULT_GRUBENV: &str = "/boot/efi/EFI/np/grubenv";
+/// The most boot attempts the GRUB script can count (it has no arithmetic).
+pub const GRUB_MAX_TRIES: u32 = 9;
+
 /// The loaded and checked configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -144,6 +207,8 @@ pub struct Config {
     pub root_keys: Vec<PublicKey>,
     pub install: InstallConfig,
     pub inbox_poll: Duration,
+    pub slots: SlotPaths,
+    pub boot: BootConfig,
 }
 
 /// Parses a duration such as `6h`, `30m`, `45s`, `500ms` or `1d`.
@@ -276,6 +341,62 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        let slots = match (raw.slots.a, raw.slots.b) {
+            (None, None) => SlotPaths::StateDir,
+            (Some(a), Some(b)) => {
+                if a == b {
+                    return Err(bad(
+                        "slots.b",
+                        format!("slot b is the same as slot a ({})", a.display()),
+                    ));
+                }
+                SlotPaths::Devices { a, b }
+            }
+            (Some(_), None) => {
+                return Err(bad(
+                    "slots.b",
+                    "missing: name both slots, or neither (files in the state folder)".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "slots.a",
+                    "missing: name both slots, or neither (files in the state folder)".into(),
+                ))
+            }
+        };
+        let loader = match raw.boot.loader.as_deref() {
+            None if raw.install.activate_command.is_some() => LoaderKind::Command,
+            None | Some("file") => LoaderKind::File,
+            Some("command") => LoaderKind::Command,
+            Some("grub") => LoaderKind::Grub {
+                grubenv: raw
+                    .boot
+                    .grubenv
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_GRUBENV)),
+            },
+            Some(other) => {
+                return Err(bad(
+                    "boot.loader",
+                    format!(
+                        "{other:?} is not a boot loader; use \"grub\", \"command\" or \"file\""
+                    ),
+                ))
+            }
+        };
+        if raw.boot.grubenv.is_some() && !matches!(loader, LoaderKind::Grub { .. }) {
+            return Err(bad(
+                "boot.grubenv",
+                "only used with loader = \"grub\"; set it or remove grubenv".into(),
+            ));
+        }
+        if matches!(loader, LoaderKind::Grub { .. }) && max_boot_attempts > GRUB_MAX_TRIES {
+            return Err(bad(
+                "install.max_boot_attempts",
+                format!("the GRUB script counts at most {GRUB_MAX_TRIES} boot attempts"),
+            ));
+        }
         Ok(Config {
             path: path.to_owned(),
             serial,
@@ -299,6 +420,14 @@ impl Config {
                 raw.inbox.poll_interval,
                 Duration::from_secs(5),
             )?,
+            slots,
+            boot: BootConfig {
+                loader,
+                cmdline: raw
+                    .boot
+                    .cmdline
+                    .unwrap_or_else(|| PathBuf::from("/proc/cmdline")),
+            },
         })
     }
 }
@@ -349,6 +478,46 @@ mod tests {
         ));
         let e = cfg("bogus = 1").unwrap_err();
         assert!(matches!(e, ConfigError::Parse { .. }));
+    }
+
+    #[test]
+    fn slots_and_boot_loader() {
+        let c = cfg("").unwrap();
+        assert_eq!(c.slots, SlotPaths::StateDir);
+        assert_eq!(c.boot.loader, LoaderKind::File);
+        assert_eq!(c.boot.cmdline, PathBuf::from("/proc/cmdline"));
+        let c = cfg("[install]\nactivate_command = \"x\"").unwrap();
+        assert_eq!(c.boot.loader, LoaderKind::Command);
+        let c = cfg("[slots]\na = \"/dev/disk/by-partlabel/np-root-a\"\nb = \"/dev/vdb\"\n[boot]\nloader = \"grub\"").unwrap();
+        assert_eq!(
+            c.slots,
+            SlotPaths::Devices {
+                a: "/dev/disk/by-partlabel/np-root-a".into(),
+                b: "/dev/vdb".into()
+            }
+        );
+        assert_eq!(
+            c.boot.loader,
+            LoaderKind::Grub {
+                grubenv: DEFAULT_GRUBENV.into()
+            }
+        );
+        for (extra, key) in [
+            ("[slots]\na = \"/dev/x\"", "slots.b"),
+            ("[slots]\nb = \"/dev/x\"", "slots.a"),
+            ("[slots]\na = \"/dev/x\"\nb = \"/dev/x\"", "slots.b"),
+            ("[boot]\nloader = \"uboot\"", "boot.loader"),
+            ("[boot]\ngrubenv = \"/x\"", "boot.grubenv"),
+            (
+                "[install]\nmax_boot_attempts = 10\n[boot]\nloader = \"grub\"",
+                "install.max_boot_attempts",
+            ),
+        ] {
+            match cfg(extra) {
+                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{extra}"),
+                other => panic!("{extra}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -131,19 +131,13 @@ pub fn run(
         if shutdown.load(Ordering::SeqCst) {
             break;
         }
-        if agent.state.phase == Phase::Staged && agent.cfg.install.auto && agent.in_window() {
-            let r = agent.activate_staged();
-            match &r {
-                Ok(d) => tracing::info!("staged update: {d}"),
-                Err(e) => tracing::warn!("{e}"),
-            }
-            checkin::report_outcome(&mut agent, &r);
-        }
+        install_staged(&mut agent);
         for name in inbox.ready() {
             if shutdown.load(Ordering::SeqCst) {
                 break;
             }
             take_from_inbox(&mut agent, &mut inbox, &name);
+            install_staged(&mut agent);
         }
         let until = match &client {
             Some(_) => next_check.min(Instant::now() + poll),
@@ -177,7 +171,9 @@ pub fn take_from_inbox(agent: &mut Agent, inbox: &mut Inbox, name: &std::ffi::Os
         }
     };
     tracing::info!("applying bundle {shown} from the inbox");
-    let r = crate::bundle::apply(agent, &mut opened.file, When::Policy);
+    // Staged only: the bundle leaves the inbox before the box reboots into it (the
+    // caller installs the staged update once it is settled).
+    let r = crate::bundle::apply(agent, &mut opened.file, When::Stage);
     if let Ok(d) = &r {
         tracing::info!("bundle {shown} applied: {d}");
     }
@@ -195,6 +191,18 @@ pub fn take_from_inbox(agent: &mut Agent, inbox: &mut Inbox, name: &std::ffi::Os
             tracing::info!("moved {shown} to {}", dest.display())
         }
         Err(e) => tracing::warn!("cannot move {shown} out of the inbox: {e}"),
+    }
+}
+
+/// Installs a staged update when `install.auto` and the maintenance window allow.
+fn install_staged(agent: &mut Agent) {
+    if agent.state.phase == Phase::Staged && agent.cfg.install.auto && agent.in_window() {
+        let r = agent.activate_staged();
+        match &r {
+            Ok(d) => tracing::info!("staged update: {d}"),
+            Err(e) => tracing::warn!("{e}"),
+        }
+        checkin::report_outcome(agent, &r);
     }
 }
 

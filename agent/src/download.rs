@@ -6,7 +6,7 @@
 use crate::agent::Agent;
 use crate::client::{network, Client, ClientError};
 use crate::error::AgentError;
-use crate::slots::{SlotError, SlotWriter, CHUNK};
+use crate::slots::{SlotError, Slots, CHUNK};
 use crate::state::Slot;
 use np_common::api::EventKind;
 use np_common::docs::Release;
@@ -29,6 +29,9 @@ struct Resume {
     size: u64,
     slot: Slot,
     url: String,
+    /// Bytes known to be in the slot and fsynced (what a device slot resumes from).
+    #[serde(default)]
+    written: u64,
 }
 
 fn resume_path(agent: &Agent, release: &Release) -> PathBuf {
@@ -53,30 +56,24 @@ pub fn fetch(
         .ok()
         .and_then(|b| serde_json::from_slice::<Resume>(&b).ok());
     let (slot, same) = agent.begin_write(release)?;
-    let image = agent.slots.image(slot);
     let mut offset = 0;
-    if same
-        && had_resume
-            .as_ref()
-            .is_some_and(|r| r.slot == slot && r.sha256 == release.image.sha256)
+    if let Some(r) = had_resume
+        .as_ref()
+        .filter(|r| same && r.slot == slot && r.sha256 == release.image.sha256)
     {
-        offset = std::fs::metadata(&image)
-            .map(|m| m.len())
-            .unwrap_or(0)
-            .min(release.image.size);
+        offset = agent
+            .slots
+            .resume_offset(slot, r.written, release.image.size);
     }
-    let record = Resume {
+    let mut record = Resume {
         version: release.version.clone(),
         sha256: release.image.sha256,
         size: release.image.size,
         slot,
         url: url.clone(),
+        written: offset,
     };
-    let bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
-    fsutil::write_atomic(&rpath, &bytes, fsutil::PRIVATE).map_err(|source| AgentError::Io {
-        what: format!("cannot write {}", rpath.display()),
-        source,
-    })?;
+    save_resume(&rpath, &record)?;
     agent.event(
         Some(&release.version),
         EventKind::Download,
@@ -90,7 +87,7 @@ pub fn fetch(
         if attempt > 0 {
             std::thread::sleep(Duration::from_millis(200 * u64::from(attempt)));
         }
-        match fetch_once(client, &url, release, &image, offset) {
+        match fetch_once(client, &url, release, &agent.slots, slot, offset) {
             Ok(()) => {
                 let _ = fsutil::remove_durable(&rpath);
                 return Ok(slot);
@@ -98,6 +95,9 @@ pub fn fetch(
             Err(Fetch::Cut { at, error }) => {
                 tracing::warn!("download cut at byte {at} ({error}); resuming with Range");
                 offset = at;
+                // The writer fsynced what it wrote when it stopped: a restart resumes here.
+                record.written = at;
+                save_resume(&rpath, &record)?;
                 last_err = Some(error);
             }
             Err(Fetch::Fatal(e)) => {
@@ -112,6 +112,14 @@ pub fn fetch(
     ))
 }
 
+fn save_resume(path: &std::path::Path, record: &Resume) -> Result<(), AgentError> {
+    let bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
+    fsutil::write_atomic(path, &bytes, fsutil::PRIVATE).map_err(|source| AgentError::Io {
+        what: format!("cannot write {}", path.display()),
+        source,
+    })
+}
+
 enum Fetch {
     /// The connection broke after `at` good bytes: resume from there.
     Cut { at: u64, error: ClientError },
@@ -123,15 +131,16 @@ fn fetch_once(
     client: &Client,
     url: &str,
     release: &Release,
-    image: &std::path::Path,
+    slots: &Slots,
+    slot: Slot,
     offset: u64,
 ) -> Result<(), Fetch> {
     let size = release.image.size;
     let sha = release.image.sha256;
     let fatal = |e: SlotError| Fetch::Fatal(e.into());
-    let mut w = match SlotWriter::resume(image, size, sha, offset) {
+    let mut w = match slots.writer(slot, size, sha, offset) {
         Ok(w) => w,
-        Err(SlotError::Image(_)) => SlotWriter::create(image, size, sha).map_err(fatal)?,
+        Err(SlotError::Image(_)) => slots.writer(slot, size, sha, 0).map_err(fatal)?,
         Err(e) => return Err(fatal(e)),
     };
     let cut = |at: u64, error: ClientError| Fetch::Cut { at, error };
@@ -142,7 +151,7 @@ fn fetch_once(
     if w.written() > 0 && resp.status() != reqwest::StatusCode::PARTIAL_CONTENT {
         tracing::warn!("the server ignored the Range request; downloading from byte 0");
         drop(w);
-        w = SlotWriter::create(image, size, sha).map_err(fatal)?;
+        w = slots.writer(slot, size, sha, 0).map_err(fatal)?;
     } else if w.written() > 0 {
         tracing::info!("resumed the download at byte {} with Range", w.written());
     }

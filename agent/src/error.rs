@@ -93,7 +93,7 @@ impl AgentError {
             AgentError::Trust(_) => 1,
             AgentError::State(StateError::Refused { .. }) => 1,
             AgentError::State(_) => 3,
-            AgentError::Slot(SlotError::Image(_)) => 1,
+            AgentError::Slot(SlotError::Image(_) | SlotError::TooSmall { .. }) => 1,
             AgentError::Slot(SlotError::Io { .. }) => 3,
             AgentError::Boot(_) => 3,
             AgentError::Bundle(b) => b.exit_code(),
@@ -146,6 +146,7 @@ impl AgentError {
             AgentError::Image(_) | AgentError::Slot(SlotError::Image(_)) => "image_mismatch".into(),
             AgentError::Trust(_) => "verification".into(),
             AgentError::RolledBack { .. } => "rolled_back".into(),
+            AgentError::Slot(SlotError::TooSmall { .. }) => "slot_too_small".into(),
             _ => "failure".into(),
         }
     }

@@ -7,7 +7,6 @@
 
 use crate::agent::Agent;
 use crate::error::AgentError;
-use crate::slots::SlotWriter;
 use crate::state::{Cmd, Slot, Target};
 use np_common::api::{EventKind, Outcome};
 use np_common::docs::Release;
@@ -20,6 +19,9 @@ pub enum When {
     Now,
     /// The daemon: obey `auto` and the maintenance window.
     Policy,
+    /// Stage only; the caller installs it by policy afterwards (the inbox: the bundle is
+    /// moved out of the inbox before the box reboots into the update).
+    Stage,
 }
 
 /// How an update attempt ended.
@@ -44,10 +46,17 @@ impl std::fmt::Display for Done {
 }
 
 impl Agent {
-    /// Takes the inactive slot for `release`: phase Downloading, slot marked invalid.
-    /// With `resume`, a download of the same version into the same slot keeps its bytes.
+    /// Takes the inactive slot for `release`: an image the slot cannot hold is refused
+    /// first (`slot_too_small`); then the boot loader marks the slot bad and the slot is
+    /// marked invalid, phase Downloading. The second value says whether a download of the
+    /// same version into the same slot was under way (its bytes may be kept).
     pub fn begin_write(&mut self, release: &Release) -> Result<(Slot, bool), AgentError> {
         let slot = self.state.active.other();
+        if let Err(e) = self.slots.check_fits(slot, release.image.size) {
+            let e = AgentError::from(e);
+            self.record_refusal(Some(&release.version), &e);
+            return Err(e);
+        }
         let same = self.state.phase == crate::state::Phase::Downloading
             && self.state.target.as_ref().map(|t| (&t.version, t.slot))
                 == Some((&release.version, slot));
@@ -57,6 +66,8 @@ impl Agent {
             slot,
         });
         self.state.previous = None;
+        // The boot loader never boots a slot that is being written.
+        self.boot.mark_bad(slot)?;
         self.slots.mark_invalid(slot)?;
         self.save()?;
         Ok((slot, same))
@@ -99,6 +110,10 @@ impl Agent {
     /// After staging: install now, or leave it staged per `install.auto` and the window.
     pub fn after_staged(&mut self, release: &Release, when: When) -> Result<Done, AgentError> {
         let v = release.version.clone();
+        if when == When::Stage {
+            self.event(Some(&v), EventKind::Download, "verified and staged");
+            return Ok(Done::Staged(v));
+        }
         if !self.cfg.install.auto {
             self.event(
                 Some(&v),
@@ -145,8 +160,9 @@ fn stream_into(
     release: &Release,
     reader: &mut dyn std::io::Read,
 ) -> Result<(), AgentError> {
-    let path = agent.slots.image(slot);
-    let mut w = SlotWriter::create(&path, release.image.size, release.image.sha256)?;
+    let mut w = agent
+        .slots
+        .writer(slot, release.image.size, release.image.sha256, 0)?;
     loop {
         let mut buf = w.buffer();
         let n = read_some(reader, &mut buf)?;

@@ -1,7 +1,14 @@
-//! The two firmware slots, `slots/a|b/{image,manifest.json}`, and the one writer every
-//! image goes through (bundle, download, provision): it hashes each chunk with
-//! `ImageVerifier` before a writer thread puts it on disk, so reading, hashing and writing
-//! overlap, and nothing past the manifest's size is ever written.
+//! The two firmware slots and the one writer every image goes through (bundle, download,
+//! provision): it hashes each chunk with `ImageVerifier` before a writer thread puts it on
+//! disk, so reading, hashing and writing overlap, and nothing past the manifest's size is
+//! ever written.
+//!
+//! A slot's image is either `slots/<slot>/image` in the state folder (the default) or a
+//! target named in `[slots]`: a block device (a root partition) or a regular file standing
+//! for one. A target is never created, truncated or grown: the image goes in from byte 0,
+//! an image larger than the target is refused before a byte is written, and the bytes past
+//! the image are left as they are. The manifest always stays in
+//! `slots/<slot>/manifest.json`.
 //!
 //! Architecture Invariant: a slot is valid only while its `manifest.json` exists, and the
 //! manifest is written only after the image's size and SHA-256 matched and it was fsynced.
@@ -9,7 +16,7 @@
 use crate::state::Slot;
 use np_common::{Envelope, ImageError, ImageVerifier, Sha256Digest};
 use np_fsutil as fsutil;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -30,20 +37,99 @@ pub enum SlotError {
     Image(#[from] ImageError),
     #[error("cannot write {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("slot {slot} ({path}) holds {capacity} bytes but the image is {image} bytes; give the slot a larger partition")]
+    TooSmall {
+        slot: Slot,
+        path: PathBuf,
+        image: u64,
+        capacity: u64,
+    },
 }
 
-/// The slots folder of a state folder.
+/// The slots folder of a state folder, and where each slot's image goes.
 #[derive(Debug, Clone)]
 pub struct Slots {
     root: PathBuf,
+    /// `[slots] a, b`: block devices or regular files of a fixed size.
+    targets: Option<[PathBuf; 2]>,
 }
 
 impl Slots {
-    /// The slots of `state_dir`.
+    /// The slots of `state_dir`, images as files in it.
     pub fn new(state_dir: &Path) -> Slots {
         Slots {
             root: state_dir.join("slots"),
+            targets: None,
         }
+    }
+
+    /// The slots a config names.
+    pub fn from_config(cfg: &crate::config::Config) -> Slots {
+        let mut s = Slots::new(&cfg.state_dir);
+        if let crate::config::SlotPaths::Devices { a, b } = &cfg.slots {
+            s.targets = Some([a.clone(), b.clone()]);
+        }
+        s
+    }
+
+    /// Does the slot's image go into a fixed target (a device) rather than a state file?
+    pub fn is_target(&self, _slot: Slot) -> bool {
+        self.targets.is_some()
+    }
+
+    /// Bytes the slot can hold (`None`: a file in the state folder, no limit). A target
+    /// that cannot be opened is an error naming it.
+    pub fn capacity(&self, slot: Slot) -> Result<Option<u64>, SlotError> {
+        if !self.is_target(slot) {
+            return Ok(None);
+        }
+        let path = self.image(slot);
+        let mut f = open_target(&path)?;
+        Ok(Some(target_len(&mut f, &path)?))
+    }
+
+    /// Refuses an image of `size` bytes that the slot cannot hold, before anything is
+    /// written or marked.
+    pub fn check_fits(&self, slot: Slot, size: u64) -> Result<(), SlotError> {
+        match self.capacity(slot)? {
+            Some(capacity) if capacity < size => Err(SlotError::TooSmall {
+                slot,
+                path: self.image(slot),
+                image: size,
+                capacity,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// A writer into the slot from byte `offset` (the bytes before it are re-hashed).
+    pub fn writer(
+        &self,
+        slot: Slot,
+        size: u64,
+        sha256: Sha256Digest,
+        offset: u64,
+    ) -> Result<SlotWriter, SlotError> {
+        let path = self.image(slot);
+        if self.is_target(slot) {
+            self.check_fits(slot, size)?;
+            let file = open_target(&path)?;
+            SlotWriter::start(path, file, size, sha256, offset, false)
+        } else {
+            SlotWriter::resume(&path, size, sha256, offset)
+        }
+    }
+
+    /// Where a resumed write into the slot starts: what the slot file holds, or for a
+    /// target (whose length says nothing) the bytes recorded as durable.
+    pub fn resume_offset(&self, slot: Slot, recorded: u64, size: u64) -> u64 {
+        if self.is_target(slot) {
+            return recorded.min(size);
+        }
+        std::fs::metadata(self.image(slot))
+            .map(|m| m.len())
+            .unwrap_or(0)
+            .min(size)
     }
 
     /// `slots/<slot>/`.
@@ -51,9 +137,13 @@ impl Slots {
         self.root.join(slot.as_str())
     }
 
-    /// `slots/<slot>/image`.
+    /// Where the slot's image goes: its target, or `slots/<slot>/image`.
     pub fn image(&self, slot: Slot) -> PathBuf {
-        self.dir(slot).join("image")
+        match (&self.targets, slot) {
+            (Some([a, _]), Slot::A) => a.clone(),
+            (Some([_, b]), Slot::B) => b.clone(),
+            (None, _) => self.dir(slot).join("image"),
+        }
     }
 
     /// `slots/<slot>/manifest.json`.
@@ -110,10 +200,35 @@ impl Slots {
             .map_err(|source| SlotError::Io { path, source })
     }
 
-    /// Drops a failed image's bytes (the slot stays invalid).
+    /// Drops a failed image's bytes (the slot stays invalid); a target is left as it is.
     pub fn discard_image(&self, slot: Slot) {
-        let _ = fsutil::remove_durable(&self.image(slot));
+        if !self.is_target(slot) {
+            let _ = fsutil::remove_durable(&self.image(slot));
+        }
     }
+}
+
+/// Opens a slot target for writing: it must exist (a partition is never created).
+fn open_target(path: &Path) -> Result<File, SlotError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|source| SlotError::Io {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// The size of a block device or regular file (a block device's metadata says 0).
+fn target_len(f: &mut File, path: &Path) -> Result<u64, SlotError> {
+    let io_err = |source| SlotError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let len = f.seek(SeekFrom::End(0)).map_err(io_err)?;
+    f.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    Ok(len)
 }
 
 /// Streams an image into a slot file, hashing as it goes.
@@ -140,20 +255,37 @@ impl SlotWriter {
         sha256: Sha256Digest,
         offset: u64,
     ) -> Result<SlotWriter, SlotError> {
-        let io_err = |source| SlotError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let mut verifier = ImageVerifier::new(size, sha256);
         // From byte 0 the file is created fresh (whatever was there, a file or a link,
         // is removed, never written through); a resume reopens only our own regular file.
-        let mut file = if offset == 0 {
+        let file = if offset == 0 {
             fsutil::remove_durable(path)
                 .and_then(|()| fsutil::create_new(path, fsutil::PRIVATE, None))
         } else {
             fsutil::open_own_rw(path)
         }
-        .map_err(io_err)?;
+        .map_err(|source| SlotError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::start(path.to_owned(), file, size, sha256, offset, true)
+    }
+
+    /// Re-hashes the first `offset` bytes of `file`, then starts the writer thread at
+    /// `offset`; `truncate`: drop what the file holds past `offset` (a slot file, not a
+    /// device).
+    fn start(
+        path: PathBuf,
+        mut file: File,
+        size: u64,
+        sha256: Sha256Digest,
+        offset: u64,
+        truncate: bool,
+    ) -> Result<SlotWriter, SlotError> {
+        let io_err = |source| SlotError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut verifier = ImageVerifier::new(size, sha256);
         if offset > 0 {
             let mut buf = vec![0u8; CHUNK];
             let mut left = offset;
@@ -164,7 +296,9 @@ impl SlotWriter {
                 left -= want as u64;
             }
         }
-        file.set_len(offset).map_err(io_err)?;
+        if truncate {
+            file.set_len(offset).map_err(io_err)?;
+        }
         file.seek(SeekFrom::Start(offset)).map_err(io_err)?;
         let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
         let (spare_tx, spare) = sync_channel::<Vec<u8>>(QUEUE + 2);
@@ -184,7 +318,7 @@ impl SlotWriter {
             file.sync_all()
         });
         Ok(SlotWriter {
-            path: path.to_owned(),
+            path,
             verifier,
             tx: Some(tx),
             spare,
@@ -339,5 +473,86 @@ mod tests {
             w.finish(),
             Err(SlotError::Image(ImageError::HashMismatch { .. }))
         ));
+    }
+
+    fn target_slots(dir: &Path, len_a: usize, len_b: usize) -> Slots {
+        let (a, b) = (dir.join("part-a"), dir.join("part-b"));
+        std::fs::write(&a, vec![0xEEu8; len_a]).unwrap();
+        std::fs::write(&b, vec![0xEEu8; len_b]).unwrap();
+        let mut s = Slots::new(&dir.join("state"));
+        s.targets = Some([a, b]);
+        s
+    }
+
+    #[test]
+    fn a_target_gets_the_image_from_byte_0_and_keeps_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = target_slots(dir.path(), 300_000, 100);
+        assert_eq!(slots.image(Slot::A), dir.path().join("part-a"));
+        assert_eq!(slots.capacity(Slot::A).unwrap(), Some(300_000));
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let sha = Sha256Digest::of(&data);
+        let mut w = slots.writer(Slot::A, data.len() as u64, sha, 0).unwrap();
+        w.write(&data[..50_000]).unwrap();
+        drop(w);
+        // A resume at the recorded offset re-hashes what is there and goes on.
+        assert_eq!(
+            slots.resume_offset(Slot::A, 50_000, data.len() as u64),
+            50_000
+        );
+        let mut w = slots
+            .writer(Slot::A, data.len() as u64, sha, 50_000)
+            .unwrap();
+        w.write(&data[50_000..]).unwrap();
+        assert_eq!(w.finish().unwrap(), sha);
+        let part = std::fs::read(dir.path().join("part-a")).unwrap();
+        assert_eq!(part.len(), 300_000, "the target was truncated or grown");
+        assert_eq!(&part[..200_000], &data[..]);
+        assert!(
+            part[200_000..].iter().all(|b| *b == 0xEE),
+            "bytes past the image changed"
+        );
+        // Discarding leaves a partition alone.
+        slots.discard_image(Slot::A);
+        assert!(dir.path().join("part-a").exists());
+        // A slot file's resume offset is its length.
+        let files = Slots::new(dir.path());
+        assert_eq!(files.resume_offset(Slot::B, 99, 10), 0);
+    }
+
+    #[test]
+    fn an_image_larger_than_the_target_is_refused_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = target_slots(dir.path(), 300_000, 100);
+        let sha = Sha256Digest::of(b"x");
+        match slots.writer(Slot::B, 101, sha, 0) {
+            Err(SlotError::TooSmall {
+                slot: Slot::B,
+                image: 101,
+                capacity: 100,
+                ref path,
+            }) => assert_eq!(path, &dir.path().join("part-b")),
+            other => panic!("{:?}", other.err()),
+        }
+        let e = slots.check_fits(Slot::B, 101).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "slot b ({}) holds 100 bytes but the image is 101 bytes; give the slot a larger partition",
+                dir.path().join("part-b").display()
+            )
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("part-b")).unwrap(),
+            vec![0xEE; 100]
+        );
+        slots.check_fits(Slot::B, 100).unwrap();
+        // A target that does not exist is never created.
+        std::fs::remove_file(dir.path().join("part-b")).unwrap();
+        assert!(matches!(
+            slots.writer(Slot::B, 1, sha, 0),
+            Err(SlotError::Io { .. })
+        ));
+        assert!(!dir.path().join("part-b").exists());
     }
 }

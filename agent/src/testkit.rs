@@ -184,6 +184,7 @@ pub fn provisioned_box(root: &std::path::Path, coverage_end: &str) -> crate::age
     w.finish().unwrap();
     slots.mark_valid(Slot::A, &k.sign_release(&r)).unwrap();
     State::provisioned().save(&state_dir).unwrap();
+    crate::boot::BootControl::provision(&crate::boot::FileBoot::new(&state_dir), Slot::A).unwrap();
     crate::agent::Agent::open(cfg, clock).unwrap()
 }
 

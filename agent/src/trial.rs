@@ -1,13 +1,14 @@
 //! Trial boot: activate the staged slot, "reboot" (the `reboot_command`, or go straight
 //! on), run `health_command`, then commit, or roll back to the previous slot on a failed
 //! check or after `max_boot_attempts` starts without a commit. Also manual and remote
-//! rollback.
+//! rollback, and what a start learns from the slot that booted (`np.slot=` on the kernel
+//! command line): a boot loader that fell back from a trial is a rollback.
 
 use crate::agent::Agent;
 use crate::boot;
 use crate::error::AgentError;
 use crate::install::Done;
-use crate::state::{Cmd, Phase};
+use crate::state::{Cmd, Phase, Slot};
 use np_common::api::{EventKind, Outcome};
 
 impl Agent {
@@ -41,9 +42,17 @@ impl Agent {
     /// What the box does when it starts: a pending trial counts a start, runs the health
     /// check, and commits or rolls back. `None` when no trial is pending.
     pub fn boot_start(&mut self) -> Result<Option<Done>, AgentError> {
+        let booted = boot::booted_slot(&self.cfg.boot.cmdline)?;
         let Phase::Trial { attempts } = self.state.phase else {
+            match booted {
+                Some(b) if b != self.state.active => self.booted_other(b)?,
+                _ => self.boot.started(self.state.active)?,
+            }
             return Ok(None);
         };
+        if let Some(b) = booted.filter(|b| *b != self.state.active) {
+            return self.trial_fell_back(b);
+        }
         let version = self
             .state
             .target
@@ -81,6 +90,67 @@ impl Agent {
                 Err(AgentError::RolledBack { version, reason })
             }
         }
+    }
+
+    /// A trial is pending for the active slot but the box booted `booted`.
+    fn trial_fell_back(&mut self, booted: Slot) -> Result<Option<Done>, AgentError> {
+        let tried = self.state.active;
+        let version = self.state.target.as_ref().map(|t| t.version.clone());
+        let tries = self.boot.tries(tried)?;
+        if tries == Some(0) {
+            // The boot loader never tried the slot: the power went before the activation
+            // reached it. Activate again and restart into it.
+            tracing::warn!("slot {tried} was never tried by the boot loader; activating it again");
+            self.boot.activate(tried)?;
+            if self.boot.reboot()? {
+                return Ok(version.map(Done::Rebooting));
+            }
+        }
+        let attempts = match tries {
+            Some(n) => format!("after {n} boot attempts"),
+            None => "without a start of the agent".to_owned(),
+        };
+        let reason = format!(
+            "the boot loader fell back to slot {booted}: slot {tried} did not come up {attempts}"
+        );
+        // Boot loader first: a cut before the state is saved ends here again.
+        self.boot.mark_bad(tried)?;
+        self.boot.started(booted)?;
+        self.state.apply(Cmd::Rollback)?;
+        self.record_rollback(booted, version.clone(), &reason)?;
+        match version {
+            Some(version) => Err(AgentError::RolledBack { version, reason }),
+            None => Ok(None),
+        }
+    }
+
+    /// Idle, but the box booted the other slot than the state's active one.
+    fn booted_other(&mut self, booted: Slot) -> Result<(), AgentError> {
+        let active = self.state.active;
+        let max = self.cfg.install.max_boot_attempts;
+        let exhausted = self.boot.tries(active)?.is_some_and(|n| n >= max);
+        if exhausted && self.slots.manifest(booted)?.is_some() {
+            // The committed slot stopped booting and the boot loader fell back to a valid
+            // image: that is where the box runs now.
+            let version = self.running().ok().map(|r| r.version);
+            let reason = format!(
+                "the boot loader fell back to slot {booted}: slot {active} did not come up after {max} boot attempts"
+            );
+            self.boot.mark_bad(active)?;
+            self.boot.started(booted)?;
+            self.state.apply(Cmd::Rollback)?;
+            return self.record_rollback(booted, version, &reason);
+        }
+        // The boot loader missed the agent's last switch (a power cut between the two):
+        // tell it again and restart into the active slot.
+        tracing::warn!(
+            "booted slot {booted} but slot {active} is active; switching the boot loader back"
+        );
+        self.boot.mark_bad(booted)?;
+        self.boot.activate(active)?;
+        self.boot.commit(active)?;
+        self.boot.reboot()?;
+        Ok(())
     }
 
     /// Marks the trial slot good.
@@ -129,8 +199,25 @@ impl Agent {
 
     fn switch_back(
         &mut self,
-        failed: crate::state::Slot,
-        back: crate::state::Slot,
+        failed: Slot,
+        back: Slot,
+        version: Option<np_common::Version>,
+        reason: &str,
+    ) -> Result<(), AgentError> {
+        // The boot loader first, each step bootable: a power cut before the state is
+        // saved boots `back`, and the start that follows finishes the rollback.
+        self.boot.mark_bad(failed)?;
+        self.boot.activate(back)?;
+        self.boot.commit(back)?;
+        self.record_rollback(back, version, reason)?;
+        self.boot.reboot()?;
+        Ok(())
+    }
+
+    /// The state after a rollback to `back` (phase already moved), saved and reported.
+    fn record_rollback(
+        &mut self,
+        back: Slot,
         version: Option<np_common::Version>,
         reason: &str,
     ) -> Result<(), AgentError> {
@@ -147,11 +234,115 @@ impl Agent {
         self.state
             .record(version.clone(), Outcome::RolledBack, detail.clone(), at);
         self.save()?;
-        self.boot.mark_bad(failed)?;
-        self.boot.activate(back)?;
-        self.boot.commit(back)?;
         self.event(version.as_ref(), EventKind::Rollback, &detail);
-        self.boot.reboot()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boot::{BootControl as _, GrubBoot};
+    use crate::testkit::{provisioned_box, release, Keys};
+
+    fn stage(agent: &mut Agent, version: &str, image: &[u8]) {
+        let r = release(version, 2, image);
+        let env = Keys::load().sign_release(&r);
+        let slot = agent.write_image_unfinished(&r, &mut &image[..]).unwrap();
+        agent.finish_write(slot, &env).unwrap();
+    }
+
+    fn booted(agent: &Agent, slot: &str) {
+        std::fs::write(&agent.cfg.boot.cmdline, format!("ro np.slot={slot}\n")).unwrap();
+    }
+
+    /// GRUB's boot: what the script does to the block at `path`.
+    fn grub_boot(env: &GrubBoot, path: &std::path::Path) -> Slot {
+        let (mut vars, mut s) = env.read().unwrap();
+        let slot = s.boot();
+        s.to_env(&mut vars).unwrap();
+        std::fs::write(path, vars.to_block().unwrap()).unwrap();
+        slot
+    }
+
+    #[test]
+    fn starts_follow_the_slot_grub_booted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut agent = provisioned_box(dir.path(), "2099-01-01");
+        let envp = dir.path().join("grubenv");
+        let grub = GrubBoot::new(&envp, 3, Some("true".into()));
+        grub.provision(Slot::A).unwrap();
+        agent.boot = Box::new(grub.clone());
+        agent.cfg.boot.cmdline = dir.path().join("cmdline");
+        booted(&agent, "a");
+        assert_eq!(agent.boot_start().unwrap(), None);
+
+        // A cut between the saved trial and the boot loader's activation: GRUB never
+        // tried b and booted a again; the start activates b again and reboots.
+        stage(&mut agent, "2.0.0", b"two");
+        agent.state.apply(Cmd::Activate).unwrap();
+        agent.state.previous = Some(Slot::A);
+        agent.state.active = Slot::B;
+        agent.save().unwrap();
+        assert_eq!(grub_boot(&grub, &envp), Slot::A);
+        let v2 = np_common::Version::parse("2.0.0").unwrap();
+        assert_eq!(
+            agent.boot_start().unwrap(),
+            Some(Done::Rebooting(v2.clone()))
+        );
+        let s = grub.read().unwrap().1;
+        assert_eq!((s.first, s.b_ok, s.b_try), (Slot::B, true, 0));
+        // GRUB boots b; the start runs the trial and commits.
+        assert_eq!(grub_boot(&grub, &envp), Slot::B);
+        booted(&agent, "b");
+        assert_eq!(agent.boot_start().unwrap(), Some(Done::Installed(v2)));
+        assert_eq!(grub.read().unwrap().1.b_try, 0);
+
+        // 3.0.0 into a never comes up: GRUB gives up after 3 boots and boots b.
+        stage(&mut agent, "3.0.0", b"three");
+        assert!(matches!(
+            agent.activate_staged().unwrap(),
+            Done::Rebooting(_)
+        ));
+        assert_eq!(
+            [
+                grub_boot(&grub, &envp),
+                grub_boot(&grub, &envp),
+                grub_boot(&grub, &envp)
+            ],
+            [Slot::A; 3]
+        );
+        assert_eq!(grub_boot(&grub, &envp), Slot::B);
+        booted(&agent, "b");
+        match agent.boot_start() {
+            Err(AgentError::RolledBack { version, reason }) => {
+                assert_eq!(version.to_string(), "3.0.0");
+                assert_eq!(
+                    reason,
+                    "the boot loader fell back to slot b: slot a did not come up after 3 boot attempts"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            (agent.state.active, agent.state.phase),
+            (Slot::B, Phase::Idle)
+        );
+        let r = agent.state.last_result.clone().unwrap();
+        assert_eq!(r.outcome, Outcome::RolledBack);
+        assert!(r
+            .detail
+            .starts_with("rolled back to slot b: the boot loader fell back"));
+        let s = grub.read().unwrap().1;
+        assert_eq!((s.first, s.a_ok, s.b_try), (Slot::B, false, 0));
+
+        // Idle on b, but a booted (the boot loader missed a switch): switch it back.
+        booted(&agent, "a");
+        assert_eq!(agent.boot_start().unwrap(), None);
+        let s = grub.read().unwrap().1;
+        assert_eq!(
+            (s.first, s.a_ok, s.b_ok, s.b_try),
+            (Slot::B, false, true, 0)
+        );
     }
 }

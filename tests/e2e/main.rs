@@ -1,5 +1,6 @@
 //! One integration-test binary; each module is a scenario area.
 
+mod agent_disks;
 mod agent_offline;
 mod agent_online;
 mod agent_ux;

@@ -2,11 +2,10 @@
 //! under the keyring, writes it into slot a as the running, committed firmware, and stores
 //! the keyring and entitlement.
 
-use crate::boot::{BootControl as _, CommandBoot};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::AgentError;
-use crate::slots::{SlotWriter, Slots, CHUNK};
+use crate::slots::{Slots, CHUNK};
 use crate::state::{Slot, State};
 use crate::trust::Trust;
 use np_common::{Envelope, Refusal};
@@ -74,17 +73,14 @@ pub fn run(cfg: &Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentErr
     if let Some(e) = &a.entitlement {
         trust.accept_entitlement(&read_env(e)?)?;
     }
-    let slots = Slots::new(&cfg.state_dir);
+    let slots = Slots::from_config(cfg);
+    slots.check_fits(Slot::A, release.image.size)?;
     slots.mark_invalid(Slot::A)?;
     let mut input = std::fs::File::open(&a.image).map_err(|source| AgentError::Io {
         what: format!("cannot read {}", a.image.display()),
         source,
     })?;
-    let mut w = SlotWriter::create(
-        &slots.image(Slot::A),
-        release.image.size,
-        release.image.sha256,
-    )?;
+    let mut w = slots.writer(Slot::A, release.image.size, release.image.sha256, 0)?;
     let mut buf = vec![0u8; CHUNK];
     loop {
         let n = input.read(&mut buf).map_err(|source| AgentError::Io {
@@ -111,7 +107,7 @@ pub fn run(cfg: &Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentErr
         source,
     })?;
     State::provisioned().save(&cfg.state_dir)?;
-    CommandBoot::new(&cfg.state_dir, &cfg.install).commit(Slot::A)?;
+    crate::boot::open(cfg).provision(Slot::A)?;
     super::out::say!(
         "provisioned {} ({}) with {} in slot a",
         cfg.serial,

@@ -31,12 +31,27 @@ pub fn status_json(agent: &Agent) -> Result<Value, AgentError> {
         Phase::Trial { attempts } => Some(attempts),
         _ => None,
     };
+    // Status never fails on the boot loader: a damaged record is shown as the error.
+    let booted_slot = crate::boot::booted_slot(&agent.cfg.boot.cmdline)
+        .map_err(|e| e.to_string())
+        .map(|s| s.map(|s| s.as_str()));
+    let boot_record = agent.boot.record().map_err(|e| e.to_string());
     Ok(json!({
         "serial": agent.cfg.serial,
         "model": agent.cfg.model,
         "version": running.version,
         "security_version": running.security_version,
         "active_slot": agent.state.active,
+        "booted_slot": booted_slot.clone().unwrap_or(None),
+        "boot_loader": {
+            "kind": agent.boot.name(),
+            "record": boot_record.as_ref().ok(),
+            "error": boot_record.as_ref().err().or(booted_slot.as_ref().err()),
+        },
+        "slot_targets": {
+            "a": agent.slots.image(crate::state::Slot::A),
+            "b": agent.slots.image(crate::state::Slot::B),
+        },
         "previous_version": previous_version,
         "phase": agent.state.phase.api(),
         "trial_attempts": attempts,
@@ -95,6 +110,14 @@ pub fn run(cfg: &Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentErr
         s("active_slot")
     );
     say!("previous       {}", s("previous_version"));
+    say!(
+        "boot loader    {} (booted slot {})",
+        v["boot_loader"]["kind"].as_str().unwrap_or("?"),
+        s("booted_slot")
+    );
+    if let Some(e) = v["boot_loader"]["error"].as_str() {
+        say!("boot problem   {e}");
+    }
     say!("phase          {}", s("phase"));
     say!("entitlement    {}", s("entitlement_status"));
     say!("coverage       {}", coverage_line(&v));

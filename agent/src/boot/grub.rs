@@ -1,0 +1,519 @@
+//! The `grub` boot loader: the agent's side of the A/B protocol that `deploy/grub/np-ab.cfg`
+//! runs on every boot. Both read and write these variables of GRUB's environment block:
+//!
+//! - `NP_ORDER`: `a b` or `b a`, the order to try;
+//! - `NP_A_OK`, `NP_B_OK`: `1` bootable, `0` bad;
+//! - `NP_A_TRY`, `NP_B_TRY`: boots tried since the slot was activated or committed (GRUB
+//!   adds one on each boot of the slot; the agent sets 0 when it comes up on a committed
+//!   slot);
+//! - `NP_MAX_TRIES`: `install.max_boot_attempts`.
+//!
+//! GRUB boots the first slot in `NP_ORDER` whose OK is 1 and whose TRY is below
+//! `NP_MAX_TRIES`, or else the other one. Each change here reads the block, changes the
+//! variables in memory ([`GrubSlots`]) and writes the whole block atomically (temp file,
+//! fsync, rename, fsync the folder). A block that is missing or does not parse is an error.
+
+use super::command::reboot_with;
+use super::grubenv::GrubEnv;
+use super::{BootControl, BootError};
+use crate::state::Slot;
+use np_fsutil as fsutil;
+use serde_json::json;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+/// The order to try the slots.
+pub const VAR_ORDER: &str = "NP_ORDER";
+/// The most boots of a slot before GRUB gives up on it.
+pub const VAR_MAX_TRIES: &str = "NP_MAX_TRIES";
+
+/// `NP_A_OK` / `NP_B_OK`.
+pub fn var_ok(slot: Slot) -> &'static str {
+    match slot {
+        Slot::A => "NP_A_OK",
+        Slot::B => "NP_B_OK",
+    }
+}
+
+/// `NP_A_TRY` / `NP_B_TRY`.
+pub fn var_try(slot: Slot) -> &'static str {
+    match slot {
+        Slot::A => "NP_A_TRY",
+        Slot::B => "NP_B_TRY",
+    }
+}
+
+/// The protocol's variables, typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrubSlots {
+    /// The slot tried first (the other one comes second).
+    pub first: Slot,
+    pub a_ok: bool,
+    pub b_ok: bool,
+    pub a_try: u32,
+    pub b_try: u32,
+    pub max_tries: u32,
+}
+
+impl GrubSlots {
+    /// The block `provision` writes: `slot` first, bootable and committed; the other bad.
+    pub fn provisioned(slot: Slot, max_tries: u32) -> GrubSlots {
+        let mut s = GrubSlots {
+            first: slot,
+            a_ok: false,
+            b_ok: false,
+            a_try: 0,
+            b_try: 0,
+            max_tries,
+        };
+        s.set_ok(slot, true);
+        s
+    }
+
+    /// Is `slot` marked bootable?
+    pub fn ok(&self, slot: Slot) -> bool {
+        match slot {
+            Slot::A => self.a_ok,
+            Slot::B => self.b_ok,
+        }
+    }
+
+    /// Boots tried of `slot`.
+    pub fn tries(&self, slot: Slot) -> u32 {
+        match slot {
+            Slot::A => self.a_try,
+            Slot::B => self.b_try,
+        }
+    }
+
+    fn set_ok(&mut self, slot: Slot, ok: bool) {
+        match slot {
+            Slot::A => self.a_ok = ok,
+            Slot::B => self.b_ok = ok,
+        }
+    }
+
+    fn set_tries(&mut self, slot: Slot, n: u32) {
+        match slot {
+            Slot::A => self.a_try = n,
+            Slot::B => self.b_try = n,
+        }
+    }
+
+    /// Activating `slot`: bootable, no tries yet, tried first.
+    pub fn activate(&mut self, slot: Slot) {
+        self.set_ok(slot, true);
+        self.set_tries(slot, 0);
+        self.first = slot;
+    }
+
+    /// Committing `slot`, or the agent coming up on the committed `slot`: tries back to 0.
+    pub fn commit(&mut self, slot: Slot) {
+        self.set_tries(slot, 0);
+    }
+
+    /// Marking `slot` bad: not bootable, the other slot first.
+    pub fn mark_bad(&mut self, slot: Slot) {
+        self.set_ok(slot, false);
+        self.first = slot.other();
+    }
+
+    /// What the GRUB script does on a boot: the slot it boots (and the try it counts).
+    pub fn boot(&mut self) -> Slot {
+        for s in [self.first, self.first.other()] {
+            if self.ok(s) && self.tries(s) < self.max_tries {
+                self.set_tries(s, self.tries(s) + 1);
+                return s;
+            }
+        }
+        self.first.other()
+    }
+
+    /// Reads the variables; a missing or malformed one is an error naming it.
+    pub fn from_env(env: &GrubEnv) -> Result<GrubSlots, String> {
+        let get = |name: &str| env.get(name).ok_or_else(|| format!("{name} is missing"));
+        let flag = |name: &str| match get(name)? {
+            "1" => Ok(true),
+            "0" => Ok(false),
+            v => Err(format!("{name}={v:?} is neither 0 nor 1")),
+        };
+        let count = |name: &str| {
+            let v = get(name)?;
+            v.parse::<u32>()
+                .map_err(|_| format!("{name}={v:?} is not a count"))
+        };
+        let first = match get(VAR_ORDER)? {
+            "a b" => Slot::A,
+            "b a" => Slot::B,
+            v => return Err(format!("{VAR_ORDER}={v:?} is neither \"a b\" nor \"b a\"")),
+        };
+        let max_tries = count(VAR_MAX_TRIES)?;
+        if max_tries == 0 {
+            return Err(format!("{VAR_MAX_TRIES}=0 would boot nothing"));
+        }
+        Ok(GrubSlots {
+            first,
+            a_ok: flag(var_ok(Slot::A))?,
+            b_ok: flag(var_ok(Slot::B))?,
+            a_try: count(var_try(Slot::A))?,
+            b_try: count(var_try(Slot::B))?,
+            max_tries,
+        })
+    }
+
+    /// Writes the variables into `env`, keeping its other variables.
+    pub fn to_env(self, env: &mut GrubEnv) -> Result<(), super::grubenv::EnvError> {
+        let order = match self.first {
+            Slot::A => "a b",
+            Slot::B => "b a",
+        };
+        let flag = |b: bool| if b { "1" } else { "0" };
+        env.set(VAR_ORDER, order)?;
+        for s in [Slot::A, Slot::B] {
+            env.set(var_ok(s), flag(self.ok(s)))?;
+            env.set(var_try(s), &self.tries(s).to_string())?;
+        }
+        env.set(VAR_MAX_TRIES, &self.max_tries.to_string())
+    }
+}
+
+/// Drives GRUB through its environment block.
+#[derive(Debug, Clone)]
+pub struct GrubBoot {
+    path: PathBuf,
+    max_tries: u32,
+    reboot_command: Option<String>,
+}
+
+impl GrubBoot {
+    /// The block at `path`; `max_tries` is `install.max_boot_attempts`.
+    pub fn new(path: &Path, max_tries: u32, reboot_command: Option<String>) -> GrubBoot {
+        GrubBoot {
+            path: path.to_owned(),
+            max_tries,
+            reboot_command,
+        }
+    }
+
+    fn corrupt(&self, message: String) -> BootError {
+        BootError::Corrupt {
+            path: self.path.clone(),
+            message,
+        }
+    }
+
+    /// Reads the whole block and the protocol's variables.
+    pub fn read(&self) -> Result<(GrubEnv, GrubSlots), BootError> {
+        let env = self.read_env()?;
+        let slots = GrubSlots::from_env(&env).map_err(|m| self.corrupt(m))?;
+        Ok((env, slots))
+    }
+
+    /// Reads the whole block.
+    fn read_env(&self) -> Result<GrubEnv, BootError> {
+        let mut bytes = Vec::with_capacity(super::grubenv::BLOCK_SIZE);
+        match std::fs::File::open(&self.path) {
+            Ok(f) => f
+                .take(super::grubenv::BLOCK_SIZE as u64 + 1)
+                .read_to_end(&mut bytes)
+                .map(|_| ()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(BootError::Missing {
+                    path: self.path.clone(),
+                })
+            }
+            Err(e) => Err(e),
+        }
+        .map_err(|source| BootError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        GrubEnv::parse(&bytes).map_err(|e| self.corrupt(e.to_string()))
+    }
+
+    fn write(&self, mut env: GrubEnv, slots: GrubSlots) -> Result<(), BootError> {
+        slots
+            .to_env(&mut env)
+            .map_err(|e| self.corrupt(e.to_string()))?;
+        let block = env.to_block().map_err(|e| self.corrupt(e.to_string()))?;
+        fsutil::write_atomic(&self.path, &block, fsutil::PRIVATE).map_err(|source| BootError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Reads, changes and writes back (only when something changed).
+    fn update(&self, change: impl FnOnce(&mut GrubSlots)) -> Result<(), BootError> {
+        let (env, old) = self.read()?;
+        let mut new = old;
+        new.max_tries = self.max_tries;
+        change(&mut new);
+        if new == old {
+            return Ok(());
+        }
+        self.write(env, new)
+    }
+}
+
+impl BootControl for GrubBoot {
+    fn name(&self) -> &'static str {
+        "grub"
+    }
+
+    fn provision(&self, slot: Slot) -> Result<(), BootError> {
+        // Variables other than ours (a saved_entry, say) survive a provision.
+        let env = match self.read_env() {
+            Ok(env) => env,
+            Err(BootError::Missing { .. } | BootError::Corrupt { .. }) => GrubEnv::new(),
+            Err(e) => return Err(e),
+        };
+        self.write(env, GrubSlots::provisioned(slot, self.max_tries))
+    }
+
+    fn activate(&self, slot: Slot) -> Result<(), BootError> {
+        self.update(|s| s.activate(slot))
+    }
+
+    fn commit(&self, slot: Slot) -> Result<(), BootError> {
+        self.update(|s| s.commit(slot))
+    }
+
+    fn mark_bad(&self, slot: Slot) -> Result<(), BootError> {
+        self.update(|s| s.mark_bad(slot))
+    }
+
+    fn reboot(&self) -> Result<bool, BootError> {
+        reboot_with(self.reboot_command.as_deref())
+    }
+
+    fn started(&self, slot: Slot) -> Result<(), BootError> {
+        self.update(|s| s.commit(slot))
+    }
+
+    fn tries(&self, slot: Slot) -> Result<Option<u32>, BootError> {
+        Ok(Some(self.read()?.1.tries(slot)))
+    }
+
+    fn record(&self) -> Result<serde_json::Value, BootError> {
+        let (env, _) = self.read()?;
+        let mut vars = serde_json::Map::new();
+        for (n, v) in env.vars() {
+            if n.starts_with("NP_") {
+                vars.insert(n.clone(), json!(v));
+            }
+        }
+        Ok(json!({ "grubenv": self.path, "variables": vars }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(vars: &[(&str, &str)]) -> Vec<u8> {
+        let mut e = GrubEnv::new();
+        for (n, v) in vars {
+            e.set(n, v).unwrap();
+        }
+        e.to_block().unwrap()
+    }
+
+    fn vars(b: &GrubBoot) -> Vec<(String, String)> {
+        b.read().unwrap().0.vars().to_vec()
+    }
+
+    fn v(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn provision_writes_the_whole_block_for_slot_a() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("grubenv");
+        let b = GrubBoot::new(&p, 3, None);
+        assert!(matches!(
+            b.activate(Slot::B),
+            Err(BootError::Missing { .. })
+        ));
+        b.provision(Slot::A).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(bytes.len(), 1024);
+        assert!(String::from_utf8(bytes).unwrap().starts_with(
+            "# GRUB Environment Block\nNP_ORDER=a b\nNP_A_OK=1\nNP_A_TRY=0\nNP_B_OK=0\nNP_B_TRY=0\nNP_MAX_TRIES=3\n#"
+        ));
+        assert_eq!(b.name(), "grub");
+        assert_eq!(b.tries(Slot::A).unwrap(), Some(0));
+    }
+
+    /// Every transition of the protocol, through the file, against the exact variables.
+    #[test]
+    fn every_transition_writes_the_protocol() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("grubenv");
+        // Another tool's variable is kept, and ours keep its order.
+        std::fs::write(&p, block(&[("saved_entry", "0")])).unwrap();
+        let b = GrubBoot::new(&p, 3, None);
+        b.provision(Slot::A).unwrap();
+        let base = |order, aok, atry, bok, btry| {
+            v(&[
+                ("saved_entry", "0"),
+                ("NP_ORDER", order),
+                ("NP_A_OK", aok),
+                ("NP_A_TRY", atry),
+                ("NP_B_OK", bok),
+                ("NP_B_TRY", btry),
+                ("NP_MAX_TRIES", "3"),
+            ])
+        };
+        assert_eq!(vars(&b), base("a b", "1", "0", "0", "0"));
+        // GRUB boots a and counts a try; the agent comes up on committed a: TRY back to 0.
+        let mut s = b.read().unwrap().1;
+        assert_eq!(s.boot(), Slot::A);
+        b.write(b.read().unwrap().0, s).unwrap();
+        assert_eq!(vars(&b), base("a b", "1", "1", "0", "0"));
+        b.started(Slot::A).unwrap();
+        assert_eq!(vars(&b), base("a b", "1", "0", "0", "0"));
+        // Installing into b: b marked bad first (it is already), a stays first.
+        b.mark_bad(Slot::B).unwrap();
+        assert_eq!(vars(&b), base("a b", "1", "0", "0", "0"));
+        // Activating b: OK, no tries, first.
+        b.activate(Slot::B).unwrap();
+        assert_eq!(vars(&b), base("b a", "1", "0", "1", "0"));
+        assert_eq!(b.tries(Slot::B).unwrap(), Some(0));
+        // GRUB tries b once; the agent commits it.
+        let mut s = b.read().unwrap().1;
+        assert_eq!(s.boot(), Slot::B);
+        b.write(b.read().unwrap().0, s).unwrap();
+        assert_eq!(vars(&b), base("b a", "1", "0", "1", "1"));
+        b.commit(Slot::B).unwrap();
+        assert_eq!(vars(&b), base("b a", "1", "0", "1", "0"));
+        // A failed trial of a: a marked bad, b first again.
+        b.activate(Slot::A).unwrap();
+        assert_eq!(vars(&b), base("a b", "1", "0", "1", "0"));
+        b.mark_bad(Slot::A).unwrap();
+        assert_eq!(vars(&b), base("b a", "0", "0", "1", "0"));
+        // A new max_boot_attempts is written with the next change.
+        let b5 = GrubBoot::new(&p, 5, None);
+        b5.commit(Slot::B).unwrap();
+        assert_eq!(b5.read().unwrap().1.max_tries, 5);
+    }
+
+    /// What GRUB does with these variables, boot after boot: a slot that never comes up is
+    /// abandoned after NP_MAX_TRIES boots.
+    #[test]
+    fn grub_gives_up_on_a_slot_after_max_tries() {
+        let mut s = GrubSlots::provisioned(Slot::A, 3);
+        s.activate(Slot::B);
+        assert_eq!([s.boot(), s.boot(), s.boot()], [Slot::B; 3]);
+        assert_eq!(s.b_try, 3);
+        // b never committed: the fourth boot goes to a.
+        assert_eq!(s.boot(), Slot::A);
+        assert_eq!(s.a_try, 1);
+        // The agent on a marks b bad and comes up: a, a, a from now on.
+        s.mark_bad(Slot::B);
+        s.commit(Slot::A);
+        assert_eq!(s.first, Slot::A);
+        assert_eq!(s.boot(), Slot::A);
+        // Nothing qualifies (a tried out, b bad): GRUB boots the other slot.
+        let mut s = GrubSlots::provisioned(Slot::A, 1);
+        assert_eq!(s.boot(), Slot::A);
+        assert_eq!(s.boot(), Slot::B);
+    }
+
+    #[test]
+    fn a_damaged_block_is_an_error_never_slot_a_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("grubenv");
+        let b = GrubBoot::new(&p, 3, None);
+        let good = [
+            ("NP_ORDER", "a b"),
+            ("NP_A_OK", "1"),
+            ("NP_A_TRY", "0"),
+            ("NP_B_OK", "0"),
+            ("NP_B_TRY", "0"),
+            ("NP_MAX_TRIES", "3"),
+        ];
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (vec![b'#'; 1000], "1024 bytes"),
+            (block(&good)[..1023].to_vec(), "1024 bytes"),
+            (block(&good[1..]), "NP_ORDER is missing"),
+            (block(&[("NP_ORDER", "a a")]), "NP_ORDER"),
+            (
+                block(&[
+                    good[0],
+                    ("NP_A_OK", "yes"),
+                    good[2],
+                    good[3],
+                    good[4],
+                    good[5],
+                ]),
+                "NP_A_OK",
+            ),
+            (
+                block(&[
+                    good[0],
+                    good[1],
+                    ("NP_A_TRY", "-1"),
+                    good[3],
+                    good[4],
+                    good[5],
+                ]),
+                "NP_A_TRY",
+            ),
+            (
+                block(&[
+                    good[0],
+                    good[1],
+                    good[2],
+                    good[3],
+                    good[4],
+                    ("NP_MAX_TRIES", "0"),
+                ]),
+                "NP_MAX_TRIES",
+            ),
+        ];
+        for (bytes, what) in cases {
+            std::fs::write(&p, &bytes).unwrap();
+            for r in [
+                b.commit(Slot::A),
+                b.tries(Slot::A).map(|_| ()),
+                b.started(Slot::A),
+            ] {
+                match r {
+                    Err(BootError::Corrupt { ref message, .. }) => {
+                        assert!(message.contains(what), "{message} lacks {what}")
+                    }
+                    other => panic!("{what}: {other:?}"),
+                }
+            }
+            // Nothing was written over the damaged block.
+            assert_eq!(std::fs::read(&p).unwrap(), bytes);
+        }
+    }
+
+    /// What the agent writes, grub-editenv lists (where it is installed).
+    #[test]
+    fn grub_editenv_reads_the_protocol() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("grubenv");
+        let b = GrubBoot::new(&p, 2, None);
+        b.provision(Slot::A).unwrap();
+        b.activate(Slot::B).unwrap();
+        let Ok(out) = std::process::Command::new("grub-editenv")
+            .arg(&p)
+            .arg("list")
+            .output()
+        else {
+            eprintln!("grub-editenv is not installed: not checked against it");
+            return;
+        };
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            "NP_ORDER=b a\nNP_A_OK=1\nNP_A_TRY=0\nNP_B_OK=1\nNP_B_TRY=0\nNP_MAX_TRIES=2\n"
+        );
+    }
+}
