@@ -1,6 +1,7 @@
 //! Durable file writes: every state file is written to a temporary file, fsynced, renamed
 //! over the target, and the folder fsynced, so a crash leaves the old or the new file.
-//! Private keys are created with mode 0600 from the start.
+//! The temporary file is created fresh (`O_EXCL`, `O_NOFOLLOW`, a random name) with the mode
+//! set by us, not the umask: private keys are 0600 from the start.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -13,16 +14,26 @@ pub fn atomic_write(path: &Path, bytes: &[u8], private: bool) -> std::io::Result
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let mut rnd = [0u8; 8];
+    getrandom::getrandom(&mut rnd).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let tmp = dir.join(format!(".{name}.{}.tmp", hex::encode(rnd)));
+    let mode = if private { 0o600 } else { 0o644 };
     let mut opts = OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(if private { 0o600 } else { 0o644 });
+        opts.mode(mode)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
     }
     let result = (|| {
         let mut f = opts.open(&tmp)?;
+        #[cfg(unix)]
+        {
+            // The mode is ours, not the umask's.
+            use std::os::unix::fs::PermissionsExt as _;
+            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
@@ -33,6 +44,28 @@ pub fn atomic_write(path: &Path, bytes: &[u8], private: bool) -> std::io::Result
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Creates a new file (never an existing one, never through a symbolic link) with mode
+/// 0600, writes `bytes`, and fsyncs it and its folder.
+pub fn create_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    }
+    let mut f = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    sync_dir(path.parent().unwrap_or_else(|| Path::new(".")))
 }
 
 /// Fsyncs a folder so that a rename or a new entry in it is durable.
