@@ -57,7 +57,8 @@ pub fn headers(a: &Args) -> anyhow::Result<String> {
 /// A new random request nonce (128 bits, hex).
 pub fn request_nonce() -> anyhow::Result<String> {
     let mut b = [0u8; 16];
-    getrandom::getrandom(&mut b).context("reading random bytes for a request nonce")?;
+    getrandom::getrandom(&mut b)
+        .map_err(|e| anyhow::anyhow!("cannot read random bytes for a request nonce: {e}"))?;
     Ok(hex::encode(b))
 }
 

@@ -2,6 +2,7 @@
 
 mod agent_offline;
 mod agent_online;
+mod rotation;
 mod server_e2e;
 mod server_releases;
 mod vendor_cli;

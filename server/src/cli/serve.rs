@@ -1,5 +1,6 @@
-//! `np-server serve`: loads the config (or `--data`/`--listen`), initializes a missing
-//! data folder, binds, prints `np-server listening on URL` on stderr, and serves until
+//! `np-server serve`: loads the config (or `--data`/`--listen`), binds, initializes a missing
+//! data folder (the first admin token goes to a terminal or to a 0600 file, never to a
+//! journal), re-signs what does not verify under the installed keyring, prints `np-server listening on URL` on stderr, and serves until
 //! SIGTERM or SIGINT, finishing requests in flight.
 
 use super::CliError;
@@ -15,7 +16,8 @@ pub struct Args {
     /// A `server.toml`; `--data` and `--listen` override its values.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// The data folder (created as by `init` when it does not exist).
+    /// The data folder (created as by `init` when it does not exist; the first admin token
+    /// is then printed on a terminal, or else written to DATA/admin-token, mode 0600).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// The address to listen on (default 127.0.0.1:8080).
@@ -51,7 +53,7 @@ fn warn_if_keyring_expires(state: &crate::state::AppState) {
     let expires = state.keys().keyring.expires;
     let left = expires.duration_since(state.now()).as_secs() / 86_400;
     if left < 60 {
-        tracing::warn!(%expires, days_left = left, "the keyring expires soon: sign a new version with the offline root key");
+        tracing::warn!(%expires, days_left = left, "the keyring expires soon: renew it with np-vendor keyring draft, keyring sign (offline, root key) and keyring install");
     }
 }
 
