@@ -46,14 +46,15 @@ impl Agent {
         })
     }
 
-    /// The release running in the active slot, verified under the keyring.
+    /// The release running in the active slot: a fact recorded when the slot was made
+    /// valid (its manifest verified then), not verified again against today's keyring,
+    /// so it stays true after the key that signed it was rotated out.
     pub fn running(&self) -> Result<Release, AgentError> {
         let slot = self.state.active;
-        let env = self.slots.manifest(slot)?.ok_or_else(|| AgentError::Io {
+        Ok(self.slots.release(slot)?.ok_or_else(|| AgentError::Io {
             what: format!("the active slot {slot} has no manifest"),
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        })?;
-        Ok(self.trust.verify_release(&env)?)
+        })?)
     }
 
     /// The update rule (§3.5) for `release` against the running firmware.

@@ -3,8 +3,8 @@
 //! `activate_command` / `reboot_command`. Also the `health_command` of a trial.
 
 use crate::config::InstallConfig;
-use crate::fsutil;
 use crate::state::Slot;
+use np_fsutil as fsutil;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -70,7 +70,7 @@ impl FileBoot {
 
     fn write(&self, r: &BootRecord) -> Result<(), BootError> {
         let bytes = serde_json::to_vec_pretty(r).unwrap_or_default();
-        fsutil::write_atomic(&self.path, &bytes).map_err(|source| BootError::Io {
+        fsutil::write_atomic(&self.path, &bytes, fsutil::PRIVATE).map_err(|source| BootError::Io {
             path: self.path.clone(),
             source,
         })

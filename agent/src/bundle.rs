@@ -4,8 +4,10 @@
 //! inactive slot through the same path as a download. A bundle is read once.
 
 use crate::agent::Agent;
+use crate::archive::{Archive, ArchiveError, Kind};
 use crate::error::AgentError;
 use crate::install::{Done, When};
+use crate::state::Slot;
 use crate::trust::TrustError;
 use np_common::bundle::{BundleError, Entry, EntryType, LayoutCheck};
 use np_common::docs::{DocError, Release};
@@ -22,6 +24,8 @@ pub enum BundleReject {
     Layout(#[from] BundleError),
     #[error("the bundle is truncated or damaged: {0}")]
     Truncated(String),
+    #[error("the bundle is refused: {0}")]
+    Archive(#[from] ArchiveError),
     #[error("the bundle's {name} is not a signed document: {reason}")]
     BadDocument { name: &'static str, reason: String },
     #[error("cannot read bundle {path}: {source}")]
@@ -53,7 +57,62 @@ impl BundleReject {
                 "truncated"
             }
             BundleReject::BadDocument { .. } => "bad_document",
+            BundleReject::Archive(ArchiveError::NoEndBlocks | ArchiveError::Truncated) => {
+                "truncated"
+            }
+            BundleReject::Archive(ArchiveError::TrailingData) => "trailing_data",
+            BundleReject::Archive(ArchiveError::ExtensionTooLarge { .. }) => "header_too_large",
+            BundleReject::Archive(ArchiveError::BadHeader { .. }) => "damaged",
+            BundleReject::Archive(ArchiveError::Read(_)) => "truncated",
             BundleReject::Open { .. } => "unreadable",
+        }
+    }
+
+    /// Did the bundle end early (a copy perhaps still in progress)?
+    pub fn is_truncation(&self) -> bool {
+        matches!(
+            self,
+            BundleReject::Truncated(_)
+                | BundleReject::Layout(BundleError::Missing(_))
+                | BundleReject::Archive(
+                    ArchiveError::NoEndBlocks | ArchiveError::Truncated | ArchiveError::Read(_)
+                )
+        )
+    }
+
+    /// The reason in our own words: entry names and read errors, which come from the
+    /// bundle's bytes, are left out.
+    pub fn sentence(&self) -> String {
+        match self {
+            BundleReject::Layout(BundleError::Path(_)) => {
+                "the bundle holds an entry whose path has '/' or '..'; entries are plain names"
+                    .into()
+            }
+            BundleReject::Layout(BundleError::Link(_)) => {
+                "the bundle holds a link; links are not allowed".into()
+            }
+            BundleReject::Layout(BundleError::NotFile(_)) => {
+                "the bundle holds an entry that is not a regular file".into()
+            }
+            BundleReject::Layout(BundleError::Unknown(_)) => "the bundle holds an unknown entry; \
+                 only keyring.json, manifest.json, entitlement.json and image are allowed"
+                .into(),
+            BundleReject::Layout(BundleError::Order { .. }) => "the bundle's entries are out of \
+                 order; the order is keyring.json, manifest.json, entitlement.json, image"
+                .into(),
+            BundleReject::Layout(BundleError::DocTooLarge { size, .. }) => {
+                format!("a document entry of the bundle is {size} bytes; at most 1 MiB is allowed")
+            }
+            BundleReject::Layout(e @ BundleError::Missing(_)) => e.to_string(),
+            BundleReject::Truncated(_) => "the bundle is truncated or damaged".into(),
+            BundleReject::Archive(ArchiveError::Read(_)) => {
+                "the bundle cannot be decompressed or read (truncated or damaged)".into()
+            }
+            BundleReject::Archive(e) => e.to_string(),
+            BundleReject::BadDocument { name, .. } => {
+                format!("the bundle's {name} is not a signed document (a DSSE envelope)")
+            }
+            BundleReject::Open { .. } => "the bundle cannot be read".into(),
         }
     }
 
@@ -125,56 +184,78 @@ fn read_doc(entry: &mut dyn Read, size: u64, name: &'static str) -> Result<Envel
 }
 
 /// Applies the bundle read from `reader`: verify, write the inactive slot, then install
-/// per `when`.
+/// per `when`. Whatever goes wrong once the inactive slot was taken, its bytes are
+/// discarded and the phase goes back to idle.
 pub fn apply(agent: &mut Agent, reader: &mut dyn Read, when: When) -> Result<Done, AgentError> {
+    let mut taken: Option<(Slot, Release)> = None;
+    match read_and_stage(agent, reader, &mut taken) {
+        Ok((slot, env, release)) => {
+            agent.finish_write(slot, &env)?;
+            agent.event(
+                Some(&release.version),
+                np_common::api::EventKind::Download,
+                &format!(
+                    "bundle verified; {} written to slot {slot}",
+                    release.version
+                ),
+            );
+            agent.after_staged(&release, when)
+        }
+        Err(e) => {
+            if let Some((slot, release)) = taken {
+                if agent.state.phase == crate::state::Phase::Downloading {
+                    agent.abort_write(slot, &release, &e);
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Reads the archive to its end: documents verified, the image streamed into the
+/// inactive slot (`taken` says which, as soon as it is taken), the end-of-archive
+/// blocks checked. Returns the slot, the manifest envelope and its release.
+fn read_and_stage(
+    agent: &mut Agent,
+    reader: &mut dyn Read,
+    taken: &mut Option<(Slot, Release)>,
+) -> Result<(Slot, Envelope, Release), AgentError> {
     let mut decoded = decode(reader)?;
-    let mut archive = tar::Archive::new(&mut decoded);
-    let entries = archive.entries().map_err(BundleReject::from_read)?;
+    let mut archive = Archive::new(&mut decoded);
     let mut layout = LayoutCheck::new();
     let mut manifest: Option<(Envelope, Release)> = None;
-    let mut staged = None;
-    for entry in entries {
-        let mut entry = entry.map_err(BundleReject::from_read)?;
-        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let t = entry.header().entry_type();
-        let kind = if t.is_file() {
-            EntryType::File
-        } else if t.is_symlink() || t.is_hard_link() {
-            EntryType::Link
-        } else {
-            EntryType::Other
+    while let Some(header) = archive.next_entry().map_err(BundleReject::from)? {
+        let kind = match header.kind {
+            Kind::File => EntryType::File,
+            Kind::Link => EntryType::Link,
+            Kind::Other => EntryType::Other,
         };
-        let size = entry.size();
-        if let Err(e) = layout.next(&name, kind, size) {
-            if let (Some(slot), Some((_, r))) = (staged, &manifest) {
-                let err = AgentError::from(BundleReject::from(e));
-                agent.abort_write(slot, r, &err);
-                return Err(err);
-            }
-            return Err(BundleReject::from(e).into());
-        }
-        match layout_entry(&name) {
+        let size = header.size;
+        let entry = layout
+            .next(&header.name, kind, size)
+            .map_err(BundleReject::from)?;
+        match entry {
             Entry::Keyring => {
-                let env = read_doc(&mut entry, size, "keyring.json")?;
+                let env = read_doc(&mut archive, size, "keyring.json")?;
                 match agent.trust.accept_keyring(&env) {
                     Ok(_) | Err(TrustError::Keyring(KeyringError::VersionRollback { .. })) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
             Entry::Manifest => {
-                let env = read_doc(&mut entry, size, "manifest.json")?;
+                let env = read_doc(&mut archive, size, "manifest.json")?;
                 let release = agent.trust.verify_release(&env)?;
                 manifest = Some((env, release));
             }
             Entry::Entitlement => {
-                let env = read_doc(&mut entry, size, "entitlement.json")?;
+                let env = read_doc(&mut archive, size, "entitlement.json")?;
                 match agent.trust.accept_entitlement(&env) {
                     Ok(_) | Err(TrustError::Doc(DocError::Replay { .. })) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
             Entry::Image => {
-                let Some((env, release)) = &manifest else {
+                let Some((_, release)) = &manifest else {
                     return Err(BundleReject::Layout(BundleError::Missing("manifest.json")).into());
                 };
                 if let Err(e) = agent.check_rule(release) {
@@ -194,36 +275,16 @@ pub fn apply(agent: &mut Agent, reader: &mut dyn Read, when: When) -> Result<Don
                     agent.record_refusal(Some(&release.version), &e);
                     return Err(e);
                 }
-                let _ = env;
-                staged = Some(agent.write_image_unfinished(release, &mut entry)?);
+                let release = release.clone();
+                let slot = agent.write_image_unfinished(&release, &mut archive)?;
+                *taken = Some((slot, release));
             }
         }
     }
-    let (Some(slot), Some((env, release))) = (staged, manifest) else {
-        let e = layout
-            .finish()
-            .err()
-            .unwrap_or(BundleError::Missing("image"));
-        return Err(BundleReject::from(e).into());
-    };
-    agent.finish_write(slot, &env)?;
-    agent.event(
-        Some(&release.version),
-        np_common::api::EventKind::Download,
-        &format!(
-            "bundle verified; {} written to slot {slot}",
-            release.version
-        ),
-    );
-    agent.after_staged(&release, when)
-}
-
-fn layout_entry(name: &str) -> Entry {
-    match name {
-        np_common::bundle::KEYRING => Entry::Keyring,
-        np_common::bundle::MANIFEST => Entry::Manifest,
-        np_common::bundle::ENTITLEMENT => Entry::Entitlement,
-        _ => Entry::Image,
+    layout.finish().map_err(BundleReject::from)?;
+    match (taken.clone(), manifest) {
+        (Some((slot, _)), Some((env, release))) => Ok((slot, env, release)),
+        _ => Err(BundleReject::from(BundleError::Missing("image")).into()),
     }
 }
 

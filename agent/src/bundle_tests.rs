@@ -1,6 +1,7 @@
 //! Hostile bundles (issue 6): each one is refused with its exact rule, the running slot's
 //! bytes do not change, and nothing is written outside the state folder.
 
+use crate::archive::ArchiveError;
 use crate::bundle::{self, BundleReject};
 use crate::error::AgentError;
 use crate::install::{Done, When};
@@ -357,4 +358,99 @@ fn truncated_archive() {
             "gzip {gzip}: {err}"
         );
     }
+}
+
+#[test]
+fn an_archive_without_its_end_blocks_is_truncated() {
+    let mut c = case();
+    let full = build(&good_entries(&r2(), NEW_IMAGE), false);
+    // Exactly the entries, without tar's two zero blocks.
+    let err = refused(&mut c, &full[..full.len() - 1024]);
+    assert!(
+        matches!(
+            err,
+            AgentError::Bundle(BundleReject::Archive(ArchiveError::NoEndBlocks))
+        ),
+        "{err}"
+    );
+    assert_eq!(err.rule(), "truncated");
+    let mut c = case();
+    let err = refused(&mut c, &full[..full.len() - 512]);
+    assert!(
+        matches!(
+            err,
+            AgentError::Bundle(BundleReject::Archive(ArchiveError::NoEndBlocks))
+        ),
+        "one end block is not enough: {err}"
+    );
+}
+
+#[test]
+fn anything_but_zeros_after_the_end_blocks_is_refused_and_leaves_the_agent_idle() {
+    for tail in [&b"garbage"[..], &[0xffu8; 512][..]] {
+        let mut c = case();
+        let mut bytes = build(&good_entries(&r2(), NEW_IMAGE), false);
+        bytes.extend_from_slice(tail);
+        // `refused` also checks the phase is idle again and slot b invalid: the image
+        // was written before the garbage was found.
+        let err = refused(&mut c, &bytes);
+        assert!(
+            matches!(
+                err,
+                AgentError::Bundle(BundleReject::Archive(ArchiveError::TrailingData))
+            ),
+            "{err}"
+        );
+        assert_eq!(err.rule(), "trailing_data");
+        assert_eq!(
+            c.agent.state.last_result.as_ref().map(|r| r.outcome),
+            Some(np_common::api::Outcome::Refused)
+        );
+    }
+    // Zero padding (as GNU tar writes to fill a record) is fine.
+    let mut c = case();
+    let mut bytes = build(&good_entries(&r2(), NEW_IMAGE), false);
+    bytes.resize(bytes.len() + 10240, 0);
+    bundle::apply(&mut c.agent, &mut &bytes[..], When::Now).unwrap();
+}
+
+#[test]
+fn a_damaged_header_after_the_image_leaves_the_agent_idle() {
+    // Before: a tar error after the image left the phase at `downloading`.
+    let mut c = case();
+    let mut bytes = build(&good_entries(&r2(), NEW_IMAGE), false);
+    let end = bytes.len() - 1024;
+    bytes[end..end + 512].copy_from_slice(&[b'7'; 512]);
+    let err = refused(&mut c, &bytes);
+    assert!(
+        matches!(
+            err,
+            AgentError::Bundle(BundleReject::Archive(ArchiveError::BadHeader { .. }))
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_huge_pax_header_is_refused_before_it_is_read() {
+    let mut c = case();
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_size(300 << 20);
+    h.set_cksum();
+    let mut bytes = h.as_bytes().to_vec();
+    // A few bytes of the "header" follow; the 300 MiB never do, and none are awaited.
+    bytes.extend_from_slice(&[b'x'; 4096]);
+    let err = refused(&mut c, &bytes);
+    assert!(
+        matches!(
+            err,
+            AgentError::Bundle(BundleReject::Archive(ArchiveError::ExtensionTooLarge {
+                kind: "PAX",
+                size
+            })) if size == 300 << 20
+        ),
+        "{err}"
+    );
+    assert_eq!(err.rule(), "header_too_large");
 }

@@ -6,8 +6,9 @@ use crate::agent::Agent;
 use crate::client::Client;
 use crate::error::AgentError;
 use crate::install::{Done, When};
+use crate::trust::TrustError;
 use np_common::api::{CheckInRequest, EventKind};
-use np_common::docs::{Action, ActionKind, DocError};
+use np_common::docs::{ActionKind, DocError};
 use np_common::Version;
 
 /// How a check-in ended (errors aside).
@@ -63,8 +64,7 @@ pub fn check_once(agent: &mut Agent, client: &Client, when: When) -> Result<Chec
 
     let mut forced: Option<Version> = None;
     if let Some(env) = &resp.action {
-        let keyring = agent.trust.keyring()?.clone();
-        match Action::verify_for(env, &keyring, &agent.cfg.serial, agent.state.last_action_at) {
+        match agent.trust.verify_action(env, agent.state.last_action_at) {
             Ok(action) => {
                 agent.state.last_action_at = Some(action.issued_at);
                 agent.save()?;
@@ -76,7 +76,7 @@ pub fn check_once(agent: &mut Agent, client: &Client, when: When) -> Result<Chec
                     ActionKind::Upgrade => forced = action.version,
                 }
             }
-            Err(DocError::StaleAction { .. }) => {}
+            Err(TrustError::Doc(DocError::StaleAction { .. })) => {}
             Err(e) => agent.event(
                 None,
                 EventKind::Refusal,

@@ -32,6 +32,8 @@ pub enum ClientError {
     },
     #[error("the server's answer from {url} is not valid: {message}")]
     BadAnswer { url: String, message: String },
+    #[error("the server's answer from {url} is larger than {cap} bytes, the most this box reads; it is refused (a wrong server URL or a hostile server)")]
+    TooLarge { url: String, cap: u64 },
 }
 
 impl ClientError {
@@ -161,7 +163,7 @@ impl Client {
     pub fn check_in(&self, req: &CheckInRequest) -> Result<CheckInResponse, ClientError> {
         let path = "/api/v1/device/check-in";
         let resp = self.post_json(path, req)?;
-        let bytes = resp.bytes().map_err(|e| network(path, e))?;
+        let bytes = read_answer(resp, MAX_ANSWER)?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer {
             url: self.resolve(path),
             message: e.to_string(),
@@ -188,6 +190,29 @@ impl Client {
     }
 }
 
+/// The most the agent reads of a check-in answer (a few KiB in practice).
+pub const MAX_ANSWER: u64 = 1 << 20;
+/// The most the agent reads of an error answer.
+pub const MAX_ERROR_BODY: u64 = 64 << 10;
+
+/// Reads an answer's body whole, refusing more than `cap` bytes (a Content-Length above
+/// it is refused before anything is read).
+pub fn read_answer(resp: reqwest::blocking::Response, cap: u64) -> Result<Vec<u8>, ClientError> {
+    let url = resp.url().to_string();
+    if resp.content_length().is_some_and(|n| n > cap) {
+        return Err(ClientError::TooLarge { url, cap });
+    }
+    np_common::CappedReader::new(resp, cap)
+        .read_all()
+        .map_err(|e| match np_common::capped::too_large(&e) {
+            Some(t) => ClientError::TooLarge {
+                url: url.clone(),
+                cap: t.cap,
+            },
+            None => network(&url, e),
+        })
+}
+
 /// A network error, named by URL.
 pub fn network(url: &str, e: impl std::fmt::Display) -> ClientError {
     ClientError::Network {
@@ -203,7 +228,9 @@ fn check_status(
     if status.is_success() {
         return Ok(resp);
     }
-    let body = resp.bytes().unwrap_or_default();
+    // An error body is read only up to its cap; a larger one is dropped (the status
+    // still says what happened).
+    let body = read_answer(resp, MAX_ERROR_BODY).unwrap_or_default();
     let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
         Ok(b) => (b.error.code, b.error.message),
         Err(_) => (

@@ -9,7 +9,7 @@ use crate::client::{Client, ServerReporter};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::AgentError;
-use crate::inbox::Inbox;
+use crate::inbox::{Inbox, Settled, Taken, Timing};
 use crate::install::When;
 use crate::state::Phase;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -100,7 +100,11 @@ pub fn run(
         agent.running()?.version,
         agent.state.active
     );
-    let mut inbox = Inbox::new(&agent.cfg.state_dir);
+    let mut inbox =
+        Inbox::open(&agent.cfg.state_dir, Timing::default()).map_err(|source| AgentError::Io {
+            what: "cannot open the inbox".into(),
+            source,
+        })?;
     let mut next_check = Instant::now();
     let mut failures = 0u32;
     while !shutdown.load(Ordering::SeqCst) {
@@ -132,20 +136,11 @@ pub fn run(
                 Err(e) => tracing::warn!("{e}"),
             }
         }
-        for file in inbox.ready() {
+        for name in inbox.ready() {
             if shutdown.load(Ordering::SeqCst) {
                 break;
             }
-            tracing::info!("applying bundle {} from the inbox", file.display());
-            let r = crate::bundle::apply_file(&mut agent, &file, When::Policy, &mut |_| {});
-            let r = r.map(|d| tracing::info!("bundle {} applied: {d:?}", file.display()));
-            if let Err(e) = &r {
-                tracing::warn!("bundle {} rejected: {e}", file.display());
-            }
-            match inbox.settle(&file, &r) {
-                Ok(dest) => tracing::info!("moved {} to {}", file.display(), dest.display()),
-                Err(e) => tracing::warn!("cannot move {}: {e}", file.display()),
-            }
+            take_from_inbox(&mut agent, &mut inbox, &name);
         }
         let until = match &client {
             Some(_) => next_check.min(Instant::now() + poll),
@@ -159,6 +154,41 @@ pub fn run(
     }
     tracing::info!("np-agent stopped");
     Ok(())
+}
+
+/// Takes one inbox entry: applies it when it is a regular file, then moves it on.
+pub fn take_from_inbox(agent: &mut Agent, inbox: &mut Inbox, name: &std::ffi::OsStr) {
+    let shown = name.to_string_lossy();
+    let mut opened = match inbox.take(name) {
+        Ok(Taken::Bundle(o)) => o,
+        Ok(Taken::Aside(dest)) => {
+            tracing::warn!(
+                "{shown} in the inbox is not a regular file; moved aside unread to {}",
+                dest.display()
+            );
+            return;
+        }
+        Err(e) => {
+            tracing::warn!("cannot take {shown} from the inbox: {e}");
+            return;
+        }
+    };
+    tracing::info!("applying bundle {shown} from the inbox");
+    let r = crate::bundle::apply(agent, &mut opened.file, When::Policy);
+    let r = r.map(|d| tracing::info!("bundle {shown} applied: {d:?}"));
+    match inbox.settle(opened, &r) {
+        Ok(Settled::Deferred) => {
+            tracing::info!("bundle {shown} is incomplete and was modified recently; waiting for the rest of the copy")
+        }
+        Ok(Settled::Applied(dest)) => tracing::info!("moved {shown} to {}", dest.display()),
+        Ok(Settled::Rejected(dest)) => {
+            if let Err(e) = &r {
+                tracing::warn!("bundle {shown} rejected: {e}");
+            }
+            tracing::info!("moved {shown} to {}", dest.display())
+        }
+        Err(e) => tracing::warn!("cannot move {shown} out of the inbox: {e}"),
+    }
 }
 
 fn log_checked(r: &Checked) {

@@ -6,12 +6,12 @@
 use crate::agent::Agent;
 use crate::client::{network, Client, ClientError};
 use crate::error::AgentError;
-use crate::fsutil;
 use crate::slots::{SlotError, SlotWriter, CHUNK};
 use crate::state::Slot;
 use np_common::api::EventKind;
 use np_common::docs::Release;
 use np_common::ImageError;
+use np_fsutil as fsutil;
 use serde::{Deserialize, Serialize};
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -73,7 +73,7 @@ pub fn fetch(
         url: url.clone(),
     };
     let bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
-    fsutil::write_atomic(&rpath, &bytes).map_err(|source| AgentError::Io {
+    fsutil::write_atomic(&rpath, &bytes, fsutil::PRIVATE).map_err(|source| AgentError::Io {
         what: format!("cannot write {}", rpath.display()),
         source,
     })?;

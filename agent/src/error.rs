@@ -73,6 +73,37 @@ impl AgentError {
         }
     }
 
+    /// Did the bundle end early (a copy perhaps still in progress)?
+    pub fn is_truncation(&self) -> bool {
+        match self {
+            AgentError::Bundle(b) => b.is_truncation(),
+            _ => false,
+        }
+    }
+
+    /// Why, in a sentence fit for a `.reason` file that admins read: never quoting bytes
+    /// of the bundle (entry names, unverified document text), only our own words and
+    /// values from verified documents.
+    pub fn reason(&self) -> String {
+        use np_common::docs::DocError;
+        use np_common::keyring::KeyringError;
+        match self {
+            AgentError::Bundle(b) => b.sentence(),
+            AgentError::Trust(TrustError::Doc(DocError::Envelope(_)))
+            | AgentError::Trust(TrustError::Keyring(KeyringError::Envelope(_))) => {
+                "a document of the bundle is not a signed document of the kind its entry name says"
+                    .into()
+            }
+            AgentError::Trust(TrustError::Doc(DocError::Payload { kind, .. })) => {
+                format!("the bundle's {kind} is signed but its content is not valid")
+            }
+            AgentError::Trust(TrustError::Keyring(KeyringError::Payload(_))) => {
+                "the bundle's keyring is signed but its content is not valid".into()
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// A short name of the rule or check that failed, for reports and `.reason` files.
     pub fn rule(&self) -> String {
         match self {

@@ -1,123 +1,690 @@
-//! The inbox folder watched by `np-agent run`: a bundle is taken only once it is complete
-//! (its size and modification time did not change between two polls: a copy still being
-//! written keeps growing, a file renamed into place is stable at once), then moved to
-//! `inbox/applied/` or `inbox/rejected/` beside a `NAME.reason` file. Nothing in the
-//! inbox is ever deleted by the agent.
+//! The inbox watched by `np-agent run`, and what lies beside it:
+//!
+//! - `inbox/`: the only folder the admins' group may write (group-writable, sticky);
+//! - `processed/applied/` and `processed/rejected/`: outside the inbox, written by the
+//!   agent alone and readable by the admins' group; a rejected bundle gets a
+//!   `NAME.reason` file (mode 0640) holding a sentence that says why.
+//!
+//! A file is taken once its writer closed it (inotify `close_write`, or a rename into
+//! the inbox) and it stopped changing; without such an event (no inotify, or a file
+//! found at start) once it has not changed for [`Timing::quiet`]. `*.part` files and
+//! hidden files are left alone: a copy may be made as `NAME.part` and renamed.
+//!
+//! Architecture Invariant: the agent opens an inbox entry once, without following links
+//! and without blocking, checks that descriptor with `fstat` (a regular file with one
+//! name, or it is moved aside unread), reads the bundle only through it, and checks
+//! after moving it that the entry it moved is the one it read.
 
 use crate::error::AgentError;
-use crate::fsutil;
-use std::collections::HashMap;
-use std::ffi::OsString;
+use np_fsutil as fsutil;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, SystemTime};
 
-/// The inbox and what it saw at the last poll.
-pub struct Inbox {
-    dir: PathBuf,
-    seen: HashMap<OsString, (u64, Option<SystemTime>)>,
+/// Mode of `inbox/`: group-writable, setgid (files keep the admins' group), sticky (an
+/// admin can move or delete only their own files).
+pub const INBOX_MODE: u32 = 0o3770;
+/// Mode of `processed/` and its two folders: the agent writes, the group reads.
+pub const PROCESSED_MODE: u32 = 0o750;
+
+/// How long the inbox waits.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// A file with no close event is taken once unchanged for this long.
+    pub quiet: Duration,
+    /// A truncated bundle modified less than this long ago is left in place (a copy
+    /// still in progress) and tried again when it changes or gets older.
+    pub young: Duration,
 }
 
-/// Is this a name the agent leaves alone (hidden files, partial copies)?
-fn ignored(name: &str) -> bool {
-    name.starts_with('.') || name.ends_with(".part") || name.ends_with(".tmp")
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            quiet: Duration::from_secs(30),
+            young: Duration::from_secs(600),
+        }
+    }
 }
 
-impl Inbox {
-    /// The inbox of `state_dir`.
-    pub fn new(state_dir: &Path) -> Inbox {
-        Inbox {
-            dir: state_dir.join("inbox"),
-            seen: HashMap::new(),
+/// Size, modification time and inode: what says a file changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sig {
+    len: u64,
+    mtime: (i64, i64),
+    dev: u64,
+    ino: u64,
+    regular: bool,
+}
+
+impl Sig {
+    fn of(st: &rustix::fs::Stat) -> Sig {
+        Sig {
+            len: st.st_size as u64,
+            mtime: (st.st_mtime, st.st_mtime_nsec as i64),
+            dev: st.st_dev,
+            ino: st.st_ino,
+            regular: FileType::from_raw_mode(st.st_mode) == FileType::RegularFile,
         }
     }
 
-    /// Polls the folder; returns the files that were unchanged since the last poll.
-    pub fn ready(&mut self) -> Vec<PathBuf> {
-        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+    fn modified(&self) -> SystemTime {
+        let secs = Duration::from_secs(self.mtime.0.max(0) as u64)
+            + Duration::from_nanos(self.mtime.1.max(0) as u64);
+        SystemTime::UNIX_EPOCH + secs
+    }
+
+    fn age(&self) -> Duration {
+        SystemTime::now()
+            .duration_since(self.modified())
+            .unwrap_or(Duration::ZERO)
+    }
+}
+
+/// The inbox, its processed folders, and what it has seen.
+pub struct Inbox {
+    inbox: PathBuf,
+    applied: PathBuf,
+    rejected: PathBuf,
+    dir: OwnedFd,
+    group: Option<u32>,
+    timing: Timing,
+    _watcher: Option<notify::RecommendedWatcher>,
+    events: Option<Receiver<notify::Result<notify::Event>>>,
+    closed: HashSet<OsString>,
+    seen: HashMap<OsString, Sig>,
+    deferred: HashMap<OsString, Sig>,
+}
+
+/// An inbox entry the agent opened and checked: read the bundle through `file` only.
+pub struct Opened {
+    pub file: File,
+    name: OsString,
+    sig: Sig,
+}
+
+impl Opened {
+    /// The entry's name in the inbox.
+    pub fn name(&self) -> &OsStr {
+        &self.name
+    }
+}
+
+/// What taking an entry gave.
+pub enum Taken {
+    /// A regular file, open: apply it, then [`Inbox::settle`].
+    Bundle(Opened),
+    /// Not a regular file with one name: moved to `processed/rejected/` unread.
+    Aside(PathBuf),
+}
+
+/// Where a bundle ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Settled {
+    Applied(PathBuf),
+    Rejected(PathBuf),
+    /// Truncated while its file is young: left in the inbox for the rest of the copy.
+    Deferred,
+}
+
+/// Is this a name the agent leaves alone (hidden files, partial copies)?
+fn ignored(name: &OsStr) -> bool {
+    let n = name.to_string_lossy();
+    n.starts_with('.') || n.ends_with(".part")
+}
+
+fn io(what: &str, path: &Path, e: impl Into<std::io::Error>) -> std::io::Error {
+    let e: std::io::Error = e.into();
+    std::io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Creates (or puts right) `inbox/` and `processed/applied|rejected/` with their modes;
+/// the processed folders belong to the agent and get the inbox's group (the admins').
+/// Returns the inbox, the two processed folders and that group (when running as root).
+pub fn prepare(state_dir: &Path) -> std::io::Result<(PathBuf, PathBuf, PathBuf, Option<u32>)> {
+    let inbox = state_dir.join("inbox");
+    fsutil::ensure_dir(&inbox, INBOX_MODE, None, None)
+        .map_err(|e| io("cannot prepare", &inbox, e))?;
+    let st = rustix::fs::stat(&inbox).map_err(|e| io("cannot stat", &inbox, e))?;
+    let group = is_root().then_some(st.st_gid);
+    let owner = is_root().then_some(0);
+    let processed = state_dir.join("processed");
+    let (applied, rejected) = (processed.join("applied"), processed.join("rejected"));
+    for d in [&processed, &applied, &rejected] {
+        fsutil::ensure_dir(d, PROCESSED_MODE, owner, group)
+            .map_err(|e| io("cannot prepare", d, e))?;
+    }
+    Ok((inbox, applied, rejected, group))
+}
+
+impl Inbox {
+    /// Opens the inbox of `state_dir`, creating it and `processed/applied|rejected` with
+    /// their modes (the processed folders get the inbox's group), and starts watching.
+    pub fn open(state_dir: &Path, timing: Timing) -> std::io::Result<Inbox> {
+        let (inbox, applied, rejected, group) = prepare(state_dir)?;
+        let dir = rustix::fs::open(
+            &inbox,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io("cannot open", &inbox, e))?;
+        let (tx, rx) = channel();
+        let watcher = notify::recommended_watcher(tx).and_then(|mut w| {
+            use notify::Watcher as _;
+            w.watch(&inbox, notify::RecursiveMode::NonRecursive)?;
+            Ok(w)
+        });
+        let (watcher, events) = match watcher {
+            Ok(w) => (Some(w), Some(rx)),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch {} ({e}); a bundle is taken once it is unchanged for {:?}",
+                    inbox.display(),
+                    timing.quiet
+                );
+                (None, None)
+            }
+        };
+        Ok(Inbox {
+            inbox,
+            applied,
+            rejected,
+            dir,
+            group,
+            timing,
+            _watcher: watcher,
+            events,
+            closed: HashSet::new(),
+            seen: HashMap::new(),
+            deferred: HashMap::new(),
+        })
+    }
+
+    /// Takes in the watcher's events: which files were closed after writing (or renamed
+    /// in), and which changed since.
+    fn drain_events(&mut self) {
+        use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+        use notify::EventKind;
+        let Some(rx) = &self.events else { return };
+        while let Ok(ev) = rx.try_recv() {
+            let Ok(ev) = ev else { continue };
+            let done = match ev.kind {
+                EventKind::Access(AccessKind::Close(AccessMode::Write))
+                | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => Some(true),
+                EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => Some(true),
+                EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_)) => Some(false),
+                _ => None,
+            };
+            let path = match ev.kind {
+                EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => ev.paths.get(1),
+                _ => ev.paths.first(),
+            };
+            if let (Some(done), Some(name)) = (done, path.and_then(|p| p.file_name())) {
+                if done {
+                    self.closed.insert(name.to_owned());
+                } else {
+                    self.closed.remove(name);
+                }
+            }
+        }
+    }
+
+    fn lstat(&self, name: &OsStr) -> Option<rustix::fs::Stat> {
+        rustix::fs::statat(&self.dir, name, AtFlags::SYMLINK_NOFOLLOW).ok()
+    }
+
+    /// The names ready to be taken: closed by their writer (or quiet for long enough)
+    /// and unchanged since the last poll. Anything but a regular file is ready at once
+    /// (it will be moved aside unread).
+    pub fn ready(&mut self) -> Vec<OsString> {
+        self.drain_events();
+        let Ok(rd) = std::fs::read_dir(&self.inbox) else {
             return Vec::new();
         };
         let mut now = HashMap::new();
         let mut out = Vec::new();
         for e in rd.flatten() {
             let name = e.file_name();
-            let Ok(meta) = e.metadata() else { continue };
-            if !meta.is_file() || ignored(&name.to_string_lossy()) {
+            if ignored(&name) {
                 continue;
             }
-            let sig = (meta.len(), meta.modified().ok());
-            if self.seen.get(&name) == Some(&sig) {
-                out.push(e.path());
+            let Some(st) = self.lstat(&name) else {
+                continue;
+            };
+            let sig = Sig::of(&st);
+            if !sig.regular || st.st_nlink != 1 {
+                out.push(name);
+                continue;
+            }
+            let stable = self.seen.get(&name) == Some(&sig);
+            let young = sig.age() < self.timing.young;
+            let waiting = self.deferred.get(&name) == Some(&sig) && young;
+            let closed = self.closed.contains(&name);
+            if stable && !waiting && (closed || sig.age() >= self.timing.quiet) {
+                out.push(name.clone());
             }
             now.insert(name, sig);
         }
         self.seen = now;
+        self.deferred.retain(|n, _| self.seen.contains_key(n));
         out.sort();
         out
     }
 
-    /// Files the agent moved: into `applied/`, or `rejected/` with a reason.
+    /// Opens `name` once (no link followed, no blocking on a fifo), checks the
+    /// descriptor, and either returns it open or moves the entry aside unread.
+    pub fn take(&mut self, name: &OsStr) -> std::io::Result<Taken> {
+        let path = self.inbox.join(name);
+        let Some(st) = self.lstat(name) else {
+            return Err(io("cannot stat", &path, std::io::ErrorKind::NotFound));
+        };
+        let sig = Sig::of(&st);
+        if !sig.regular || st.st_nlink != 1 {
+            return self.aside(name, kind_of(&st)).map(Taken::Aside);
+        }
+        let fd = match rustix::fs::openat(
+            &self.dir,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            // Replaced by a link between the look and the open.
+            Err(rustix::io::Errno::LOOP) => {
+                return self.aside(name, "a symbolic link").map(Taken::Aside)
+            }
+            Err(e) => return Err(io("cannot open", &path, e)),
+        };
+        let st = rustix::fs::fstat(&fd).map_err(|e| io("cannot stat", &path, e))?;
+        let sig = Sig::of(&st);
+        if !sig.regular || st.st_nlink != 1 {
+            drop(fd);
+            return self.aside(name, kind_of(&st)).map(Taken::Aside);
+        }
+        Ok(Taken::Bundle(Opened {
+            file: File::from(fd),
+            name: name.to_owned(),
+            sig,
+        }))
+    }
+
+    /// Moves the entry `name` into `dest_dir` under a free name (never over anything);
+    /// returns the new name and what is now there.
+    fn move_out(
+        &self,
+        name: &OsStr,
+        dest_dir: &Path,
+    ) -> std::io::Result<(PathBuf, rustix::fs::Stat)> {
+        let dest_fd = rustix::fs::open(
+            dest_dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io("cannot open", dest_dir, e))?;
+        for n in 0..1000u32 {
+            let mut cand = name.to_owned();
+            if n > 0 {
+                cand.push(format!(".{n}"));
+            }
+            let mut reason = cand.clone();
+            reason.push(".reason");
+            if rustix::fs::statat(&dest_fd, &reason, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
+                continue;
+            }
+            match rustix::fs::renameat_with(
+                &self.dir,
+                name,
+                &dest_fd,
+                &cand,
+                RenameFlags::NOREPLACE,
+            ) {
+                Ok(()) => {
+                    let _ = rustix::fs::fsync(&dest_fd);
+                    let _ = rustix::fs::fsync(&self.dir);
+                    let st = rustix::fs::statat(&dest_fd, &cand, AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(|e| io("cannot stat", &dest_dir.join(&cand), e))?;
+                    return Ok((dest_dir.join(cand), st));
+                }
+                Err(rustix::io::Errno::EXIST) => continue,
+                Err(e) => return Err(io("cannot move", &self.inbox.join(name), e)),
+            }
+        }
+        Err(io(
+            "no free name in",
+            dest_dir,
+            std::io::ErrorKind::AlreadyExists,
+        ))
+    }
+
+    /// Writes `dest.reason` (mode 0640, the admins' group) holding `sentence`.
+    fn write_reason(&self, dest: &Path, sentence: &str) -> std::io::Result<()> {
+        let mut name = dest.file_name().unwrap_or_default().to_owned();
+        name.push(".reason");
+        let path = fsutil::parent(dest).join(name);
+        let text = format!("{}\n", sentence.trim_end());
+        fsutil::write_atomic_group(&path, text.as_bytes(), fsutil::GROUP_READ, self.group)
+    }
+
+    fn aside(&mut self, name: &OsStr, what: &str) -> std::io::Result<PathBuf> {
+        let (dest, _) = self.move_out(name, &self.rejected)?;
+        self.write_reason(
+            &dest,
+            &format!(
+                "not_regular_file: the inbox entry was {what}, not a regular file with one name; \
+                 it was moved aside unread. Copy the bundle itself into the inbox."
+            ),
+        )?;
+        self.forget(name);
+        Ok(dest)
+    }
+
+    fn forget(&mut self, name: &OsStr) {
+        self.seen.remove(name);
+        self.closed.remove(name);
+        self.deferred.remove(name);
+    }
+
+    /// After applying `opened`: leave a young truncated bundle for the rest of its copy,
+    /// or move it to `processed/applied/` or `processed/rejected/` (with its reason).
+    /// If the name no longer holds the file that was read, what is there now is moved
+    /// aside as rejected, unread.
     pub fn settle(
         &mut self,
-        file: &Path,
+        opened: Opened,
         result: &Result<(), AgentError>,
-    ) -> std::io::Result<PathBuf> {
-        let sub = if result.is_ok() {
-            "applied"
-        } else {
-            "rejected"
-        };
-        let dest_dir = self.dir.join(sub);
-        std::fs::create_dir_all(&dest_dir)?;
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "bundle".into());
-        let mut dest = dest_dir.join(&name);
-        let mut n = 1;
-        while dest.exists() {
-            dest = dest_dir.join(format!("{name}.{n}"));
-            n += 1;
-        }
-        fsutil::rename_durable(file, &dest)?;
+    ) -> std::io::Result<Settled> {
+        let Opened { file, name, sig } = opened;
+        drop(file);
         if let Err(e) = result {
-            let reason = format!("{}: {e}\n", e.rule());
-            let rname = format!(
-                "{}.reason",
-                dest.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or(name)
-            );
-            fsutil::write_atomic(&dest_dir.join(rname), reason.as_bytes())?;
+            if e.is_truncation() && sig.age() < self.timing.young {
+                self.deferred.insert(name.clone(), sig);
+                return Ok(Settled::Deferred);
+            }
         }
-        if let Some(f) = file.file_name() {
-            self.seen.remove(f);
+        let dest_dir = if result.is_ok() {
+            self.applied.clone()
+        } else {
+            self.rejected.clone()
+        };
+        let (dest, st) = self.move_out(&name, &dest_dir)?;
+        self.forget(&name);
+        if (st.st_dev, st.st_ino) != (sig.dev, sig.ino) {
+            let dest = if result.is_ok() {
+                // Not the file that was applied: it does not belong among the applied.
+                self.move_between(&dest, &self.rejected.clone())?
+            } else {
+                dest
+            };
+            self.write_reason(
+                &dest,
+                "replaced: the file in the inbox was replaced while the agent read it; \
+                 what was there afterwards was moved aside unread",
+            )?;
+            return Ok(Settled::Rejected(dest));
         }
-        Ok(dest)
+        match result {
+            Ok(()) => Ok(Settled::Applied(dest)),
+            Err(e) => {
+                self.write_reason(&dest, &format!("{}: {}", e.rule(), e.reason()))?;
+                Ok(Settled::Rejected(dest))
+            }
+        }
+    }
+
+    fn move_between(&self, from: &Path, dest_dir: &Path) -> std::io::Result<PathBuf> {
+        let name = from.file_name().unwrap_or_default();
+        for n in 0..1000u32 {
+            let mut cand = name.to_owned();
+            if n > 0 {
+                cand.push(format!(".{n}"));
+            }
+            let to = dest_dir.join(&cand);
+            match rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                from,
+                rustix::fs::CWD,
+                &to,
+                RenameFlags::NOREPLACE,
+            ) {
+                Ok(()) => return Ok(to),
+                Err(rustix::io::Errno::EXIST) => continue,
+                Err(e) => return Err(io("cannot move", from, e)),
+            }
+        }
+        Err(io(
+            "no free name in",
+            dest_dir,
+            std::io::ErrorKind::AlreadyExists,
+        ))
+    }
+}
+
+fn kind_of(st: &rustix::fs::Stat) -> &'static str {
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::Symlink => "a symbolic link",
+        FileType::Directory => "a folder",
+        FileType::Fifo => "a named pipe",
+        FileType::CharacterDevice | FileType::BlockDevice => "a device",
+        FileType::Socket => "a socket",
+        FileType::RegularFile => "a file with more than one name (a hard link)",
+        FileType::Unknown => "of an unknown kind",
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn timing(quiet: u64, young: u64) -> Timing {
+        Timing {
+            quiet: Duration::from_secs(quiet),
+            young: Duration::from_secs(young),
+        }
+    }
+
+    fn mode_of(p: &Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    fn refused() -> Result<(), AgentError> {
+        Err(AgentError::Bundle(crate::bundle::BundleReject::Archive(
+            crate::archive::ArchiveError::TrailingData,
+        )))
+    }
+
+    fn truncated() -> Result<(), AgentError> {
+        Err(AgentError::Bundle(crate::bundle::BundleReject::Archive(
+            crate::archive::ArchiveError::NoEndBlocks,
+        )))
+    }
+
+    /// Polls until `name` is ready (the watcher's events arrive on their own thread).
+    fn wait_ready(inbox: &mut Inbox, name: &str) -> bool {
+        for _ in 0..100 {
+            if inbox.ready().iter().any(|n| n == name) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
 
     #[test]
-    fn a_file_is_taken_only_once_it_stops_changing() {
+    fn the_layout_has_its_modes_whatever_the_umask() {
         let dir = tempfile::tempdir().unwrap();
-        let mut inbox = Inbox::new(dir.path());
-        std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
-        let f = dir.path().join("inbox/b.tar");
-        std::fs::write(&f, b"12").unwrap();
+        let old = rustix::process::umask(Mode::from_raw_mode(0o077));
+        let inbox = Inbox::open(dir.path(), timing(0, 0));
+        rustix::process::umask(old);
+        drop(inbox.unwrap());
+        assert_eq!(mode_of(&dir.path().join("inbox")), INBOX_MODE);
+        for d in ["processed", "processed/applied", "processed/rejected"] {
+            assert_eq!(mode_of(&dir.path().join(d)), PROCESSED_MODE, "{d}");
+        }
+    }
+
+    #[test]
+    fn a_file_is_taken_only_once_its_writer_closed_it() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let mut inbox = Inbox::open(dir.path(), timing(3600, 3600)).unwrap();
+        let p = dir.path().join("inbox/b.tar");
+        let mut f = File::create(&p).unwrap();
+        f.write_all(b"first half").unwrap();
         std::fs::write(dir.path().join("inbox/c.tar.part"), b"12").unwrap();
-        assert!(inbox.ready().is_empty(), "first sight");
-        std::fs::write(&f, b"1234").unwrap();
-        assert!(inbox.ready().is_empty(), "still growing");
-        assert_eq!(inbox.ready(), vec![f.clone()]);
-        let err: Result<(), AgentError> = Err(AgentError::NoPrevious);
-        let dest = inbox.settle(&f, &err).unwrap();
-        assert!(dest.ends_with("rejected/b.tar"));
-        let reason =
-            std::fs::read_to_string(dir.path().join("inbox/rejected/b.tar.reason")).unwrap();
-        assert!(reason.contains("no previous image"));
+        for _ in 0..5 {
+            assert!(inbox.ready().is_empty(), "still open for writing");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        f.write_all(b" and the rest").unwrap();
+        drop(f);
+        assert!(wait_ready(&mut inbox, "b.tar"), "closed and unchanged");
+        assert!(!inbox.ready().iter().any(|n| n == "c.tar.part"));
+        // A copy renamed into place is ready as well.
+        std::fs::rename(
+            dir.path().join("inbox/c.tar.part"),
+            dir.path().join("inbox/c.tar"),
+        )
+        .unwrap();
+        assert!(wait_ready(&mut inbox, "c.tar"));
+    }
+
+    #[test]
+    fn links_fifos_folders_and_second_names_are_moved_aside_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inbox = Inbox::open(dir.path(), timing(0, 0)).unwrap();
+        let victim = dir.path().join("root-only");
+        std::fs::write(&victim, b"ROOT-ONLY-SECRET").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let i = dir.path().join("inbox");
+        std::os::unix::fs::symlink(&victim, i.join("link.tar")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &i.join("fifo.tar"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        std::fs::create_dir(i.join("dir.tar")).unwrap();
+        std::fs::hard_link(&victim, i.join("hard.tar")).unwrap();
+        let mut names = inbox.ready();
+        names.sort();
+        assert_eq!(names, vec!["dir.tar", "fifo.tar", "hard.tar", "link.tar"]);
+        for (name, what) in [
+            ("link.tar", "a symbolic link"),
+            ("fifo.tar", "a named pipe"),
+            ("dir.tar", "a folder"),
+            ("hard.tar", "a hard link"),
+        ] {
+            match inbox.take(OsStr::new(name)).unwrap() {
+                Taken::Aside(dest) => {
+                    assert_eq!(dest, dir.path().join("processed/rejected").join(name));
+                    let reason = dir.path().join(format!("processed/rejected/{name}.reason"));
+                    let text = std::fs::read_to_string(&reason).unwrap();
+                    assert!(text.starts_with("not_regular_file: "), "{text}");
+                    assert!(text.contains(what), "{name}: {text}");
+                    assert!(!text.contains("ROOT-ONLY"));
+                    assert_eq!(mode_of(&reason), 0o640);
+                }
+                Taken::Bundle(_) => panic!("{name} was opened as a bundle"),
+            }
+        }
+        assert!(
+            std::fs::symlink_metadata(dir.path().join("processed/rejected/link.tar"))
+                .unwrap()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"ROOT-ONLY-SECRET");
+        assert_eq!(mode_of(&victim), 0o600);
         assert!(inbox.ready().is_empty());
+    }
+
+    #[test]
+    fn an_entry_swapped_while_it_was_read_is_moved_aside_and_named_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inbox = Inbox::open(dir.path(), timing(0, 0)).unwrap();
+        let victim = dir.path().join("root-only");
+        std::fs::write(&victim, b"ROOT-ONLY-SECRET").unwrap();
+        let p = dir.path().join("inbox/b.tar");
+        std::fs::write(&p, b"the admin's bundle").unwrap();
+        let Taken::Bundle(opened) = inbox.take(OsStr::new("b.tar")).unwrap() else {
+            panic!("not opened")
+        };
+        // While the agent reads: the file goes, a link to a root-only file comes.
+        std::fs::rename(&p, dir.path().join("inbox/away.part")).unwrap();
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        let got = inbox.settle(opened, &Ok(())).unwrap();
+        let dest = dir.path().join("processed/rejected/b.tar");
+        assert_eq!(got, Settled::Rejected(dest.clone()));
+        assert!(std::fs::symlink_metadata(&dest).unwrap().is_symlink());
+        let reason =
+            std::fs::read_to_string(dir.path().join("processed/rejected/b.tar.reason")).unwrap();
+        assert!(reason.starts_with("replaced: "), "{reason}");
+        assert!(!reason.contains("ROOT-ONLY"));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("processed/applied"))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"ROOT-ONLY-SECRET");
+    }
+
+    #[test]
+    fn a_young_truncated_bundle_waits_and_an_old_one_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inbox = Inbox::open(dir.path(), timing(0, 3600)).unwrap();
+        let p = dir.path().join("inbox/b.tar");
+        std::fs::write(&p, b"half a bundle").unwrap();
+        let Taken::Bundle(o) = inbox.take(OsStr::new("b.tar")).unwrap() else {
+            panic!()
+        };
+        assert_eq!(inbox.settle(o, &truncated()).unwrap(), Settled::Deferred);
+        assert!(p.exists());
+        inbox.ready();
+        assert!(
+            inbox.ready().is_empty(),
+            "unchanged and young: not tried again"
+        );
+        // An old truncated file is rejected for good, with a sentence.
+        let mut inbox = Inbox::open(dir.path(), timing(0, 0)).unwrap();
+        let Taken::Bundle(o) = inbox.take(OsStr::new("b.tar")).unwrap() else {
+            panic!()
+        };
+        let dest = dir.path().join("processed/rejected/b.tar");
+        assert_eq!(
+            inbox.settle(o, &truncated()).unwrap(),
+            Settled::Rejected(dest)
+        );
+        let reason =
+            std::fs::read_to_string(dir.path().join("processed/rejected/b.tar.reason")).unwrap();
+        assert_eq!(
+            reason,
+            "truncated: the archive ends without tar's end-of-archive blocks (truncated, or a \
+             copy still in progress)\n"
+        );
+        // A second bundle of the same name never overwrites the first or its reason.
+        std::fs::write(&p, b"again").unwrap();
+        let Taken::Bundle(o) = inbox.take(OsStr::new("b.tar")).unwrap() else {
+            panic!()
+        };
+        let dest = dir.path().join("processed/rejected/b.tar.1");
+        assert_eq!(
+            inbox.settle(o, &refused()).unwrap(),
+            Settled::Rejected(dest)
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("processed/rejected/b.tar")).unwrap(),
+            b"half a bundle"
+        );
     }
 }

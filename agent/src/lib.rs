@@ -3,6 +3,7 @@
 //! `main.rs` is a thin shell over this library.
 
 pub mod agent;
+pub mod archive;
 pub mod boot;
 pub mod bundle;
 pub mod checkin;
@@ -13,7 +14,6 @@ pub mod config;
 pub mod daemon;
 pub mod download;
 pub mod error;
-pub mod fsutil;
 pub mod inbox;
 pub mod install;
 pub mod report;
@@ -24,5 +24,7 @@ pub mod trust;
 
 #[cfg(test)]
 mod bundle_tests;
+#[cfg(test)]
+mod rotation_tests;
 #[cfg(test)]
 pub(crate) mod testkit;

@@ -6,10 +6,10 @@
 //! Architecture Invariant: a slot is valid only while its `manifest.json` exists, and the
 //! manifest is written only after the image's size and SHA-256 matched and it was fsynced.
 
-use crate::fsutil;
 use crate::state::Slot;
 use np_common::{Envelope, ImageError, ImageVerifier, Sha256Digest};
-use std::fs::{File, OpenOptions};
+use np_fsutil as fsutil;
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -74,12 +74,31 @@ impl Slots {
         }
     }
 
+    /// The release a valid slot holds, from the manifest that was verified before the
+    /// slot was made valid (the slot folder is the agent's alone). `None`: invalid slot.
+    pub fn release(&self, slot: Slot) -> Result<Option<np_common::docs::Release>, SlotError> {
+        let Some(env) = self.manifest(slot)? else {
+            return Ok(None);
+        };
+        let path = self.manifest_path(slot);
+        let damaged = |m: String| SlotError::Io {
+            path: path.clone(),
+            source: io::Error::new(io::ErrorKind::InvalidData, m),
+        };
+        let payload = env.payload_bytes().map_err(|e| damaged(e.to_string()))?;
+        serde_json::from_slice(&payload)
+            .map(Some)
+            .map_err(|e| damaged(e.to_string()))
+    }
+
     /// Marks a slot invalid (removes its manifest, durably) before anything writes into it.
     pub fn mark_invalid(&self, slot: Slot) -> Result<(), SlotError> {
         let path = self.manifest_path(slot);
-        std::fs::create_dir_all(self.dir(slot)).map_err(|source| SlotError::Io {
-            path: self.dir(slot),
-            source,
+        fsutil::create_dir_all(&self.dir(slot), fsutil::PRIVATE_DIR).map_err(|source| {
+            SlotError::Io {
+                path: self.dir(slot),
+                source,
+            }
         })?;
         fsutil::remove_durable(&path).map_err(|source| SlotError::Io { path, source })
     }
@@ -87,7 +106,7 @@ impl Slots {
     /// Makes a slot valid: writes its manifest once its image is complete and verified.
     pub fn mark_valid(&self, slot: Slot, manifest: &Envelope) -> Result<(), SlotError> {
         let path = self.manifest_path(slot);
-        fsutil::write_atomic(&path, manifest.to_json_pretty().as_bytes())
+        fsutil::write_atomic(&path, manifest.to_json_pretty().as_bytes(), fsutil::PRIVATE)
             .map_err(|source| SlotError::Io { path, source })
     }
 
@@ -126,13 +145,15 @@ impl SlotWriter {
             source,
         };
         let mut verifier = ImageVerifier::new(size, sha256);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(offset == 0)
-            .open(path)
-            .map_err(io_err)?;
+        // From byte 0 the file is created fresh (whatever was there, a file or a link,
+        // is removed, never written through); a resume reopens only our own regular file.
+        let mut file = if offset == 0 {
+            fsutil::remove_durable(path)
+                .and_then(|()| fsutil::create_new(path, fsutil::PRIVATE, None))
+        } else {
+            fsutil::open_own_rw(path)
+        }
+        .map_err(io_err)?;
         if offset > 0 {
             let mut buf = vec![0u8; CHUNK];
             let mut left = offset;
@@ -273,6 +294,35 @@ mod tests {
         w.write(&data[70_000..]).unwrap();
         assert_eq!(w.finish().unwrap(), sha);
         assert_eq!(std::fs::read(&p).unwrap(), data);
+    }
+
+    #[test]
+    fn a_slot_file_is_created_fresh_never_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("root-only");
+        std::fs::write(&victim, b"root only secret").unwrap();
+        let p = dir.path().join("image");
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        let mut w = SlotWriter::create(&p, 4, Sha256Digest::of(b"abcd")).unwrap();
+        w.write(b"abcd").unwrap();
+        w.finish().unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"root only secret");
+        assert!(!std::fs::symlink_metadata(&p).unwrap().is_symlink());
+        assert_eq!(std::fs::read(&p).unwrap(), b"abcd");
+        // A resume refuses a link or a second name in the slot's place.
+        std::fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        assert!(matches!(
+            SlotWriter::resume(&p, 16, Sha256Digest::of(b"x"), 4),
+            Err(SlotError::Io { .. })
+        ));
+        std::fs::remove_file(&p).unwrap();
+        std::fs::hard_link(&victim, &p).unwrap();
+        assert!(matches!(
+            SlotWriter::resume(&p, 16, Sha256Digest::of(b"x"), 4),
+            Err(SlotError::Io { .. })
+        ));
+        assert_eq!(std::fs::read(&victim).unwrap(), b"root only secret");
     }
 
     #[test]

@@ -3,10 +3,10 @@
 //! Phases change only through [`transition`], whose last arm refuses every pair it does not
 //! list. Changes happen in memory; one [`State::save`] persists them atomically.
 
-use crate::fsutil;
 use jiff::Timestamp;
 use np_common::api::{LastResult, Outcome};
 use np_common::Version;
+use np_fsutil as fsutil;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -207,7 +207,8 @@ impl State {
         let path = Self::path(state_dir);
         let mut bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
         bytes.push(b'\n');
-        fsutil::write_atomic(&path, &bytes).map_err(|source| StateError::Io { path, source })
+        fsutil::write_atomic(&path, &bytes, fsutil::PRIVATE)
+            .map_err(|source| StateError::Io { path, source })
     }
 
     /// Moves the phase with `cmd` (in memory).

@@ -8,11 +8,15 @@ use np_common::warranty::{Term, TermKind};
 use np_common::{Envelope, SecretKey, Serial, Sha256Digest, Version};
 use std::path::PathBuf;
 
-/// The test-only keys.
+/// The test-only keys, and two more made from fixed seeds for rotation tests.
 pub struct Keys {
     pub root: SecretKey,
     pub online: SecretKey,
     pub release: SecretKey,
+    /// TEST-ONLY: the online key that replaces `online` in a rotation.
+    pub online2: SecretKey,
+    /// TEST-ONLY: the release key that replaces `release` in a rotation.
+    pub release2: SecretKey,
 }
 
 fn key(name: &str) -> SecretKey {
@@ -39,7 +43,35 @@ impl Keys {
             root: key("TEST-ONLY-root.key"),
             online: key("TEST-ONLY-online.key"),
             release: key("TEST-ONLY-release.key"),
+            online2: SecretKey::from_seed(&[0x02; 32]),
+            release2: SecretKey::from_seed(&[0x03; 32]),
         }
+    }
+
+    /// A keyring of `version` listing `online` (entitlement, time) and `release`, with
+    /// `expires`, signed by the root.
+    pub fn keyring_with(
+        &self,
+        version: u64,
+        online: &SecretKey,
+        release: &SecretKey,
+        expires: &str,
+    ) -> Envelope {
+        let entry = |sk: &SecretKey, roles: Vec<Role>| KeyEntry {
+            keyid: sk.public_key().key_id(),
+            public_key: sk.public_key(),
+            roles,
+        };
+        Keyring {
+            version,
+            expires: expires.parse().unwrap(),
+            root: RootSpec::pinned(vec![self.root.public_key()]),
+            keys: vec![
+                entry(online, vec![Role::Entitlement, Role::Time]),
+                entry(release, vec![Role::Release]),
+            ],
+        }
+        .sign(&[&self.root])
     }
 
     /// A keyring of `version`, signed by the root.
@@ -198,4 +230,129 @@ pub fn tar_bundle(entries: &[(&str, Kind, Vec<u8>)], gzip: bool) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&tar).unwrap();
     gz.finish().unwrap()
+}
+
+/// A provisioned box like [`provisioned_box`], with `top` TOML lines before `[trust]`
+/// (e.g. `device_key`) and `tail` TOML after it (e.g. `[server]`).
+pub fn provisioned_box_with(
+    root: &std::path::Path,
+    coverage_end: &str,
+    top: &str,
+    tail: &str,
+) -> crate::agent::Agent {
+    let a = provisioned_box(root, coverage_end);
+    let k = Keys::load();
+    let text = format!(
+        "serial = \"{}\"\nstate_dir = \"{}\"\n{top}\n[trust]\nroot_keys = [\"{}\"]\n{tail}\n",
+        serial(),
+        a.cfg.state_dir.display(),
+        k.root.public_key().to_base64()
+    );
+    let cfg = crate::config::Config::parse(std::path::Path::new("agent.toml"), &text).unwrap();
+    crate::agent::Agent::open(cfg, a.clock.clone()).unwrap()
+}
+
+/// What the fake server answers.
+pub enum Body {
+    Bytes(u16, Vec<u8>),
+    /// `len` bytes of `x`, streamed (never held), with or without a Content-Length.
+    Endless {
+        len: u64,
+        with_length: bool,
+    },
+}
+
+/// The handler of a [`FakeServer`]: method, path and body in, an answer out.
+pub type Handler = dyn Fn(&str, &str, &[u8]) -> Body + Send + Sync;
+
+/// A tiny HTTP/1.1 server on 127.0.0.1:0 for agent-level tests: one connection at a
+/// time, `Connection: close`. Stops when dropped.
+pub struct FakeServer {
+    pub url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    addr: std::net::SocketAddr,
+}
+
+impl FakeServer {
+    pub fn start(handler: std::sync::Arc<Handler>) -> FakeServer {
+        use std::io::{BufRead as _, Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let mut r = std::io::BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                if r.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut parts = line.split_whitespace();
+                let method = parts.next().unwrap_or("").to_owned();
+                let path = parts.next().unwrap_or("").to_owned();
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; len];
+                let _ = r.read_exact(&mut body);
+                let mut w = conn;
+                match handler(&method, &path, &body) {
+                    Body::Bytes(status, b) => {
+                        let _ = write!(
+                            w,
+                            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+                            b.len()
+                        );
+                        let _ = w.write_all(&b);
+                    }
+                    Body::Endless { len, with_length } => {
+                        let _ = write!(w, "HTTP/1.1 200 OK\r\nConnection: close\r\n");
+                        if with_length {
+                            let _ = write!(w, "Content-Length: {len}\r\n");
+                        }
+                        let _ = write!(w, "\r\n");
+                        let chunk = vec![b'x'; 64 << 10];
+                        let mut left = len;
+                        while left > 0 {
+                            let n = left.min(chunk.len() as u64) as usize;
+                            if w.write_all(&chunk[..n]).is_err() {
+                                break;
+                            }
+                            left -= n as u64;
+                        }
+                    }
+                }
+            }
+        });
+        FakeServer {
+            url: format!("http://{addr}"),
+            stop,
+            addr,
+        }
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(self.addr);
+    }
+}
+
+/// Writes a TEST-ONLY device key into `dir` and returns its path.
+pub fn device_key(dir: &std::path::Path) -> PathBuf {
+    let p = dir.join("device.key");
+    std::fs::write(&p, SecretKey::from_seed(&[0x0d; 32]).to_base64()).unwrap();
+    p
 }

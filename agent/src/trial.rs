@@ -87,7 +87,8 @@ impl Agent {
     pub fn commit_trial(&mut self) -> Result<(), AgentError> {
         self.state.apply(Cmd::Commit)?;
         let release = self.running()?;
-        self.trust.raise_floor(release.released_at)?;
+        self.trust
+            .raise_floor(release.released_at, crate::trust::FloorSource::Installed)?;
         self.state.target = None;
         self.record_installed(&release);
         self.save()?;

@@ -75,6 +75,16 @@ pub enum DocError {
 
 /// Verifies `envelope` as a document of kind `T` under `keyring`.
 pub fn verify<T: Document>(envelope: &Envelope, keyring: &Keyring) -> Result<T, DocError> {
+    verify_signed(envelope, keyring).map(|(doc, _)| doc)
+}
+
+/// As [`verify`], also saying which key of the keyring vouched for the document (the
+/// first valid signer holding the role), so that what it vouched for can be forgotten
+/// once a keyring drops that key.
+pub fn verify_signed<T: Document>(
+    envelope: &Envelope,
+    keyring: &Keyring,
+) -> Result<(T, crate::keys::KeyId), DocError> {
     let role_keys = keyring.keys_with_role(T::ROLE);
     let (payload, signers) = envelope.verified_signers(T::PAYLOAD_TYPE, role_keys)?;
     if signers.is_empty() {
@@ -98,10 +108,15 @@ pub fn verify<T: Document>(envelope: &Envelope, keyring: &Keyring) -> Result<T, 
             DocError::UnknownSigner { kind: T::KIND }
         });
     }
-    serde_json::from_slice(&payload).map_err(|e| DocError::Payload {
+    let doc = serde_json::from_slice(&payload).map_err(|e| DocError::Payload {
         kind: T::KIND,
         reason: e.to_string(),
-    })
+    })?;
+    let signer = signers
+        .into_iter()
+        .next()
+        .ok_or(DocError::UnknownSigner { kind: T::KIND })?;
+    Ok((doc, signer))
 }
 
 /// Signs a document with `key` (the caller makes sure the key holds the kind's role).
@@ -158,6 +173,14 @@ impl Entitlement {
         stored_sequence: Option<u64>,
     ) -> Result<Entitlement, DocError> {
         let e: Entitlement = verify(envelope, keyring)?;
+        e.check_for(serial, stored_sequence)?;
+        Ok(e)
+    }
+
+    /// The checks of [`Entitlement::verify_for`] after the signature: this box's serial,
+    /// and a sequence no lower than the stored one.
+    pub fn check_for(&self, serial: &Serial, stored_sequence: Option<u64>) -> Result<(), DocError> {
+        let e = self;
         if &e.serial != serial {
             return Err(DocError::OtherSerial {
                 expected: serial.to_string(),
@@ -172,7 +195,7 @@ impl Entitlement {
                 });
             }
         }
-        Ok(e)
+        Ok(())
     }
 }
 
@@ -197,13 +220,19 @@ impl TimeToken {
         nonce: &str,
     ) -> Result<TimeToken, DocError> {
         let t: TimeToken = verify(envelope, keyring)?;
-        if t.nonce != nonce {
+        t.check_nonce(nonce)?;
+        Ok(t)
+    }
+
+    /// Does the token answer `nonce`?
+    pub fn check_nonce(&self, nonce: &str) -> Result<(), DocError> {
+        if self.nonce != nonce {
             return Err(DocError::NonceMismatch {
                 expected: nonce.to_owned(),
-                got: t.nonce,
+                got: self.nonce.clone(),
             });
         }
-        Ok(t)
+        Ok(())
     }
 }
 

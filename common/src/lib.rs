@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod bundle;
+pub mod capped;
 pub mod docs;
 pub mod dsse;
 pub mod image;
@@ -18,6 +19,7 @@ pub mod serial;
 pub mod version;
 pub mod warranty;
 
+pub use capped::CappedReader;
 pub use dsse::Envelope;
 pub use image::{ImageError, ImageVerifier, Sha256Digest};
 pub use keys::{KeyId, PublicKey, SecretKey};

@@ -187,3 +187,18 @@ fn rule_names_are_stable_snake_case() {
         "warranty for NR-2000-123456-4 ended on 2026-03-01; extend it to install 5.3.0"
     );
 }
+
+#[test]
+fn build_metadata_is_not_newer_than_the_same_version() {
+    let (mut r, e, s, m) = (release(), entitlement(), serial(), model());
+    r.version = v("5.3.0+b1");
+    let running = v("5.3.0");
+    let got = check_update(&inputs(&r, Some(&e), &running, &s, &m));
+    assert_eq!(
+        got,
+        Err(Refusal::NotNewer {
+            running: running.clone(),
+            offered: v("5.3.0+b1")
+        })
+    );
+}

@@ -213,9 +213,9 @@ fn the_inbox_takes_complete_files_only_and_never_deletes() {
         b"this is not a tar archive at all",
     )
     .unwrap();
-    wait_moved(&a, "inbox/rejected/junk.tar.reason");
-    assert!(a.state("inbox/rejected/junk.tar").exists());
-    let reason = std::fs::read_to_string(a.state("inbox/rejected/junk.tar.reason")).unwrap();
+    wait_moved(&a, "processed/rejected/junk.tar.reason");
+    assert!(a.state("processed/rejected/junk.tar").exists());
+    let reason = std::fs::read_to_string(a.state("processed/rejected/junk.tar.reason")).unwrap();
     assert!(!reason.trim().is_empty());
     // A good one, copied in slowly (chunks written faster than the agent polls).
     let src = a.dir.path().join("good.tar");
@@ -231,10 +231,10 @@ fn the_inbox_takes_complete_files_only_and_never_deletes() {
             std::thread::sleep(Duration::from_millis(40));
         }
     }
-    wait_moved(&a, "inbox/applied/good.tar");
+    wait_moved(&a, "processed/applied/good.tar");
     d.wait_for("applied", T);
     assert!(
-        !a.state("inbox/rejected/good.tar").exists(),
+        !a.state("processed/rejected/good.tar").exists(),
         "a partial copy was taken"
     );
     assert_eq!(a.assert_consistent().0, "2.0.0");

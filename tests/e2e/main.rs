@@ -3,6 +3,7 @@
 mod agent_offline;
 mod agent_online;
 mod rotation;
+mod security;
 mod server_e2e;
 mod server_releases;
 mod vendor_cli;

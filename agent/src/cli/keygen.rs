@@ -1,8 +1,10 @@
-//! `np-agent keygen --out FILE`: writes a new device key (0600), prints its public key.
+//! `np-agent keygen --out FILE`: writes a new device key (0600, whatever the umask),
+//! prints its public key. The key file is created fresh: never over an existing file or
+//! through a link.
 
 use crate::error::AgentError;
-use crate::fsutil;
 use np_common::SecretKey;
+use np_fsutil as fsutil;
 use std::path::PathBuf;
 
 /// Arguments of `keygen`.
@@ -15,11 +17,14 @@ pub struct Args {
 
 /// Writes the key and prints the public key.
 pub fn run(a: &Args) -> Result<(), AgentError> {
-    if a.out.exists() {
-        return Err(AgentError::Usage(format!(
+    let exists = || {
+        AgentError::Usage(format!(
             "{} already exists; remove it first or choose another --out",
             a.out.display()
-        )));
+        ))
+    };
+    if a.out.symlink_metadata().is_ok() {
+        return Err(exists());
     }
     let mut seed = [0u8; 32];
     getrandom::getrandom(&mut seed).map_err(|e| AgentError::Io {
@@ -27,12 +32,16 @@ pub fn run(a: &Args) -> Result<(), AgentError> {
         source: std::io::Error::other(e.to_string()),
     })?;
     let key = SecretKey::from_seed(&seed);
-    fsutil::write_atomic_mode(&a.out, key.to_base64().as_bytes(), 0o600).map_err(|source| {
-        AgentError::Io {
-            what: format!("cannot write {}", a.out.display()),
-            source,
+    match fsutil::write_new(&a.out, key.to_base64().as_bytes(), fsutil::PRIVATE) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists()),
+        Err(source) => {
+            return Err(AgentError::Io {
+                what: format!("cannot write {}", a.out.display()),
+                source,
+            })
         }
-    })?;
+    }
     println!("{}", key.public_key().to_base64());
     Ok(())
 }

@@ -9,6 +9,7 @@ mod provision;
 mod status;
 
 pub use online::start_box;
+pub use status::status_json;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, DEFAULT_PATH};

@@ -98,14 +98,18 @@ pub fn run(cfg: &Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentErr
     }
     w.finish()?;
     slots.mark_valid(Slot::A, &manifest)?;
-    trust.raise_floor(release.released_at)?;
-    for d in ["downloads", "inbox/applied", "inbox/rejected"] {
-        let p = cfg.state_dir.join(d);
-        std::fs::create_dir_all(&p).map_err(|source| AgentError::Io {
-            what: format!("cannot create {}", p.display()),
+    trust.raise_floor(release.released_at, crate::trust::FloorSource::Installed)?;
+    let downloads = cfg.state_dir.join("downloads");
+    np_fsutil::create_dir_all(&downloads, np_fsutil::PRIVATE_DIR).map_err(|source| {
+        AgentError::Io {
+            what: format!("cannot create {}", downloads.display()),
             source,
-        })?;
-    }
+        }
+    })?;
+    crate::inbox::prepare(&cfg.state_dir).map_err(|source| AgentError::Io {
+        what: "cannot create the inbox and its processed folders".into(),
+        source,
+    })?;
     State::provisioned().save(&cfg.state_dir)?;
     CommandBoot::new(&cfg.state_dir, &cfg.install).commit(Slot::A)?;
     println!(

@@ -21,11 +21,7 @@ pub struct Args {
 pub fn status_json(agent: &Agent) -> Result<Value, AgentError> {
     let running = agent.running()?;
     let previous_version = match agent.state.previous {
-        Some(slot) => agent
-            .slots
-            .manifest(slot)?
-            .and_then(|env| agent.trust.verify_release(&env).ok())
-            .map(|r| r.version.to_string()),
+        Some(slot) => agent.slots.release(slot)?.map(|r| r.version.to_string()),
         None => None,
     };
     let ent = agent.trust.entitlement();
