@@ -119,7 +119,7 @@ pub fn init(dir: &Path, now: Timestamp) -> Result<InitOutput, DataError> {
     };
     let envelope = keyring.sign(&[&root]);
     let kr_path = dir.join("keyring.json");
-    atomic_write(&kr_path, envelope.to_json_pretty().as_bytes(), false)
+    atomic_write(&kr_path, envelope.to_json_pretty().as_bytes(), true)
         .map_err(io("write", &kr_path))?;
     let root_b64 = root.public_key().to_base64();
     let pub_path = dir.join("root.pub");
@@ -258,6 +258,7 @@ mod tests {
                 "offline/root.key",
                 "keys/online.key",
                 "keys/release.key",
+                "keyring.json",
                 "tokens.json",
             ] {
                 let mode = std::fs::metadata(dir.join(k)).unwrap().permissions().mode();

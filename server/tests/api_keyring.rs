@@ -158,6 +158,11 @@ async fn rotating_keys_resigns_everything_and_check_ins_carry_the_new_keyring() 
         }
     }
     assert_eq!(std::fs::read_dir(keys.join("retired")).unwrap().count(), 2);
+    let kr_file = api.state.config.data_dir.join("keyring.json");
+    assert_eq!(
+        std::fs::metadata(&kr_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     // The installs are audited.
     let (_, audit) = api.call("GET", "/api/v1/audit?limit=1000", None).await;
     let installs = audit["entries"]

@@ -250,7 +250,7 @@ pub async fn install(
         retired.push(id);
     }
     let kr_path = dir.join("keyring.json");
-    atomic_write(&kr_path, envelope.to_json_pretty().as_bytes(), false)
+    atomic_write(&kr_path, envelope.to_json_pretty().as_bytes(), true)
         .map_err(io("write", &kr_path))?;
     // The old files of retired keys and every pending key go (the copies above are kept).
     remove_key_files(&keys_dir, |p| !in_next(p))?;
