@@ -33,6 +33,8 @@ pub enum BundleReject {
         path: String,
         source: std::io::Error,
     },
+    #[error("{path} is {what}, not a bundle file; give the bundle's .tar or .tar.gz file")]
+    NotAFile { path: String, what: &'static str },
 }
 
 impl BundleReject {
@@ -40,6 +42,7 @@ impl BundleReject {
     pub fn exit_code(&self) -> u8 {
         match self {
             BundleReject::Open { .. } => 3,
+            BundleReject::NotAFile { .. } => 2,
             _ => 1,
         }
     }
@@ -65,6 +68,7 @@ impl BundleReject {
             BundleReject::Archive(ArchiveError::BadHeader { .. }) => "damaged",
             BundleReject::Archive(ArchiveError::Read(_)) => "truncated",
             BundleReject::Open { .. } => "unreadable",
+            BundleReject::NotAFile { .. } => "not_a_file",
         }
     }
 
@@ -113,6 +117,7 @@ impl BundleReject {
                 format!("the bundle's {name} is not a signed document (a DSSE envelope)")
             }
             BundleReject::Open { .. } => "the bundle cannot be read".into(),
+            BundleReject::NotAFile { what, .. } => format!("the bundle is {what}, not a file"),
         }
     }
 
@@ -127,10 +132,24 @@ pub fn open<'a>(
     path: &Path,
     progress: &'a mut dyn FnMut(u64),
 ) -> Result<Box<dyn Read + 'a>, BundleReject> {
-    let file = File::open(path).map_err(|source| BundleReject::Open {
+    let open_err = |source| BundleReject::Open {
         path: path.display().to_string(),
         source,
-    })?;
+    };
+    let file = File::open(path).map_err(open_err)?;
+    // Checked on the descriptor we read: a folder opens fine but reads as EISDIR, which
+    // would otherwise look like a damaged bundle.
+    let kind = file.metadata().map_err(open_err)?.file_type();
+    if !kind.is_file() {
+        return Err(BundleReject::NotAFile {
+            path: path.display().to_string(),
+            what: if kind.is_dir() {
+                "a directory"
+            } else {
+                "a special file (a device, socket or pipe)"
+            },
+        });
+    }
     Ok(Box::new(Counting {
         inner: file,
         progress,
@@ -188,9 +207,10 @@ fn read_doc(entry: &mut dyn Read, size: u64, name: &'static str) -> Result<Envel
 /// discarded and the phase goes back to idle.
 pub fn apply(agent: &mut Agent, reader: &mut dyn Read, when: When) -> Result<Done, AgentError> {
     let mut taken: Option<(Slot, Release)> = None;
-    match read_and_stage(agent, reader, &mut taken) {
-        Ok((slot, env, release)) => {
-            agent.finish_write(slot, &env)?;
+    let staged = read_and_stage(agent, reader, &mut taken)
+        .and_then(|(slot, env, release)| agent.finish_write(slot, &env).map(|()| (slot, release)));
+    match staged {
+        Ok((slot, release)) => {
             agent.event(
                 Some(&release.version),
                 np_common::api::EventKind::Download,

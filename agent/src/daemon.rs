@@ -24,7 +24,8 @@ pub fn open_agent(cfg: Config, clock: Arc<dyn Clock>) -> Result<Agent, AgentErro
     };
     let mut agent = Agent::open(cfg, clock)?;
     if let Some(c) = client {
-        agent.reporter = Box::new(ServerReporter(c));
+        agent.reporter = Box::new(ServerReporter(c.clone()));
+        agent.client = Some(c);
     }
     Ok(agent)
 }
@@ -131,10 +132,12 @@ pub fn run(
             break;
         }
         if agent.state.phase == Phase::Staged && agent.cfg.install.auto && agent.in_window() {
-            match agent.activate_staged() {
-                Ok(d) => tracing::info!("staged update installed: {d:?}"),
+            let r = agent.activate_staged();
+            match &r {
+                Ok(d) => tracing::info!("staged update: {d}"),
                 Err(e) => tracing::warn!("{e}"),
             }
+            checkin::report_outcome(&mut agent, &r);
         }
         for name in inbox.ready() {
             if shutdown.load(Ordering::SeqCst) {
@@ -175,7 +178,11 @@ pub fn take_from_inbox(agent: &mut Agent, inbox: &mut Inbox, name: &std::ffi::Os
     };
     tracing::info!("applying bundle {shown} from the inbox");
     let r = crate::bundle::apply(agent, &mut opened.file, When::Policy);
-    let r = r.map(|d| tracing::info!("bundle {shown} applied: {d:?}"));
+    if let Ok(d) = &r {
+        tracing::info!("bundle {shown} applied: {d}");
+    }
+    checkin::report_outcome(agent, &r);
+    let r = r.map(|_| ());
     match inbox.settle(opened, &r) {
         Ok(Settled::Deferred) => {
             tracing::info!("bundle {shown} is incomplete and was modified recently; waiting for the rest of the copy")
@@ -194,12 +201,18 @@ pub fn take_from_inbox(agent: &mut Agent, inbox: &mut Inbox, name: &std::ffi::Os
 fn log_checked(r: &Checked) {
     match r {
         Checked::UpToDate => tracing::info!("check-in: up to date"),
-        Checked::NotOffered(v) => tracing::info!("check-in: {v} available but not offered yet"),
+        Checked::NotOffered {
+            version,
+            held: Some(h),
+        } => tracing::info!("check-in: {version} available but held back: {}", h.message),
+        Checked::NotOffered { version, .. } => {
+            tracing::info!("check-in: {version} available but not offered yet")
+        }
         Checked::SkippedRolledBack(v) => {
             tracing::info!("check-in: {v} was rolled back here; skipped")
         }
         Checked::RolledBack => tracing::info!("check-in: rolled back by a staff action"),
-        Checked::Updated(d) => tracing::info!("check-in: {d:?}"),
+        Checked::Updated(d) => tracing::info!("check-in: {d}"),
     }
 }
 

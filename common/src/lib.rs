@@ -9,6 +9,7 @@
 pub mod api;
 pub mod bundle;
 pub mod capped;
+pub mod coverage;
 pub mod docs;
 pub mod dsse;
 pub mod image;

@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 pub const PRIVATE: u32 = 0o600;
 /// Mode of files the admins' group reads (`.reason` files).
 pub const GROUP_READ: u32 = 0o640;
+/// Mode of public files anyone may read (a public key, a signed keyring).
+pub const PUBLIC_READ: u32 = 0o644;
 /// Mode of private folders.
 pub const PRIVATE_DIR: u32 = 0o700;
 

@@ -4,7 +4,6 @@
 //! `offline/root.key` (0600, to be moved offline), `root.pub`, `keyring.json` (the
 //! root-signed keyring envelope) and `tokens.json` (token hashes).
 
-use crate::fsutil::{atomic_write, create_private_dir};
 use crate::state::{AppState, Clock, Config, ServerKeys};
 use crate::store::{Store, StoreError};
 use crate::tokens::{self, TokenCache, TokenError, TokenRole};
@@ -12,6 +11,7 @@ use jiff::{Timestamp, ToSpan as _};
 use np_common::docs::Role;
 use np_common::keyring::{KeyEntry, Keyring, RootSpec};
 use np_common::{Envelope, SecretKey};
+use np_fsutil as fsutil;
 use std::path::{Path, PathBuf};
 
 /// How long the first keyring is valid.
@@ -78,7 +78,8 @@ fn new_key(path: &Path) -> Result<SecretKey, DataError> {
         source: std::io::Error::other(e.to_string()),
     })?;
     let key = SecretKey::from_seed(&seed);
-    atomic_write(path, key.to_base64().as_bytes(), true).map_err(io("write", path))?;
+    fsutil::write_atomic(path, key.to_base64().as_bytes(), fsutil::PRIVATE)
+        .map_err(io("write", path))?;
     Ok(key)
 }
 
@@ -96,7 +97,7 @@ pub fn init(dir: &Path, now: Timestamp) -> Result<InitOutput, DataError> {
         return Err(DataError::Exists(dir.to_path_buf()));
     }
     for sub in [dir.to_path_buf(), dir.join("keys"), dir.join("offline")] {
-        create_private_dir(&sub).map_err(io("create", &sub))?;
+        fsutil::create_dir_all(&sub, fsutil::PRIVATE_DIR).map_err(io("create", &sub))?;
     }
     let root = new_key(&dir.join("offline/root.key"))?;
     let online = new_key(&dir.join("keys/online.key"))?;
@@ -119,12 +120,20 @@ pub fn init(dir: &Path, now: Timestamp) -> Result<InitOutput, DataError> {
     };
     let envelope = keyring.sign(&[&root]);
     let kr_path = dir.join("keyring.json");
-    atomic_write(&kr_path, envelope.to_json_pretty().as_bytes(), true)
-        .map_err(io("write", &kr_path))?;
+    fsutil::write_atomic(
+        &kr_path,
+        envelope.to_json_pretty().as_bytes(),
+        fsutil::PRIVATE,
+    )
+    .map_err(io("write", &kr_path))?;
     let root_b64 = root.public_key().to_base64();
     let pub_path = dir.join("root.pub");
-    atomic_write(&pub_path, format!("{root_b64}\n").as_bytes(), false)
-        .map_err(io("write", &pub_path))?;
+    fsutil::write_atomic(
+        &pub_path,
+        format!("{root_b64}\n").as_bytes(),
+        fsutil::PUBLIC_READ,
+    )
+    .map_err(io("write", &pub_path))?;
     let store = Store::open(&dir.join("store"))?;
     store.db.flush().map_err(StoreError::from)?;
     drop(store);

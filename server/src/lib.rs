@@ -6,7 +6,8 @@
 //! staff and device authentication, errors, metrics, TLS), `blobs` (content-addressed
 //! images and the offline bundles made from them). Around them: `state` (shared state,
 //! injected clock), `datadir` (init/open the data folder), `config` (`server.toml`),
-//! `tokens` (staff tokens), `cli` (the `np-server` commands), `fsutil` (durable writes).
+//! `tokens` (staff tokens), `cli` (the `np-server` commands). Files are written through
+//! the `np-fsutil` crate, shared with the agent.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -15,7 +16,6 @@ pub mod cli;
 pub mod config;
 pub mod datadir;
 pub mod domain;
-pub mod fsutil;
 pub mod http;
 pub mod state;
 pub mod store;

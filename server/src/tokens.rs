@@ -3,10 +3,10 @@
 //! store's lock. Writers take `DATA/tokens.lock` (created exclusively) and replace the file
 //! atomically; the server re-reads it whenever its identity (inode, size, mtime) changes.
 
-use crate::fsutil::atomic_write;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jiff::Timestamp;
+use np_fsutil as fsutil;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
@@ -171,7 +171,7 @@ fn update(
     let mut list = read_list(&path)?;
     f(&mut list)?;
     let bytes = serde_json::to_vec_pretty(&list).unwrap_or_default();
-    atomic_write(&path, &bytes, true).map_err(io("write", &path))
+    fsutil::write_atomic(&path, &bytes, fsutil::PRIVATE).map_err(io("write", &path))
 }
 
 /// Creates a token in the data folder `dir` and returns it (the only time it is shown).
@@ -294,7 +294,7 @@ impl TokenCache {
             if let Some(dir) = self.path.parent() {
                 let marker = dir.join(USED_MARKER);
                 if !marker.exists() {
-                    if let Err(e) = atomic_write(&marker, b"", false) {
+                    if let Err(e) = fsutil::write_atomic(&marker, b"", fsutil::PRIVATE) {
                         tracing::warn!(error = %e, "cannot record that a token was used");
                     }
                 }

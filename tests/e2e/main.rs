@@ -2,6 +2,7 @@
 
 mod agent_offline;
 mod agent_online;
+mod agent_ux;
 mod rotation;
 mod security;
 mod server_e2e;

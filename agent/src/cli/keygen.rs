@@ -42,6 +42,6 @@ pub fn run(a: &Args) -> Result<(), AgentError> {
             })
         }
     }
-    println!("{}", key.public_key().to_base64());
+    super::out::say!("{}", key.public_key().to_base64());
     Ok(())
 }

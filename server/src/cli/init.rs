@@ -39,7 +39,7 @@ pub fn print_first_start(dir: &Path, out: &InitOutput) -> Result<(), CliError> {
         println!("admin token: {}", out.admin_token);
     } else {
         let path = dir.join(FIRST_TOKEN_FILE);
-        crate::fsutil::create_private_file(&path, format!("{}\n", out.admin_token).as_bytes())
+        np_fsutil::write_new(&path, format!("{}\n", out.admin_token).as_bytes(), np_fsutil::PRIVATE)
             .map_err(|e| CliError::Io(format!("cannot write {}: {e}", path.display())))?;
         println!("admin token written to {} (mode 0600)", path.display());
         eprintln!(

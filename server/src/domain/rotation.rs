@@ -14,7 +14,7 @@
 
 use crate::datadir::{self, DataError};
 use crate::domain::device::DeviceRecord;
-use crate::fsutil::{atomic_write, create_private_dir, sync_dir};
+use np_fsutil as fsutil;
 use crate::state::AppState;
 use crate::store::{Change, StoreError};
 use jiff::{Timestamp, ToSpan as _};
@@ -156,7 +156,7 @@ pub async fn draft(
         }
     };
     let pending = state.config.data_dir.join("keys/pending");
-    create_private_dir(&pending).map_err(io("create", &pending))?;
+    fsutil::create_dir_all(&pending, fsutil::PRIVATE_DIR).map_err(io("create", &pending))?;
     let mut entries = Vec::new();
     for old in &current.keys {
         let (rotated, kept): (Vec<Role>, Vec<Role>) =
@@ -171,7 +171,7 @@ pub async fn draft(
             let key = new_secret()?;
             let public_key = key.public_key();
             let path = key_file(&pending, &public_key.key_id());
-            atomic_write(&path, key.to_base64().as_bytes(), true).map_err(io("write", &path))?;
+            fsutil::write_atomic(&path, key.to_base64().as_bytes(), fsutil::PRIVATE).map_err(io("write", &path))?;
             entries.push(KeyEntry {
                 keyid: public_key.key_id(),
                 public_key,
@@ -238,19 +238,20 @@ pub async fn install(
     let in_next = |p: &PublicKey| next.keys.iter().any(|k| k.public_key == *p);
     for k in pending.iter().filter(|k| in_next(&k.public_key())) {
         let path = key_file(&keys_dir, &k.public_key().key_id());
-        atomic_write(&path, k.to_base64().as_bytes(), true).map_err(io("write", &path))?;
+        fsutil::write_atomic(&path, k.to_base64().as_bytes(), fsutil::PRIVATE).map_err(io("write", &path))?;
     }
     let retired_dir = keys_dir.join("retired");
     let mut retired = Vec::new();
     for k in held.iter().filter(|k| !in_next(&k.public_key())) {
         let id = k.public_key().key_id();
-        create_private_dir(&retired_dir).map_err(io("create", &retired_dir))?;
+        fsutil::create_dir_all(&retired_dir, fsutil::PRIVATE_DIR)
+            .map_err(io("create", &retired_dir))?;
         let path = key_file(&retired_dir, &id);
-        atomic_write(&path, k.to_base64().as_bytes(), true).map_err(io("write", &path))?;
+        fsutil::write_atomic(&path, k.to_base64().as_bytes(), fsutil::PRIVATE).map_err(io("write", &path))?;
         retired.push(id);
     }
     let kr_path = dir.join("keyring.json");
-    atomic_write(&kr_path, envelope.to_json_pretty().as_bytes(), true)
+    fsutil::write_atomic(&kr_path, envelope.to_json_pretty().as_bytes(), fsutil::PRIVATE)
         .map_err(io("write", &kr_path))?;
     // The old files of retired keys and every pending key go (the copies above are kept).
     remove_key_files(&keys_dir, |p| !in_next(p))?;
@@ -313,7 +314,7 @@ fn remove_key_files(dir: &Path, gone: impl Fn(&PublicKey) -> bool) -> Result<(),
             std::fs::remove_file(&p).map_err(io("remove", &p))?;
         }
     }
-    sync_dir(dir).map_err(io("sync", dir))
+    fsutil::sync_dir(dir).map_err(io("sync", dir))
 }
 
 /// Which documents [`resign`] re-signs.
