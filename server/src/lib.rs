@@ -6,8 +6,9 @@
 //! staff and device authentication, errors, metrics, TLS), `blobs` (content-addressed
 //! images and the offline bundles made from them). Around them: `state` (shared state,
 //! injected clock), `datadir` (init/open the data folder), `config` (`server.toml`),
-//! `tokens` (staff tokens), `cli` (the `np-server` commands). Files are written through
-//! the `np-fsutil` crate, shared with the agent.
+//! `tokens` (staff tokens), `cli` (the `np-server` commands), `stdout` (printing that
+//! survives a closed pipe). Files are written through the `np-fsutil` crate, shared with
+//! the agent.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -18,5 +19,6 @@ pub mod datadir;
 pub mod domain;
 pub mod http;
 pub mod state;
+pub mod stdout;
 pub mod store;
 pub mod tokens;

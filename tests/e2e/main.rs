@@ -3,8 +3,10 @@
 mod agent_offline;
 mod agent_online;
 mod agent_ux;
+mod console;
 mod rotation;
 mod security;
 mod server_e2e;
 mod server_releases;
 mod vendor_cli;
+mod vendor_cli_ux;

@@ -22,7 +22,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
 
 /// Prints what `init` must show once.
 pub fn print_init(dir: &Path, out: &InitOutput) {
-    println!("admin token: {}", out.admin_token);
+    crate::outln!("admin token: {}", out.admin_token);
     print_root(dir, out);
 }
 
@@ -36,13 +36,13 @@ pub const FIRST_TOKEN_FILE: &str = "admin-token";
 pub fn print_first_start(dir: &Path, out: &InitOutput) -> Result<(), CliError> {
     use std::io::IsTerminal as _;
     if std::io::stdout().is_terminal() {
-        println!("admin token: {}", out.admin_token);
+        crate::outln!("admin token: {}", out.admin_token);
     } else {
         let path = dir.join(FIRST_TOKEN_FILE);
         np_fsutil::write_new(&path, format!("{}\n", out.admin_token).as_bytes(), np_fsutil::PRIVATE)
             .map_err(|e| CliError::Io(format!("cannot write {}: {e}", path.display())))?;
-        println!("admin token written to {} (mode 0600)", path.display());
-        eprintln!(
+        crate::outln!("admin token written to {} (mode 0600)", path.display());
+        crate::errln!(
             "np-server: the first admin token is in {}; read it, then delete the file. Make \
              another at any time with: np-server token create --data {} --role admin --name NAME",
             path.display(),
@@ -54,8 +54,8 @@ pub fn print_first_start(dir: &Path, out: &InitOutput) -> Result<(), CliError> {
 }
 
 fn print_root(dir: &Path, out: &InitOutput) {
-    println!("root public key: {}", out.root_public_key);
-    eprintln!(
+    crate::outln!("root public key: {}", out.root_public_key);
+    crate::errln!(
         "WARNING: the root key is at {}: move it offline (to an air-gapped machine or a safe) \
          and delete it here; it signs keyrings and is needed only to rotate keys",
         dir.join("offline/root.key").display()

@@ -33,7 +33,8 @@ pub struct BundleQuery {
     pub version: String,
 }
 
-async fn bundle(
+/// Also called by the staff console with a session's caller.
+pub async fn bundle(
     State(state): State<AppState>,
     _caller: StaffCaller,
     ApiPath(serial): ApiPath<String>,

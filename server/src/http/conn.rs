@@ -78,10 +78,18 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let svc = hyper_util::service::TowerToHyperService::new(
-            app.clone()
-                .map_request(|req: axum::http::Request<Incoming>| req.map(Body::new)),
-        );
+        let over_tls = acceptor.is_some();
+        let svc = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
+            move |req: axum::http::Request<Incoming>| {
+                let mut req = req.map(Body::new);
+                if over_tls {
+                    req.extensions_mut().insert(crate::http::tls::ServedOverTls);
+                }
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        ));
         let (h1, h2, watcher, acceptor) =
             (h1.clone(), h2.clone(), graceful.watcher(), acceptor.clone());
         tokio::spawn(async move {

@@ -229,6 +229,7 @@ async fn create(
         Some(s) => parse_version("min_from_version", s)?,
         None => parse_version("min_from_version", "0.0.0")?,
     };
+    check_min_from(&state, &version, &min_from_version, &models)?;
     let sha256 = Sha256Digest::parse(req.image.sha256.trim())
         .map_err(|e| ApiError::unprocessable("bad_sha256", e.to_string()))?;
     let name = match &req.image.name {
@@ -302,6 +303,46 @@ async fn create(
     Ok((StatusCode::CREATED, Json(body_of(record, 0))))
 }
 
+/// Refuses (422 `unreachable_min_from_version`) a minimum version no box can run: above
+/// the newest release of every listed model. Models with no release yet run firmware the
+/// server does not know (a factory image), so they pass.
+fn check_min_from(
+    state: &AppState,
+    version: &Version,
+    min_from: &Version,
+    models: &[Model],
+) -> Result<(), ApiError> {
+    let refuse = |why: String| {
+        ApiError::unprocessable(
+            "unreachable_min_from_version",
+            format!(
+                "no box could install {version}: {why}; lower the minimum version to upgrade from"
+            ),
+        )
+    };
+    let releases = state.store.releases()?;
+    let mut newest = Vec::new();
+    for m in models {
+        let top = releases
+            .iter()
+            .filter(|r| r.release.models.contains(m))
+            .map(|r| &r.release.version)
+            .max();
+        match top {
+            None => return Ok(()),
+            Some(v) if v >= min_from => return Ok(()),
+            Some(v) => newest.push(format!("{m} {v}")),
+        }
+    }
+    if newest.is_empty() {
+        return Ok(());
+    }
+    Err(refuse(format!(
+        "the minimum version to upgrade from, {min_from}, is above the newest release of every listed model ({})",
+        newest.join(", ")
+    )))
+}
+
 fn exists(v: &Version) -> ApiError {
     ApiError::conflict(
         "exists",
@@ -313,7 +354,8 @@ fn not_found(v: &Version) -> ApiError {
     ApiError::not_found(format!("there is no release {v}"))
 }
 
-async fn set(
+/// Also called by the staff console with a session's caller.
+pub async fn set(
     State(state): State<AppState>,
     ReleaseCaller(caller): ReleaseCaller,
     ApiPath(version): ApiPath<String>,
@@ -325,6 +367,15 @@ async fn set(
     let (before, after) = state
         .store
         .update_release(&version, |r| {
+            let resumes = percent.is_some() || req.paused == Some(false);
+            if r.yanked && req.yanked != Some(false) && resumes {
+                return Err(ApiError::conflict(
+                    "yanked",
+                    format!(
+                        "release {version} was yanked (withdrawn): its rollout cannot be resumed or changed; publish a fixed version instead"
+                    ),
+                ));
+            }
             if let Some(p) = percent {
                 r.rollout_percent = p;
             }
@@ -382,7 +433,8 @@ async fn show(
     Ok(Json(body_of(r, installs)))
 }
 
-async fn list(
+/// Also called by the staff console with a session's caller.
+pub async fn list(
     State(state): State<AppState>,
     _caller: AnyCaller,
 ) -> Result<Json<ReleaseList>, ApiError> {

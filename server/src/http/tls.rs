@@ -28,6 +28,10 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
+/// Marks a request that came over TLS (the console's session cookie is then `Secure`).
+#[derive(Debug, Clone, Copy)]
+pub struct ServedOverTls;
+
 /// Builds a rustls server config (HTTP/1.1 and HTTP/2 by ALPN) from PEM files.
 pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let read = |p: &Path| {
