@@ -39,8 +39,12 @@ pub fn print_first_start(dir: &Path, out: &InitOutput) -> Result<(), CliError> {
         crate::outln!("admin token: {}", out.admin_token);
     } else {
         let path = dir.join(FIRST_TOKEN_FILE);
-        np_fsutil::write_new(&path, format!("{}\n", out.admin_token).as_bytes(), np_fsutil::PRIVATE)
-            .map_err(|e| CliError::Io(format!("cannot write {}: {e}", path.display())))?;
+        np_fsutil::write_new(
+            &path,
+            format!("{}\n", out.admin_token).as_bytes(),
+            np_fsutil::PRIVATE,
+        )
+        .map_err(|e| CliError::Io(format!("cannot write {}: {e}", path.display())))?;
         crate::outln!("admin token written to {} (mode 0600)", path.display());
         crate::errln!(
             "np-server: the first admin token is in {}; read it, then delete the file. Make \

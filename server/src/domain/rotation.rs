@@ -14,13 +14,13 @@
 
 use crate::datadir::{self, DataError};
 use crate::domain::device::DeviceRecord;
-use np_fsutil as fsutil;
 use crate::state::AppState;
 use crate::store::{Change, StoreError};
 use jiff::{Timestamp, ToSpan as _};
 use np_common::docs::{self, Action, Entitlement, Release, Role};
 use np_common::keyring::{accept_keyring, KeyEntry, Keyring, KeyringError, RootSpec};
 use np_common::{Envelope, KeyId, PublicKey, SecretKey, Serial};
+use np_fsutil as fsutil;
 use std::path::Path;
 
 /// How many devices are re-signed per store transaction.
@@ -171,7 +171,8 @@ pub async fn draft(
             let key = new_secret()?;
             let public_key = key.public_key();
             let path = key_file(&pending, &public_key.key_id());
-            fsutil::write_atomic(&path, key.to_base64().as_bytes(), fsutil::PRIVATE).map_err(io("write", &path))?;
+            fsutil::write_atomic(&path, key.to_base64().as_bytes(), fsutil::PRIVATE)
+                .map_err(io("write", &path))?;
             entries.push(KeyEntry {
                 keyid: public_key.key_id(),
                 public_key,
@@ -238,7 +239,8 @@ pub async fn install(
     let in_next = |p: &PublicKey| next.keys.iter().any(|k| k.public_key == *p);
     for k in pending.iter().filter(|k| in_next(&k.public_key())) {
         let path = key_file(&keys_dir, &k.public_key().key_id());
-        fsutil::write_atomic(&path, k.to_base64().as_bytes(), fsutil::PRIVATE).map_err(io("write", &path))?;
+        fsutil::write_atomic(&path, k.to_base64().as_bytes(), fsutil::PRIVATE)
+            .map_err(io("write", &path))?;
     }
     let retired_dir = keys_dir.join("retired");
     let mut retired = Vec::new();
@@ -247,12 +249,17 @@ pub async fn install(
         fsutil::create_dir_all(&retired_dir, fsutil::PRIVATE_DIR)
             .map_err(io("create", &retired_dir))?;
         let path = key_file(&retired_dir, &id);
-        fsutil::write_atomic(&path, k.to_base64().as_bytes(), fsutil::PRIVATE).map_err(io("write", &path))?;
+        fsutil::write_atomic(&path, k.to_base64().as_bytes(), fsutil::PRIVATE)
+            .map_err(io("write", &path))?;
         retired.push(id);
     }
     let kr_path = dir.join("keyring.json");
-    fsutil::write_atomic(&kr_path, envelope.to_json_pretty().as_bytes(), fsutil::PRIVATE)
-        .map_err(io("write", &kr_path))?;
+    fsutil::write_atomic(
+        &kr_path,
+        envelope.to_json_pretty().as_bytes(),
+        fsutil::PRIVATE,
+    )
+    .map_err(io("write", &kr_path))?;
     // The old files of retired keys and every pending key go (the copies above are kept).
     remove_key_files(&keys_dir, |p| !in_next(p))?;
     remove_key_files(&pending_dir, |_| true)?;

@@ -372,6 +372,7 @@ pub async fn action(
     let req = ActionRequest {
         action: form.action.trim().to_owned(),
         version: Some(form.version.trim().to_owned()).filter(|v| !v.is_empty()),
+        replace: false,
     };
     let what = match &req.version {
         Some(v) => format!("an upgrade to {v}"),

@@ -60,6 +60,7 @@ impl H {
                 purchase_date: "2026-06-01".into(),
                 customer: "ACME".into(),
                 device_key: None,
+                allow_future: false,
             },
         )
         .await
@@ -290,6 +291,7 @@ async fn devices_are_searched_filtered_and_paged() {
                 purchase_date: "2026-06-01".into(),
                 customer: customer.into(),
                 device_key: None,
+                allow_future: false,
             },
         )
         .await
