@@ -78,10 +78,10 @@ impl Agent {
     /// so it stays true after the key that signed it was rotated out.
     pub fn running(&self) -> Result<Release, AgentError> {
         let slot = self.state.active;
-        Ok(self.slots.release(slot)?.ok_or_else(|| AgentError::Io {
+        self.slots.release(slot)?.ok_or_else(|| AgentError::Io {
             what: format!("the active slot {slot} has no manifest"),
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        })?)
+        })
     }
 
     /// The update rule (§3.5) for `release` against the running firmware.

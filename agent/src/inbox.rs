@@ -568,7 +568,7 @@ mod tests {
         std::os::unix::fs::symlink(&victim, i.join("link.tar")).unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &i.join("fifo.tar"),
+            i.join("fifo.tar"),
             FileType::Fifo,
             Mode::from_raw_mode(0o600),
             0,
