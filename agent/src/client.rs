@@ -4,10 +4,8 @@
 use crate::clock::Clock;
 use crate::config::{Config, ServerConfig};
 use crate::report::Reporter;
-use jiff::Timestamp;
 use np_common::api::{
-    device_request_message, CheckInRequest, CheckInResponse, DeviceEvent, ErrorBody, EventKind,
-    HEADER_SERIAL, HEADER_SIGNATURE, HEADER_TIME,
+    CheckInRequest, CheckInResponse, DeviceEvent, ErrorBody, EventKind, RequestSignature,
 };
 use np_common::{SecretKey, Serial, Version};
 use std::path::PathBuf;
@@ -113,28 +111,32 @@ impl Client {
         }
     }
 
-    /// A request with the device signature headers.
+    /// A request with the device signature headers (a new random nonce each time).
     pub fn signed(
         &self,
         method: reqwest::Method,
         url: &str,
         body: Vec<u8>,
     ) -> reqwest::blocking::RequestBuilder {
-        let path = reqwest::Url::parse(url)
-            .map(|u| u.path().to_owned())
+        // The request target as sent: path and query.
+        let target = reqwest::Url::parse(url)
+            .map(|u| match u.query() {
+                Some(q) => format!("{}?{q}", u.path()),
+                None => u.path().to_owned(),
+            })
             .unwrap_or_else(|_| "/".into());
-        let now =
-            Timestamp::from_second(self.clock.now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH);
-        let time = now.to_string();
-        let msg = device_request_message(method.as_str(), &path, &time, &body);
-        use base64::Engine as _;
-        let sig = base64::engine::general_purpose::STANDARD.encode(self.key.sign(&msg));
-        let mut rb = self
-            .http
-            .request(method, url)
-            .header(HEADER_SERIAL, self.serial.as_str())
-            .header(HEADER_TIME, time)
-            .header(HEADER_SIGNATURE, sig);
+        let sig = RequestSignature::sign(
+            &self.key,
+            method.as_str(),
+            &target,
+            self.clock.now(),
+            &request_nonce(),
+            &body,
+        );
+        let mut rb = self.http.request(method, url);
+        for (name, value) in sig.headers(self.serial.as_str()) {
+            rb = rb.header(name, value);
+        }
         if !body.is_empty() {
             rb = rb
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -325,6 +327,22 @@ impl Reporter for ServerReporter {
             );
         }
     }
+}
+
+/// A new request nonce: 128 random bits as hex (a replayed request is refused by the
+/// server). Without randomness (never on Linux), the clock's nanoseconds and a counter.
+fn request_nonce() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::getrandom(&mut b).is_err() {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        b[..8].copy_from_slice(&(t as u64).to_be_bytes());
+        b[8..].copy_from_slice(&n.to_be_bytes());
+    }
+    hex::encode(b)
 }
 
 #[cfg(test)]

@@ -7,10 +7,8 @@
 
 use crate::stats::{openssl_ed25519, percentile, rss_kib};
 use anyhow::{bail, Context as _};
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 use futures_util::stream::{self, StreamExt as _};
-use np_common::api::{device_request_message, HEADER_SERIAL, HEADER_SIGNATURE, HEADER_TIME};
+use np_common::api::RequestSignature;
 use np_common::serial::luhn_check_digit;
 use np_common::SecretKey;
 use sha2::{Digest as _, Sha256};
@@ -131,17 +129,20 @@ async fn check_in(
             "detail": "np-bench", "at": "2026-01-01T00:00:00Z"});
     }
     let body = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
-    let time = jiff::Timestamp::now()
-        .round(jiff::Unit::Second)
-        .map_err(|e| e.to_string())?
-        .to_string();
-    let sig = B64.encode(key.sign(&device_request_message("POST", PATH, &time, &body)));
+    let sig = RequestSignature::sign(
+        &key,
+        "POST",
+        PATH,
+        jiff::Timestamp::now(),
+        &crate::sign::request_nonce().map_err(|e| e.to_string())?,
+        &body,
+    );
     let start = Instant::now();
-    let resp = client
-        .post(format!("{server}{PATH}"))
-        .header(HEADER_SERIAL, &serial)
-        .header(HEADER_TIME, &time)
-        .header(HEADER_SIGNATURE, sig)
+    let mut req = client.post(format!("{server}{PATH}"));
+    for (name, value) in sig.headers(&serial) {
+        req = req.header(name, value);
+    }
+    let resp = req
         .header("content-type", "application/json")
         .body(body)
         .send()

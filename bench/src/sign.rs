@@ -1,10 +1,9 @@
-//! `np-bench sign`: prints the three device-API headers for one request, so that a plain
+//! `np-bench sign`: prints the four device-API headers for one request (with a new random
+//! nonce: the server refuses a replay, so sign again for every request), so that a plain
 //! `curl -H @FILE` can fetch a blob as a box would (the baseline of the online benchmark).
 
 use anyhow::Context as _;
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
-use np_common::api::{device_request_message, HEADER_SERIAL, HEADER_SIGNATURE, HEADER_TIME};
+use np_common::api::RequestSignature;
 use np_common::SecretKey;
 use std::path::PathBuf;
 
@@ -20,7 +19,7 @@ pub struct Args {
     /// The HTTP method.
     #[arg(long, default_value = "GET")]
     method: String,
-    /// The URL path (no query string).
+    /// The request target: the URL path and query string as sent (`/api/v1/x?y=1`).
     #[arg(long)]
     path: String,
     /// The request body (default: empty).
@@ -34,21 +33,33 @@ pub fn headers(a: &Args) -> anyhow::Result<String> {
         .with_context(|| format!("cannot read the device key {}", a.key.display()))?;
     let key = SecretKey::from_base64(text.trim())
         .with_context(|| format!("{} is not a base64 Ed25519 seed", a.key.display()))?;
-    let time = jiff::Timestamp::now()
-        .round(jiff::Unit::Second)
-        .context("rounding the clock")?
-        .to_string();
     let body = match &a.body {
         Some(p) => {
             std::fs::read(p).with_context(|| format!("cannot read the body {}", p.display()))?
         }
         None => Vec::new(),
     };
-    let sig = B64.encode(key.sign(&device_request_message(&a.method, &a.path, &time, &body)));
-    Ok(format!(
-        "{HEADER_SERIAL}: {}\n{HEADER_TIME}: {time}\n{HEADER_SIGNATURE}: {sig}\n",
-        a.serial
-    ))
+    let sig = RequestSignature::sign(
+        &key,
+        &a.method,
+        &a.path,
+        jiff::Timestamp::now(),
+        &request_nonce()?,
+        &body,
+    );
+    Ok(sig
+        .headers(&a.serial)
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\n"))
+        .collect())
+}
+
+/// A new random request nonce (128 bits, hex).
+pub fn request_nonce() -> anyhow::Result<String> {
+    let mut b = [0u8; 16];
+    getrandom::getrandom(&mut b)
+        .map_err(|e| anyhow::anyhow!("cannot read random bytes for a request nonce: {e}"))?;
+    Ok(hex::encode(b))
 }
 
 #[cfg(test)]
@@ -77,10 +88,17 @@ mod tests {
                 .unwrap()
                 .to_string()
         };
-        let msg = device_request_message("GET", &a.path, &get(HEADER_TIME), b"");
-        let sig = B64.decode(get(HEADER_SIGNATURE)).unwrap();
+        use base64::Engine as _;
+        use np_common::api::*;
+        let msg =
+            device_request_message("GET", &a.path, &get(HEADER_TIME), &get(HEADER_NONCE), b"");
+        let sig = base64::engine::general_purpose::STANDARD
+            .decode(get(HEADER_SIGNATURE))
+            .unwrap();
         assert!(key.public_key().verify(&msg, &sig));
         assert_eq!(get(HEADER_SERIAL), "NR-2000-123456-4");
+        // Every call signs with a new nonce.
+        assert_ne!(headers(&a).unwrap(), out);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,5 +1,5 @@
 //! JSON bodies of the HTTP API that both sides use: the error shape, device check-in,
-//! events, and the signed-request message of the device API (§6.3).
+//! events, and the signed-request message of the device API.
 
 use crate::dsse::Envelope;
 use crate::version::Version;
@@ -10,22 +10,89 @@ use sha2::{Digest as _, Sha256};
 pub const HEADER_SERIAL: &str = "x-np-serial";
 /// Header carrying the request time (RFC 3339).
 pub const HEADER_TIME: &str = "x-np-time";
+/// Header carrying the request's nonce: hex digits, new for every request.
+pub const HEADER_NONCE: &str = "x-np-nonce";
 /// Header carrying base64 Ed25519 over [`device_request_message`].
 pub const HEADER_SIGNATURE: &str = "x-np-signature";
 /// How far a signed request's time may be from the server's clock.
 pub const MAX_CLOCK_SKEW_SECONDS: i64 = 300;
+/// The fewest hex digits a request nonce has (64 random bits).
+pub const MIN_REQUEST_NONCE_HEX: usize = 16;
+/// The most hex digits a request nonce may have.
+pub const MAX_REQUEST_NONCE_HEX: usize = 128;
 
 /// The bytes a box signs for a device API request:
-/// `METHOD\nPATH\nX-NP-Time\nhex(sha256(body))`.
-pub fn device_request_message(method: &str, path: &str, time: &str, body: &[u8]) -> Vec<u8> {
+/// `METHOD\nPATH_AND_QUERY\nX-NP-Time\nX-NP-Nonce\nhex(sha256(body))`, where
+/// `path_and_query` is the request target as sent (`/api/v1/x?y=1`).
+pub fn device_request_message(
+    method: &str,
+    path_and_query: &str,
+    time: &str,
+    nonce: &str,
+    body: &[u8],
+) -> Vec<u8> {
     format!(
-        "{}\n{}\n{}\n{}",
+        "{}\n{}\n{}\n{}\n{}",
         method.to_ascii_uppercase(),
-        path,
+        path_and_query,
         time,
+        nonce,
         hex::encode(Sha256::digest(body))
     )
     .into_bytes()
+}
+
+/// Whether `nonce` is a well-formed request nonce: 16 to 128 hex digits.
+pub fn is_request_nonce(nonce: &str) -> bool {
+    (MIN_REQUEST_NONCE_HEX..=MAX_REQUEST_NONCE_HEX).contains(&nonce.len())
+        && nonce.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The signing headers of one device request, as a box sends them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestSignature {
+    /// `X-NP-Time`.
+    pub time: String,
+    /// `X-NP-Nonce`.
+    pub nonce: String,
+    /// `X-NP-Signature` (standard base64).
+    pub signature: String,
+}
+
+impl RequestSignature {
+    /// Signs a request with the box's device key. `time` is the box's clock (sent whole
+    /// seconds, RFC 3339); `nonce` must be fresh random hex (at least
+    /// [`MIN_REQUEST_NONCE_HEX`] digits) for every request: the caller supplies it, as
+    /// this crate does no I/O.
+    pub fn sign(
+        key: &crate::keys::SecretKey,
+        method: &str,
+        path_and_query: &str,
+        time: jiff::Timestamp,
+        nonce: &str,
+        body: &[u8],
+    ) -> RequestSignature {
+        use base64::Engine as _;
+        let time = jiff::Timestamp::from_second(time.as_second())
+            .unwrap_or(time)
+            .to_string();
+        let msg = device_request_message(method, path_and_query, &time, nonce, body);
+        RequestSignature {
+            signature: base64::engine::general_purpose::STANDARD.encode(key.sign(&msg)),
+            time,
+            nonce: nonce.to_owned(),
+        }
+    }
+
+    /// The four headers `(name, value)`, serial first.
+    pub fn headers<'a>(&'a self, serial: &'a str) -> [(&'static str, &'a str); 4] {
+        [
+            (HEADER_SERIAL, serial),
+            (HEADER_TIME, &self.time),
+            (HEADER_NONCE, &self.nonce),
+            (HEADER_SIGNATURE, &self.signature),
+        ]
+    }
 }
 
 /// The error body: `{"error": {"code", "message", "details"?}}`.

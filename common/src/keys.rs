@@ -136,6 +136,7 @@ impl<'de> Deserialize<'de> for PublicKey {
 }
 
 /// An Ed25519 private key. Its `Debug` never shows the secret.
+#[derive(Clone)]
 pub struct SecretKey(ed25519_dalek::SigningKey);
 
 impl SecretKey {

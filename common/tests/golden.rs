@@ -137,12 +137,44 @@ fn api_bodies() {
 fn device_request_message_layout() {
     let msg = device_request_message(
         "post",
-        "/api/v1/device/check-in",
+        "/api/v1/device/check-in?x=1",
         "2026-11-23T10:00:00Z",
+        "00112233445566778899aabbccddeeff",
         b"{}",
     );
     assert_eq!(
         String::from_utf8(msg).expect("ascii"),
-        "POST\n/api/v1/device/check-in\n2026-11-23T10:00:00Z\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        "POST\n/api/v1/device/check-in?x=1\n2026-11-23T10:00:00Z\n00112233445566778899aabbccddeeff\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
     );
+}
+
+#[test]
+fn request_signature_headers_verify_and_nonces_are_checked() {
+    use np_common::api::{is_request_nonce, RequestSignature};
+    let key = np_common::SecretKey::from_seed(&[3; 32]);
+    let at: np_common::Timestamp = "2026-11-23T10:00:00.75Z".parse().expect("time");
+    let sig = RequestSignature::sign(&key, "GET", "/p?q=1", at, "0123456789abcdef", b"");
+    assert_eq!(sig.time, "2026-11-23T10:00:00Z");
+    let msg = device_request_message("GET", "/p?q=1", &sig.time, &sig.nonce, b"");
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(&sig.signature)
+        .expect("b64");
+    assert!(key.public_key().verify(&msg, &raw));
+    let names: Vec<_> = sig
+        .headers("NR-2000-123456-4")
+        .iter()
+        .map(|h| h.0)
+        .collect();
+    assert_eq!(
+        names,
+        ["x-np-serial", "x-np-time", "x-np-nonce", "x-np-signature"]
+    );
+    assert!(is_request_nonce("0123456789abcdef"));
+    assert!(
+        !is_request_nonce("0123456789abcde"),
+        "15 digits is too short"
+    );
+    assert!(!is_request_nonce("0123456789abcdeg"));
+    assert!(!is_request_nonce(&"a".repeat(129)));
 }

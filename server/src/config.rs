@@ -1,6 +1,7 @@
 //! `server.toml`: where the data lives, where to listen, TLS, limits, the model catalog
 //! and an optional download mirror. Unknown keys are refused so a typo is not ignored.
 
+use crate::http::conn::ConnLimits;
 use crate::state::{Config, Limits};
 use np_common::serial::CatalogEntry;
 use np_common::Catalog;
@@ -31,6 +32,15 @@ pub struct LimitsToml {
     pub max_page: Option<usize>,
     /// The largest firmware image upload in bytes (default 4 GiB).
     pub blob_bytes: Option<u64>,
+    /// The largest event body a box may post, in bytes (default 8 KiB).
+    pub event_body_bytes: Option<usize>,
+    /// How many events are kept per box (default 1000); older ones are dropped.
+    pub events_per_box: Option<usize>,
+    /// Seconds a client may take to send a request head, or sit idle between requests
+    /// (default 10).
+    pub header_read_timeout_secs: Option<u64>,
+    /// The most connections served at once (default 10000); more wait to be accepted.
+    pub max_connections: Option<usize>,
 }
 
 /// The contents of `server.toml`.
@@ -99,10 +109,17 @@ impl ServerToml {
     /// The route configuration this file describes.
     pub fn config(&self) -> Config {
         let mut limits = Limits::default();
+        let mut conn = ConnLimits::default();
         if let Some(l) = &self.limits {
+            if let Some(s) = l.header_read_timeout_secs {
+                conn.header_read_timeout = std::time::Duration::from_secs(s.max(1));
+            }
+            conn.max_connections = l.max_connections.unwrap_or(conn.max_connections).max(1);
             limits.json_body_bytes = l.json_body_bytes.unwrap_or(limits.json_body_bytes);
             limits.max_page = l.max_page.unwrap_or(limits.max_page).max(1);
             limits.blob_bytes = l.blob_bytes.unwrap_or(limits.blob_bytes);
+            limits.event_body_bytes = l.event_body_bytes.unwrap_or(limits.event_body_bytes);
+            limits.events_per_box = l.events_per_box.unwrap_or(limits.events_per_box).max(1);
         }
         Config {
             data_dir: self.data.clone(),
@@ -112,6 +129,7 @@ impl ServerToml {
                 .map_or_else(Catalog::default, |models| Catalog { models }),
             limits,
             mirror_url: self.mirror_url.clone(),
+            conn,
         }
     }
 }
@@ -123,6 +141,7 @@ pub fn default_config(data_dir: &Path) -> Config {
         catalog: Catalog::default(),
         limits: Limits::default(),
         mirror_url: None,
+        conn: ConnLimits::default(),
     }
 }
 
@@ -143,6 +162,22 @@ mod tests {
             .unwrap_err()
             .contains("lisen"));
         assert!(ServerToml::parse("data = \"x\"\nmodels = []").is_err());
+        let c = ServerToml::parse(
+            "data = \"x\"\n[limits]\nheader_read_timeout_secs = 3\nmax_connections = 7\n",
+        )
+        .unwrap()
+        .config();
+        assert_eq!(
+            c.conn,
+            ConnLimits {
+                header_read_timeout: std::time::Duration::from_secs(3),
+                max_connections: 7
+            }
+        );
+        assert_eq!(
+            ServerToml::parse("data = \"x\"").unwrap().config().conn,
+            ConnLimits::default()
+        );
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub fn init(dir: &Path, now: Timestamp) -> Result<InitOutput, DataError> {
     fsutil::write_atomic(
         &kr_path,
         envelope.to_json_pretty().as_bytes(),
-        fsutil::PUBLIC_READ,
+        fsutil::PRIVATE,
     )
     .map_err(io("write", &kr_path))?;
     let root_b64 = root.public_key().to_base64();
@@ -152,27 +152,79 @@ fn read_key(path: &Path) -> Result<SecretKey, DataError> {
     })
 }
 
-/// Loads the keys and keyring of an initialized data folder.
+/// The private keys in `dir` (files `*.key`), by public key.
+pub fn read_private_keys(dir: &Path) -> Result<Vec<SecretKey>, DataError> {
+    let mut keys = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(keys),
+        Err(e) => return Err(io("read", dir)(e)),
+    };
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for entry in entries {
+        let p = entry.map_err(io("read", dir))?.path();
+        if p.extension().is_some_and(|e| e == "key") && p.is_file() {
+            paths.push(p);
+        }
+    }
+    paths.sort();
+    for p in paths {
+        keys.push(read_key(&p)?);
+    }
+    Ok(keys)
+}
+
+/// Parses a stored keyring envelope.
+pub fn parse_keyring(bytes: &[u8], path: &Path) -> Result<(Envelope, Keyring), DataError> {
+    let invalid = |reason: String| DataError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let envelope = Envelope::parse(bytes).map_err(|e| invalid(e.to_string()))?;
+    let payload = envelope
+        .payload_bytes()
+        .map_err(|e| invalid(e.to_string()))?;
+    let keyring: Keyring = serde_json::from_slice(&payload).map_err(|e| invalid(e.to_string()))?;
+    Ok((envelope, keyring))
+}
+
+/// Picks, for each role, a held private key that the keyring gives that role.
+pub fn server_keys(
+    keyring_envelope: Envelope,
+    keyring: Keyring,
+    held: &[SecretKey],
+) -> Result<ServerKeys, Role> {
+    let pick = |role: Role| {
+        held.iter()
+            .find(|k| keyring.keys_with_role(role).any(|p| *p == k.public_key()))
+            .cloned()
+            .ok_or(role)
+    };
+    Ok(ServerKeys {
+        entitlement: pick(Role::Entitlement)?,
+        time: pick(Role::Time)?,
+        release: pick(Role::Release)?,
+        keyring_envelope,
+        keyring,
+    })
+}
+
+/// Loads the keyring of an initialized data folder and, for each role, the private key in
+/// `keys/` that the keyring gives that role.
 pub fn load_keys(dir: &Path) -> Result<ServerKeys, DataError> {
     let kr_path = dir.join("keyring.json");
     if !kr_path.exists() {
         return Err(DataError::NotInitialized(dir.to_path_buf()));
     }
     let bytes = std::fs::read(&kr_path).map_err(io("read", &kr_path))?;
-    let invalid = |reason: String| DataError::Invalid {
-        path: kr_path.clone(),
-        reason,
-    };
-    let keyring_envelope = Envelope::parse(&bytes).map_err(|e| invalid(e.to_string()))?;
-    let payload = keyring_envelope
-        .payload_bytes()
-        .map_err(|e| invalid(e.to_string()))?;
-    let keyring: Keyring = serde_json::from_slice(&payload).map_err(|e| invalid(e.to_string()))?;
-    Ok(ServerKeys {
-        online: read_key(&dir.join("keys/online.key"))?,
-        release: read_key(&dir.join("keys/release.key"))?,
-        keyring_envelope,
-        keyring,
+    let (keyring_envelope, keyring) = parse_keyring(&bytes, &kr_path)?;
+    let keys_dir = dir.join("keys");
+    let held = read_private_keys(&keys_dir)?;
+    server_keys(keyring_envelope, keyring, &held).map_err(|role| DataError::Invalid {
+        path: keys_dir,
+        reason: format!(
+            "no private key there holds the role {role} in keyring.json; restore the key files of the installed keyring"
+        ),
     })
 }
 
@@ -217,6 +269,7 @@ mod tests {
                 "offline/root.key",
                 "keys/online.key",
                 "keys/release.key",
+                "keyring.json",
                 "tokens.json",
             ] {
                 let mode = std::fs::metadata(dir.join(k)).unwrap().permissions().mode();

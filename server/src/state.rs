@@ -25,11 +25,14 @@ pub fn fixed_clock(t: Timestamp) -> Clock {
     Arc::new(move || t)
 }
 
-/// The server's signing keys and its signed keyring.
+/// The server's signing keys and its signed keyring: for each role, the private key of a
+/// key the keyring gives that role (one key may hold several roles).
 #[derive(Debug)]
 pub struct ServerKeys {
-    /// Signs entitlements, time tokens and actions (roles `entitlement`, `time`).
-    pub online: SecretKey,
+    /// Signs entitlements and actions (role `entitlement`).
+    pub entitlement: SecretKey,
+    /// Signs time tokens (role `time`).
+    pub time: SecretKey,
     /// Signs release manifests (role `release`).
     pub release: SecretKey,
     /// The keyring as signed by the root key.
@@ -49,6 +52,10 @@ pub struct Limits {
     pub max_page: usize,
     /// The largest firmware image upload (bytes); larger ones get 413.
     pub blob_bytes: u64,
+    /// The largest body a box may post as an event (bytes); larger ones get 413.
+    pub event_body_bytes: usize,
+    /// How many events are kept per box; older ones are dropped.
+    pub events_per_box: usize,
 }
 
 impl Default for Limits {
@@ -58,6 +65,8 @@ impl Default for Limits {
             default_page: 100,
             max_page: 1000,
             blob_bytes: crate::blobs::DEFAULT_MAX_BLOB_SIZE,
+            event_body_bytes: 8 * 1024,
+            events_per_box: 1_000,
         }
     }
 }
@@ -73,6 +82,8 @@ pub struct Config {
     pub limits: Limits,
     /// A base URL of a download mirror for offers, if any.
     pub mirror_url: Option<String>,
+    /// Connection limits (header read timeout, connection cap).
+    pub conn: crate::http::conn::ConnLimits,
 }
 
 /// Everything a handler needs; cheap to clone.
@@ -83,8 +94,9 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     /// The store.
     pub store: Store,
-    /// The signing keys and keyring.
-    pub keys: ServerKeys,
+    keys: std::sync::RwLock<Arc<ServerKeys>>,
+    /// Held while a keyring draft is made or a keyring installed (one at a time).
+    pub rotation: tokio::sync::Mutex<()>,
     /// The configuration.
     pub config: Config,
     /// Request metrics.
@@ -118,13 +130,31 @@ impl AppState {
         AppState(Arc::new(Inner {
             blobs,
             store,
-            keys,
+            keys: std::sync::RwLock::new(Arc::new(keys)),
+            rotation: tokio::sync::Mutex::new(()),
             config,
             metrics: Metrics::default(),
             tokens,
             tallies: crate::domain::guard::Tallies::default(),
             clock,
         }))
+    }
+
+    /// The current signing keys and keyring (they change when a new keyring is installed).
+    pub fn keys(&self) -> Arc<ServerKeys> {
+        match self.0.keys.read() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Switches to new keys (after a keyring install).
+    pub fn set_keys(&self, keys: ServerKeys) {
+        let new = Arc::new(keys);
+        match self.0.keys.write() {
+            Ok(mut k) => *k = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
     }
 
     /// Now, from the injected clock, in whole seconds (every time in an answer, a record

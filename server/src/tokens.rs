@@ -243,11 +243,21 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
+/// A file created in the data folder the first time a staff token is used, so that a
+/// server can tell at start whether anyone has a working token yet.
+pub const USED_MARKER: &str = "tokens-used";
+
+/// Whether a staff token was ever used on the data folder `dir`.
+pub fn any_used(dir: &Path) -> bool {
+    dir.join(USED_MARKER).exists()
+}
+
 /// The server's view of `tokens.json`, re-read when the file changes.
 #[derive(Debug)]
 pub struct TokenCache {
     path: PathBuf,
     cached: RwLock<(Option<Stamp>, Vec<TokenRecord>)>,
+    used: std::sync::atomic::AtomicBool,
 }
 
 impl TokenCache {
@@ -256,6 +266,7 @@ impl TokenCache {
         TokenCache {
             path: dir.join(TOKENS_FILE),
             cached: RwLock::new((None, Vec::new())),
+            used: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -279,11 +290,22 @@ impl TokenCache {
                 *c = (now, list.tokens);
             }
         }
-        Ok(self
+        let found = self
             .cached
             .read()
             .ok()
-            .and_then(|c| c.1.iter().find(|t| t.sha256 == h).cloned()))
+            .and_then(|c| c.1.iter().find(|t| t.sha256 == h).cloned());
+        if found.is_some() && !self.used.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            if let Some(dir) = self.path.parent() {
+                let marker = dir.join(USED_MARKER);
+                if !marker.exists() {
+                    if let Err(e) = fsutil::write_atomic(&marker, b"", fsutil::PRIVATE) {
+                        tracing::warn!(error = %e, "cannot record that a token was used");
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
 }
 

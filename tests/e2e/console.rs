@@ -5,11 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 use jiff::civil::Date;
 use jiff::ToSpan as _;
-use np_common::api::{device_request_message, HEADER_SERIAL, HEADER_SIGNATURE, HEADER_TIME};
 use np_common::warranty::{add_months, billable_months, days_between};
 use np_common::SecretKey;
 use np_tests::browser::Browser;
@@ -131,14 +128,11 @@ impl Fleet {
 fn check_in(srv: &TestServer, serial: &str, key: &SecretKey, body: &Value) {
     let path = "/api/v1/device/check-in";
     let bytes = serde_json::to_vec(body).unwrap();
-    let time = jiff::Timestamp::now().to_string();
-    let sig = key.sign(&device_request_message("POST", path, &time, &bytes));
-    let resp = srv
-        .client()
-        .post(format!("{}{path}", srv.url))
-        .header(HEADER_SERIAL, serial)
-        .header(HEADER_TIME, time)
-        .header(HEADER_SIGNATURE, B64.encode(sig))
+    let mut req = srv.client().post(format!("{}{path}", srv.url));
+    for (name, value) in np_tests::device_headers(key, serial, "POST", path, &bytes) {
+        req = req.header(name, value);
+    }
+    let resp = req
         .header("content-type", "application/json")
         .body(bytes)
         .send()

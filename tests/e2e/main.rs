@@ -6,6 +6,7 @@ mod agent_online;
 mod agent_ux;
 mod console;
 mod rollout_guard;
+mod rotation;
 mod security;
 mod server_e2e;
 mod server_releases;

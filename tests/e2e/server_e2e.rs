@@ -260,9 +260,71 @@ fn serve_with_a_config_file_speaks_https() {
             .map(|r| r.status().as_u16())
     });
     assert_eq!(status, 200);
-    // The first start initialized the folder and printed the token (stdout and stderr
-    // arrive through separate pipes, so it may come after the listening line).
-    if !p.seen.iter().any(|l| l.starts_with("admin token: ")) {
-        p.wait_for("admin token: ", Duration::from_secs(10));
+    // The first start initialized the folder. Its output is a pipe, not a terminal: the
+    // token is not printed but written to a new 0600 file whose path is printed (stdout
+    // and stderr arrive through separate pipes, so it may come after the listening line).
+    if !p
+        .seen
+        .iter()
+        .any(|l| l.starts_with("admin token written to "))
+    {
+        p.wait_for("admin token written to ", Duration::from_secs(10));
     }
+    assert!(!p.seen.iter().any(|l| l.contains("npt_")), "{:?}", p.seen);
+    let token_file = tmp.path().join("data/admin-token");
+    let token = std::fs::read_to_string(&token_file).expect("token file");
+    assert!(token.starts_with("npt_"));
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&token_file)
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let resp = client
+        .get(format!("https://localhost:{port}/api/v1/devices"))
+        .bearer_auth(token.trim())
+        .send()
+        .expect("answer");
+    assert_eq!(resp.status().as_u16(), 200);
+}
+
+#[test]
+fn a_first_serve_on_a_taken_port_creates_nothing_and_later_starts_say_how_to_get_a_token() {
+    let tmp = tempfile::tempdir().expect("temp");
+    let data = tmp.path().join("data");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let out = np_tests::run(
+        Command::new(bin("np-server"))
+            .arg("serve")
+            .arg("--data")
+            .arg(&data)
+            .args(["--listen", &addr]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("cannot listen on"), "{out:?}");
+    assert!(
+        !data.exists(),
+        "the data folder was created although the port was taken"
+    );
+    drop(taken);
+    // A start on a folder where no token was used yet says how to make one.
+    let mut p = np_tests::Running::spawn(
+        Command::new(bin("np-server"))
+            .arg("serve")
+            .arg("--data")
+            .arg(&data)
+            .args(["--listen", "127.0.0.1:0"]),
+    );
+    p.wait_for("np-server listening on ", Duration::from_secs(30));
+    p.kill();
+    let mut p = np_tests::Running::spawn(
+        Command::new(bin("np-server"))
+            .arg("serve")
+            .arg("--data")
+            .arg(&data)
+            .args(["--listen", "127.0.0.1:0"]),
+    );
+    p.wait_for("np-server token create --data", Duration::from_secs(30));
 }

@@ -5,9 +5,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
-use np_common::api::{device_request_message, HEADER_SERIAL, HEADER_SIGNATURE, HEADER_TIME};
 use np_common::bundle::{EntryType, LayoutCheck};
 use np_common::SecretKey;
 use np_tests::server::TestServer;
@@ -66,13 +63,12 @@ impl Srv {
         body: &[u8],
         range: Option<&str>,
     ) -> reqwest::blocking::Response {
-        let time = jiff::Timestamp::now().to_string();
-        let sig = key.sign(&device_request_message(method.as_str(), path, &time, body));
-        let mut req = Self::client()
-            .request(method, format!("{}{path}", self.url))
-            .header(HEADER_SERIAL, SERIAL)
-            .header(HEADER_TIME, time)
-            .header(HEADER_SIGNATURE, B64.encode(sig))
+        let signed = np_tests::device_headers(key, SERIAL, method.as_str(), path, body);
+        let mut req = Self::client().request(method, format!("{}{path}", self.url));
+        for (name, value) in signed {
+            req = req.header(name, value);
+        }
+        let mut req = req
             .header("content-type", "application/json")
             .body(body.to_vec());
         if let Some(r) = range {
@@ -240,21 +236,13 @@ fn publish_check_in_resume_download_report_and_bundle() {
         "bytes */300000"
     );
     // The signature covers the path: replaying it elsewhere is refused.
-    let time = jiff::Timestamp::now().to_string();
-    let sig = key.sign(&device_request_message(
-        "POST",
-        "/api/v1/device/check-in",
-        &time,
-        &body,
-    ));
-    let resp = Srv::client()
-        .post(format!("{}/api/v1/device/events", srv.url))
-        .header(HEADER_SERIAL, SERIAL)
-        .header(HEADER_TIME, time)
-        .header(HEADER_SIGNATURE, B64.encode(sig))
-        .body(body.clone())
-        .send()
-        .unwrap();
+    let mut req = Srv::client().post(format!("{}/api/v1/device/events", srv.url));
+    for (name, value) in
+        np_tests::device_headers(&key, SERIAL, "POST", "/api/v1/device/check-in", &body)
+    {
+        req = req.header(name, value);
+    }
+    let resp = req.body(body.clone()).send().unwrap();
     assert_eq!(resp.status().as_u16(), 401);
 
     // The offline bundle: keyring, manifest, entitlement, image, in that order.
@@ -418,11 +406,12 @@ fn a_one_gib_image_goes_up_and_down_without_growing_the_server() {
 
     let started = Instant::now();
     let path = format!("/api/v1/device/blobs/{sha}");
-    let time = jiff::Timestamp::now().to_string();
-    let sig = B64.encode(key.sign(&device_request_message("GET", &path, &time, b"")));
+    let signed: String = np_tests::device_headers(&key, SERIAL, "GET", &path, b"")
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
     let head = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\n{HEADER_SERIAL}: {SERIAL}\r\n{HEADER_TIME}: {time}\r\n\
-         {HEADER_SIGNATURE}: {sig}\r\nConnection: close\r\n\r\n",
+        "GET {path} HTTP/1.1\r\nHost: {}\r\n{signed}Connection: close\r\n\r\n",
         authority(&srv.url)
     );
     let (mut reader, status, head) = raw_request(&srv.url, &head, None);

@@ -190,3 +190,36 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Optio
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The four signing headers of a device request from box `serial`, signed now with a new
+/// nonce (the server refuses a replayed one): `(name, value)` pairs.
+pub fn device_headers(
+    key: &np_common::SecretKey,
+    serial: &str,
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    use sha2::{Digest as _, Sha256};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = format!(
+        "{}-{}-{:?}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+    );
+    let nonce = hex::encode(&Sha256::digest(seed)[..16]);
+    let sig = np_common::api::RequestSignature::sign(
+        key,
+        method,
+        target,
+        jiff::Timestamp::now(),
+        &nonce,
+        body,
+    );
+    sig.headers(serial)
+        .iter()
+        .map(|(n, v)| (*n, (*v).to_owned()))
+        .collect()
+}

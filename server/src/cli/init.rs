@@ -20,9 +20,44 @@ pub fn run(args: &Args) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Prints what `init` (or `serve` on a new folder) must show once.
+/// Prints what `init` must show once.
 pub fn print_init(dir: &Path, out: &InitOutput) {
     crate::outln!("admin token: {}", out.admin_token);
+    print_root(dir, out);
+}
+
+/// The name of the file that holds the first admin token when `serve` created the data
+/// folder with its output going to a file or a journal rather than a terminal.
+pub const FIRST_TOKEN_FILE: &str = "admin-token";
+
+/// What `serve` shows when it created the data folder. The admin token is printed only
+/// on a terminal; otherwise (a service whose output lands in a journal) it is written to a
+/// new 0600 file in the data folder and only the file's path is printed.
+pub fn print_first_start(dir: &Path, out: &InitOutput) -> Result<(), CliError> {
+    use std::io::IsTerminal as _;
+    if std::io::stdout().is_terminal() {
+        crate::outln!("admin token: {}", out.admin_token);
+    } else {
+        let path = dir.join(FIRST_TOKEN_FILE);
+        np_fsutil::write_new(
+            &path,
+            format!("{}\n", out.admin_token).as_bytes(),
+            np_fsutil::PRIVATE,
+        )
+        .map_err(|e| CliError::Io(format!("cannot write {}: {e}", path.display())))?;
+        crate::outln!("admin token written to {} (mode 0600)", path.display());
+        crate::errln!(
+            "np-server: the first admin token is in {}; read it, then delete the file. Make \
+             another at any time with: np-server token create --data {} --role admin --name NAME",
+            path.display(),
+            dir.display()
+        );
+    }
+    print_root(dir, out);
+    Ok(())
+}
+
+fn print_root(dir: &Path, out: &InitOutput) {
     crate::outln!("root public key: {}", out.root_public_key);
     crate::errln!(
         "WARNING: the root key is at {}: move it offline (to an air-gapped machine or a safe) \

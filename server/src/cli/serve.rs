@@ -1,5 +1,6 @@
-//! `np-server serve`: loads the config (or `--data`/`--listen`), initializes a missing
-//! data folder, binds, prints `np-server listening on URL` on stderr, and serves until
+//! `np-server serve`: loads the config (or `--data`/`--listen`), binds, initializes a missing
+//! data folder (the first admin token goes to a terminal or to a 0600 file, never to a
+//! journal), re-signs what does not verify under the installed keyring, prints `np-server listening on URL` on stderr, and serves until
 //! SIGTERM or SIGINT, finishing requests in flight.
 
 use super::CliError;
@@ -15,7 +16,8 @@ pub struct Args {
     /// A `server.toml`; `--data` and `--listen` override its values.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// The data folder (created as by `init` when it does not exist).
+    /// The data folder (created as by `init` when it does not exist; the first admin token
+    /// is then printed on a terminal, or else written to DATA/admin-token, mode 0600).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// The address to listen on (default 127.0.0.1:8080).
@@ -48,10 +50,10 @@ pub async fn shutdown_signal() {
 
 /// Warns when the signed keyring expires within 60 days: boxes refuse an expired one.
 fn warn_if_keyring_expires(state: &crate::state::AppState) {
-    let expires = state.keys.keyring.expires;
+    let expires = state.keys().keyring.expires;
     let left = expires.duration_since(state.now()).as_secs() / 86_400;
     if left < 60 {
-        tracing::warn!(%expires, days_left = left, "the keyring expires soon: sign a new version with the offline root key");
+        tracing::warn!(%expires, days_left = left, "the keyring expires soon: renew it with np-vendor keyring draft, keyring sign (offline, root key) and keyring install");
     }
 }
 
@@ -91,18 +93,43 @@ pub async fn run(args: &Args) -> Result<(), CliError> {
         ),
         None => None,
     };
-    if datadir::is_fresh(&config.data_dir) {
-        let out = datadir::init(&config.data_dir, jiff::Timestamp::now())?;
-        super::init::print_init(&config.data_dir, &out);
-    }
-    let state = datadir::open(config, system_clock())?;
-    warn_if_keyring_expires(&state);
+    // Bind first: a server that cannot listen must not create (and print the only admin
+    // token of) a data folder.
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| CliError::Io(format!("cannot listen on {listen}: {e}")))?;
     let addr = listener
         .local_addr()
         .map_err(|e| CliError::Io(format!("cannot read the bound address: {e}")))?;
+    let dir = config.data_dir.clone();
+    if datadir::is_fresh(&dir) {
+        let out = datadir::init(&dir, jiff::Timestamp::now())?;
+        super::init::print_first_start(&dir, &out)?;
+    }
+    let state = datadir::open(config, system_clock())?;
+    let (releases, devices) =
+        crate::domain::rotation::resign(&state, crate::domain::rotation::Only::Stale, state.now())
+            .await
+            .map_err(|e| {
+                CliError::Io(format!(
+                    "cannot re-sign documents with the installed keys: {e}"
+                ))
+            })?;
+    if releases + devices > 0 {
+        tracing::warn!(
+            releases,
+            devices,
+            "re-signed documents that did not verify under the installed keyring"
+        );
+    }
+    warn_if_keyring_expires(&state);
+    if !crate::tokens::any_used(&dir) {
+        eprintln!(
+            "np-server: no staff token has been used on this server yet. If you do not have the \
+             admin token, make one: np-server token create --data {} --role admin --name NAME",
+            dir.display()
+        );
+    }
     let scheme = if tls.is_some() { "https" } else { "http" };
     crate::errln!("np-server listening on {scheme}://{addr}");
     tracing::info!(%addr, scheme, "serving");

@@ -197,7 +197,7 @@ pub async fn import(
                     r.purchase,
                     vec![r.term],
                     r.device_key.clone(),
-                    &state.keys.online,
+                    &state.keys().entitlement,
                     now,
                 ));
             }

@@ -3,8 +3,8 @@
 //! swap, revoke, edit), `import` (bulk registration, all or none), `validate` (request
 //! fields into domain values), `offers` (what a box is told at check-in), `rollout` (the
 //! staged-rollout bucket), `plan` (rollout plans: stages on a clock and the guard's
-//! threshold), `guard` (attempts and failures per release) and `words` (wire names for
-//! people and logs).
+//! threshold), `guard` (attempts and failures per release), `rotation` (keyring drafts,
+//! installs and re-signing) and `words` (wire names for people and logs).
 
 pub mod device;
 pub mod guard;
@@ -13,5 +13,6 @@ pub mod offers;
 pub mod plan;
 pub mod registry;
 pub mod rollout;
+pub mod rotation;
 pub mod validate;
 pub mod words;

@@ -187,7 +187,7 @@ pub async fn register(
                 purchase,
                 vec![term],
                 device_key.clone(),
-                &state.keys.online,
+                &state.keys().entitlement,
                 now,
             ));
             Ok(())
@@ -222,7 +222,7 @@ pub async fn extend(
             let added = plan_extension(&d.terms, today, duration, req.reinstate)
                 .map_err(validate::warranty_error)?;
             d.terms.extend(added);
-            d.reissue(&state.keys.online, now);
+            d.reissue(&state.keys().entitlement, now);
             Ok(())
         })
         .await
@@ -279,7 +279,7 @@ pub async fn swap(
             old.replaced_by = Some(new_serial.clone());
             old.status_reason = Some(reason.clone());
             old.pending_action = None;
-            old.reissue(&state.keys.online, now);
+            old.reissue(&state.keys().entitlement, now);
             let mut new = DeviceRecord::new(
                 new_serial.clone(),
                 new_model.clone(),
@@ -287,7 +287,7 @@ pub async fn swap(
                 old.purchase_date,
                 old.terms.clone(),
                 new_key.clone(),
-                &state.keys.online,
+                &state.keys().entitlement,
                 now,
             );
             new.replaces = Some(old_serial.clone());
@@ -324,7 +324,7 @@ pub async fn revoke(
             d.status = Status::Revoked;
             d.status_reason = Some(reason.clone());
             d.pending_action = None;
-            d.reissue(&state.keys.online, now);
+            d.reissue(&state.keys().entitlement, now);
             Ok(())
         })
         .await
@@ -395,7 +395,7 @@ pub async fn edit(
                 }
                 d.purchase_date = p;
                 d.terms = vec![*t];
-                d.reissue(&state.keys.online, now);
+                d.reissue(&state.keys().entitlement, now);
             }
             Ok(())
         })

@@ -131,7 +131,7 @@ pub async fn create(
         action: kind,
         version,
         issued_at,
-        envelope: docs::sign(&action, &state.keys.online),
+        envelope: docs::sign(&action, &state.keys().entitlement),
     };
     let change = Change {
         actor: Some(&caller.name),

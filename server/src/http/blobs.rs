@@ -6,13 +6,14 @@
 use crate::blobs::{BlobError, BlobInfo};
 use crate::domain::offers::{self, Hold};
 use crate::http::auth::ReleaseCaller;
-use crate::http::device_api::{box_view_parts, signed_device};
+use crate::http::device_api::box_view_parts;
+use crate::http::device_auth::SignedDevice;
 use crate::http::error::{ApiError, ApiPath};
 use crate::http::range::{self, RangeError};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
@@ -70,12 +71,10 @@ async fn upload(
 
 async fn download(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
     headers: HeaderMap,
     ApiPath(sha): ApiPath<String>,
+    SignedDevice { device, .. }: SignedDevice,
 ) -> Result<Response, ApiError> {
-    let device = signed_device(&state, &method, uri.path(), &headers, b"").await?;
     let sha = Sha256Digest::parse(&sha)
         .map_err(|e| ApiError::bad_request("bad_sha256", e.to_string()))?;
     let releases = state.store.releases()?;

@@ -69,7 +69,7 @@ pub async fn bundle(
         )));
     }
     let docs = BundleDocs {
-        keyring: Some(state.keys.keyring_envelope.to_json()),
+        keyring: Some(state.keys().keyring_envelope.to_json()),
         manifest: record.manifest.to_json(),
         entitlement: Some(device.entitlement.to_json()),
     };

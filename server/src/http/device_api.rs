@@ -1,5 +1,5 @@
-//! The device API of §6.3: every request is signed by the box's device key
-//! (`crate::http::device_auth`). `POST /api/v1/device/check-in` answers the keyring, the box's
+//! The device API: every request is signed by the box's device key and checked by the
+//! [`SignedDevice`] extractor (`crate::http::device_auth`). `POST /api/v1/device/check-in` answers the keyring, the box's
 //! entitlement, a time token echoing its nonce, the newest release for it with the rule that
 //! stops it (`available`), the release that is due (`offer`) and a pending staff action;
 //! `POST /api/v1/device/events` records install progress and results. Staff read a box's
@@ -9,15 +9,12 @@ use crate::domain::device::{DeviceRecord, PendingAction};
 use crate::domain::guard::Seen;
 use crate::domain::offers::{self, BoxView};
 use crate::http::auth::StaffCaller;
-use crate::http::device_auth::SignedHeaders;
+use crate::http::device_auth::SignedDevice;
 use crate::http::devices::path_serial;
 use crate::http::error::{ApiError, ApiPath};
 use crate::state::AppState;
 use crate::store::{Change, DeviceReport, EventRecord, ReleaseRecord};
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use jiff::Timestamp;
@@ -35,43 +32,17 @@ pub const DEFAULT_CHANNEL: &str = "stable";
 /// The longest nonce a box may send.
 const MAX_NONCE: usize = 128;
 
-/// The device API routes.
-pub fn router() -> Router<AppState> {
+/// The device API routes; an event body is capped at `limits.event_body_bytes` (413).
+pub fn router(limits: &crate::state::Limits) -> Router<AppState> {
     Router::new()
         .route("/api/v1/device/check-in", post(check_in))
-        .route("/api/v1/device/events", post(event))
-        .route("/api/v1/devices/{serial}/events", get(list_events))
-}
-
-/// Authenticates a signed device request: the registered box it comes from, or 401 with
-/// the reason in `details.reason`.
-pub async fn signed_device(
-    state: &AppState,
-    method: &Method,
-    path: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<DeviceRecord, ApiError> {
-    let refuse = |e: crate::http::device_auth::DeviceAuthError| {
-        ApiError::unauthorized(e.to_string())
-            .with_details(serde_json::json!({ "reason": e.reason() }))
-    };
-    let signed = SignedHeaders::from_headers(headers).map_err(refuse)?;
-    let Some(device) = state.store.device(&signed.serial)? else {
-        return Err(refuse(
-            crate::http::device_auth::DeviceAuthError::UnknownSerial(signed.serial),
-        ));
-    };
-    signed
-        .verify(
-            device.device_key.as_ref(),
-            method.as_str(),
-            path,
-            body,
-            state.now(),
+        .route(
+            "/api/v1/device/events",
+            post(event).layer(axum::extract::DefaultBodyLimit::max(
+                limits.event_body_bytes,
+            )),
         )
-        .map_err(refuse)?;
-    Ok(device)
+        .route("/api/v1/devices/{serial}/events", get(list_events))
 }
 
 /// What the offer logic needs about a box beyond its record.
@@ -118,7 +89,7 @@ pub fn box_view_parts(
     releases: &[ReleaseRecord],
 ) -> Result<BoxParts, ApiError> {
     let entitlement: Entitlement =
-        docs::verify(&device.entitlement, &state.keys.keyring).map_err(ApiError::internal)?;
+        docs::verify(&device.entitlement, &state.keys().keyring).map_err(ApiError::internal)?;
     let running_known = device.version.is_some();
     let running_version = device.version.clone().unwrap_or_else(zero_version);
     let running_security_version = releases
@@ -138,23 +109,6 @@ pub fn box_view_parts(
 fn zero_version() -> Version {
     #[allow(clippy::expect_used)]
     Version::parse("0.0.0").expect("0.0.0 is a semver version")
-}
-
-/// The raw body of a signed request (it is hashed as sent), or our JSON error: 413 past
-/// the JSON body limit, 400 when it cannot be read.
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|r| {
-        if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large(
-                "the request body is larger than the server accepts; send a smaller one",
-            )
-        } else {
-            ApiError::bad_request(
-                "bad_request",
-                format!("the request body could not be read: {}", r.body_text()),
-            )
-        }
-    })
 }
 
 fn bad_body(what: &str, e: impl std::fmt::Display) -> ApiError {
@@ -187,13 +141,8 @@ fn action_done_by_event(p: &PendingAction, e: &DeviceEvent) -> bool {
 
 async fn check_in(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    SignedDevice { device, body }: SignedDevice,
 ) -> Result<Json<CheckInResponse>, ApiError> {
-    let body = body_bytes(body)?;
-    let device = signed_device(&state, &method, uri.path(), &headers, &body).await?;
     let req: CheckInRequest = serde_json::from_slice(&body).map_err(|e| bad_body("check-in", e))?;
     if req.nonce.is_empty()
         || req.nonce.len() > MAX_NONCE
@@ -304,15 +253,16 @@ async fn check_in(
             None => format!("/api/v1/device/blobs/{sha}"),
         }
     };
+    let keys = state.keys();
     let time = docs::sign(
         &TimeToken {
             now,
             nonce: req.nonce.clone(),
         },
-        &state.keys.online,
+        &keys.time,
     );
     Ok(Json(CheckInResponse {
-        keyring: state.keys.keyring_envelope.clone(),
+        keyring: keys.keyring_envelope.clone(),
         entitlement: device.entitlement.clone(),
         time,
         available: decision.available.map(|(r, hold)| Available {
@@ -329,13 +279,8 @@ async fn check_in(
 
 async fn event(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    SignedDevice { device, body }: SignedDevice,
 ) -> Result<Json<EventRecord>, ApiError> {
-    let body = body_bytes(body)?;
-    let device = signed_device(&state, &method, uri.path(), &headers, &body).await?;
     let ev: DeviceEvent = serde_json::from_slice(&body).map_err(|e| bad_body("event", e))?;
     if ev.detail.len() > 4096 {
         return Err(ApiError::bad_request(
@@ -351,7 +296,10 @@ async fn event(
         event: ev.event,
         detail: ev.detail.clone(),
     };
-    state.store.append_device_event(&serial, &record).await?;
+    state
+        .store
+        .append_device_event(&serial, &record, state.config.limits.events_per_box)
+        .await?;
     // The version the box runs after this event: a commit runs the new version, a
     // rollback from the version the server had on record goes back to the one before it.
     let rolled_back_from_running =

@@ -10,12 +10,14 @@ pub mod audit;
 pub mod auth;
 pub mod blobs;
 pub mod bundle;
+pub mod conn;
 pub mod console;
 pub mod device_api;
 pub mod device_auth;
 pub mod devices;
 pub mod error;
 pub mod guard;
+pub mod keyring;
 pub mod metrics;
 pub mod range;
 pub mod releases;
@@ -27,7 +29,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use std::future::Future;
 
 pub use crate::http::tls::run_tls;
@@ -42,14 +44,14 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/api/v1/keyring", get(keyring))
         .merge(devices::router())
         .merge(audit::router())
         .merge(releases::router())
         .merge(blobs::router())
-        .merge(device_api::router())
+        .merge(device_api::router(&state.config.limits))
         .merge(actions::router())
         .merge(bundle::router())
+        .merge(keyring::router())
         .merge(console::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -72,17 +74,14 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `app(state)` on `listener` (plain HTTP) until `shutdown` resolves; requests in
-/// flight are finished first.
+/// Serves `app(state)` on `listener` (plain HTTP/1.1) until `shutdown` resolves, with the
+/// connection limits of the config (`conn`); requests in flight are finished first.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    conn::serve(listener, state, None, shutdown).await
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -101,11 +100,6 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
         )],
         state.metrics.render(&counts),
     ))
-}
-
-/// `GET /api/v1/keyring`: the root-signed keyring envelope; no credentials needed.
-async fn keyring(State(state): State<AppState>) -> Json<np_common::Envelope> {
-    Json(state.keys.keyring_envelope.clone())
 }
 
 async fn not_found() -> ApiError {

@@ -9,7 +9,7 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt as _;
 use jiff::Timestamp;
-use np_common::api::{HEADER_SERIAL, HEADER_SIGNATURE, HEADER_TIME};
+use np_common::api::{HEADER_NONCE, HEADER_SERIAL, HEADER_SIGNATURE, HEADER_TIME};
 use np_common::bundle::{EntryType, LayoutCheck};
 use np_common::docs::{self, Release};
 use np_common::{Envelope, SecretKey};
@@ -40,6 +40,13 @@ impl Answer {
     fn json(&self) -> Value {
         serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
     }
+}
+
+/// A new random request nonce (as a box makes for every request).
+fn fresh_nonce() -> String {
+    let mut b = [0u8; 16];
+    getrandom::getrandom(&mut b).unwrap();
+    hex::encode(b)
 }
 
 fn now0() -> Timestamp {
@@ -165,14 +172,14 @@ impl H {
         at: Timestamp,
         range: Option<&str>,
     ) -> Answer {
-        let path = path_q.split('?').next().unwrap();
-        let (t, s) = sign_request(key, method, path, at, body);
+        let s = sign_request(key, method, path_q, at, &fresh_nonce(), body);
         let mut b = Request::builder()
             .method(method)
             .uri(path_q)
             .header(HEADER_SERIAL, serial)
-            .header(HEADER_TIME, t)
-            .header(HEADER_SIGNATURE, s)
+            .header(HEADER_TIME, s.time)
+            .header(HEADER_NONCE, s.nonce)
+            .header(HEADER_SIGNATURE, s.signature)
             .header(header::CONTENT_TYPE, "application/json");
         if let Some(r) = range {
             b = b.header(header::RANGE, r);
@@ -262,7 +269,7 @@ async fn a_covered_box_is_offered_the_newest_release_with_signed_documents() {
     let sha = np_common::Sha256Digest::of(IMAGE);
     assert_eq!(v["offer"]["url"], format!("/api/v1/device/blobs/{sha}"));
     // Every document verifies under the keyring the answer carries.
-    let kr = &h.state.keys.keyring;
+    let kr = &h.state.keys().keyring;
     let t: Envelope = serde_json::from_value(v["time"].clone()).unwrap();
     let t = docs::TimeToken::verify_nonce(&t, kr, "00ff").unwrap();
     assert_eq!(t.now, now0());
@@ -381,8 +388,13 @@ async fn each_offer_rule_is_named_in_the_answer() {
     let v = h.check_in("5.1.0").await;
     assert_eq!(summary(&v), (some("5.3.0"), None, some("5.3.0")));
     let act: Envelope = serde_json::from_value(v["action"].clone()).unwrap();
-    let act = docs::Action::verify_for(&act, &h.state.keys.keyring, &SERIAL.parse().unwrap(), None)
-        .unwrap();
+    let act = docs::Action::verify_for(
+        &act,
+        &h.state.keys().keyring,
+        &SERIAL.parse().unwrap(),
+        None,
+    )
+    .unwrap();
     assert_eq!(act.version.map(|v| v.to_string()), some("5.3.0"));
     let v = h.check_in("5.1.0").await;
     assert!(v.get("action").is_none(), "{v}");
@@ -554,14 +566,15 @@ async fn signed_requests_that_do_not_verify_are_401() {
         unauthorized("clock_skew")
     );
     // A body signed for check-in, replayed to the events path.
-    let (t, s) = sign_request(&h.key, "POST", path, now0(), &body);
+    let sig = sign_request(&h.key, "POST", path, now0(), &fresh_nonce(), &body);
     let replay = |p: &str, b: Vec<u8>| {
         Request::builder()
             .method("POST")
             .uri(p)
             .header(HEADER_SERIAL, SERIAL)
-            .header(HEADER_TIME, t.clone())
-            .header(HEADER_SIGNATURE, s.clone())
+            .header(HEADER_TIME, sig.time.clone())
+            .header(HEADER_NONCE, sig.nonce.clone())
+            .header(HEADER_SIGNATURE, sig.signature.clone())
             .body(Body::from(b))
             .unwrap()
     };
@@ -575,8 +588,16 @@ async fn signed_requests_that_do_not_verify_are_401() {
         reason(h.send(replay(path, tampered)).await),
         unauthorized("bad_signature")
     );
-    // The untouched request passes.
-    assert_eq!(h.send(replay(path, body)).await.status, StatusCode::OK);
+    // The untouched request passes, once.
+    assert_eq!(
+        h.send(replay(path, body.clone())).await.status,
+        StatusCode::OK
+    );
+    let again = h.send(replay(path, body)).await;
+    assert_eq!(
+        (again.status, again.json()["error"]["code"].clone()),
+        (StatusCode::UNAUTHORIZED, json!("replayed"))
+    );
     let none = Request::builder()
         .method("POST")
         .uri(path)
@@ -728,7 +749,7 @@ async fn release_creation_checks_its_inputs() {
         (json!("n-cloud"), json!("2026-11-23T10:00:00Z"))
     );
     let m: Envelope = serde_json::from_value(v["manifest"].clone()).unwrap();
-    let r: Release = docs::verify(&m, &h.state.keys.keyring).unwrap();
+    let r: Release = docs::verify(&m, &h.state.keys().keyring).unwrap();
     assert_eq!(r.product, "n-cloud");
     let a = h
         .staff(
@@ -789,7 +810,7 @@ async fn a_bundle_holds_keyring_manifest_entitlement_and_image_in_order() {
             let env = Envelope::parse(&body).unwrap();
             docs::Entitlement::verify_for(
                 &env,
-                &h.state.keys.keyring,
+                &h.state.keys().keyring,
                 &SERIAL.parse().unwrap(),
                 None,
             )

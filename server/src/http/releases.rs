@@ -11,7 +11,7 @@ use crate::domain::validate;
 use crate::http::auth::{AnyCaller, ReleaseCaller};
 use crate::http::error::{ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
-use crate::store::{Halt, ReleaseChangeError, ReleaseRecord};
+use crate::store::{Change, Halt, ReleaseChangeError, ReleaseRecord};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -258,6 +258,15 @@ async fn create(
     ApiJson(req): ApiJson<CreateRequest>,
 ) -> Result<(StatusCode, Json<ReleaseBody>), ApiError> {
     let version = parse_version("version", &req.version)?;
+    if req.version.contains('+') {
+        return Err(ApiError::unprocessable(
+            "build_metadata",
+            format!(
+                "version {:?} carries build metadata (after '+'), which does not make a version newer; publish a plain version such as 5.2.1",
+                req.version.trim()
+            ),
+        ));
+    }
     let (models, product) = product_of(&state, &req.models)?;
     let channel = plain_name("channel", req.channel.as_deref().unwrap_or("stable"), 32)?;
     let now = state.now();
@@ -324,7 +333,7 @@ async fn create(
         image: ImageRef { name, size, sha256 },
         notes: req.notes,
     };
-    let manifest = docs::sign(&release, &state.keys.release);
+    let manifest = docs::sign(&release, &state.keys().release);
     let record = ReleaseRecord {
         release,
         manifest,
@@ -338,20 +347,18 @@ async fn create(
         halt: None,
         guard_baseline: None,
     };
-    if !state.store.insert_release(&record).await? {
+    let audited = Change {
+        actor: Some(&caller.name),
+        action: "release_create",
+        at: now,
+    };
+    if !state
+        .store
+        .insert_release(&record, &audited, snapshot(&record))
+        .await?
+    {
         return Err(exists(&version));
     }
-    state
-        .store
-        .append_audit(
-            now,
-            &caller.name,
-            "release_create",
-            None,
-            None,
-            Some(snapshot(&record)),
-        )
-        .await?;
     tracing::info!(version = %version, actor = %caller.name, "release published");
     Ok((StatusCode::CREATED, Json(body_of(&state, record, 0))))
 }

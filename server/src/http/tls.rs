@@ -1,17 +1,10 @@
 //! HTTPS: loads a PEM certificate chain and key into a rustls server config (ring
-//! provider, no process-wide default needed) and serves the app over TLS with
-//! hyper-util, finishing connections in flight on shutdown.
+//! provider, no process-wide default needed); `run_tls` serves the app over it.
 
-use crate::http::app;
 use crate::state::AppState;
-use axum::body::Body;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
-use tower::ServiceExt as _;
 
 /// Why the TLS files cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -74,67 +67,12 @@ pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerC
 }
 
 /// Serves `app(state)` over TLS on `listener` until `shutdown` resolves, then waits (at
-/// most 30 s) for open connections to finish.
+/// most 30 s) for open connections to finish (`crate::http::conn`).
 pub async fn run_tls(
     listener: tokio::net::TcpListener,
     state: AppState,
     tls: Arc<rustls::ServerConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = app(state);
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let stream =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-            let svc = hyper_util::service::TowerToHyperService::new(app.map_request(
-                move |req: axum::http::Request<Incoming>| {
-                    let mut req = req.map(Body::new);
-                    req.extensions_mut().insert(ServedOverTls);
-                    req.extensions_mut()
-                        .insert(axum::extract::ConnectInfo(peer));
-                    req
-                },
-            ));
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after 30 s; closing them");
-    }
-    Ok(())
+    crate::http::conn::serve(listener, state, Some(tls), shutdown).await
 }

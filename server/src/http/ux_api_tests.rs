@@ -12,7 +12,6 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt as _;
 use jiff::Timestamp;
-use np_common::api::{HEADER_SERIAL, HEADER_SIGNATURE, HEADER_TIME};
 use np_common::SecretKey;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -122,13 +121,21 @@ impl H {
 
     async fn device_post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         let bytes = body.to_string().into_bytes();
-        let (t, s) = sign_request(&self.key, "POST", path, self.state.now(), &bytes);
-        let req = Request::builder()
-            .method("POST")
-            .uri(path)
-            .header(HEADER_SERIAL, SERIAL)
-            .header(HEADER_TIME, t)
-            .header(HEADER_SIGNATURE, s)
+        let mut nonce = [0u8; 16];
+        getrandom::getrandom(&mut nonce).unwrap();
+        let sig = sign_request(
+            &self.key,
+            "POST",
+            path,
+            self.state.now(),
+            &hex::encode(nonce),
+            &bytes,
+        );
+        let mut req = Request::builder().method("POST").uri(path);
+        for (name, value) in sig.headers(SERIAL) {
+            req = req.header(name, value);
+        }
+        let req = req
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(bytes))
             .unwrap();

@@ -8,11 +8,13 @@
 
 mod audit;
 mod devices;
+mod nonces;
 mod releases;
 mod reports;
 
 pub use audit::{AuditEntry, AuditPage};
 pub use devices::{Change, DevicePage, MutateError};
+pub use nonces::NonceCheck;
 pub use releases::{Halt, ReleaseChangeError, ReleaseRecord};
 pub use reports::{DeviceReport, EventRecord};
 
@@ -93,6 +95,7 @@ pub struct Store {
     audit: sled::Tree,
     audit_by_serial: sled::Tree,
     flushes: Arc<FlushState>,
+    nonce_count: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -107,6 +110,7 @@ impl Store {
             audit: db.open_tree("audit")?,
             audit_by_serial: db.open_tree("audit_by_serial")?,
             flushes: Arc::default(),
+            nonce_count: Arc::default(),
             db,
         })
     }

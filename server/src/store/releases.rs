@@ -1,8 +1,9 @@
 //! Releases in the store: tree `releases`, key = the version string, value = the JSON
 //! [`ReleaseRecord`] (the manifest, its signed envelope and the rollout state). Creating a
-//! release is a compare-and-swap on an absent key, so two uploads of one version cannot
-//! both win; changes go through a transaction. Every write is flushed before returning.
+//! release checks the key is absent and writes the release and its audit entry in one
+//! transaction, so two uploads of one version cannot both win and the log never misses one; changes go through a transaction. Every write is flushed before returning.
 
+use super::Change;
 use super::{decode, encode, Store, StoreError};
 use crate::domain::offers::ReleaseEntry;
 use crate::domain::plan::{Figures, PlanState};
@@ -10,7 +11,7 @@ use jiff::Timestamp;
 use np_common::docs::Release;
 use np_common::{Envelope, Version};
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional as _};
 
 const TREE: &str = "releases";
 
@@ -138,16 +139,41 @@ impl Store {
         }
     }
 
-    /// Stores a new release; `false` when that version exists already (nothing written).
-    pub async fn insert_release(&self, record: &ReleaseRecord) -> Result<bool, StoreError> {
+    /// Stores a new release and, in the same transaction, its audit entry (`after` is the
+    /// snapshot to record; nothing is audited when `change.actor` is `None`); `false` when
+    /// that version exists already (nothing written).
+    pub async fn insert_release(
+        &self,
+        record: &ReleaseRecord,
+        change: &Change<'_>,
+        after: serde_json::Value,
+    ) -> Result<bool, StoreError> {
         let key = record.release.version.to_string();
-        let swapped = self.releases_tree()?.compare_and_swap(
-            key.as_bytes(),
-            None as Option<&[u8]>,
-            Some(encode(record)),
-        )?;
-        if swapped.is_err() {
-            return Ok(false);
+        let releases = self.releases_tree()?;
+        let trees = (&releases, &self.audit, &self.audit_by_serial);
+        let result = trees.transaction(|(rel, audit, idx)| {
+            if rel.get(key.as_bytes())?.is_some() {
+                return Err(ConflictableTransactionError::Abort(()));
+            }
+            rel.insert(key.as_bytes(), encode(record))?;
+            if let Some(actor) = change.actor {
+                let entry = super::AuditEntry {
+                    id: audit.generate_id()?,
+                    at: change.at,
+                    actor: actor.to_owned(),
+                    action: change.action.to_owned(),
+                    serial: None,
+                    before: None,
+                    after: Some(after.clone()),
+                };
+                super::audit::append_in(audit, idx, &entry)?;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => {}
+            Err(TransactionError::Abort(())) => return Ok(false),
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
         }
         self.flush().await?;
         Ok(true)

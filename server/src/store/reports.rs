@@ -1,8 +1,8 @@
 //! What boxes report through the device API. Tree `device_reports`, key = serial, value =
 //! the JSON [`DeviceReport`] (slot, phase, last result, the versions it rolled back from,
 //! the action handed over); tree `device_events`, key = serial ++ 0x00 ++ big-endian id,
-//! value = the JSON [`EventRecord`], one per event a box sent. Writes are flushed before
-//! returning.
+//! value = the JSON [`EventRecord`], one per event a box sent, the newest few hundred per box
+//! kept (the caller names the bound). Writes are flushed before returning.
 
 use super::{decode, encode, Store, StoreError};
 use crate::domain::device::DeviceRecord;
@@ -94,17 +94,28 @@ impl Store {
         }
     }
 
-    /// Appends an event of the box and flushes it.
+    /// Appends an event of the box, drops its oldest events beyond the newest `keep`, and
+    /// flushes. Answers how many were dropped.
     pub async fn append_device_event(
         &self,
         serial: &Serial,
         event: &EventRecord,
-    ) -> Result<(), StoreError> {
+        keep: usize,
+    ) -> Result<usize, StoreError> {
         let id = self.db.generate_id()?;
-        self.db
-            .open_tree(EVENTS)?
-            .insert(event_key(serial, id), encode(event))?;
-        self.flush().await
+        let tree = self.db.open_tree(EVENTS)?;
+        tree.insert(event_key(serial, id), encode(event))?;
+        let mut prefix = serial.as_str().as_bytes().to_vec();
+        prefix.push(0);
+        let mut dropped = 0;
+        // Newest first: everything past the first `keep` goes.
+        for item in tree.scan_prefix(&prefix).rev().skip(keep.max(1)) {
+            let (k, _) = item?;
+            tree.remove(k)?;
+            dropped += 1;
+        }
+        self.flush().await?;
+        Ok(dropped)
     }
 
     /// The box's newest `limit` events, newest first.

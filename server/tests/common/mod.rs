@@ -41,6 +41,11 @@ pub struct Api {
 impl Api {
     /// A new data folder, with the clock at 2026-11-23T10:00:00Z.
     pub fn new() -> Api {
+        Self::with_config(|_| {})
+    }
+
+    /// Like [`Api::new`], with the config changed by `tweak` first.
+    pub fn with_config(tweak: impl FnOnce(&mut np_server::state::Config)) -> Api {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let start: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
@@ -48,7 +53,9 @@ impl Api {
         let now = Arc::new(Mutex::new(start));
         let n2 = now.clone();
         let clock: Clock = Arc::new(move || *n2.lock().unwrap());
-        let state = np_server::datadir::open(default_config(&data), clock).unwrap();
+        let mut config = default_config(&data);
+        tweak(&mut config);
+        let state = np_server::datadir::open(config, clock).unwrap();
         Api {
             app: app(state.clone()),
             state,
@@ -70,7 +77,7 @@ impl Api {
 
     /// The server's keyring.
     pub fn keyring(&self) -> Keyring {
-        self.state.keys.keyring.clone()
+        self.state.keys().keyring.clone()
     }
 
     /// Sends a request; returns the status and the body as JSON (or as a JSON string
@@ -124,11 +131,98 @@ impl Api {
         v
     }
 
+    /// A signed device request of box `serial` with `key`, at the API's clock, with a new
+    /// nonce; returns the request (to send, or to send again as a replay).
+    pub fn device_request(
+        &self,
+        key: &np_common::SecretKey,
+        serial: &str,
+        method: &str,
+        target: &str,
+        body: &[u8],
+    ) -> DeviceRequest {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nonce = format!("{:016x}{:016x}", std::process::id(), n);
+        let sig = np_common::api::RequestSignature::sign(
+            key,
+            method,
+            target,
+            self.state.now(),
+            &nonce,
+            body,
+        );
+        DeviceRequest {
+            method: method.to_owned(),
+            target: target.to_owned(),
+            headers: sig
+                .headers(serial)
+                .iter()
+                .map(|(k, v)| (*k, (*v).to_owned()))
+                .collect(),
+            body: body.to_vec(),
+        }
+    }
+
+    /// Sends a signed device request (again, if it was sent before).
+    pub async fn send_device(&self, r: &DeviceRequest) -> (u16, Value) {
+        let mut b = Request::builder()
+            .method(Method::from_bytes(r.method.as_bytes()).unwrap())
+            .uri(&r.target)
+            .header("content-type", "application/json");
+        for (k, v) in &r.headers {
+            b = b.header(*k, v);
+        }
+        self.send(b.body(Body::from(r.body.clone())).unwrap()).await
+    }
+
+    /// Signs and sends a device request.
+    pub async fn device(
+        &self,
+        key: &np_common::SecretKey,
+        serial: &str,
+        method: &str,
+        target: &str,
+        body: &[u8],
+    ) -> (u16, Value) {
+        let r = self.device_request(key, serial, method, target, body);
+        self.send_device(&r).await
+    }
+
+    /// Registers a box with a device key; asserts 201.
+    pub async fn register_box(&self, serial: &str, date: &str, key: &np_common::SecretKey) {
+        let (s, v) = self
+            .call(
+                "POST",
+                "/api/v1/devices",
+                Some(serde_json::json!({"serial": serial, "purchase_date": date,
+                    "customer": "ACME", "device_key": key.public_key().to_base64()})),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+
     /// Asserts the server still answers /healthz.
     pub async fn assert_healthy(&self) {
         let req = Request::get("/healthz").body(Body::empty()).unwrap();
         assert_eq!(self.send(req).await.0, 200);
     }
+}
+
+/// A signed device request, kept to be sent (again).
+pub struct DeviceRequest {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+/// A check-in body.
+pub fn check_in_body(version: &str) -> Vec<u8> {
+    serde_json::to_vec(
+        &serde_json::json!({"version": version, "slot": "a", "state": "idle", "nonce": "00ff"}),
+    )
+    .unwrap()
 }
 
 /// Asserts an error answer: status, code and a non-empty message.

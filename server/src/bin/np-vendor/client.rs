@@ -1,5 +1,5 @@
-//! The HTTP client of the online commands: the server URL and token (flags or
-//! `NP_SERVER`/`NP_TOKEN`; the token is never printed), JSON requests, streamed uploads
+//! The HTTP client of the online commands: the server URL and token (`NP_SERVER`, and
+//! `NP_TOKEN` or a token file; flags too; the token is never printed), JSON requests, streamed uploads
 //! and downloads, and the mapping of answers to failures: a 4xx answer is a refusal
 //! (exit 1) shown as `<message> (<code>)`, a 5xx answer or a network failure is exit 3.
 
@@ -18,9 +18,15 @@ pub struct ServerArgs {
     /// The np-server base URL, such as https://updates.example.com.
     #[arg(long, env = "NP_SERVER")]
     server: Option<String>,
-    /// A staff, release or admin token (made with `np-server token create`).
+    /// A staff, release or admin token (made with `np-server token create`). Prefer NP_TOKEN
+    /// or --token-file: a token on the command line is visible to every user in the
+    /// process list.
     #[arg(long, env = "NP_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A file holding the token on its first line (one only you can read); it wins over
+    /// --token and NP_TOKEN.
+    #[arg(long, env = "NP_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<std::path::PathBuf>,
     /// Print the server's JSON instead of a table, and errors as JSON on standard error.
     #[arg(long)]
     pub json: bool,
@@ -40,11 +46,30 @@ impl Client {
             .server
             .as_deref()
             .ok_or_else(|| Failure::usage("no server given; pass --server URL or set NP_SERVER"))?;
-        let token = args
-            .token
-            .clone()
-            .filter(|t| !t.trim().is_empty())
-            .ok_or_else(|| Failure::usage("no token given; pass --token T or set NP_TOKEN"))?;
+        let token = match &args.token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Failure::usage(format!("cannot read --token-file {}: {e}", path.display()))
+                })?;
+                let first = text.lines().next().unwrap_or("").trim().to_owned();
+                if first.is_empty() {
+                    return Err(Failure::usage(format!(
+                        "--token-file {} is empty; put the token on its first line",
+                        path.display()
+                    )));
+                }
+                first
+            }
+            None => args
+                .token
+                .clone()
+                .filter(|t| !t.trim().is_empty())
+                .ok_or_else(|| {
+                    Failure::usage(
+                        "no token given; set NP_TOKEN, or pass --token-file FILE (or NP_TOKEN_FILE)",
+                    )
+                })?,
+        };
         let base = Url::parse(server)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())

@@ -11,8 +11,13 @@ use std::path::PathBuf;
 /// Keyring commands.
 #[derive(clap::Subcommand)]
 pub enum KeyringCommand {
-    /// Sign a keyring payload with one or more root keys.
+    /// Sign a keyring payload with one or more root keys (offline).
     Sign(SignArgs),
+    /// Ask the server for the next keyring (new keys for rotated roles, or a renewal) and
+    /// write its payload to sign offline.
+    Draft(crate::keyring_server::DraftArgs),
+    /// Install a root-signed keyring on the server; it signs with the new keys from then on.
+    Install(crate::keyring_server::InstallArgs),
 }
 
 /// Arguments of `keyring sign`.
@@ -31,7 +36,11 @@ pub struct SignArgs {
 
 /// Runs a keyring command.
 pub fn run(cmd: KeyringCommand) -> CmdResult {
-    let KeyringCommand::Sign(args) = cmd;
+    let args = match cmd {
+        KeyringCommand::Sign(args) => args,
+        KeyringCommand::Draft(a) => return crate::keyring_server::draft(a),
+        KeyringCommand::Install(a) => return crate::keyring_server::install(a),
+    };
     let bytes = files::read_doc(&args.input, "keyring payload")?;
     let keyring: Keyring = parse_payload(&bytes, &args.input, "keyring")?;
     check_keyids(&keyring)?;

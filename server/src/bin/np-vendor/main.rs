@@ -15,6 +15,7 @@ mod device_list;
 mod failure;
 mod files;
 mod key;
+mod keyring_server;
 mod keyring_sign;
 mod release;
 mod sign;
@@ -38,7 +39,7 @@ enum Command {
     /// Create signing keys (offline).
     #[command(subcommand)]
     Key(key::KeyCommand),
-    /// Sign a keyring with root keys (offline).
+    /// Sign a keyring with root keys (offline); draft and install keyrings on the server.
     #[command(subcommand)]
     Keyring(keyring_sign::KeyringCommand),
     /// Sign a document payload with one key (offline).

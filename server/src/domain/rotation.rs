@@ -1,0 +1,411 @@
+//! Key rotation and keyring renewal. The root key stays offline; the server makes the
+//! next keyring as a draft ([`draft`]: version + 1, new private keys for the rotated roles,
+//! kept in `keys/pending/` and unused), an operator signs it offline with the root keys, and
+//! [`install`] takes the signed envelope: it is checked as an agent checks a keyring
+//! (`np_common::keyring::accept_keyring` against the installed keyring's root), its version
+//! must be higher, and every key it lists must be one the server holds. Then the new keys
+//! move into `keys/`, the rotated-out ones into `keys/retired/`, `keyring.json` is replaced
+//! (the commit point), the server signs with the new keys, and [`resign`] re-signs every
+//! release manifest, entitlement and pending action.
+//!
+//! Architecture Invariant: a document the server hands out always verifies under the keyring
+//! it hands out: after an install, and at every start (a crash between the keyring write and
+//! the re-signing is repaired by `resign(.., Only::Stale)`).
+
+use crate::datadir::{self, DataError};
+use crate::domain::device::DeviceRecord;
+use crate::state::AppState;
+use crate::store::{Change, StoreError};
+use jiff::{Timestamp, ToSpan as _};
+use np_common::docs::{self, Action, Entitlement, Release, Role};
+use np_common::keyring::{accept_keyring, KeyEntry, Keyring, KeyringError, RootSpec};
+use np_common::{Envelope, KeyId, PublicKey, SecretKey, Serial};
+use np_fsutil as fsutil;
+use std::path::Path;
+
+/// How many devices are re-signed per store transaction.
+const RESIGN_BATCH: usize = 200;
+
+/// Why a draft or an install was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    /// `expires` is not a date or time.
+    #[error("expires {0:?} is not a date (2028-12-31) or an RFC 3339 time")]
+    BadExpires(String),
+    /// `expires` is not in the future.
+    #[error("expires {0} is not in the future")]
+    ExpiresPast(Timestamp),
+    /// A root key is not base64 of 32 bytes.
+    #[error("root key {0:?} is not standard base64 of a 32-byte Ed25519 public key")]
+    BadRootKey(String),
+    /// The root threshold cannot be met.
+    #[error("a root threshold of {threshold} is impossible with {keys} root keys")]
+    BadThreshold {
+        /// The threshold asked for.
+        threshold: u32,
+        /// How many root keys were given.
+        keys: usize,
+    },
+    /// The envelope is not a keyring an agent would accept.
+    #[error("the keyring is refused as a box would refuse it: {0}")]
+    Refused(#[from] KeyringError),
+    /// The version is not above the installed one.
+    #[error("keyring version {got} is not newer than the installed version {installed}; make a new draft")]
+    NotNewer {
+        /// The installed version.
+        installed: u64,
+        /// The version given.
+        got: u64,
+    },
+    /// The keyring lists a key whose private half this server does not hold.
+    #[error("the keyring lists key {0}, which this server does not hold; install a keyring made from a draft of this server")]
+    UnknownKey(KeyId),
+    /// No key of the keyring holds a role the server signs with.
+    #[error("no key of the keyring holds the role {0}; every role needs a key")]
+    MissingRole(Role),
+    /// A data folder file failed.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a draft is made from.
+#[derive(Debug, Clone, Default)]
+pub struct DraftSpec {
+    /// The roles that get new keys.
+    pub rotate: Vec<Role>,
+    /// When the next keyring expires (`None`: [`datadir::KEYRING_LIFETIME_DAYS`] from now).
+    pub expires: Option<String>,
+    /// New root keys (a root rotation), base64.
+    pub root_keys: Option<Vec<String>>,
+    /// The new root's threshold (default 1).
+    pub root_threshold: Option<u32>,
+}
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DataError {
+    let path = path.to_path_buf();
+    move |source| DataError::Io { op, path, source }
+}
+
+fn parse_expires(s: &str) -> Result<Timestamp, RotationError> {
+    let s = s.trim();
+    if let Ok(t) = s.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    let d: jiff::civil::Date = s
+        .parse()
+        .map_err(|_| RotationError::BadExpires(s.chars().take(40).collect()))?;
+    d.to_zoned(jiff::tz::TimeZone::UTC)
+        .map(|z| z.timestamp())
+        .map_err(|_| RotationError::BadExpires(s.to_owned()))
+}
+
+fn new_secret() -> Result<SecretKey, DataError> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|e| DataError::Io {
+        op: "get random bytes for",
+        path: "a new key".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(SecretKey::from_seed(&seed))
+}
+
+fn key_file(dir: &Path, id: &KeyId) -> std::path::PathBuf {
+    dir.join(format!("{id}.key"))
+}
+
+/// Makes the next keyring: version + 1, a new key for the rotated roles of each key (the
+/// private keys go to `keys/pending/`), the given or a new expiry, and the given root.
+/// Nothing the server signs with changes.
+pub async fn draft(
+    state: &AppState,
+    spec: &DraftSpec,
+    now: Timestamp,
+) -> Result<Keyring, RotationError> {
+    let _one = state.rotation.lock().await;
+    let current = state.keys().keyring.clone();
+    let expires = match &spec.expires {
+        Some(s) => parse_expires(s)?,
+        None => now
+            .checked_add((datadir::KEYRING_LIFETIME_DAYS * 24).hours())
+            .unwrap_or(now),
+    };
+    if expires <= now {
+        return Err(RotationError::ExpiresPast(expires));
+    }
+    let root = match &spec.root_keys {
+        None => current.root.clone(),
+        Some(keys) => {
+            let keys = keys
+                .iter()
+                .map(|k| {
+                    PublicKey::from_base64(k.trim())
+                        .map_err(|_| RotationError::BadRootKey(k.chars().take(60).collect()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let threshold = spec.root_threshold.unwrap_or(1);
+            if threshold == 0 || threshold as usize > keys.len() {
+                return Err(RotationError::BadThreshold {
+                    threshold,
+                    keys: keys.len(),
+                });
+            }
+            RootSpec { threshold, keys }
+        }
+    };
+    let pending = state.config.data_dir.join("keys/pending");
+    fsutil::create_dir_all(&pending, fsutil::PRIVATE_DIR).map_err(io("create", &pending))?;
+    let mut entries = Vec::new();
+    for old in &current.keys {
+        let (rotated, kept): (Vec<Role>, Vec<Role>) =
+            old.roles.iter().partition(|r| spec.rotate.contains(r));
+        if !kept.is_empty() {
+            entries.push(KeyEntry {
+                roles: kept,
+                ..old.clone()
+            });
+        }
+        if !rotated.is_empty() {
+            let key = new_secret()?;
+            let public_key = key.public_key();
+            let path = key_file(&pending, &public_key.key_id());
+            fsutil::write_atomic(&path, key.to_base64().as_bytes(), fsutil::PRIVATE)
+                .map_err(io("write", &path))?;
+            entries.push(KeyEntry {
+                keyid: public_key.key_id(),
+                public_key,
+                roles: rotated,
+            });
+        }
+    }
+    Ok(Keyring {
+        version: current.version + 1,
+        expires,
+        root,
+        keys: entries,
+    })
+}
+
+/// What an install changed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Installed {
+    /// The installed keyring version.
+    pub version: u64,
+    /// The version it replaced.
+    pub previous: u64,
+    /// Key ids that left the keyring.
+    pub retired: Vec<KeyId>,
+    /// Key ids that joined it.
+    pub added: Vec<KeyId>,
+    /// Release manifests re-signed.
+    pub releases_resigned: usize,
+    /// Devices whose entitlement (and pending action) were re-signed.
+    pub devices_resigned: usize,
+}
+
+/// Installs a root-signed keyring made from a draft of this server (see the module docs).
+pub async fn install(
+    state: &AppState,
+    envelope: &Envelope,
+    actor: &str,
+    now: Timestamp,
+) -> Result<Installed, RotationError> {
+    let _one = state.rotation.lock().await;
+    let current = state.keys();
+    let accepted = accept_keyring(envelope, &current.keyring.root, None, now)?;
+    let next = accepted.keyring;
+    if next.version <= current.keyring.version {
+        return Err(RotationError::NotNewer {
+            installed: current.keyring.version,
+            got: next.version,
+        });
+    }
+    let dir = &state.config.data_dir;
+    let keys_dir = dir.join("keys");
+    let pending_dir = keys_dir.join("pending");
+    let held = datadir::read_private_keys(&keys_dir)?;
+    let pending = datadir::read_private_keys(&pending_dir)?;
+    let holds = |p: &PublicKey| held.iter().chain(&pending).any(|k| k.public_key() == *p);
+    if let Some(k) = next.keys.iter().find(|k| !holds(&k.public_key)) {
+        return Err(RotationError::UnknownKey(k.keyid.clone()));
+    }
+    let all: Vec<SecretKey> = held.iter().chain(&pending).cloned().collect();
+    let keys = datadir::server_keys(envelope.clone(), next.clone(), &all)
+        .map_err(RotationError::MissingRole)?;
+
+    // Commit: new keys into keys/, rotated-out ones into keys/retired/, then keyring.json.
+    let in_next = |p: &PublicKey| next.keys.iter().any(|k| k.public_key == *p);
+    for k in pending.iter().filter(|k| in_next(&k.public_key())) {
+        let path = key_file(&keys_dir, &k.public_key().key_id());
+        fsutil::write_atomic(&path, k.to_base64().as_bytes(), fsutil::PRIVATE)
+            .map_err(io("write", &path))?;
+    }
+    let retired_dir = keys_dir.join("retired");
+    let mut retired = Vec::new();
+    for k in held.iter().filter(|k| !in_next(&k.public_key())) {
+        let id = k.public_key().key_id();
+        fsutil::create_dir_all(&retired_dir, fsutil::PRIVATE_DIR)
+            .map_err(io("create", &retired_dir))?;
+        let path = key_file(&retired_dir, &id);
+        fsutil::write_atomic(&path, k.to_base64().as_bytes(), fsutil::PRIVATE)
+            .map_err(io("write", &path))?;
+        retired.push(id);
+    }
+    let kr_path = dir.join("keyring.json");
+    fsutil::write_atomic(
+        &kr_path,
+        envelope.to_json_pretty().as_bytes(),
+        fsutil::PRIVATE,
+    )
+    .map_err(io("write", &kr_path))?;
+    // The old files of retired keys and every pending key go (the copies above are kept).
+    remove_key_files(&keys_dir, |p| !in_next(p))?;
+    remove_key_files(&pending_dir, |_| true)?;
+    let added: Vec<KeyId> = next
+        .keys
+        .iter()
+        .filter(|k| {
+            !current
+                .keyring
+                .keys
+                .iter()
+                .any(|c| c.public_key == k.public_key)
+        })
+        .map(|k| k.keyid.clone())
+        .collect();
+    state.set_keys(keys);
+    let (releases_resigned, devices_resigned) = resign(state, Only::All, now).await?;
+    // Anything signed with the old keys while the first pass ran.
+    resign(state, Only::Stale, now).await?;
+    let done = Installed {
+        version: next.version,
+        previous: current.keyring.version,
+        retired,
+        added,
+        releases_resigned,
+        devices_resigned,
+    };
+    state
+        .store
+        .append_audit(
+            now,
+            actor,
+            "keyring_install",
+            None,
+            Some(
+                serde_json::json!({"version": current.keyring.version, "keyring": current.keyring}),
+            ),
+            Some(serde_json::json!({"version": next.version, "keyring": next, "change": done})),
+        )
+        .await?;
+    tracing::info!(version = done.version, actor, "keyring installed");
+    Ok(done)
+}
+
+/// Removes the `*.key` files in `dir` whose public key `gone` selects (by reading them).
+fn remove_key_files(dir: &Path, gone: impl Fn(&PublicKey) -> bool) -> Result<(), DataError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io("read", dir)(e)),
+    };
+    for entry in entries {
+        let p = entry.map_err(io("read", dir))?.path();
+        if !(p.extension().is_some_and(|e| e == "key") && p.is_file()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).map_err(io("read", &p))?;
+        if SecretKey::from_base64(text.trim()).is_ok_and(|k| gone(&k.public_key())) {
+            std::fs::remove_file(&p).map_err(io("remove", &p))?;
+        }
+    }
+    fsutil::sync_dir(dir).map_err(io("sync", dir))
+}
+
+/// Which documents [`resign`] re-signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Only {
+    /// Every one (after an install).
+    All,
+    /// Those that do not verify under the current keyring (at start).
+    Stale,
+}
+
+fn device_is_stale(d: &DeviceRecord, keyring: &Keyring) -> bool {
+    docs::verify::<Entitlement>(&d.entitlement, keyring).is_err()
+        || d.pending_action
+            .as_ref()
+            .is_some_and(|p| docs::verify::<Action>(&p.envelope, keyring).is_err())
+}
+
+/// Re-signs release manifests and device entitlements (bumping `sequence`) and pending
+/// actions with the current keys; answers how many releases and devices changed.
+pub async fn resign(
+    state: &AppState,
+    only: Only,
+    now: Timestamp,
+) -> Result<(usize, usize), RotationError> {
+    let keys = state.keys();
+    let mut releases = 0;
+    for r in state.store.releases()? {
+        if only == Only::Stale && docs::verify::<Release>(&r.manifest, &keys.keyring).is_ok() {
+            continue;
+        }
+        let changed = state
+            .store
+            .update_release(&r.release.version, |rec| {
+                rec.manifest = docs::sign(&rec.release, &keys.release);
+                Ok::<(), ()>(())
+            })
+            .await;
+        match changed {
+            Ok(_) => releases += 1,
+            Err(crate::store::ReleaseChangeError::Store(e)) => return Err(e.into()),
+            Err(_) => {}
+        }
+    }
+    let change = Change {
+        actor: None,
+        action: "keyring_resign",
+        at: now,
+    };
+    let mut devices = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let page = state
+            .store
+            .list_devices(after.as_deref(), RESIGN_BATCH, |d| {
+                only == Only::All || device_is_stale(d, &keys.keyring)
+            })?;
+        let serials: Vec<Serial> = page.devices.iter().map(|d| d.serial.clone()).collect();
+        if !serials.is_empty() {
+            state
+                .store
+                .mutate_devices(&serials, &change, |recs| {
+                    for d in recs.iter_mut().flatten() {
+                        d.reissue(&keys.entitlement, now);
+                        if let Some(p) = d.pending_action.as_mut() {
+                            let action = Action {
+                                serial: d.serial.clone(),
+                                action: p.action,
+                                version: p.version.clone(),
+                                issued_at: p.issued_at,
+                            };
+                            p.envelope = docs::sign(&action, &keys.entitlement);
+                        }
+                    }
+                    Ok::<(), StoreError>(())
+                })
+                .await
+                .map_err(|e| RotationError::Store(e.into_inner()))?;
+            devices += serials.len();
+        }
+        match page.next_after {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    Ok((releases, devices))
+}
