@@ -56,7 +56,7 @@ impl Agent {
         Ok(self.trust.verify_release(&env)?)
     }
 
-    /// The update rule (§3.5) for `release` against the running firmware.
+    /// The update rule (docs/formats.md, "The update rule") for `release` against the running firmware.
     pub fn check_rule(&self, release: &Release) -> Result<(), AgentError> {
         let running = self.running()?;
         check_update(&UpdateInputs {

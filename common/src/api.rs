@@ -1,5 +1,5 @@
 //! JSON bodies of the HTTP API that both sides use: the error shape, device check-in,
-//! events, and the signed-request message of the device API (§6.3).
+//! events, and the signed-request message of the device API (docs/api.md).
 
 use crate::dsse::Envelope;
 use crate::version::Version;

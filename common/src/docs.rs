@@ -129,7 +129,7 @@ impl std::fmt::Display for Status {
     }
 }
 
-/// What a box is entitled to (§3.2).
+/// What a box is entitled to (docs/formats.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entitlement {
     pub serial: Serial,
@@ -176,7 +176,7 @@ impl Entitlement {
     }
 }
 
-/// A signed time token (§3.3).
+/// A signed time token (docs/formats.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeToken {
     pub now: Timestamp,
@@ -215,7 +215,7 @@ pub struct ImageRef {
     pub sha256: Sha256Digest,
 }
 
-/// A release manifest (§3.4).
+/// A release manifest (docs/formats.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Release {
     pub product: String,
@@ -244,7 +244,7 @@ pub enum ActionKind {
     Rollback,
 }
 
-/// A remote action (§3.6).
+/// A remote action (docs/formats.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Action {
     pub serial: Serial,

@@ -1,4 +1,4 @@
-//! The command line (§8): one file per subcommand, each with its `Args` and `run()`.
+//! The command line (docs/cli.md): one file per subcommand, each with its `Args` and `run()`.
 //! `--config` is a global argument, accepted before or after the subcommand.
 
 mod apply;

@@ -1,5 +1,5 @@
 //! The device record: what the registry knows about one box, which is also the device
-//! object of SPEC §6.1, and the signing of its entitlement (§3.2).
+//! object of the API (docs/api.md), and the signing of its entitlement (docs/formats.md).
 
 use jiff::civil::Date;
 use jiff::Timestamp;
@@ -8,7 +8,7 @@ use np_common::warranty::{coverage_end, Term};
 use np_common::{Envelope, Model, PublicKey, SecretKey, Serial, Version};
 use serde::{Deserialize, Serialize};
 
-/// A staff action waiting for the box's next check-in (§3.6).
+/// A staff action waiting for the box's next check-in (docs/formats.md, "Action").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingAction {
     /// `upgrade` or `rollback`.

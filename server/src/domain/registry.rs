@@ -1,4 +1,4 @@
-//! The warranty registry's operations (SPEC §5): register, extend, swap and revoke. Each
+//! The warranty registry's operations (docs/api.md, "Warranty rules"): register, extend, swap and revoke. Each
 //! validates its request, changes the records in one store transaction (which also
 //! writes the audit entries), re-signs the entitlements, and is flushed before it returns.
 

@@ -1,4 +1,4 @@
-//! Remote actions (§3.6, §6.2): `POST /api/v1/devices/{serial}/actions` with
+//! Remote actions (docs/api.md): `POST /api/v1/devices/{serial}/actions` with
 //! `{"action": "upgrade", "version"}` or `{"action": "rollback"}`. The action is signed with
 //! the online key (role `entitlement`), kept on the device as `pending_action`, handed to the
 //! box at its next check-in, and cleared when the box reports the outcome. An upgrade to a

@@ -1,7 +1,7 @@
-//! `GET /api/v1/devices/{serial}/bundle?version=V` (staff): an offline bundle (§7) for one
+//! `GET /api/v1/devices/{serial}/bundle?version=V` (staff): an offline bundle (docs/formats.md) for one
 //! box — the keyring, the release manifest, the box's current entitlement and the image —
 //! streamed as tar straight from the blob file (`crate::blobs::bundle_tar`), never held in memory.
-//! A box that may not install V (§3.5, or V is yanked) gets 403 with `details.rule`.
+//! A box that may not install V (the update rule, or V is yanked) gets 403 with `details.rule`.
 
 use crate::blobs::bundle_tar::{bundle_len, bundle_stream, BundleDocs};
 use crate::domain::offers;

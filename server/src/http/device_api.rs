@@ -1,4 +1,4 @@
-//! The device API of §6.3: every request is signed by the box's device key
+//! The device API (docs/api.md): every request is signed by the box's device key
 //! (`crate::http::device_auth`). `POST /api/v1/device/check-in` answers the keyring, the box's
 //! entitlement, a time token echoing its nonce, the newest release for it with the rule that
 //! stops it (`available`), the release that is due (`offer`) and a pending staff action;

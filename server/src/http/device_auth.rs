@@ -1,4 +1,4 @@
-//! Signed device requests (§6.3): a box signs `METHOD\nPATH\nX-NP-Time\nhex(sha256(body))`
+//! Signed device requests (docs/api.md): a box signs `METHOD\nPATH\nX-NP-Time\nhex(sha256(body))`
 //! (`np_common::api::device_request_message`) with its device key and sends the serial, the
 //! time and the signature as headers. The server checks the time against its clock (at most
 //! `MAX_CLOCK_SKEW_SECONDS` off), finds the device key of that serial, and verifies the

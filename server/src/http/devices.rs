@@ -1,4 +1,4 @@
-//! The staff API for devices and warranties (SPEC §6.2): register, show, list, extend,
+//! The staff API for devices and warranties (docs/api.md): register, show, list, extend,
 //! swap, revoke, and the signed entitlement of a box.
 
 use crate::domain::device::DeviceRecord;

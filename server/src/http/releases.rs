@@ -1,4 +1,4 @@
-//! Publishing firmware (§6.2): `POST /api/v1/releases` signs a release manifest with the
+//! Publishing firmware (docs/api.md): `POST /api/v1/releases` signs a release manifest with the
 //! release key over an image already in the blob store; `PATCH /api/v1/releases/{version}`
 //! changes the rollout (percent, pause, yank); `GET /api/v1/releases` lists releases with
 //! their rollout state and how many boxes run each. Writes need the release or admin role

@@ -1,5 +1,5 @@
 //! `np-vendor device add|show|list|extend|swap|revoke|action`: the staff API for boxes
-//! and their warranties (§6.2).
+//! and their warranties (docs/api.md).
 
 use crate::client::{field, items, print_json, Client, ServerArgs};
 use crate::failure::{CmdResult, Failure};

@@ -57,7 +57,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BundleCommand {
-    /// Build a §7 bundle from a signed manifest and its image (offline).
+    /// Build an offline bundle from a signed manifest and its image (offline).
     Build(bundle_build::Args),
     /// Download a bundle for one box from the server.
     Get(bundle_get::Args),
