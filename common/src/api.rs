@@ -30,12 +30,14 @@ pub fn device_request_message(method: &str, path: &str, time: &str, body: &[u8])
 
 /// The error body: `{"error": {"code", "message", "details"?}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorInfo,
 }
 
 /// The inside of [`ErrorBody`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorInfo {
     pub code: String,
     pub message: String,
@@ -45,6 +47,7 @@ pub struct ErrorInfo {
 
 /// The agent's phase as it reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Idle,
@@ -55,6 +58,7 @@ pub enum Phase {
 
 /// How the last update attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Installed,
@@ -65,6 +69,7 @@ pub enum Outcome {
 
 /// The last update attempt of a box.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LastResult {
     pub version: Option<Version>,
     pub outcome: Outcome,
@@ -74,6 +79,7 @@ pub struct LastResult {
 
 /// `POST /api/v1/device/check-in` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckInRequest {
     pub version: Version,
     /// `a` or `b`.
@@ -86,6 +92,7 @@ pub struct CheckInRequest {
 
 /// The newest release for the box, and the rule that stops it if any.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Available {
     pub manifest: Envelope,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,6 +101,7 @@ pub struct Available {
 
 /// A refusal as it travels: the rule's name and a sentence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefusalInfo {
     pub rule: String,
     pub message: String,
@@ -110,6 +118,7 @@ impl From<&crate::rule::Refusal> for RefusalInfo {
 
 /// An update that is due: the manifest and where to fetch the image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Offer {
     pub manifest: Envelope,
     /// A path such as `/api/v1/device/blobs/<sha256>` (resolved against the server URL)
@@ -119,6 +128,7 @@ pub struct Offer {
 
 /// `POST /api/v1/device/check-in` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckInResponse {
     pub keyring: Envelope,
     pub entitlement: Envelope,
@@ -133,6 +143,7 @@ pub struct CheckInResponse {
 
 /// What a box reports about an install.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     Download,
@@ -146,6 +157,7 @@ pub enum EventKind {
 
 /// `POST /api/v1/device/events` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceEvent {
     pub version: Option<Version>,
     pub event: EventKind,

@@ -112,6 +112,7 @@ pub fn sign<T: Document>(doc: &T, key: &crate::keys::SecretKey) -> Envelope {
 
 /// Entitlement status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Active,
@@ -131,6 +132,7 @@ impl std::fmt::Display for Status {
 
 /// What a box is entitled to (docs/formats.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Entitlement {
     pub serial: Serial,
     pub model: Model,
@@ -178,6 +180,7 @@ impl Entitlement {
 
 /// A signed time token (docs/formats.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TimeToken {
     pub now: Timestamp,
     pub nonce: String,
@@ -209,6 +212,7 @@ impl TimeToken {
 
 /// The image a release installs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImageRef {
     pub name: String,
     pub size: u64,
@@ -217,6 +221,7 @@ pub struct ImageRef {
 
 /// A release manifest (docs/formats.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Release {
     pub product: String,
     pub version: Version,
@@ -238,6 +243,7 @@ impl Document for Release {
 
 /// What staff asked a box to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     Upgrade,
@@ -246,6 +252,7 @@ pub enum ActionKind {
 
 /// A remote action (docs/formats.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Action {
     pub serial: Serial,
     pub action: ActionKind,

@@ -4,6 +4,7 @@
 mod apply;
 mod keygen;
 mod local;
+mod man;
 mod online;
 mod provision;
 mod status;
@@ -48,6 +49,9 @@ pub enum Command {
     Keygen(keygen::Args),
     /// Factory step: put the first image into slot a as the running, committed firmware.
     Provision(provision::Args),
+    /// Write the man pages (for packagers).
+    #[command(hide = true)]
+    GenerateMan(man::Args),
 }
 
 /// Logs to stderr; `NP_AGENT_LOG` (or `RUST_LOG`) sets the filter, `info` by default.
@@ -73,6 +77,7 @@ pub fn run(cli: Cli) -> Result<(), AgentError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match &cli.command {
         Command::Keygen(a) => keygen::run(a),
+        Command::GenerateMan(a) => man::run(a),
         Command::Provision(a) => provision::run(&load(&cli)?, clock, a),
         Command::Status(a) => status::run(&load(&cli)?, clock, a),
         Command::Apply(a) => apply::run(load(&cli)?, clock, a),

@@ -9,7 +9,7 @@ use np_common::{Envelope, Model, PublicKey, SecretKey, Serial, Version};
 use serde::{Deserialize, Serialize};
 
 /// A staff action waiting for the box's next check-in (docs/formats.md, "Action").
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PendingAction {
     /// `upgrade` or `rollback`.
     pub action: ActionKind,
@@ -22,7 +22,7 @@ pub struct PendingAction {
 }
 
 /// One registered box. Serialized as is, it is the device object of the API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeviceRecord {
     /// The box's serial.
     pub serial: Serial,

@@ -13,7 +13,7 @@ use np_common::Serial;
 use serde::Deserialize;
 
 /// `POST /api/v1/devices`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// The box's serial.
@@ -29,7 +29,7 @@ pub struct RegisterRequest {
 }
 
 /// `POST /api/v1/devices/{serial}/extensions`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtendRequest {
     /// Months to add.
@@ -42,7 +42,7 @@ pub struct ExtendRequest {
 }
 
 /// `POST /api/v1/devices/{serial}/swap`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SwapRequest {
     /// The replacement box's serial.
@@ -56,7 +56,7 @@ pub struct SwapRequest {
 }
 
 /// `POST /api/v1/devices/{serial}/revoke`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
     /// Why.

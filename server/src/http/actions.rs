@@ -27,7 +27,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `POST /api/v1/devices/{serial}/actions` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
     /// `upgrade` or `rollback`.
@@ -37,6 +37,9 @@ pub struct ActionRequest {
     pub version: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/devices/{serial}/actions", tag = "devices", security(("staff" = [])),
+    params(("serial" = np_common::Serial, Path)), request_body = ActionRequest,
+    responses((status = 201, description = "The device with its pending action", body = DeviceRecord)))]
 async fn create(
     State(state): State<AppState>,
     StaffCaller(caller): StaffCaller,

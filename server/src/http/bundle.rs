@@ -26,13 +26,17 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Query of the bundle route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct BundleQuery {
     /// The release to bundle.
     pub version: String,
 }
 
+#[utoipa::path(get, path = "/api/v1/devices/{serial}/bundle", tag = "devices", security(("staff" = [])),
+    params(("serial" = np_common::Serial, Path), BundleQuery),
+    responses((status = 200, description = "The offline bundle (tar)", content_type = "application/x-tar", body = Vec<u8>)))]
 async fn bundle(
     State(state): State<AppState>,
     _caller: StaffCaller,

@@ -184,6 +184,8 @@ fn action_done_by_event(p: &PendingAction, e: &DeviceEvent) -> bool {
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/device/check-in", tag = "device", security(("device" = [])),
+    request_body = CheckInRequest, responses((status = 200, description = "Signed documents, offer, action", body = CheckInResponse)))]
 async fn check_in(
     State(state): State<AppState>,
     method: Method,
@@ -317,6 +319,8 @@ async fn check_in(
     }))
 }
 
+#[utoipa::path(post, path = "/api/v1/device/events", tag = "device", security(("device" = [])),
+    request_body = DeviceEvent, responses((status = 200, description = "The recorded event", body = EventRecord)))]
 async fn event(
     State(state): State<AppState>,
     method: Method,
@@ -404,12 +408,14 @@ async fn event(
 }
 
 /// A box's report and its newest events.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct EventsBody {
     report: DeviceReport,
     events: Vec<EventRecord>,
 }
 
+#[utoipa::path(get, path = "/api/v1/devices/{serial}/events", tag = "devices", security(("staff" = [])),
+    params(("serial" = np_common::Serial, Path)), responses((status = 200, description = "The box's report and newest events", body = EventsBody)))]
 async fn list_events(
     State(state): State<AppState>,
     _caller: StaffCaller,

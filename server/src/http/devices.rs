@@ -33,6 +33,8 @@ pub fn path_serial(s: &str) -> Result<Serial, ApiError> {
     validate::serial(s)
 }
 
+#[utoipa::path(post, path = "/api/v1/devices", tag = "devices", security(("staff" = [])),
+    request_body = RegisterRequest, responses((status = 201, description = "The new device", body = DeviceRecord)))]
 async fn register(
     State(state): State<AppState>,
     StaffCaller(caller): StaffCaller,
@@ -43,6 +45,8 @@ async fn register(
     Ok((StatusCode::CREATED, Json(d)))
 }
 
+#[utoipa::path(get, path = "/api/v1/devices/{serial}", tag = "devices", security(("staff" = [])),
+    params(("serial" = np_common::Serial, Path)), responses((status = 200, description = "The device", body = DeviceRecord)))]
 async fn show(
     State(state): State<AppState>,
     _caller: StaffCaller,
@@ -51,6 +55,8 @@ async fn show(
     Ok(Json(registry::get(&state, &path_serial(&serial)?)?))
 }
 
+#[utoipa::path(get, path = "/api/v1/devices/{serial}/entitlement", tag = "devices", security(("staff" = [])),
+    params(("serial" = np_common::Serial, Path)), responses((status = 200, description = "The signed entitlement, for an offline box", body = np_common::Envelope)))]
 async fn entitlement(
     State(state): State<AppState>,
     _caller: StaffCaller,
@@ -63,7 +69,7 @@ async fn entitlement(
 
 /// The answer of an extension: the new entitlement envelope (its fields at the top
 /// level, so the answer verifies as a DSSE envelope) and the updated device.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExtensionAnswer {
     /// The new signed entitlement.
     #[serde(flatten)]
@@ -72,6 +78,9 @@ pub struct ExtensionAnswer {
     pub device: DeviceRecord,
 }
 
+#[utoipa::path(post, path = "/api/v1/devices/{serial}/extensions", tag = "devices", security(("staff" = [])),
+    params(("serial" = np_common::Serial, Path)), request_body = ExtendRequest,
+    responses((status = 200, description = "The new entitlement and the device", body = ExtensionAnswer)))]
 async fn extend(
     State(state): State<AppState>,
     StaffCaller(caller): StaffCaller,
@@ -88,7 +97,7 @@ async fn extend(
 }
 
 /// The answer of a swap: both boxes after it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SwapAnswer {
     /// The failed box, now `replaced`.
     pub old: DeviceRecord,
@@ -96,6 +105,9 @@ pub struct SwapAnswer {
     pub new: DeviceRecord,
 }
 
+#[utoipa::path(post, path = "/api/v1/devices/{serial}/swap", tag = "devices", security(("staff" = [])),
+    params(("serial" = np_common::Serial, Path)), request_body = SwapRequest,
+    responses((status = 200, description = "Both boxes after the swap", body = SwapAnswer)))]
 async fn swap(
     State(state): State<AppState>,
     StaffCaller(caller): StaffCaller,
@@ -108,6 +120,9 @@ async fn swap(
     Ok(Json(SwapAnswer { old, new }))
 }
 
+#[utoipa::path(post, path = "/api/v1/devices/{serial}/revoke", tag = "devices", security(("staff" = [])),
+    params(("serial" = np_common::Serial, Path)), request_body = RevokeRequest,
+    responses((status = 200, description = "The revoked device", body = DeviceRecord)))]
 async fn revoke(
     State(state): State<AppState>,
     StaffCaller(caller): StaffCaller,
@@ -121,7 +136,8 @@ async fn revoke(
 }
 
 /// Query of `GET /api/v1/devices`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     status: Option<String>,
@@ -133,7 +149,7 @@ pub struct ListQuery {
 }
 
 /// A page of devices.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DevicePageBody {
     /// Devices ordered by serial.
     pub devices: Vec<DeviceRecord>,
@@ -141,6 +157,8 @@ pub struct DevicePageBody {
     pub next_cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", security(("staff" = [])), params(ListQuery),
+    responses((status = 200, description = "A page of devices", body = DevicePageBody)))]
 async fn list(
     State(state): State<AppState>,
     _caller: StaffCaller,

@@ -14,6 +14,7 @@ pub mod device_auth;
 pub mod devices;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod range;
 pub mod releases;
 pub mod tls;
@@ -36,6 +37,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/keyring", get(keyring))
+        .route("/api/v1/openapi.json", get(openapi::serve))
         .merge(devices::router())
         .merge(audit::router())
         .merge(releases::router())
@@ -76,6 +78,8 @@ pub async fn run(
         .await
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "server",
+    responses((status = 200, description = "Ready", content_type = "text/plain", body = String)))]
 async fn healthz() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -83,6 +87,8 @@ async fn healthz() -> impl IntoResponse {
     )
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "server",
+    responses((status = 200, description = "Prometheus metrics", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let counts = state.store.device_counts()?;
     Ok((
@@ -95,12 +101,14 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
 }
 
 /// `GET /api/v1/keyring`: the root-signed keyring envelope; no credentials needed.
+#[utoipa::path(get, path = "/api/v1/keyring", tag = "server",
+    responses((status = 200, description = "The root-signed keyring", body = np_common::Envelope)))]
 async fn keyring(State(state): State<AppState>) -> Json<np_common::Envelope> {
     Json(state.keys.keyring_envelope.clone())
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("there is no such API route; see the API list in the documentation")
+    ApiError::not_found("there is no such API route; the routes are listed by GET /api/v1/openapi.json and in docs/api.md")
 }
 
 async fn method_not_allowed() -> ApiError {

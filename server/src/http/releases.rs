@@ -29,7 +29,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The image part of a new release.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageRequest {
     /// File name shown to people; defaults to `<product>-<version>.img`.
@@ -43,7 +43,7 @@ pub struct ImageRequest {
 }
 
 /// `POST /api/v1/releases` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     pub version: String,
@@ -66,7 +66,7 @@ pub struct CreateRequest {
 }
 
 /// `PATCH /api/v1/releases/{version}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetRequest {
     #[serde(default)]
@@ -79,7 +79,7 @@ pub struct SetRequest {
 
 /// A release as the API shows it: the manifest's fields, the signed `manifest`, the
 /// rollout state and the number of boxes that run it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReleaseBody {
     #[serde(flatten)]
     pub release: Release,
@@ -94,7 +94,7 @@ pub struct ReleaseBody {
 }
 
 /// `GET /api/v1/releases` answer.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReleaseList {
     /// Newest version first.
     pub releases: Vec<ReleaseBody>,
@@ -196,6 +196,8 @@ fn product_of(state: &AppState, models: &[String]) -> Result<(Vec<Model>, String
     Ok((out, product))
 }
 
+#[utoipa::path(post, path = "/api/v1/releases", tag = "releases", security(("staff" = [])),
+    request_body = CreateRequest, responses((status = 201, description = "The signed release", body = ReleaseBody)))]
 async fn create(
     State(state): State<AppState>,
     ReleaseCaller(caller): ReleaseCaller,
@@ -306,6 +308,9 @@ fn not_found(v: &Version) -> ApiError {
     ApiError::not_found(format!("there is no release {v}"))
 }
 
+#[utoipa::path(patch, path = "/api/v1/releases/{version}", tag = "releases", security(("staff" = [])),
+    params(("version" = np_common::Version, Path)), request_body = SetRequest,
+    responses((status = 200, description = "The release after the change", body = ReleaseBody)))]
 async fn set(
     State(state): State<AppState>,
     ReleaseCaller(caller): ReleaseCaller,
@@ -356,6 +361,8 @@ async fn set(
     Ok(Json(body_of(after, installs)))
 }
 
+#[utoipa::path(get, path = "/api/v1/releases/{version}", tag = "releases", security(("staff" = [])),
+    params(("version" = np_common::Version, Path)), responses((status = 200, description = "The release", body = ReleaseBody)))]
 async fn show(
     State(state): State<AppState>,
     _caller: AnyCaller,
@@ -375,6 +382,8 @@ async fn show(
     Ok(Json(body_of(r, installs)))
 }
 
+#[utoipa::path(get, path = "/api/v1/releases", tag = "releases", security(("staff" = [])),
+    responses((status = 200, description = "Releases, newest first", body = ReleaseList)))]
 async fn list(
     State(state): State<AppState>,
     _caller: AnyCaller,
