@@ -293,6 +293,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn dates_and_instants_have_their_formats() {
+        let (router, _dir) = app();
+        let (_, doc) = get_json(&router, "/api/v1/openapi.json").await;
+        let device = &doc["components"]["schemas"]["DeviceRecord"]["properties"];
+        assert_eq!(device["coverage_end"]["format"], "date", "{device}");
+        assert_eq!(device["registered_at"]["format"], "date-time", "{device}");
+        let serial = &doc["components"]["schemas"]["Serial"];
+        assert_eq!(serial["type"], "string", "{serial}");
+        assert!(serial["pattern"].is_string(), "{serial}");
+    }
+
+    #[tokio::test]
     async fn staff_and_device_routes_name_their_security_scheme() {
         let (router, _dir) = app();
         let (_, doc) = get_json(&router, "/api/v1/openapi.json").await;
