@@ -2,6 +2,7 @@
 //! from the state folder. Commands and the daemon act through it.
 
 use crate::boot::{BootControl, CommandBoot};
+use crate::client::Client;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::AgentError;
@@ -14,6 +15,26 @@ use np_common::docs::Release;
 use np_common::{check_update, UpdateInputs, Version};
 use std::sync::Arc;
 
+/// The config's `trust.root_keys` only pin the first keyring; once one is stored, it is the
+/// trust (changed only by a keyring its root signed). Says so when the config was edited to
+/// other keys, instead of silently ignoring the edit.
+fn warn_if_root_keys_edited(cfg: &Config, trust: &Trust) {
+    let Ok(k) = trust.keyring() else { return };
+    if cfg.root_keys.iter().all(|c| k.root.keys.contains(c)) {
+        return;
+    }
+    tracing::warn!(
+        "{}: trust.root_keys are not the root keys of the stored keyring (version {}); the \
+         stored keyring wins: the configured keys only admit the first keyring, and after that \
+         the trust changes only through a keyring signed by its current root. To trust other \
+         root keys, provision the box again: stop np-agent, move {} aside and run \
+         `np-agent provision`",
+        cfg.path.display(),
+        k.version,
+        cfg.state_dir.display()
+    );
+}
+
 /// A loaded agent.
 pub struct Agent {
     pub cfg: Config,
@@ -23,6 +44,8 @@ pub struct Agent {
     pub boot: Box<dyn BootControl>,
     pub clock: Arc<dyn Clock>,
     pub reporter: Box<dyn Reporter>,
+    /// The server client, when the box has a server and a device key (reports).
+    pub client: Option<Client>,
 }
 
 impl Agent {
@@ -35,10 +58,12 @@ impl Agent {
             &cfg.serial,
             clock.clone(),
         )?;
+        warn_if_root_keys_edited(&cfg, &trust);
         Ok(Agent {
             slots: Slots::new(&cfg.state_dir),
             boot: Box::new(CommandBoot::new(&cfg.state_dir, &cfg.install)),
             reporter: Box::new(crate::report::LogOnly),
+            client: None,
             cfg,
             trust,
             state,
@@ -83,7 +108,11 @@ impl Agent {
 
     /// Logs and reports an event to the server (best effort).
     pub fn event(&self, version: Option<&Version>, kind: EventKind, detail: &str) {
-        tracing::info!(event = ?kind, version = ?version.map(|v| v.to_string()), "{detail}");
+        let event = crate::report::event_name(kind);
+        match version {
+            Some(v) => tracing::info!(event, version = %v, "{detail}"),
+            None => tracing::info!(event, "{detail}"),
+        }
         self.reporter.event(version, kind, detail);
     }
 

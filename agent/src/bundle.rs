@@ -29,6 +29,8 @@ pub enum BundleReject {
         path: String,
         source: std::io::Error,
     },
+    #[error("{path} is {what}, not a bundle file; give the bundle's .tar or .tar.gz file")]
+    NotAFile { path: String, what: &'static str },
 }
 
 impl BundleReject {
@@ -36,6 +38,7 @@ impl BundleReject {
     pub fn exit_code(&self) -> u8 {
         match self {
             BundleReject::Open { .. } => 3,
+            BundleReject::NotAFile { .. } => 2,
             _ => 1,
         }
     }
@@ -54,6 +57,7 @@ impl BundleReject {
             }
             BundleReject::BadDocument { .. } => "bad_document",
             BundleReject::Open { .. } => "unreadable",
+            BundleReject::NotAFile { .. } => "not_a_file",
         }
     }
 
@@ -68,10 +72,24 @@ pub fn open<'a>(
     path: &Path,
     progress: &'a mut dyn FnMut(u64),
 ) -> Result<Box<dyn Read + 'a>, BundleReject> {
-    let file = File::open(path).map_err(|source| BundleReject::Open {
+    let open_err = |source| BundleReject::Open {
         path: path.display().to_string(),
         source,
-    })?;
+    };
+    let file = File::open(path).map_err(open_err)?;
+    // Checked on the descriptor we read: a folder opens fine but reads as EISDIR, which
+    // would otherwise look like a damaged bundle.
+    let kind = file.metadata().map_err(open_err)?.file_type();
+    if !kind.is_file() {
+        return Err(BundleReject::NotAFile {
+            path: path.display().to_string(),
+            what: if kind.is_dir() {
+                "a directory"
+            } else {
+                "a special file (a device, socket or pipe)"
+            },
+        });
+    }
     Ok(Box::new(Counting {
         inner: file,
         progress,

@@ -358,3 +358,17 @@ fn truncated_archive() {
         );
     }
 }
+
+#[test]
+fn a_folder_is_named_as_a_folder_not_a_damaged_bundle() {
+    let mut c = case();
+    let dir = tempfile::tempdir().unwrap();
+    let err = bundle::apply_file(&mut c.agent, dir.path(), When::Now, &mut |_| {}).unwrap_err();
+    match &err {
+        AgentError::Bundle(BundleReject::NotAFile { what, .. }) => assert_eq!(*what, "a directory"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("is a directory"), "{err}");
+    assert_eq!(c.agent.state.phase, Phase::Idle);
+}

@@ -1,12 +1,17 @@
 //! One check-in (the update cycle: docs/formats.md): send the box's state, verify the keyring, time token
 //! and entitlement before anything is used, note the newest release, act on a staff
 //! action, and install an offer through the shared install path.
+//!
+//! When an action ends (a staff rollback or upgrade, `np-agent rollback`, an install), the
+//! box tells the server at once with a report check-in (the same signed check-in, whose
+//! request carries the running version, slot, phase and last result), so the server's
+//! record follows without waiting for the next regular check-in.
 
 use crate::agent::Agent;
 use crate::client::Client;
 use crate::error::AgentError;
 use crate::install::{Done, When};
-use np_common::api::{CheckInRequest, EventKind};
+use np_common::api::{CheckInRequest, EventKind, RefusalInfo};
 use np_common::docs::{Action, ActionKind, DocError};
 use np_common::Version;
 
@@ -15,8 +20,12 @@ use np_common::Version;
 pub enum Checked {
     /// Nothing to install.
     UpToDate,
-    /// A newer release exists but is not offered yet (rollout, pause).
-    NotOffered(Version),
+    /// A newer release exists but is not offered: `held` is the server's reason (rollout,
+    /// pause, withdrawn, rolled back from) when it gave one.
+    NotOffered {
+        version: Version,
+        held: Option<RefusalInfo>,
+    },
     /// The offer is a version this box rolled back from; not reinstalled automatically.
     SkippedRolledBack(Version),
     /// A staff rollback action was carried out.
@@ -35,8 +44,94 @@ fn nonce() -> String {
     hex::encode(b)
 }
 
-/// Checks in once and acts on the answer.
+/// How the server can be told to install a held release anyway, by the rule that holds
+/// it (`None` when nothing overrides it, such as a withdrawn release).
+pub fn override_hint(rule: &str) -> Option<&'static str> {
+    match rule {
+        "rolled_back" => Some(
+            "to install it anyway, apply its bundle with `np-agent apply FILE`, or ask the \
+             vendor for a staff upgrade action to it",
+        ),
+        "paused" | "outside_rollout" => Some(
+            "it is offered once the rollout reaches this box; to install it now, apply its \
+             bundle with `np-agent apply FILE` or ask the vendor for a staff upgrade action",
+        ),
+        _ => None,
+    }
+}
+
+/// What a check-in does with the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A regular check-in: act on the staff action and install the offer.
+    Full,
+    /// A report after an action ended: trust documents, the newest release and a new
+    /// staff action are taken; an offer waits for the next regular check-in.
+    Report,
+}
+
+/// Checks in once and acts on the answer; when a staff action or an install ended, tells
+/// the server at once (see [`report_after`]).
 pub fn check_once(agent: &mut Agent, client: &Client, when: When) -> Result<Checked, AgentError> {
+    let checked = exchange(agent, client, when, Mode::Full);
+    let ended = matches!(
+        &checked,
+        Ok(Checked::RolledBack | Checked::Updated(Done::Installed(_)))
+            | Err(AgentError::RolledBack { .. })
+    );
+    if ended {
+        report_with(agent, client);
+    }
+    checked
+}
+
+/// After an install or rollback outside a check-in (`apply`, `install`): reports at once
+/// when `r` is an outcome the server should know (installed, or rolled back).
+pub fn report_outcome(agent: &mut Agent, r: &Result<Done, AgentError>) {
+    if matches!(
+        r,
+        Ok(Done::Installed(_)) | Err(AgentError::RolledBack { .. })
+    ) {
+        report_after(agent);
+    }
+}
+
+/// Tells the server at once how an action ended, when the box has a server (best effort:
+/// a failure is logged and the next check-in reports it).
+pub fn report_after(agent: &mut Agent) {
+    if let Some(client) = agent.client.clone() {
+        report_with(agent, &client);
+    }
+}
+
+fn report_with(agent: &mut Agent, client: &Client) {
+    // A staff action that arrives with the report is carried out and reported in turn;
+    // bounded, in case the server keeps sending new ones.
+    for _ in 0..3 {
+        match exchange(agent, client, When::Now, Mode::Report) {
+            Ok(Checked::RolledBack | Checked::Updated(Done::Installed(_)))
+            | Err(AgentError::RolledBack { .. }) => continue,
+            Ok(_) => {
+                tracing::info!("reported the outcome to the server");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "cannot report the outcome to the server now ({e}); the next check-in does"
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// One check-in and what the answer asks for, per `mode`.
+fn exchange(
+    agent: &mut Agent,
+    client: &Client,
+    when: When,
+    mode: Mode,
+) -> Result<Checked, AgentError> {
     let running = agent.running()?;
     let nonce = nonce();
     let req = CheckInRequest {
@@ -55,7 +150,7 @@ pub fn check_once(agent: &mut Agent, client: &Client, when: When) -> Result<Chec
     if let Some(a) = &resp.available {
         let r = agent.trust.verify_release(&a.manifest)?;
         agent.state.update_available = (r.version > running.version).then(|| r.version.clone());
-        available = Some(r);
+        available = Some((r, a.refusal.clone()));
     } else {
         agent.state.update_available = None;
     }
@@ -85,7 +180,12 @@ pub fn check_once(agent: &mut Agent, client: &Client, when: When) -> Result<Chec
         }
     }
 
-    if let Some(offer) = &resp.offer {
+    let offer = match mode {
+        Mode::Full => resp.offer.as_ref(),
+        // Only a staff upgrade is carried out with a report; other offers wait.
+        Mode::Report => resp.offer.as_ref().filter(|_| forced.is_some()),
+    };
+    if let Some(offer) = offer {
         let release = agent.trust.verify_release(&offer.manifest)?;
         if let Err(e) = agent.check_rule(&release) {
             agent.record_refusal(Some(&release.version), &e);
@@ -117,12 +217,17 @@ pub fn check_once(agent: &mut Agent, client: &Client, when: When) -> Result<Chec
     }
 
     match available {
-        Some(r) if r.version > running.version => {
+        Some((r, held)) if r.version > running.version => {
             if let Err(e) = agent.check_rule(&r) {
-                agent.record_refusal(Some(&r.version), &e);
-                return Err(e);
+                if mode == Mode::Full {
+                    agent.record_refusal(Some(&r.version), &e);
+                    return Err(e);
+                }
             }
-            Ok(Checked::NotOffered(r.version))
+            Ok(Checked::NotOffered {
+                version: r.version,
+                held,
+            })
         }
         _ => Ok(Checked::UpToDate),
     }

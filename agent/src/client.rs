@@ -151,7 +151,7 @@ impl Client {
         let resp = self
             .signed(reqwest::Method::POST, &url, bytes)
             .send()
-            .map_err(|e| network(&url, e))?;
+            .map_err(|e| send_error(&url, &e))?;
         check_status(resp)
     }
 
@@ -159,7 +159,9 @@ impl Client {
     pub fn check_in(&self, req: &CheckInRequest) -> Result<CheckInResponse, ClientError> {
         let path = "/api/v1/device/check-in";
         let resp = self.post_json(path, req)?;
-        let bytes = resp.bytes().map_err(|e| network(path, e))?;
+        let bytes = resp
+            .bytes()
+            .map_err(|e| send_error(&self.resolve(path), &e))?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer {
             url: self.resolve(path),
             message: e.to_string(),
@@ -181,7 +183,7 @@ impl Client {
         if offset > 0 {
             rb = rb.header(reqwest::header::RANGE, format!("bytes={offset}-"));
         }
-        let resp = rb.send().map_err(|e| network(url, e))?;
+        let resp = rb.send().map_err(|e| send_error(url, &e))?;
         check_status(resp)
     }
 }
@@ -191,6 +193,71 @@ pub fn network(url: &str, e: impl std::fmt::Display) -> ClientError {
     ClientError::Network {
         url: url.to_owned(),
         message: e.to_string(),
+    }
+}
+
+/// A failed request, named by URL, with its whole chain of causes (`Connection refused`,
+/// a certificate problem...), and the usual mix-up of http:// and https:// explained.
+pub fn send_error(url: &str, e: &reqwest::Error) -> ClientError {
+    use std::error::Error as _;
+    // reqwest's own text only repeats the URL; its causes say what went wrong.
+    let chain = match e.source() {
+        Some(cause) => error_chain(cause),
+        None => e.to_string(),
+    };
+    let message = match scheme_hint(url, &chain) {
+        Some(hint) => format!("{hint} ({chain})"),
+        None => chain,
+    };
+    ClientError::Network {
+        url: url.to_owned(),
+        message,
+    }
+}
+
+/// An error and its causes, `outer: inner: ...`, each said once.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
+/// Explains a plain-HTTP server reached with https:// and the reverse, from the causes.
+fn scheme_hint(url: &str, chain: &str) -> Option<String> {
+    let https = url.starts_with("https://");
+    let base = reqwest::Url::parse(url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|| url.to_owned());
+    let tls_got_plain_text = ["InvalidContentType", "corrupt message", "InvalidMessage"]
+        .iter()
+        .any(|m| chain.contains(m));
+    let http_got_tls = [
+        "invalid HTTP version",
+        "invalid HTTP status",
+        "invalid HTTP",
+    ]
+    .iter()
+    .any(|m| chain.contains(m));
+    if https && tls_got_plain_text {
+        Some(format!(
+            "the server at {base} does not speak HTTPS (it answered TLS with plain data); if it \
+             serves plain HTTP, write http:// in server.url of the config"
+        ))
+    } else if !https && http_got_tls {
+        Some(format!(
+            "the server at {base} speaks HTTPS, not plain HTTP; write https:// in server.url \
+             of the config (and server.ca_cert when its certificate is not from a public CA)"
+        ))
+    } else {
+        None
     }
 }
 
@@ -227,7 +294,70 @@ impl Reporter for ServerReporter {
             detail: detail.to_owned(),
         };
         if let Err(e) = self.0.event(&ev) {
-            tracing::warn!("cannot report the {kind:?} event: {e}");
+            tracing::warn!(
+                "cannot report the {} event: {e}",
+                crate::report::event_name(kind)
+            );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1
+                .as_deref()
+                .map(|l| l as &(dyn std::error::Error + 'static))
+        }
+    }
+
+    #[test]
+    fn the_chain_keeps_every_cause_once() {
+        let e = Layer(
+            "client error (Connect)",
+            Some(Box::new(Layer(
+                "tcp connect error",
+                Some(Box::new(Layer(
+                    "Connection refused (os error 111)",
+                    Some(Box::new(Layer("Connection refused (os error 111)", None))),
+                ))),
+            ))),
+        );
+        assert_eq!(
+            error_chain(&e),
+            "client error (Connect): tcp connect error: Connection refused (os error 111)"
+        );
+    }
+
+    #[test]
+    fn http_and_https_mix_ups_are_explained_and_nothing_else() {
+        let tls = "client error (Connect): received corrupt message of type InvalidContentType";
+        let hint = scheme_hint("https://10.0.0.1:8443/api/v1/device/check-in", tls).unwrap();
+        assert!(hint.starts_with("the server at https://10.0.0.1:8443 does not speak HTTPS"));
+        assert!(hint.contains("write http://"), "{hint}");
+        let plain = "client error (SendRequest): invalid HTTP version parsed";
+        let hint = scheme_hint("http://10.0.0.1:8443/x", plain).unwrap();
+        assert!(hint.contains("speaks HTTPS, not plain HTTP"), "{hint}");
+        assert!(hint.contains("write https://"), "{hint}");
+        assert_eq!(scheme_hint("http://10.0.0.1/x", tls), None);
+        assert_eq!(
+            scheme_hint(
+                "https://10.0.0.1/x",
+                "tcp connect error: Connection refused"
+            ),
+            None
+        );
     }
 }

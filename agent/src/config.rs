@@ -18,8 +18,13 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config {path} is not valid: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("config {path}, line {line}, column {column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("config {path}, key `{key}`: {message}")]
     Invalid {
         path: PathBuf,
@@ -158,6 +163,19 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     Some(Duration::from_secs(secs))
 }
 
+/// A serial or model as typed, made canonical: surrounding spaces dropped, upper case.
+fn normalize(s: &str) -> String {
+    s.trim().to_ascii_uppercase()
+}
+
+/// The 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
 impl Config {
     /// Reads and checks the config at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -170,18 +188,25 @@ impl Config {
 
     /// Checks config text; `path` is only used in messages and to resolve nothing.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.message().to_owned(),
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = line_column(text, e.span().map_or(0, |s| s.start));
+            ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                column,
+                message: e.message().trim_end().to_owned(),
+            }
         })?;
         let bad = |key: &'static str, message: String| ConfigError::Invalid {
             path: path.to_owned(),
             key,
             message,
         };
-        let serial = Serial::parse(&raw.serial).map_err(|e| bad("serial", e.to_string()))?;
+        // `nr-2000-123456-4 ` is the serial NR-2000-123456-4: case and spaces are noise.
+        let serial =
+            Serial::parse(&normalize(&raw.serial)).map_err(|e| bad("serial", e.to_string()))?;
         let model = match raw.model {
-            Some(m) => Model::parse(&m).map_err(|e| bad("model", e.to_string()))?,
+            Some(m) => Model::parse(&normalize(&m)).map_err(|e| bad("model", e.to_string()))?,
             None => serial.model(),
         };
         if model != serial.model() {
@@ -324,6 +349,54 @@ mod tests {
         ));
         let e = cfg("bogus = 1").unwrap_err();
         assert!(matches!(e, ConfigError::Parse { .. }));
+    }
+
+    #[test]
+    fn toml_errors_give_line_and_column() {
+        let e = cfg("bogus = 1").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::Parse {
+                    line: 3,
+                    column: 1,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("line 3, column 1"), "{e}");
+        let e = Config::parse(
+            Path::new("a.toml"),
+            "serial = \"NR-2000-123456-4\"\nstate_dir = /x\n",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::Parse {
+                    line: 2,
+                    column: 13,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .starts_with("config a.toml, line 2, column 13: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn serials_and_models_are_normalized() {
+        let text = format!(
+            "serial = \" nr-2000-123456-4 \"\nmodel = \"nr-2000\"\nstate_dir = \"/x\"\n[trust]\nroot_keys = [\"{ROOT}\"]\n"
+        );
+        let c = Config::parse(Path::new("a.toml"), &text).unwrap();
+        assert_eq!(c.serial.as_str(), "NR-2000-123456-4");
+        assert_eq!(c.model.as_str(), "NR-2000");
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub fn open_agent(cfg: Config, clock: Arc<dyn Clock>) -> Result<Agent, AgentErro
     };
     let mut agent = Agent::open(cfg, clock)?;
     if let Some(c) = client {
-        agent.reporter = Box::new(ServerReporter(c));
+        agent.reporter = Box::new(ServerReporter(c.clone()));
+        agent.client = Some(c);
     }
     Ok(agent)
 }
@@ -127,10 +128,12 @@ pub fn run(
             break;
         }
         if agent.state.phase == Phase::Staged && agent.cfg.install.auto && agent.in_window() {
-            match agent.activate_staged() {
-                Ok(d) => tracing::info!("staged update installed: {d:?}"),
+            let r = agent.activate_staged();
+            match &r {
+                Ok(d) => tracing::info!("staged update: {d}"),
                 Err(e) => tracing::warn!("{e}"),
             }
+            checkin::report_outcome(&mut agent, &r);
         }
         for file in inbox.ready() {
             if shutdown.load(Ordering::SeqCst) {
@@ -138,10 +141,12 @@ pub fn run(
             }
             tracing::info!("applying bundle {} from the inbox", file.display());
             let r = crate::bundle::apply_file(&mut agent, &file, When::Policy, &mut |_| {});
-            let r = r.map(|d| tracing::info!("bundle {} applied: {d:?}", file.display()));
-            if let Err(e) = &r {
-                tracing::warn!("bundle {} rejected: {e}", file.display());
+            match &r {
+                Ok(d) => tracing::info!("bundle {} applied: {d}", file.display()),
+                Err(e) => tracing::warn!("bundle {} rejected: {e}", file.display()),
             }
+            checkin::report_outcome(&mut agent, &r);
+            let r = r.map(|_| ());
             match inbox.settle(&file, &r) {
                 Ok(dest) => tracing::info!("moved {} to {}", file.display(), dest.display()),
                 Err(e) => tracing::warn!("cannot move {}: {e}", file.display()),
@@ -164,12 +169,18 @@ pub fn run(
 fn log_checked(r: &Checked) {
     match r {
         Checked::UpToDate => tracing::info!("check-in: up to date"),
-        Checked::NotOffered(v) => tracing::info!("check-in: {v} available but not offered yet"),
+        Checked::NotOffered {
+            version,
+            held: Some(h),
+        } => tracing::info!("check-in: {version} available but held back: {}", h.message),
+        Checked::NotOffered { version, .. } => {
+            tracing::info!("check-in: {version} available but not offered yet")
+        }
         Checked::SkippedRolledBack(v) => {
             tracing::info!("check-in: {v} was rolled back here; skipped")
         }
         Checked::RolledBack => tracing::info!("check-in: rolled back by a staff action"),
-        Checked::Updated(d) => tracing::info!("check-in: {d:?}"),
+        Checked::Updated(d) => tracing::info!("check-in: {d}"),
     }
 }
 

@@ -28,7 +28,7 @@ pub enum AgentError {
     Bundle(#[from] BundleReject),
     #[error(transparent)]
     Client(#[from] ClientError),
-    #[error("refused by rule {rule}: {refusal}", rule = .0.rule(), refusal = .0)]
+    #[error("refused by rule {rule}: {text}", rule = .0.rule(), text = refusal_text(.0))]
     Refused(Box<Refusal>),
     #[error("{0}")]
     Image(#[from] ImageError),
@@ -43,6 +43,39 @@ pub enum AgentError {
     },
     #[error("{0}")]
     Usage(String),
+    /// Whoever read our standard output went away (`| head -1`): stop quietly.
+    #[error("standard output was closed")]
+    StdoutClosed,
+}
+
+/// A refusal in the words of the box's owner: a warranty that ended or an entitlement
+/// that is not active is a matter for the vendor, who alone can extend or restore it.
+pub fn refusal_text(r: &Refusal) -> String {
+    match r {
+        Refusal::WarrantyExpired {
+            serial,
+            coverage_end,
+            version,
+        } => format!(
+            "the warranty of {serial} ended on {coverage_end}, so {version} cannot be \
+             installed; contact the vendor to extend the warranty"
+        ),
+        Refusal::ReleasedAfterCoverage {
+            serial,
+            version,
+            released_at,
+            coverage_end,
+        } => format!(
+            "release {version} was published on {}, after the warranty of {serial} ended on \
+             {coverage_end}; contact the vendor to extend the warranty",
+            released_at.strftime("%Y-%m-%d")
+        ),
+        Refusal::EntitlementNotActive { serial, status } => format!(
+            "the warranty of {serial} is {status}; only an active warranty allows updates; \
+             contact the vendor"
+        ),
+        other => other.to_string(),
+    }
 }
 
 impl From<Refusal> for AgentError {
@@ -70,6 +103,7 @@ impl AgentError {
             | AgentError::RolledBack { .. }
             | AgentError::NoPrevious => 1,
             AgentError::Io { .. } => 3,
+            AgentError::StdoutClosed => 0,
         }
     }
 
@@ -83,5 +117,26 @@ impl AgentError {
             AgentError::RolledBack { .. } => "rolled_back".into(),
             _ => "failure".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expired_warranty_sends_the_owner_to_the_vendor() {
+        let r = Refusal::WarrantyExpired {
+            serial: "NR-2000-123456-4".parse().unwrap(),
+            coverage_end: "2025-11-29".parse().unwrap(),
+            version: Version::parse("5.3.0").unwrap(),
+        };
+        let text = AgentError::from(r).to_string();
+        assert_eq!(
+            text,
+            "refused by rule warranty_expired: the warranty of NR-2000-123456-4 ended on \
+             2025-11-29, so 5.3.0 cannot be installed; contact the vendor to extend the warranty"
+        );
+        assert!(!text.contains("extend it"));
     }
 }

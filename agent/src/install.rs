@@ -33,6 +33,16 @@ pub enum Done {
     Rebooting(np_common::Version),
 }
 
+impl std::fmt::Display for Done {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Done::Installed(v) => write!(f, "{v} installed and committed"),
+            Done::Staged(v) => write!(f, "{v} staged; install it with `np-agent install`"),
+            Done::Rebooting(v) => write!(f, "{v} activated; the box is rebooting into it"),
+        }
+    }
+}
+
 impl Agent {
     /// Takes the inactive slot for `release`: phase Downloading, slot marked invalid.
     /// With `resume`, a download of the same version into the same slot keeps its bytes.

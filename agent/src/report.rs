@@ -15,3 +15,36 @@ pub struct LogOnly;
 impl Reporter for LogOnly {
     fn event(&self, _: Option<&Version>, _: EventKind, _: &str) {}
 }
+
+/// The event's name as the API writes it (`download`, `rollback`, ...), for log lines.
+pub fn event_name(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Download => "download",
+        EventKind::Install => "install",
+        EventKind::Trial => "trial",
+        EventKind::Commit => "commit",
+        EventKind::Rollback => "rollback",
+        EventKind::Refusal => "refusal",
+        EventKind::Failure => "failure",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names_are_the_wire_names() {
+        for kind in [
+            EventKind::Download,
+            EventKind::Install,
+            EventKind::Trial,
+            EventKind::Commit,
+            EventKind::Rollback,
+            EventKind::Refusal,
+            EventKind::Failure,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), event_name(kind));
+        }
+    }
+}

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod bundle;
+pub mod coverage;
 pub mod docs;
 pub mod dsse;
 pub mod image;

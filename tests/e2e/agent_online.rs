@@ -13,13 +13,18 @@ use np_tests::{wait_until, Running};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-struct Online {
-    srv: TestServer,
-    agent: TestAgent,
-    proxy: Option<Proxy>,
+pub(crate) struct Online {
+    pub(crate) srv: TestServer,
+    pub(crate) agent: TestAgent,
+    pub(crate) proxy: Option<Proxy>,
 }
 
-fn publish(srv: &TestServer, version: &str, security_version: u64, image: &[u8]) -> Envelope {
+pub(crate) fn publish(
+    srv: &TestServer,
+    version: &str,
+    security_version: u64,
+    image: &[u8],
+) -> Envelope {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("image");
     std::fs::write(&p, image).unwrap();
@@ -36,17 +41,17 @@ fn publish(srv: &TestServer, version: &str, security_version: u64, image: &[u8])
     serde_json::from_value(rel["manifest"].clone()).unwrap()
 }
 
-fn v1() -> Vec<u8> {
+pub(crate) fn v1() -> Vec<u8> {
     image_bytes(11, 200_000)
 }
 
-fn v2() -> Vec<u8> {
+pub(crate) fn v2() -> Vec<u8> {
     image_bytes(12, 400_000)
 }
 
 /// A server, a box registered with `purchase_date` and provisioned with 1.0.0, and 2.0.0
 /// published. With `proxy`, the box talks to the server through a [`Proxy`].
-fn setup(purchase_date: &str, install: &str, proxy: bool) -> Online {
+pub(crate) fn setup(purchase_date: &str, install: &str, proxy: bool) -> Online {
     setup_with(purchase_date, install, proxy, "10s")
 }
 
@@ -80,14 +85,14 @@ fn setup_with(purchase_date: &str, install: &str, proxy: bool, stall: &str) -> O
     Online { srv, agent, proxy }
 }
 
-fn today() -> String {
+pub(crate) fn today() -> String {
     jiff::Timestamp::now()
         .to_zoned(jiff::tz::TimeZone::UTC)
         .date()
         .to_string()
 }
 
-fn device(o: &Online) -> Value {
+pub(crate) fn device(o: &Online) -> Value {
     let (status, d) = o.srv.get_json(&format!("/api/v1/devices/{SERIAL}"));
     assert_eq!(status, 200, "{d}");
     d

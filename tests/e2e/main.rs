@@ -2,6 +2,7 @@
 
 mod agent_offline;
 mod agent_online;
+mod agent_ux;
 mod server_e2e;
 mod server_releases;
 mod vendor_cli;

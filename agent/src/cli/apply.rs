@@ -49,6 +49,6 @@ pub fn run(cfg: Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentErro
     if let Some(pb) = &bar {
         pb.finish_and_clear();
     }
-    print_done(&r?);
-    Ok(())
+    crate::checkin::report_outcome(&mut agent, &r);
+    print_done(&r?)
 }

@@ -33,6 +33,6 @@ pub fn run(a: &Args) -> Result<(), AgentError> {
             source,
         }
     })?;
-    println!("{}", key.public_key().to_base64());
+    super::out::say!("{}", key.public_key().to_base64());
     Ok(())
 }

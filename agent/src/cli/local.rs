@@ -1,7 +1,7 @@
 //! `install`, `rollback` and `commit`: local actions on the slots.
 
+use super::out::say;
 use super::print_done;
-use crate::agent::Agent;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::AgentError;
@@ -18,16 +18,17 @@ pub fn install(cfg: Config, clock: Arc<dyn Clock>) -> Result<(), AgentError> {
         }
         .into());
     }
-    let done = agent.activate_staged()?;
-    print_done(&done);
-    Ok(())
+    let r = agent.activate_staged();
+    crate::checkin::report_outcome(&mut agent, &r);
+    print_done(&r?)
 }
 
 /// `np-agent rollback`: back to the previous image.
 pub fn rollback(cfg: Config, clock: Arc<dyn Clock>) -> Result<(), AgentError> {
     let mut agent = super::online::open_agent(cfg, clock)?;
     agent.rollback("requested with `np-agent rollback`")?;
-    println!(
+    crate::checkin::report_after(&mut agent);
+    say!(
         "rolled back; slot {} runs {}",
         agent.state.active,
         agent.running()?.version
@@ -37,9 +38,10 @@ pub fn rollback(cfg: Config, clock: Arc<dyn Clock>) -> Result<(), AgentError> {
 
 /// `np-agent commit`: marks the trial slot good.
 pub fn commit(cfg: Config, clock: Arc<dyn Clock>) -> Result<(), AgentError> {
-    let mut agent = Agent::open(cfg, clock)?;
+    let mut agent = super::online::open_agent(cfg, clock)?;
     agent.commit_trial()?;
-    println!(
+    crate::checkin::report_after(&mut agent);
+    say!(
         "{} committed in slot {}",
         agent.running()?.version,
         agent.state.active

@@ -6,6 +6,7 @@ mod keygen;
 mod local;
 mod man;
 mod online;
+pub mod out;
 mod provision;
 mod status;
 
@@ -14,14 +15,37 @@ pub use online::start_box;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, DEFAULT_PATH};
 use crate::error::AgentError;
+use out::say;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  done
+  1  refused by a rule (the message names it) or rolled back
+  2  bad usage: a wrong flag, config or file
+  3  I/O or network failure (try again later)
+
+Environment:
+  NP_AGENT_LOG  log filter for the lines on stderr (default: info), e.g. debug or warn;
+                RUST_LOG is read when it is not set
+
+The config file sets the serial, the state folder, the device key, the server (absent:
+an offline-only box), the trusted root keys and how installs happen; see
+agent.toml.example in the package's documentation folder.";
+
 /// np-agent: keeps this appliance's firmware current under its warranty.
 #[derive(Debug, clap::Parser)]
-#[command(name = "np-agent", version, about)]
+#[command(
+    name = "np-agent",
+    version,
+    about = "Keeps this appliance's firmware current under its warranty: checks in with the \
+             update server or takes offline bundles, installs into the inactive of two slots, \
+             trial-boots the new firmware and rolls back when it is not healthy.",
+    after_help = AFTER_HELP
+)]
 pub struct Cli {
-    /// The agent's config file.
+    /// The agent's config file (TOML). Accepted before or after the command.
     #[arg(long, global = true, value_name = "FILE", default_value = DEFAULT_PATH)]
     pub config: PathBuf,
     #[command(subcommand)]
@@ -32,22 +56,76 @@ pub struct Cli {
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Run the daemon: check in, watch the inbox, install and trial updates.
+    #[command(
+        long_about = "Run the daemon until SIGTERM or SIGINT. On start it resolves a \
+        trial left pending by a reboot; then it checks in with the server every \
+        server.check_interval (jittered; backing off after network failures), installs a staged \
+        update inside install.window when install.auto is on, and applies the bundles an admin \
+        drops into the inbox folder of the state folder. Logs go to stderr."
+    )]
     Run,
     /// Show the box's firmware, warranty and update state.
+    #[command(
+        long_about = "Show the box's firmware, warranty and update state: serial and \
+        model, the running version and slot, the previous version, the phase (idle, \
+        downloading, staged, trial), the entitlement status and the coverage (covered, expired \
+        or not yet started) with its end, the update available at the last check-in, and the \
+        last result. Reads the state folder only; it never contacts the server."
+    )]
     Status(status::Args),
     /// Check in with the server and update now.
+    #[command(
+        long_about = "Check in with the server now and act on its answer: carry out a \
+        staff action (rollback or upgrade), then download, verify and install an offered \
+        update (or stage it when install.auto is off). Without a reboot_command the new \
+        firmware is trialled at once, so this returns once it is committed or rolled back. \
+        When a newer release is held back, prints the server's reason and how to override it. \
+        Needs [server] in the config and the device key."
+    )]
     Check,
     /// Apply an offline bundle.
+    #[command(
+        long_about = "Apply an offline bundle (a tar or tar.gz made by the vendor with \
+        `np-vendor bundle`): verify its keyring, entitlement and manifest, check the update \
+        rule, stream the image into the inactive slot while hashing it, then install and trial \
+        it (or stage it when install.auto is off). Shows a progress bar on a terminal. Also \
+        installs a version this box rolled back from."
+    )]
     Apply(apply::Args),
     /// Install the staged update.
+    #[command(
+        long_about = "Install the update that `check` or `apply` staged (with \
+        install.auto off, or outside install.window): activate its slot and trial it."
+    )]
     Install,
     /// Roll back to the previous image.
+    #[command(
+        long_about = "Roll back to the previous image (the slot that ran before the last \
+        update), or end a trial in progress the same way. The version left is not installed \
+        again automatically; `np-agent apply`, a staff upgrade action or a newer release \
+        installs it. An online box tells the server at once."
+    )]
     Rollback,
     /// Mark the trial slot good.
+    #[command(
+        long_about = "Mark the firmware on trial as good (what a healthy health_command \
+        does by itself): the box keeps it at its next starts."
+    )]
     Commit,
     /// Write a new device key and print its public key.
+    #[command(
+        long_about = "Write a new device key (Ed25519, mode 0600) to --out and print its \
+        public key (base64), which the vendor registers for this box. The box signs its \
+        requests to the server with it; config key device_key names where it is read."
+    )]
     Keygen(keygen::Args),
     /// Factory step: put the first image into slot a as the running, committed firmware.
+    #[command(
+        long_about = "The factory step: verify the first image against its signed \
+        manifest under the keyring (stored, or given with --keyring and checked against \
+        trust.root_keys), write it into slot a as the running, committed firmware, and store \
+        the keyring and entitlement. Refused on a box already provisioned."
+    )]
     Provision(provision::Args),
     /// Write the man pages (for packagers).
     #[command(hide = true)]
@@ -90,11 +168,46 @@ pub fn run(cli: Cli) -> Result<(), AgentError> {
 }
 
 /// Prints how an install ended.
-pub(crate) fn print_done(done: &crate::install::Done) {
-    use crate::install::Done;
-    match done {
-        Done::Installed(v) => println!("{v} installed and committed"),
-        Done::Staged(v) => println!("{v} staged; install it with `np-agent install`"),
-        Done::Rebooting(v) => println!("{v} activated; the box is rebooting into it"),
+pub(crate) fn print_done(done: &crate::install::Done) -> Result<(), AgentError> {
+    say!("{done}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn every_command_and_option_has_complete_help() {
+        let cli = Cli::command();
+        let after = cli
+            .get_after_help()
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        assert!(after.contains("Exit codes"), "{after}");
+        assert!(after.contains("NP_AGENT_LOG"), "{after}");
+        let mut missing = Vec::new();
+        for arg in cli.get_arguments() {
+            if arg.get_help().is_none() {
+                missing.push(format!("np-agent --{}", arg.get_id()));
+            }
+        }
+        for sub in cli.get_subcommands() {
+            let name = sub.get_name();
+            if name == "help" {
+                continue;
+            }
+            if sub.get_about().is_none() || sub.get_long_about().is_none() {
+                missing.push(format!("np-agent {name} (about and long about)"));
+            }
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if !matches!(id, "help" | "version") && arg.get_help().is_none() {
+                    missing.push(format!("np-agent {name} {id}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no help text: {missing:?}");
     }
 }

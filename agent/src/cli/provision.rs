@@ -108,9 +108,11 @@ pub fn run(cfg: &Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentErr
     }
     State::provisioned().save(&cfg.state_dir)?;
     CommandBoot::new(&cfg.state_dir, &cfg.install).commit(Slot::A)?;
-    println!(
+    super::out::say!(
         "provisioned {} ({}) with {} in slot a",
-        cfg.serial, cfg.model, release.version
+        cfg.serial,
+        cfg.model,
+        release.version
     );
     Ok(())
 }

@@ -1,11 +1,13 @@
 //! `np-agent status [--json]`: the box's firmware, warranty and update state (docs/cli.md).
 
+use super::out::say;
 use crate::agent::Agent;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::AgentError;
 use crate::state::Phase;
 use np_common::api::Outcome;
+use np_common::coverage::Coverage;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -44,6 +46,9 @@ pub fn status_json(agent: &Agent) -> Result<Value, AgentError> {
         "trial_attempts": attempts,
         "target_version": agent.state.target.as_ref().map(|t| t.version.to_string()),
         "coverage_end": ent.map(|e| e.coverage_end.to_string()),
+        // Beside the entitlement's status: an active entitlement may have ended coverage.
+        "coverage": ent.map(|e| Coverage::at(&e.terms, e.coverage_end, agent.trust.now())),
+        "coverage_start": ent.and_then(|e| Coverage::start(&e.terms)).map(|d| d.to_string()),
         "entitlement_status": ent.map(|e| e.status),
         "entitlement_sequence": ent.map(|e| e.sequence),
         "time_floor": agent.trust.floor(),
@@ -59,12 +64,26 @@ pub fn status_json(agent: &Agent) -> Result<Value, AgentError> {
     }))
 }
 
+/// The coverage in words: its state and the date that matters for it.
+fn coverage_line(v: &Value) -> String {
+    let end = v["coverage_end"].as_str().unwrap_or("?");
+    match v["coverage"].as_str() {
+        Some("covered") => format!("covered; coverage ends on {end}"),
+        Some("expired") => format!("expired: ended on {end}; contact the vendor to extend it"),
+        Some("not_yet_started") => format!(
+            "not yet started: starts on {}, covered until {end}",
+            v["coverage_start"].as_str().unwrap_or("?")
+        ),
+        _ => "none: no entitlement stored; the box needs one from the vendor".into(),
+    }
+}
+
 /// Prints the status.
 pub fn run(cfg: &Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentError> {
     let agent = Agent::open(cfg.clone(), clock)?;
     let v = status_json(&agent)?;
     if a.json {
-        println!("{v}");
+        say!("{v}");
         return Ok(());
     }
     let s = |k: &str| match &v[k] {
@@ -72,22 +91,19 @@ pub fn run(cfg: &Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentErr
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    println!("box            {} ({})", s("serial"), s("model"));
-    println!(
+    say!("box            {} ({})", s("serial"), s("model"));
+    say!(
         "firmware       {} (security version {}) in slot {}",
         s("version"),
         s("security_version"),
         s("active_slot")
     );
-    println!("previous       {}", s("previous_version"));
-    println!("phase          {}", s("phase"));
-    println!(
-        "warranty       {} until {}",
-        s("entitlement_status"),
-        s("coverage_end")
-    );
-    println!("update         {}", s("update_available"));
-    println!("last check-in  {}", s("last_check"));
+    say!("previous       {}", s("previous_version"));
+    say!("phase          {}", s("phase"));
+    say!("entitlement    {}", s("entitlement_status"));
+    say!("coverage       {}", coverage_line(&v));
+    say!("update         {}", s("update_available"));
+    say!("last check-in  {}", s("last_check"));
     if let Some(r) = &agent.state.last_result {
         let v = r
             .version
@@ -100,8 +116,8 @@ pub fn run(cfg: &Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentErr
             Outcome::RolledBack => "rolled back",
             Outcome::Failed => "failed",
         };
-        println!("last result    {outcome} {v}: {}", r.detail);
+        say!("last result    {outcome} {v}: {}", r.detail);
     }
-    println!("time floor     {}", s("time_floor"));
+    say!("time floor     {}", s("time_floor"));
     Ok(())
 }
