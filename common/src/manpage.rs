@@ -107,7 +107,7 @@ mod tests {
         let names: Vec<_> = pages.iter().map(|p| p.file_name.as_str()).collect();
         assert_eq!(names, ["np-tool.8", "np-tool-run.8", "np-tool-run-fast.8"]);
         let top = String::from_utf8(pages[0].roff.clone()).expect("utf-8");
-        assert!(top.starts_with(".TH np-tool 8"), "{top}");
+        assert!(top.contains("\n.TH np-tool 8 "), "{top}");
         assert!(top.contains("\\-\\-config"), "{top}");
         assert!(top.contains("np\\-tool\\-run(8)"), "{top}");
         assert!(top.contains(".SH \"EXIT STATUS\""), "{top}");
