@@ -6,7 +6,8 @@
 //! staff and device authentication, errors, metrics, TLS), `blobs` (content-addressed
 //! images and the offline bundles made from them). Around them: `state` (shared state,
 //! injected clock), `datadir` (init/open the data folder), `config` (`server.toml`),
-//! `tokens` (staff tokens), `cli` (the `np-server` commands), `fsutil` (durable writes).
+//! `tokens` (staff tokens), `cli` (the `np-server` commands), `fsutil` (durable writes), `stdout` (printing that
+//! survives a closed pipe).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -18,5 +19,6 @@ pub mod domain;
 pub mod fsutil;
 pub mod http;
 pub mod state;
+pub mod stdout;
 pub mod store;
 pub mod tokens;

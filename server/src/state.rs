@@ -124,9 +124,11 @@ impl AppState {
         }))
     }
 
-    /// Now, from the injected clock.
+    /// Now, from the injected clock, in whole seconds (every time in an answer, a record
+    /// or a signed document is a whole second).
     pub fn now(&self) -> Timestamp {
-        (self.0.clock)()
+        let t = (self.0.clock)();
+        Timestamp::from_second(t.as_second()).unwrap_or(t)
     }
 
     /// Today's UTC calendar date.

@@ -261,6 +261,12 @@ impl TokenCache {
 
     /// The token matching `token`, if any.
     pub fn lookup(&self, token: &str) -> Result<Option<TokenRecord>, TokenError> {
+        self.lookup_hash(&hash_token(token))
+    }
+
+    /// The token whose SHA-256 (hex) is `h`, if it is still listed (a console session
+    /// keeps only the hash and re-checks it on every request).
+    pub fn lookup_hash(&self, h: &str) -> Result<Option<TokenRecord>, TokenError> {
         let now = stamp(&self.path);
         let fresh = self
             .cached
@@ -273,7 +279,6 @@ impl TokenCache {
                 *c = (now, list.tokens);
             }
         }
-        let h = hash_token(token);
         Ok(self
             .cached
             .read()

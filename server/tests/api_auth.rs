@@ -109,18 +109,19 @@ async fn the_audit_log_records_who_what_before_and_after() {
         .iter()
         .map(|e| (e["actor"].as_str().unwrap(), e["action"].as_str().unwrap()))
         .collect();
+    // Newest first.
     assert_eq!(
         summary,
         vec![
-            ("alice", "register"),
+            ("admin", "revoke"),
             ("admin", "extend"),
-            ("admin", "revoke")
+            ("alice", "register")
         ]
     );
-    assert_eq!(entries[0]["before"], serde_json::Value::Null);
+    assert_eq!(entries[2]["before"], serde_json::Value::Null);
     assert_eq!(entries[1]["before"]["coverage_end"], "2027-03-01");
     assert_eq!(entries[1]["after"]["coverage_end"], "2027-06-01");
-    assert_eq!(entries[2]["after"]["status"], "revoked");
+    assert_eq!(entries[0]["after"]["status"], "revoked");
     assert!(entries[0]["at"].as_str().is_some() && entries[0]["serial"] == NR2000);
 
     let (_, page1) = api.call("GET", "/api/v1/audit?limit=2", None).await;
@@ -131,7 +132,8 @@ async fn the_audit_log_records_who_what_before_and_after() {
         .await;
     assert_eq!(page2["entries"].as_array().unwrap().len(), 2);
     assert_eq!(page2["next_cursor"], serde_json::Value::Null);
-    assert_eq!(page2["entries"][0]["serial"], other.as_str());
+    assert_eq!(page1["entries"][1]["serial"], other.as_str());
+    assert_eq!(page2["entries"][1]["action"], "register");
     assert_error(
         &api.call("GET", "/api/v1/audit?cursor=ZDpOUg", None).await,
         400,

@@ -3,6 +3,8 @@
 mod agent_offline;
 mod agent_online;
 mod agent_ux;
+mod console;
 mod server_e2e;
 mod server_releases;
 mod vendor_cli;
+mod vendor_cli_ux;

@@ -4,6 +4,7 @@
 //! guard drops.
 
 pub mod agent;
+pub mod browser;
 pub mod proxy;
 pub mod server;
 

@@ -64,7 +64,19 @@ fn main() {
         }
     };
     if let Err(e) = result {
-        eprintln!("np-server: {e}");
+        np_server::errln!("np-server: {e}");
         std::process::exit(e.exit_code());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn every_option_has_help() {
+        let missing = cli::undocumented_options(&Cli::command());
+        assert!(missing.is_empty(), "options without help: {missing:?}");
     }
 }

@@ -22,9 +22,9 @@ pub fn run(args: &Args) -> Result<(), CliError> {
 
 /// Prints what `init` (or `serve` on a new folder) must show once.
 pub fn print_init(dir: &Path, out: &InitOutput) {
-    println!("admin token: {}", out.admin_token);
-    println!("root public key: {}", out.root_public_key);
-    eprintln!(
+    crate::outln!("admin token: {}", out.admin_token);
+    crate::outln!("root public key: {}", out.root_public_key);
+    crate::errln!(
         "WARNING: the root key is at {}: move it offline (to an air-gapped machine or a safe) \
          and delete it here; it signs keyrings and is needed only to rotate keys",
         dir.join("offline/root.key").display()

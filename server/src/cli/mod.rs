@@ -56,3 +56,38 @@ impl From<TokenError> for CliError {
         }
     }
 }
+
+/// Every argument of `cmd` and its subcommands that has no help text, as
+/// `command path: --flag` (for the tests that keep `--help` complete).
+pub fn undocumented_options(cmd: &clap::Command) -> Vec<String> {
+    fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        let path = if path.is_empty() {
+            cmd.get_name().to_owned()
+        } else {
+            format!("{path} {}", cmd.get_name())
+        };
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            if matches!(
+                a.get_action(),
+                clap::ArgAction::Help
+                    | clap::ArgAction::HelpShort
+                    | clap::ArgAction::HelpLong
+                    | clap::ArgAction::Version
+            ) {
+                continue;
+            }
+            if a.get_help().is_none() && a.get_long_help().is_none() {
+                out.push(format!("{path}: {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() != "help" {
+                walk(sub, &path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(cmd, "", &mut out);
+    out
+}

@@ -104,7 +104,7 @@ pub async fn run(args: &Args) -> Result<(), CliError> {
         .local_addr()
         .map_err(|e| CliError::Io(format!("cannot read the bound address: {e}")))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    eprintln!("np-server listening on {scheme}://{addr}");
+    crate::errln!("np-server listening on {scheme}://{addr}");
     tracing::info!(%addr, scheme, "serving");
     let served = match tls {
         Some(tls) => crate::http::run_tls(listener, state, tls, shutdown_signal()).await,

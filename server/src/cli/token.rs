@@ -64,7 +64,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
         Cmd::Create { data, role, name } => {
             require_data(data)?;
             let t = tokens::create(data, *role, name, jiff::Timestamp::now())?;
-            println!("{t}");
+            crate::outln!("{t}");
         }
         Cmd::List { data, json } => {
             require_data(data)?;
@@ -74,18 +74,18 @@ pub fn run(args: &Args) -> Result<(), CliError> {
                     .iter()
                     .map(|t| serde_json::json!({"name": t.name, "role": t.role, "created_at": t.created_at}))
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                crate::outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
-                println!("{:<24} {:<8} CREATED", "NAME", "ROLE");
+                crate::outln!("{:<24} {:<8} CREATED", "NAME", "ROLE");
                 for t in list {
-                    println!("{:<24} {:<8} {}", t.name, t.role, t.created_at);
+                    crate::outln!("{:<24} {:<8} {}", t.name, t.role, t.created_at);
                 }
             }
         }
         Cmd::Revoke { data, name } => {
             require_data(data)?;
             tokens::revoke(data, name)?;
-            eprintln!("token {name:?} revoked");
+            crate::errln!("token {name:?} revoked");
         }
     }
     Ok(())

@@ -21,6 +21,37 @@ pub struct PendingAction {
     pub envelope: Envelope,
 }
 
+pub use np_common::coverage::Coverage;
+
+/// Parses a coverage word of a query (`covered`, `expired`, `not_yet_started`; also
+/// `not_started`).
+pub fn parse_coverage(s: &str) -> Option<Coverage> {
+    match s {
+        "covered" => Some(Coverage::Covered),
+        "expired" => Some(Coverage::Expired),
+        "not_yet_started" | "not_started" => Some(Coverage::NotYetStarted),
+        _ => None,
+    }
+}
+
+/// The device object of the API: the record and its coverage as of today.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct DeviceView {
+    /// Every field of the record.
+    #[serde(flatten)]
+    pub device: DeviceRecord,
+    /// Covered, expired or not yet started, today.
+    pub coverage: Coverage,
+}
+
+impl DeviceView {
+    /// The view of `device` on `today`.
+    pub fn of(device: DeviceRecord, today: Date) -> DeviceView {
+        let coverage = device.coverage_on(today);
+        DeviceView { device, coverage }
+    }
+}
+
 /// One registered box. Serialized as is, it is the device object of the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeviceRecord {
@@ -109,6 +140,15 @@ impl DeviceRecord {
         d
     }
 
+    /// Whether the box is covered on `today` (the same rule as the agent's status).
+    pub fn coverage_on(&self, today: Date) -> Coverage {
+        Coverage::at(
+            &self.terms,
+            self.coverage_end,
+            np_common::rule::date_start(today),
+        )
+    }
+
     /// The entitlement document for the record as it is now.
     pub fn entitlement_doc(&self, issued_at: Timestamp) -> Entitlement {
         Entitlement {
@@ -186,5 +226,13 @@ mod tests {
         let e: Entitlement = verify(&d.entitlement, &keyring).unwrap();
         assert_eq!((e.sequence, e.serial), (2, serial));
         assert!(d.snapshot().get("entitlement").is_none());
+        let day = jiff::civil::date;
+        assert_eq!(d.coverage_on(day(2025, 2, 28)), Coverage::NotYetStarted);
+        assert_eq!(d.coverage_on(day(2025, 3, 1)), Coverage::Covered);
+        assert_eq!(d.coverage_on(day(2026, 2, 28)), Coverage::Covered);
+        assert_eq!(d.coverage_on(day(2026, 3, 1)), Coverage::Expired);
+        let v = serde_json::to_value(DeviceView::of(d, day(2026, 3, 1))).unwrap();
+        assert_eq!(v["coverage"], "expired");
+        assert_eq!(v["status"], "active");
     }
 }

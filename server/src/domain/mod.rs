@@ -1,10 +1,12 @@
 //! The domain room: the rules of the business on top of np-common, with no HTTP in them.
 //! `device` (the device record and its signed entitlement), `registry` (register, extend,
-//! swap, revoke), `validate` (request fields into domain values), `offers` (what a box is
-//! told at check-in) and `rollout` (the staged-rollout bucket).
+//! swap, revoke, edit), `import` (bulk registration, all or none), `validate` (request fields into domain values), `offers` (what a box is
+//! told at check-in) `rollout` (the staged-rollout bucket) and `words` (wire names for people and logs).
 
 pub mod device;
+pub mod import;
 pub mod offers;
 pub mod registry;
 pub mod rollout;
 pub mod validate;
+pub mod words;

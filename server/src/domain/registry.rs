@@ -26,7 +26,27 @@ pub struct RegisterRequest {
     pub customer: String,
     /// The box's public key (base64), if known.
     pub device_key: Option<String>,
+    /// Accept a purchase date more than [`FUTURE_DAYS`] days ahead of today.
+    #[serde(default)]
+    pub allow_future: bool,
 }
+
+/// `PATCH /api/v1/devices/{serial}`: corrects what staff typed at registration.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditRequest {
+    /// The corrected owner.
+    pub customer: Option<String>,
+    /// The corrected purchase date (`YYYY-MM-DD`); the warranty term follows it.
+    pub purchase_date: Option<String>,
+    /// Accept a purchase date more than [`FUTURE_DAYS`] days ahead of today.
+    #[serde(default)]
+    pub allow_future: bool,
+}
+
+/// How many days ahead of today a purchase date may be without `allow_future` (time
+/// zones, and a box registered the day before it ships).
+pub const FUTURE_DAYS: i64 = 3;
 
 /// `POST /api/v1/devices/{serial}/extensions`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -63,19 +83,46 @@ pub struct RevokeRequest {
     pub reason: String,
 }
 
-const MAX_TEXT: usize = 500;
+/// The longest customer name or reason.
+pub const MAX_TEXT: usize = 500;
 
-fn unknown(serial: &Serial) -> ApiError {
+/// 404 for a serial that is not registered (`details.serial` names it).
+pub fn unknown(serial: &Serial) -> ApiError {
     ApiError::not_found(format!(
-        "no device {serial} is registered; register it with POST /api/v1/devices"
+        "no device {serial} is registered; register it first"
     ))
+    .with_details(serde_json::json!({"serial": serial}))
 }
 
-fn exists(serial: &Serial) -> ApiError {
-    ApiError::conflict(
-        "exists",
-        format!("device {serial} is registered already; GET /api/v1/devices/{serial} shows it"),
+/// 409 `exists` for a serial registered already (`details.serial` names it).
+pub fn exists(serial: &Serial) -> ApiError {
+    ApiError::conflict("exists", format!("device {serial} is registered already"))
+        .with_details(serde_json::json!({"serial": serial}))
+}
+
+/// Refuses a purchase date more than [`FUTURE_DAYS`] days after `today` unless allowed
+/// (422 `future_purchase_date`): a year-long typo would otherwise go unnoticed.
+pub fn check_purchase_date(
+    purchase: jiff::civil::Date,
+    today: jiff::civil::Date,
+    allow_future: bool,
+) -> Result<(), ApiError> {
+    let ahead = (purchase - today).get_days();
+    let ahead = i64::from(ahead);
+    if allow_future || ahead <= FUTURE_DAYS {
+        return Ok(());
+    }
+    Err(ApiError::unprocessable(
+        "future_purchase_date",
+        format!(
+            "the purchase date {purchase} is {ahead} days after today ({today}); a box is registered once it is sold, so check the date, or allow a future date explicitly"
+        ),
     )
+    .with_details(serde_json::json!({
+        "purchase_date": purchase.to_string(),
+        "today": today.to_string(),
+        "days_ahead": ahead,
+    })))
 }
 
 /// Refuses a change to a box that is no longer active.
@@ -117,6 +164,7 @@ pub async fn register(
         .device_model(&serial, given.as_ref())
         .map_err(validate::model_error)?;
     let purchase = validate::date("purchase_date", &req.purchase_date)?;
+    check_purchase_date(purchase, state.today(), req.allow_future)?;
     let customer = validate::text("customer", &req.customer, MAX_TEXT)?;
     let device_key = validate::device_key("device_key", req.device_key.as_deref())?;
     let term = initial_term(purchase).map_err(validate::warranty_error)?;
@@ -277,6 +325,78 @@ pub async fn revoke(
             d.status_reason = Some(reason.clone());
             d.pending_action = None;
             d.reissue(&state.keys.online, now);
+            Ok(())
+        })
+        .await
+        .map_err(MutateError::<ApiError>::into_inner)?;
+    one(recs)
+}
+
+/// Corrects a box's customer or purchase date (audited as `edit`, before and after). A
+/// new purchase date moves the warranty term and re-signs the entitlement; it is refused
+/// (409 `has_extensions`) once terms are stacked on that warranty, since they would not
+/// move with it.
+pub async fn edit(
+    state: &AppState,
+    actor: &str,
+    serial: &Serial,
+    req: EditRequest,
+) -> Result<DeviceRecord, ApiError> {
+    let customer = req
+        .customer
+        .as_deref()
+        .map(|c| validate::text("customer", c, MAX_TEXT))
+        .transpose()?;
+    let purchase = req
+        .purchase_date
+        .as_deref()
+        .map(|d| validate::date("purchase_date", d))
+        .transpose()?;
+    if customer.is_none() && purchase.is_none() {
+        return Err(ApiError::unprocessable(
+            "nothing_to_change",
+            "name what to correct: the customer, the purchase date, or both",
+        ));
+    }
+    if let Some(p) = purchase {
+        check_purchase_date(p, state.today(), req.allow_future)?;
+    }
+    let term = purchase
+        .map(initial_term)
+        .transpose()
+        .map_err(validate::warranty_error)?;
+    let now = state.now();
+    let change = Change {
+        actor: Some(actor),
+        action: "edit",
+        at: now,
+    };
+    let recs = state
+        .store
+        .mutate_devices(std::slice::from_ref(serial), &change, |recs| {
+            let d = recs[0].as_mut().ok_or_else(|| unknown(serial))?;
+            if let Some(c) = &customer {
+                d.customer = c.clone();
+                d.updated_at = now;
+            }
+            if let (Some(p), Some(t)) = (purchase, &term) {
+                if p == d.purchase_date {
+                    return Ok(());
+                }
+                require_active(d, "correct")?;
+                if d.terms.len() != 1 || d.replaces.is_some() {
+                    return Err(ApiError::conflict(
+                        "has_extensions",
+                        format!(
+                            "device {serial} has {} terms (extensions, a reinstatement or a swap) stacked on its warranty; they would not move with the purchase date, so it cannot be corrected any more",
+                            d.terms.len()
+                        ),
+                    ));
+                }
+                d.purchase_date = p;
+                d.terms = vec![*t];
+                d.reissue(&state.keys.online, now);
+            }
             Ok(())
         })
         .await

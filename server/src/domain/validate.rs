@@ -10,9 +10,19 @@ use np_common::{Model, PublicKey, Serial};
 /// The earliest and latest year a date may have.
 const YEARS: std::ops::RangeInclusive<i16> = 1990..=2200;
 
-/// A serial (`bad_serial`).
+/// A serial as people type it: spaces dropped, letters upper-cased
+/// (` nr-2000-123456-4` is `NR-2000-123456-4`).
+pub fn normalize_serial(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+/// A serial, normalized first (`bad_serial`).
 pub fn serial(s: &str) -> Result<Serial, ApiError> {
-    Serial::parse(s).map_err(|e| ApiError::unprocessable("bad_serial", e.to_string()))
+    Serial::parse(&normalize_serial(s))
+        .map_err(|e| ApiError::unprocessable("bad_serial", e.to_string()))
 }
 
 /// A model name (`bad_model`).
@@ -88,7 +98,7 @@ pub fn duration(months: Option<i64>, years: Option<i64>) -> Result<Duration, Api
     Duration::from_request(months, years).map_err(|e| match e {
         WarrantyError::BadDuration(_) => ApiError::unprocessable(
             "bad_duration",
-            format!("{e}; send {{\"months\": N}} or {{\"years\": N}}"),
+            format!("{e}; extend by a whole number of months or of years"),
         ),
         other => warranty_error(other),
     })
@@ -101,7 +111,13 @@ pub fn warranty_error(e: WarrantyError) -> ApiError {
             ended,
             gap_days,
             billable_months,
-        } => ApiError::conflict("lapsed", e.to_string()).with_details(serde_json::json!({
+        } => ApiError::conflict(
+            "lapsed",
+            format!(
+                "coverage ended on {ended}, {gap_days} days ago ({billable_months} billable months); a reinstatement pays for the gap and starts a new term today"
+            ),
+        )
+        .with_details(serde_json::json!({
             "coverage_end": ended.to_string(),
             "gap_days": gap_days,
             "billable_months": billable_months,
@@ -121,6 +137,10 @@ mod tests {
     #[test]
     fn codes() {
         assert_eq!(serial("NR-2000-123456-5").unwrap_err().code, "bad_serial");
+        assert_eq!(
+            serial(" nr-2000-123456-4 ").unwrap().as_str(),
+            "NR-2000-123456-4"
+        );
         assert_eq!(
             date("purchase_date", "2026-13-45").unwrap_err().code,
             "bad_date"

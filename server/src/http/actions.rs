@@ -2,14 +2,19 @@
 //! `{"action": "upgrade", "version"}` or `{"action": "rollback"}`. The action is signed with
 //! the online key (role `entitlement`), kept on the device as `pending_action`, handed to the
 //! box at its next check-in, and cleared when the box reports the outcome. An upgrade to a
-//! release the box may not install is refused at once (403 with the rule).
+//! release the box may not install is refused at once (403 with the rule). A second action
+//! while one is pending is refused (409 `action_pending`) unless the request says
+//! `"replace": true`; `DELETE /api/v1/devices/{serial}/actions` cancels the pending one.
+//! Both are audited (`action`, `action_cancel`).
 
-use crate::domain::device::{DeviceRecord, PendingAction};
+use crate::domain::device::{DeviceView, PendingAction};
 use crate::domain::offers;
+use crate::domain::registry;
+use crate::domain::words::wire_name;
 use crate::http::auth::StaffCaller;
 use crate::http::blobs::not_entitled;
 use crate::http::device_api::box_view_parts;
-use crate::http::devices::path_serial;
+use crate::http::devices::{path_serial, view};
 use crate::http::error::{ApiError, ApiJson, ApiPath};
 use crate::http::releases::parse_version;
 use crate::state::AppState;
@@ -23,7 +28,10 @@ use serde::Deserialize;
 
 /// The action routes.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/devices/{serial}/actions", post(create))
+    Router::new().route(
+        "/api/v1/devices/{serial}/actions",
+        post(create).delete(cancel),
+    )
 }
 
 /// `POST /api/v1/devices/{serial}/actions` body.
@@ -35,17 +43,29 @@ pub struct ActionRequest {
     /// The version of an upgrade.
     #[serde(default)]
     pub version: Option<String>,
+    /// Replace an action that is still pending.
+    #[serde(default)]
+    pub replace: bool,
 }
 
+/// The pending action in words, for errors and logs.
+pub fn describe(p: &PendingAction) -> String {
+    match &p.version {
+        Some(v) => format!("{} to {v}", wire_name(&p.action)),
+        None => wire_name(&p.action),
+    }
+}
+
+/// Also called by the staff console with a session's caller.
 #[utoipa::path(post, path = "/api/v1/devices/{serial}/actions", tag = "devices", security(("staff" = [])),
     params(("serial" = np_common::Serial, Path)), request_body = ActionRequest,
-    responses((status = 201, description = "The device with its pending action", body = DeviceRecord)))]
-async fn create(
+    responses((status = 201, description = "The device with its pending action", body = DeviceView)))]
+pub async fn create(
     State(state): State<AppState>,
     StaffCaller(caller): StaffCaller,
     ApiPath(serial): ApiPath<String>,
     ApiJson(req): ApiJson<ActionRequest>,
-) -> Result<(StatusCode, Json<DeviceRecord>), ApiError> {
+) -> Result<(StatusCode, Json<DeviceView>), ApiError> {
     let serial = path_serial(&serial)?;
     let kind = match req.action.as_str() {
         "upgrade" => ActionKind::Upgrade,
@@ -57,10 +77,7 @@ async fn create(
             ))
         }
     };
-    let device = state
-        .store
-        .device(&serial)?
-        .ok_or_else(|| ApiError::not_found(format!("box {serial} is not registered")))?;
+    let device = registry::get(&state, &serial)?;
     let now = state.now();
     let version = match (kind, &req.version) {
         (ActionKind::Upgrade, None) => {
@@ -92,16 +109,21 @@ async fn create(
             Some(v)
         }
     };
+    if let Some(p) = device.pending_action.as_ref().filter(|_| !req.replace) {
+        return Err(pending_error(&serial, p));
+    }
     // An action must be newer than the one before, or the box would ignore it.
     let previous = device.pending_action.as_ref().map(|p| p.issued_at);
     let delivered = state.store.device_report(&serial)?.delivered_action;
     let floor = previous.max(delivered);
-    let issued_at = match floor {
-        Some(f) if f >= now => f
-            .checked_add(jiff::SignedDuration::from_millis(1))
-            .map_err(ApiError::internal)?,
-        _ => now,
-    };
+    // Times are whole seconds: the action is issued at the next one, strictly after
+    // anything the box reported within this second (its report would otherwise look like
+    // the action's outcome).
+    let issued_at = floor
+        .filter(|f| *f >= now)
+        .unwrap_or(now)
+        .checked_add(jiff::SignedDuration::from_secs(1))
+        .map_err(ApiError::internal)?;
     let action = Action {
         serial: serial.clone(),
         action: kind,
@@ -119,19 +141,17 @@ async fn create(
         action: "action",
         at: now,
     };
+    let replace = req.replace;
     let written = state
         .store
         .mutate_devices(std::slice::from_ref(&serial), &change, |recs| {
-            match recs.first_mut() {
-                Some(Some(d)) => {
-                    d.pending_action = Some(pending.clone());
-                    d.updated_at = now;
-                    Ok(())
-                }
-                _ => Err(ApiError::not_found(format!(
-                    "box {serial} is not registered"
-                ))),
+            let d = recs[0].as_mut().ok_or_else(|| registry::unknown(&serial))?;
+            if let Some(p) = d.pending_action.as_ref().filter(|_| !replace) {
+                return Err(pending_error(&serial, p));
             }
+            d.pending_action = Some(pending.clone());
+            d.updated_at = now;
+            Ok(())
         })
         .await
         .map_err(|e| e.into_inner())?;
@@ -139,7 +159,65 @@ async fn create(
         .into_iter()
         .next()
         .flatten()
-        .ok_or_else(|| ApiError::not_found(format!("box {serial} is not registered")))?;
-    tracing::info!(serial = %serial, action = ?kind, actor = %caller.name, "action queued");
-    Ok((StatusCode::CREATED, Json(device)))
+        .ok_or_else(|| registry::unknown(&serial))?;
+    tracing::info!(serial = %serial, action = %describe(&pending), actor = %caller.name, "action queued");
+    Ok((StatusCode::CREATED, Json(view(&state, device))))
+}
+
+/// 409 `action_pending`: what is pending and since when, in `details.pending`.
+fn pending_error(serial: &np_common::Serial, p: &PendingAction) -> ApiError {
+    ApiError::conflict(
+        "action_pending",
+        format!(
+            "{serial} already has a pending {} (asked at {}); replace it or cancel it first",
+            describe(p),
+            p.issued_at
+        ),
+    )
+    .with_details(serde_json::json!({
+        "serial": serial,
+        "pending": {"action": p.action, "version": p.version, "issued_at": p.issued_at},
+    }))
+}
+
+/// `DELETE /api/v1/devices/{serial}/actions`: cancels the pending action (404
+/// `no_pending_action` when there is none). A box that already received it may still act
+/// on it; the server then records its report as for any action.
+#[utoipa::path(delete, path = "/api/v1/devices/{serial}/actions", tag = "devices", security(("staff" = [])),
+    params(("serial" = np_common::Serial, Path)), responses((status = 200, description = "The device without its pending action", body = DeviceView)))]
+async fn cancel(
+    State(state): State<AppState>,
+    StaffCaller(caller): StaffCaller,
+    ApiPath(serial): ApiPath<String>,
+) -> Result<Json<DeviceView>, ApiError> {
+    let serial = path_serial(&serial)?;
+    let now = state.now();
+    let change = Change {
+        actor: Some(&caller.name),
+        action: "action_cancel",
+        at: now,
+    };
+    let written = state
+        .store
+        .mutate_devices(std::slice::from_ref(&serial), &change, |recs| {
+            let d = recs[0].as_mut().ok_or_else(|| registry::unknown(&serial))?;
+            if d.pending_action.take().is_none() {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "no_pending_action",
+                    format!("{serial} has no pending action to cancel"),
+                ));
+            }
+            d.updated_at = now;
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.into_inner())?;
+    let device = written
+        .into_iter()
+        .next()
+        .flatten()
+        .ok_or_else(|| registry::unknown(&serial))?;
+    tracing::info!(serial = %serial, actor = %caller.name, "action cancelled");
+    Ok(Json(view(&state, device)))
 }

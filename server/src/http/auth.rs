@@ -68,12 +68,18 @@ macro_rules! role_extractor {
         #[derive(Debug, Clone)]
         pub struct $name(pub Caller);
 
+        impl $name {
+            /// The caller if its role allows this, else 403 (the console's sessions use it too).
+            pub fn check(caller: Caller) -> Result<Self, ApiError> {
+                require(caller, &[$($role),*], $what).map($name)
+            }
+        }
+
         impl FromRequestParts<AppState> for $name {
             type Rejection = ApiError;
 
             async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-                let caller = authenticate(parts, state)?;
-                require(caller, &[$($role),*], $what).map($name)
+                $name::check(authenticate(parts, state)?)
             }
         }
     };

@@ -118,9 +118,10 @@ async fn download(
     serve_file(file, size, headers.get(header::RANGE), &sha).await
 }
 
-/// 403 `not_entitled` with the rule in `details.rule`.
+/// 403 whose code is the rule that refused (`not_newer`, `warranty_expired`, `yanked`,
+/// ...), also in `details.rule`.
 pub fn not_entitled(h: &Hold) -> ApiError {
-    ApiError::forbidden("not_entitled", h.to_string())
+    ApiError::forbidden(h.rule(), h.to_string())
         .with_details(serde_json::json!({ "rule": h.rule() }))
 }
 

@@ -34,10 +34,11 @@ pub struct BundleQuery {
     pub version: String,
 }
 
+/// Also called by the staff console with a session's caller.
 #[utoipa::path(get, path = "/api/v1/devices/{serial}/bundle", tag = "devices", security(("staff" = [])),
     params(("serial" = np_common::Serial, Path), BundleQuery),
     responses((status = 200, description = "The offline bundle (tar)", content_type = "application/x-tar", body = Vec<u8>)))]
-async fn bundle(
+pub async fn bundle(
     State(state): State<AppState>,
     _caller: StaffCaller,
     ApiPath(serial): ApiPath<String>,

@@ -232,9 +232,13 @@ async fn check_in(
         .map(|p| (p.issued_at, p.envelope.clone()));
     let delivered_at = deliver.as_ref().map(|(at, _)| *at);
     let last_result = req.last_result.clone();
+    let changed_from = device.version.clone().filter(|v| v != &req.version);
     state
         .store
         .update_device_report(&serial, |r| {
+            if let Some(v) = &changed_from {
+                r.previous_version = Some(v.clone());
+            }
             r.slot = Some(req.slot.clone());
             r.state = Some(req.state);
             if let Some(lr) = &last_result {
@@ -346,6 +350,12 @@ async fn event(
         detail: ev.detail.clone(),
     };
     state.store.append_device_event(&serial, &record).await?;
+    // The version the box runs after this event: a commit runs the new version, a
+    // rollback from the version the server had on record goes back to the one before it.
+    let rolled_back_from_running =
+        ev.event == EventKind::Rollback && ev.version.is_some() && ev.version == device.version;
+    let committed_new =
+        ev.event == EventKind::Commit && ev.version.is_some() && ev.version != device.version;
     let outcome = match ev.event {
         EventKind::Commit => Some(Outcome::Installed),
         EventKind::Rollback => Some(Outcome::RolledBack),
@@ -369,8 +379,12 @@ async fn event(
                     r.rolled_back_from.push(v.clone());
                 }
             }
+            if committed_new {
+                r.previous_version = device.version.clone();
+            }
         })
         .await?;
+    let back_to = rolled_back_from_running.then(|| report.previous_version.clone());
     let clears = device.pending_action.as_ref().is_some_and(|p| {
         report.delivered_action == Some(p.issued_at) && action_done_by_event(p, &ev)
     });
@@ -378,7 +392,7 @@ async fn event(
         .then(|| ev.version.clone())
         .flatten();
     let result = report.last_result.clone().filter(|_| outcome.is_some());
-    if clears || committed.is_some() || result.is_some() {
+    if clears || committed.is_some() || result.is_some() || back_to.is_some() {
         let change = Change {
             actor: None,
             action: "device_event",
@@ -394,6 +408,11 @@ async fn event(
                     if let Some(v) = &committed {
                         d.version = Some(v.clone());
                     }
+                    if let Some(back) = &back_to {
+                        // Unknown when the server never saw the version before: better
+                        // unknown than the version the box just left.
+                        d.version = back.clone();
+                    }
                     if let Some(r) = &result {
                         d.last_result = Some(r.clone());
                     }
@@ -403,7 +422,7 @@ async fn event(
             .await
             .map_err(|e| e.into_inner())?;
     }
-    tracing::info!(serial = %serial, event = ?ev.event, "device event");
+    tracing::info!(serial = %serial, event = %crate::domain::words::wire_name(&ev.event), "device event");
     Ok(Json(record))
 }
 

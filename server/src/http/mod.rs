@@ -1,7 +1,7 @@
 //! The HTTP room: `app(state)` merges every area's router and adds the shared layers (body
 //! limit, metrics, tracing, panic catching, JSON 404/405); `run` serves it on a listener until
 //! `shutdown` resolves, finishing requests in flight. Beside the handlers live what only HTTP
-//! needs: staff tokens (`auth`), signed device requests (`device_auth`), the one JSON error
+//! needs: the staff web console (`console`), staff tokens (`auth`), signed device requests (`device_auth`), the one JSON error
 //! (`error`), `Range` (`range`), Prometheus `metrics` and HTTPS (`tls`).
 
 pub mod actions;
@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod blobs;
 pub mod bundle;
+pub mod console;
 pub mod device_api;
 pub mod device_auth;
 pub mod devices;
@@ -30,6 +31,10 @@ use std::future::Future;
 
 pub use crate::http::tls::run_tls;
 
+#[cfg(test)]
+#[path = "ux_api_tests.rs"]
+mod ux_api_tests;
+
 /// The whole application.
 pub fn app(state: AppState) -> Router {
     let limit = state.config.limits.json_body_bytes;
@@ -45,6 +50,7 @@ pub fn app(state: AppState) -> Router {
         .merge(device_api::router())
         .merge(actions::router())
         .merge(bundle::router())
+        .merge(console::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -73,7 +79,8 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
+    let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

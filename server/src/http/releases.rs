@@ -222,6 +222,7 @@ async fn create(
         Some(s) => parse_version("min_from_version", s)?,
         None => parse_version("min_from_version", "0.0.0")?,
     };
+    check_min_from(&state, &version, &min_from_version, &models)?;
     let sha256 = Sha256Digest::parse(req.image.sha256.trim())
         .map_err(|e| ApiError::unprocessable("bad_sha256", e.to_string()))?;
     let name = match &req.image.name {
@@ -297,6 +298,46 @@ async fn create(
     Ok((StatusCode::CREATED, Json(body_of(record, 0))))
 }
 
+/// Refuses (422 `unreachable_min_from_version`) a minimum version no box can run: above
+/// the newest release of every listed model. Models with no release yet run firmware the
+/// server does not know (a factory image), so they pass.
+fn check_min_from(
+    state: &AppState,
+    version: &Version,
+    min_from: &Version,
+    models: &[Model],
+) -> Result<(), ApiError> {
+    let refuse = |why: String| {
+        ApiError::unprocessable(
+            "unreachable_min_from_version",
+            format!(
+                "no box could install {version}: {why}; lower the minimum version to upgrade from"
+            ),
+        )
+    };
+    let releases = state.store.releases()?;
+    let mut newest = Vec::new();
+    for m in models {
+        let top = releases
+            .iter()
+            .filter(|r| r.release.models.contains(m))
+            .map(|r| &r.release.version)
+            .max();
+        match top {
+            None => return Ok(()),
+            Some(v) if v >= min_from => return Ok(()),
+            Some(v) => newest.push(format!("{m} {v}")),
+        }
+    }
+    if newest.is_empty() {
+        return Ok(());
+    }
+    Err(refuse(format!(
+        "the minimum version to upgrade from, {min_from}, is above the newest release of every listed model ({})",
+        newest.join(", ")
+    )))
+}
+
 fn exists(v: &Version) -> ApiError {
     ApiError::conflict(
         "exists",
@@ -308,10 +349,11 @@ fn not_found(v: &Version) -> ApiError {
     ApiError::not_found(format!("there is no release {v}"))
 }
 
+/// Also called by the staff console with a session's caller.
 #[utoipa::path(patch, path = "/api/v1/releases/{version}", tag = "releases", security(("staff" = [])),
     params(("version" = np_common::Version, Path)), request_body = SetRequest,
     responses((status = 200, description = "The release after the change", body = ReleaseBody)))]
-async fn set(
+pub async fn set(
     State(state): State<AppState>,
     ReleaseCaller(caller): ReleaseCaller,
     ApiPath(version): ApiPath<String>,
@@ -323,6 +365,15 @@ async fn set(
     let (before, after) = state
         .store
         .update_release(&version, |r| {
+            let resumes = percent.is_some() || req.paused == Some(false);
+            if r.yanked && req.yanked != Some(false) && resumes {
+                return Err(ApiError::conflict(
+                    "yanked",
+                    format!(
+                        "release {version} was yanked (withdrawn): its rollout cannot be resumed or changed; publish a fixed version instead"
+                    ),
+                ));
+            }
             if let Some(p) = percent {
                 r.rollout_percent = p;
             }
@@ -382,9 +433,10 @@ async fn show(
     Ok(Json(body_of(r, installs)))
 }
 
+/// Also called by the staff console with a session's caller.
 #[utoipa::path(get, path = "/api/v1/releases", tag = "releases", security(("staff" = [])),
     responses((status = 200, description = "Releases, newest first", body = ReleaseList)))]
-async fn list(
+pub async fn list(
     State(state): State<AppState>,
     _caller: AnyCaller,
 ) -> Result<Json<ReleaseList>, ApiError> {

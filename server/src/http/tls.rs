@@ -35,6 +35,10 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
+/// Marks a request that came over TLS (the console's session cookie is then `Secure`).
+#[derive(Debug, Clone, Copy)]
+pub struct ServedOverTls;
+
 /// Builds a rustls server config (HTTP/1.1 and HTTP/2 by ALPN) from PEM files.
 pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let read = |p: &Path| {
@@ -108,9 +112,15 @@ pub async fn run_tls(
                     }
                     Err(_) => return,
                 };
-            let svc = hyper_util::service::TowerToHyperService::new(
-                app.map_request(|req: axum::http::Request<Incoming>| req.map(Body::new)),
-            );
+            let svc = hyper_util::service::TowerToHyperService::new(app.map_request(
+                move |req: axum::http::Request<Incoming>| {
+                    let mut req = req.map(Body::new);
+                    req.extensions_mut().insert(ServedOverTls);
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    req
+                },
+            ));
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                 .into_owned();

@@ -146,4 +146,75 @@ impl Store {
             next_after,
         })
     }
+
+    /// Up to `limit` entries older than id `before`, newest first, of one serial or of
+    /// all, keeping those `keep` accepts; stops at the first entry `stop` says is too old.
+    pub fn audit_entries_newest(
+        &self,
+        serial: Option<&str>,
+        before: Option<u64>,
+        limit: usize,
+        keep: impl Fn(&AuditEntry) -> bool,
+        stop: impl Fn(&AuditEntry) -> bool,
+    ) -> Result<AuditPage, StoreError> {
+        let end = before.unwrap_or(u64::MAX);
+        let ids: Box<dyn Iterator<Item = Result<u64, StoreError>>> = match serial {
+            Some(s) => {
+                let prefix_len = s.len() + 1;
+                Box::new(
+                    self.audit_by_serial
+                        .range(idx_key(s, 0)..idx_key(s, end))
+                        .rev()
+                        .map(move |item| {
+                            let (k, _) = item?;
+                            let raw: [u8; 8] =
+                                k.get(prefix_len..).unwrap_or_default().try_into().map_err(
+                                    |_| StoreError::Corrupt {
+                                        what: "audit index".into(),
+                                        reason: "key of the wrong length".into(),
+                                    },
+                                )?;
+                            Ok(u64::from_be_bytes(raw))
+                        }),
+                )
+            }
+            None => Box::new(self.audit.range(..end.to_be_bytes()).rev().map(|item| {
+                let (k, _) = item?;
+                let raw: [u8; 8] = k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    what: "audit log".into(),
+                    reason: "key of the wrong length".into(),
+                })?;
+                Ok(u64::from_be_bytes(raw))
+            })),
+        };
+        let mut entries: Vec<AuditEntry> = Vec::new();
+        let mut more = false;
+        for id in ids {
+            let id = id?;
+            let Some(v) = self.audit.get(id.to_be_bytes())? else {
+                continue;
+            };
+            let e: AuditEntry = decode(&format!("audit entry {id}"), &v)?;
+            if stop(&e) {
+                break;
+            }
+            if !keep(&e) {
+                continue;
+            }
+            if entries.len() == limit {
+                more = true;
+                break;
+            }
+            entries.push(e);
+        }
+        let next_after = if more {
+            entries.last().map(|e| e.id)
+        } else {
+            None
+        };
+        Ok(AuditPage {
+            entries,
+            next_after,
+        })
+    }
 }

@@ -37,6 +37,12 @@ pub enum StoreError {
     /// The task running a flush died.
     #[error("the store's flush task failed: {0}")]
     FlushTask(String),
+    /// Another process (another np-server on the same data folder) holds the store.
+    #[error("the store at {path} is in use by another process, most likely another np-server started with the same data folder; stop that server, or give this one its own data folder")]
+    Locked {
+        /// The folder.
+        path: String,
+    },
     /// The store folder cannot be opened.
     #[error("cannot open the store at {path}: {source}")]
     Open {
@@ -50,6 +56,23 @@ pub enum StoreError {
 impl From<StoreError> for crate::http::error::ApiError {
     fn from(e: StoreError) -> Self {
         crate::http::error::ApiError::internal(e)
+    }
+}
+
+/// Names the usual cause of a failed open: sled's lock, held by another process.
+fn open_error(path: &Path, source: sled::Error) -> StoreError {
+    let locked = matches!(&source, sled::Error::Io(e)
+        if e.kind() == std::io::ErrorKind::WouldBlock
+            || e.to_string().starts_with("could not acquire lock"));
+    if locked {
+        StoreError::Locked {
+            path: path.display().to_string(),
+        }
+    } else {
+        StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        }
     }
 }
 
@@ -78,10 +101,7 @@ impl Store {
         let db = sled::Config::new()
             .path(path)
             .open()
-            .map_err(|source| StoreError::Open {
-                path: path.display().to_string(),
-                source,
-            })?;
+            .map_err(|source| open_error(path, source))?;
         Ok(Store {
             devices: db.open_tree("devices")?,
             audit: db.open_tree("audit")?,
@@ -218,5 +238,16 @@ mod tests {
             store.device_counts().unwrap()[0],
             (np_common::docs::Status::Active, 1)
         );
+    }
+
+    #[test]
+    fn a_store_held_by_another_opener_is_explained_in_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path()).unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("another np-server"), "{text}");
+        assert!(!text.contains("Os {"), "{text}");
     }
 }

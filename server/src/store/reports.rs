@@ -29,6 +29,10 @@ pub struct DeviceReport {
     pub rolled_back_from: Vec<Version>,
     /// `issued_at` of the staff action already handed to the box.
     pub delivered_action: Option<Timestamp>,
+    /// The version the box ran before the one it runs now, as the server saw it: where a
+    /// rollback from the current version takes it.
+    #[serde(default)]
+    pub previous_version: Option<Version>,
 }
 
 /// One event a box sent.

@@ -113,7 +113,7 @@ fn devices_warranties_and_audit() {
 
     let shown = ok(&srv, &["device", "show", SERIAL]);
     assert!(
-        shown.contains("coverage_end:") && shown.contains("warranty"),
+        shown.contains("coverage end:") && shown.contains("warranty"),
         "{shown}"
     );
     let before = json(&srv, &["device", "show", SERIAL]);

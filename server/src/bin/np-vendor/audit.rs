@@ -1,7 +1,10 @@
-//! `np-vendor audit [--serial S] [--cursor C]`: the server's append-only audit log.
+//! `np-vendor audit`: the server's append-only audit log, newest first, filtered by
+//! serial, time, action and actor, each entry with what it changed (field: before → after).
 
 use crate::client::{field, items, print_json, Client, ServerArgs};
-use crate::failure::CmdResult;
+use crate::device::check_serial;
+use crate::device_list::csv_field;
+use crate::failure::{CmdResult, Failure};
 use crate::table;
 use serde_json::Value;
 
@@ -11,47 +14,183 @@ pub struct Args {
     /// Only entries about this serial.
     #[arg(long)]
     serial: Option<String>,
-    /// Continue from a previous page.
+    /// Only entries at or after this date (YYYY-MM-DD) or time (RFC 3339).
+    #[arg(long, value_name = "DATE|TIME")]
+    since: Option<String>,
+    /// Only entries of this action (register, import, edit, extend, reinstate, swap,
+    /// revoke, action, action_cancel, release_create, release_set, ...).
+    #[arg(long)]
+    action: Option<String>,
+    /// Only entries by this token name.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Entries per page (1-1000; the server's default page otherwise).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Every page, not just the first.
+    #[arg(long, conflicts_with = "cursor")]
+    all: bool,
+    /// Continue after a previous page (the `more: --cursor C` line).
     #[arg(long)]
     cursor: Option<String>,
+    /// Print CSV instead of a table.
+    #[arg(long, conflicts_with = "json")]
+    csv: bool,
     #[command(flatten)]
     server: ServerArgs,
 }
 
+/// Fields not worth showing in a change summary (they change with every change).
+const NOISE: [&str; 3] = ["updated_at", "sequence", "entitlement"];
+
+fn short(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "-".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Object(o)) if o.contains_key("action") => {
+            let a = o.get("action").and_then(Value::as_str).unwrap_or("-");
+            match o.get("version").and_then(Value::as_str) {
+                Some(ver) => format!("{a} {ver}"),
+                None => a.to_owned(),
+            }
+        }
+        Some(Value::Array(a)) if a.iter().all(|t| t.get("kind").is_some()) => a
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {}..{}",
+                    field(t, "kind"),
+                    field(t, "start"),
+                    field(t, "end")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" + "),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// What an entry changed, as `field: before → after; ...` (`created` / `deleted` for a
+/// whole record).
+pub fn changes(e: &Value) -> String {
+    let before = e.get("before").filter(|v| !v.is_null());
+    let after = e.get("after").filter(|v| !v.is_null());
+    match (before, after) {
+        (None, None) => "-".to_owned(),
+        (None, Some(_)) => "created".to_owned(),
+        (Some(_), None) => "deleted".to_owned(),
+        (Some(b), Some(a)) => {
+            let mut keys: Vec<&String> = a
+                .as_object()
+                .map(|o| o.keys().collect())
+                .unwrap_or_default();
+            if let Some(o) = b.as_object() {
+                for k in o.keys() {
+                    if !keys.contains(&k) {
+                        keys.push(k);
+                    }
+                }
+            }
+            let parts: Vec<String> = keys
+                .into_iter()
+                .filter(|k| !NOISE.contains(&k.as_str()))
+                .filter(|k| b.get(k.as_str()) != a.get(k.as_str()))
+                .map(|k| {
+                    format!(
+                        "{k}: {} → {}",
+                        short(b.get(k.as_str())),
+                        short(a.get(k.as_str()))
+                    )
+                })
+                .collect();
+            if parts.is_empty() {
+                "no change".to_owned()
+            } else {
+                parts.join("; ")
+            }
+        }
+    }
+}
+
 /// Runs `audit`.
 pub fn run(args: Args) -> CmdResult {
+    if args.limit.is_some_and(|n| n == 0) {
+        return Err(Failure::usage("--limit must be at least 1"));
+    }
+    let serial = args.serial.as_deref().map(check_serial).transpose()?;
     let c = Client::new(&args.server)?;
-    let q: Vec<(&str, String)> = [("serial", args.serial), ("cursor", args.cursor)]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect();
-    let v = c.get(&["api", "v1", "audit"], &q)?;
+    let q: Vec<(&str, String)> = [
+        ("serial", serial),
+        ("since", args.since),
+        ("action", args.action),
+        ("actor", args.actor),
+        ("limit", args.limit.map(|n| n.to_string())),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect();
+    let mut cursor = args.cursor;
+    let mut entries = Vec::new();
+    loop {
+        let mut page_q = q.clone();
+        if let Some(cur) = &cursor {
+            page_q.push(("cursor", cur.clone()));
+        }
+        let v = c.get(&["api", "v1", "audit"], &page_q)?;
+        entries.extend(items(&v));
+        cursor = v
+            .get("next_cursor")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if !args.all || cursor.is_none() {
+            break;
+        }
+    }
     if args.server.json {
-        print_json(&v);
+        print_json(&serde_json::json!({"entries": entries, "next_cursor": cursor}));
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = items(&v)
+    let rows: Vec<Vec<String>> = entries
         .iter()
         .map(|e| {
-            let time = match field(e, "time") {
-                t if t == "-" => field(e, "at"),
-                t => t,
-            };
             vec![
-                time,
+                field(e, "at"),
                 field(e, "actor"),
                 field(e, "action"),
                 field(e, "serial"),
+                changes(e),
             ]
         })
         .collect();
-    table::print(
-        &["TIME", "ACTOR", "ACTION", "SERIAL"],
-        &rows,
-        "no audit entries",
-    );
-    if let Some(next) = v.get("next_cursor").and_then(Value::as_str) {
-        println!("more: --cursor {next}");
+    if args.csv {
+        np_server::outln!("at,actor,action,serial,changes");
+        for r in &rows {
+            let cells: Vec<String> = r.iter().map(|c| csv_field(c)).collect();
+            np_server::outln!("{}", cells.join(","));
+        }
+    } else {
+        table::print(
+            &["TIME", "ACTOR", "ACTION", "SERIAL", "CHANGES"],
+            &rows,
+            "no audit entries",
+        );
+    }
+    if let Some(next) = cursor {
+        np_server::errln!("more: --cursor {next} (or --all for every page)");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn changes_name_each_field_before_and_after() {
+        let e = json!({"before": {"customer": "ACEM", "sequence": 1, "purchase_date": "2026-01-02"},
+                       "after": {"customer": "ACME", "sequence": 2, "purchase_date": "2026-01-02"}});
+        assert_eq!(changes(&e), "customer: ACEM → ACME");
+        assert_eq!(changes(&json!({"before": null, "after": {}})), "created");
+    }
 }

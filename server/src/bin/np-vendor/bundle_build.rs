@@ -105,7 +105,7 @@ pub fn run(args: Args) -> CmdResult {
     })?;
     files::persist(tmp, &args.out)?;
     let written = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
-    println!(
+    np_server::outln!(
         "wrote bundle {} ({} bytes{}): {}",
         args.out.display(),
         written,

@@ -69,7 +69,7 @@ pub fn run(args: Args) -> CmdResult {
         ))
     })?;
     files::persist(tmp, &args.out)?;
-    println!(
+    np_server::outln!(
         "wrote bundle {} for {} version {} ({total} bytes)",
         args.out.display(),
         args.serial,

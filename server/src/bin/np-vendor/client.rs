@@ -18,10 +18,10 @@ pub struct ServerArgs {
     /// The np-server base URL, such as https://updates.example.com.
     #[arg(long, env = "NP_SERVER")]
     server: Option<String>,
-    /// A staff, release or admin token.
+    /// A staff, release or admin token (made with `np-server token create`).
     #[arg(long, env = "NP_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Print the server's JSON instead of a table.
+    /// Print the server's JSON instead of a table, and errors as JSON on standard error.
     #[arg(long)]
     pub json: bool,
 }
@@ -85,34 +85,30 @@ impl Client {
 
     /// Sends a request; a non-2xx answer becomes a failure.
     pub fn send(&self, req: RequestBuilder) -> Result<Response, Failure> {
-        let resp = req.send().map_err(|e| {
-            Failure::io(format!(
-                "cannot reach the server at {}: {}",
-                self.base,
-                error_chain(&e)
-            ))
-        })?;
+        let resp = req
+            .send()
+            .map_err(|e| Failure::io(connect_failure(&self.base, &e)))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
         }
         let body = resp.text().unwrap_or_default();
-        let message = match serde_json::from_str::<ErrorBody>(&body) {
+        let (message, code) = match serde_json::from_str::<ErrorBody>(&body) {
             Ok(b) => {
-                let details = b
-                    .error
-                    .details
-                    .filter(|d| d.as_object().is_some_and(|o| !o.is_empty()))
-                    .map(|d| format!(" {d}"))
-                    .unwrap_or_default();
-                format!("{} ({}){details}", b.error.message, b.error.code)
+                let e = b.error;
+                let words = crate::words::cli_message(&e.code, &e.message, e.details.as_ref());
+                (format!("{words} ({})", e.code), Some((e.code, e.details)))
             }
-            Err(_) => format!("the server answered {status}"),
+            Err(_) => (format!("the server answered {status}"), None),
         };
-        Err(if status.is_client_error() {
+        let failure = if status.is_client_error() {
             Failure::refused(message)
         } else {
             Failure::io(message)
+        };
+        Err(match code {
+            Some((c, d)) => failure.with_code(&c, d),
+            None => failure,
         })
     }
 
@@ -146,6 +142,42 @@ impl Client {
     ) -> Result<Value, Failure> {
         self.json(self.request(method, self.url(segments)).json(body))
     }
+}
+
+/// Why the server could not be reached, with every cause, and what a scheme mismatch
+/// looks like in words: `https://` against a plain HTTP server fails the TLS handshake
+/// with a "corrupt message"; `http://` against an HTTPS server is hung up on.
+pub fn connect_failure(base: &Url, e: &reqwest::Error) -> String {
+    let chain = error_chain(e);
+    let lower = chain.to_lowercase();
+    let hint = if base.scheme() == "https"
+        && (lower.contains("corrupt message") || lower.contains("invalidcontenttype"))
+    {
+        let mut plain = base.clone();
+        let _ = plain.set_scheme("http");
+        format!(
+            "; the server answered in plain HTTP, not HTTPS: use --server {}",
+            plain.as_str().trim_end_matches('/')
+        )
+    } else if base.scheme() == "http"
+        && (lower.contains("connection closed before message completed")
+            || lower.contains("incompletemessage")
+            || lower.contains("connection reset")
+            || lower.contains("invalid http version"))
+    {
+        let mut tls = base.clone();
+        let _ = tls.set_scheme("https");
+        format!(
+            "; the server did not answer in plain HTTP, as an HTTPS server does not: if it serves HTTPS, use --server {}",
+            tls.as_str().trim_end_matches('/')
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "cannot reach the server at {}: {chain}{hint}",
+        base.as_str().trim_end_matches('/')
+    )
 }
 
 /// An error with its causes, for one sentence.
@@ -192,7 +224,7 @@ pub fn field(v: &Value, key: &str) -> String {
 
 /// Prints JSON for scripts.
 pub fn print_json(v: &Value) {
-    println!(
+    np_server::outln!(
         "{}",
         serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
     );

@@ -1,9 +1,12 @@
-//! `np-vendor device add|show|list|extend|swap|revoke|action`: the staff API for boxes
-//! and their warranties (docs/api.md).
+//! `np-vendor device add|import|show|edit|list|events|extend|swap|revoke|action`: the
+//! staff API for boxes and their warranties. Serials are normalized as typed (case,
+//! spaces); dates and durations are checked here first, so errors name the flag.
 
-use crate::client::{field, items, print_json, Client, ServerArgs};
+use crate::client::{field, print_json, Client, ServerArgs};
+use crate::device_list::{self, EventsArgs, ListArgs};
 use crate::failure::{CmdResult, Failure};
 use crate::table;
+use np_common::warranty::Duration;
 use np_common::{PublicKey, Serial};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -12,50 +15,69 @@ use std::path::Path;
 /// Device commands.
 #[derive(clap::Subcommand)]
 pub enum DeviceCommand {
-    /// Register a box and start its one-year warranty.
+    /// Register a box and start its one-year warranty from the purchase date.
     Add {
+        /// The box's serial, PP-MMMM-NNNNNN-C (case and spaces do not matter).
         serial: String,
-        /// Purchase date, YYYY-MM-DD.
-        #[arg(long)]
+        /// The purchase date, YYYY-MM-DD: the warranty runs one year from it.
+        #[arg(long, value_name = "YYYY-MM-DD")]
         purchase_date: String,
+        /// The customer who owns the box.
         #[arg(long)]
         customer: String,
-        /// Model, when it differs from the one the serial names.
+        /// A check of the model (PP-MMMM): it must be the one the serial names; a
+        /// different one is refused.
         #[arg(long)]
         model: Option<String>,
-        /// The box's public key: a file holding base64, or the base64 itself.
-        #[arg(long)]
+        /// The box's public key: a file holding base64 (from `np-agent keygen`), or the
+        /// base64 itself.
+        #[arg(long, value_name = "FILE|BASE64")]
         device_key: Option<String>,
+        /// Accept a purchase date more than a few days in the future.
+        #[arg(long)]
+        allow_future: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Show one box.
+    /// Register many boxes from a CSV file, in batches of one request and one transaction
+    /// each (a batch is registered whole or not at all).
+    Import(crate::device_import::Args),
+    /// Show one box: warranty, coverage, running version, last result, pending action.
     Show {
+        /// The box's serial.
         serial: String,
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// List boxes (one page; --cursor for the next).
-    List {
-        #[arg(long)]
-        status: Option<String>,
-        #[arg(long)]
-        model: Option<String>,
-        #[arg(long)]
+    /// Correct a mistyped customer or purchase date (audited; a new purchase date moves
+    /// the warranty and re-signs the entitlement).
+    Edit {
+        /// The box's serial.
+        serial: String,
+        /// The corrected customer.
+        #[arg(long, required_unless_present = "purchase_date")]
         customer: Option<String>,
-        /// Only boxes whose coverage ends before this date (YYYY-MM-DD).
+        /// The corrected purchase date, YYYY-MM-DD.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        purchase_date: Option<String>,
+        /// Accept a purchase date more than a few days in the future.
         #[arg(long)]
-        expiring_before: Option<String>,
-        #[arg(long)]
-        cursor: Option<String>,
+        allow_future: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Extend a warranty by months or years.
+    /// List boxes, filtered; one page unless --all.
+    List(ListArgs),
+    /// Show what a box reported: its last report and its newest events.
+    Events(EventsArgs),
+    /// Extend a warranty by months or years (stacked on the current end).
     Extend {
+        /// The box's serial.
         serial: String,
+        /// Months to add (1-120).
         #[arg(long, conflicts_with = "years", required_unless_present = "years")]
         months: Option<i64>,
+        /// Years to add (1-10).
         #[arg(long)]
         years: Option<i64>,
         /// After a lapse: pay for the gap and start a new term today.
@@ -66,14 +88,19 @@ pub enum DeviceCommand {
     },
     /// Swap a failed box for another (RMA); coverage moves to the new serial.
     Swap {
+        /// The failed box's serial.
         serial: String,
+        /// The replacement's serial.
         #[arg(long)]
         new_serial: String,
+        /// A check of the replacement's model: it must be the one its serial names, of
+        /// the same family and the same or a higher tier.
         #[arg(long)]
         new_model: Option<String>,
         /// The new box's public key: a file holding base64, or the base64 itself.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE|BASE64")]
         new_device_key: Option<String>,
+        /// Why (the RMA case), kept on both boxes and in the audit log.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -81,20 +108,27 @@ pub enum DeviceCommand {
     },
     /// Revoke a box's entitlement.
     Revoke {
+        /// The box's serial.
         serial: String,
+        /// Why, kept on the box and in the audit log.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Ask a box to upgrade to a version or roll back, at its next check-in.
+    /// Ask a box to upgrade or roll back at its next check-in, or cancel what is pending.
     Action {
+        /// The box's serial.
         serial: String,
+        /// upgrade (needs --version), rollback (to the image the box kept) or cancel.
         #[arg(value_enum)]
         action: ActionArg,
         /// The version to upgrade to (upgrade only).
         #[arg(long, required_if_eq("action", "upgrade"))]
         version: Option<String>,
+        /// Replace an action that is still pending.
+        #[arg(long)]
+        replace: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -103,8 +137,12 @@ pub enum DeviceCommand {
 /// The remote actions.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ActionArg {
+    /// Upgrade to --version.
     Upgrade,
+    /// Go back to the image the box kept.
     Rollback,
+    /// Cancel the pending action.
+    Cancel,
 }
 
 /// Runs a device command.
@@ -116,85 +154,58 @@ pub fn run(cmd: DeviceCommand) -> CmdResult {
             customer,
             model,
             device_key,
+            allow_future,
             server,
         } => {
             let serial = check_serial(&serial)?;
+            check_date("--purchase-date", &purchase_date)?;
             let mut body =
                 json!({"serial": serial, "purchase_date": purchase_date, "customer": customer});
             if let Some(m) = model {
-                body["model"] = json!(m);
+                body["model"] = json!(m.trim().to_ascii_uppercase());
             }
             if let Some(k) = device_key {
                 body["device_key"] = json!(public_key_arg(&k, "--device-key")?);
+            }
+            if allow_future {
+                body["allow_future"] = json!(true);
             }
             let c = Client::new(&server)?;
             let v = c.send_json(Method::POST, &["api", "v1", "devices"], &body)?;
             show(&v, server.json, "registered")
         }
+        DeviceCommand::Import(a) => crate::device_import::run(a),
         DeviceCommand::Show { serial, server } => {
+            let serial = check_serial(&serial)?;
             let c = Client::new(&server)?;
             let v = c.get(&["api", "v1", "devices", &serial], &[])?;
             show(&v, server.json, "")
         }
-        DeviceCommand::List {
-            status,
-            model,
+        DeviceCommand::Edit {
+            serial,
             customer,
-            expiring_before,
-            cursor,
+            purchase_date,
+            allow_future,
             server,
         } => {
-            let q: Vec<(&str, String)> = [
-                ("status", status),
-                ("model", model),
-                ("customer", customer),
-                ("expiring_before", expiring_before),
-                ("cursor", cursor),
-            ]
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, v)))
-            .collect();
+            let serial = check_serial(&serial)?;
+            let mut body = json!({});
+            if let Some(c) = customer {
+                body["customer"] = json!(c);
+            }
+            if let Some(d) = purchase_date {
+                check_date("--purchase-date", &d)?;
+                body["purchase_date"] = json!(d);
+            }
+            if allow_future {
+                body["allow_future"] = json!(true);
+            }
             let c = Client::new(&server)?;
-            let v = c.get(&["api", "v1", "devices"], &q)?;
-            if server.json {
-                print_json(&v);
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = items(&v)
-                .iter()
-                .map(|d| {
-                    [
-                        "serial",
-                        "model",
-                        "status",
-                        "coverage_end",
-                        "version",
-                        "last_check_in",
-                        "customer",
-                    ]
-                    .iter()
-                    .map(|k| field(d, k))
-                    .collect()
-                })
-                .collect();
-            table::print(
-                &[
-                    "SERIAL",
-                    "MODEL",
-                    "STATUS",
-                    "COVERAGE_END",
-                    "VERSION",
-                    "LAST_CHECK_IN",
-                    "CUSTOMER",
-                ],
-                &rows,
-                "no devices",
-            );
-            if let Some(next) = v.get("next_cursor").and_then(Value::as_str) {
-                println!("more: --cursor {next}");
-            }
-            Ok(())
+            let v = c.send_json(Method::PATCH, &["api", "v1", "devices", &serial], &body)?;
+            show(&v, server.json, "corrected")
         }
+        DeviceCommand::List(a) => device_list::list(a),
+        DeviceCommand::Events(a) => device_list::events(a),
         DeviceCommand::Extend {
             serial,
             months,
@@ -202,6 +213,13 @@ pub fn run(cmd: DeviceCommand) -> CmdResult {
             reinstate,
             server,
         } => {
+            let serial = check_serial(&serial)?;
+            Duration::from_request(months, years).map_err(|e| {
+                Failure::refused(format!(
+                    "--months/--years: {e}; give --months N or --years N (bad_duration)"
+                ))
+                .with_code("bad_duration", None)
+            })?;
             let mut body = json!({});
             if let Some(m) = months {
                 body["months"] = json!(m);
@@ -225,10 +243,11 @@ pub fn run(cmd: DeviceCommand) -> CmdResult {
             reason,
             server,
         } => {
+            let serial = check_serial(&serial)?;
             let new_serial = check_serial(&new_serial)?;
             let mut body = json!({"new_serial": new_serial, "reason": reason});
             if let Some(m) = new_model {
-                body["new_model"] = json!(m);
+                body["new_model"] = json!(m.trim().to_ascii_uppercase());
             }
             if let Some(k) = new_device_key {
                 body["new_device_key"] = json!(public_key_arg(&k, "--new-device-key")?);
@@ -243,6 +262,7 @@ pub fn run(cmd: DeviceCommand) -> CmdResult {
             reason,
             server,
         } => {
+            let serial = check_serial(&serial)?;
             let c = Client::new(&server)?;
             let path = ["api", "v1", "devices", serial.as_str(), "revoke"];
             let v = c.send_json(Method::POST, &path, &json!({"reason": reason}))?;
@@ -252,38 +272,89 @@ pub fn run(cmd: DeviceCommand) -> CmdResult {
             serial,
             action,
             version,
+            replace,
             server,
-        } => {
-            let body = match action {
-                ActionArg::Upgrade => json!({"action": "upgrade", "version": version}),
-                ActionArg::Rollback => json!({"action": "rollback"}),
-            };
-            let c = Client::new(&server)?;
-            let path = ["api", "v1", "devices", serial.as_str(), "actions"];
-            let v = c.send_json(Method::POST, &path, &body)?;
-            if server.json {
-                print_json(&v);
-            } else {
-                let what = match (action, version) {
-                    (ActionArg::Upgrade, Some(v)) => format!("upgrade to {v}"),
-                    _ => "rollback".to_owned(),
-                };
-                println!("{serial}: {what} requested; the box does it at its next check-in");
-            }
-            Ok(())
-        }
+        } => action_cmd(&serial, action, version, replace, &server),
     }
 }
 
-/// Refuses a malformed serial before asking the server (the server checks it again).
-fn check_serial(s: &str) -> Result<String, Failure> {
-    Serial::parse(s)
-        .map(|s| s.to_string())
-        .map_err(|e| Failure::refused(format!("{s:?} is not a standard serial: {e}")))
+fn action_cmd(
+    serial: &str,
+    action: ActionArg,
+    version: Option<String>,
+    replace: bool,
+    server: &ServerArgs,
+) -> CmdResult {
+    let serial = check_serial(serial)?;
+    let body = match (action, &version) {
+        (ActionArg::Upgrade, v) => json!({"action": "upgrade", "version": v, "replace": replace}),
+        (ActionArg::Rollback, None) => json!({"action": "rollback", "replace": replace}),
+        (ActionArg::Rollback, Some(_)) => {
+            return Err(Failure::usage(
+                "rollback takes no --version: the box goes back to the image it kept; to install a given version use `upgrade --version V`",
+            ))
+        }
+        (ActionArg::Cancel, Some(_)) => {
+            return Err(Failure::usage("cancel takes no --version"));
+        }
+        (ActionArg::Cancel, None) => Value::Null,
+    };
+    let c = Client::new(server)?;
+    let path = ["api", "v1", "devices", serial.as_str(), "actions"];
+    let v = if action == ActionArg::Cancel {
+        c.json(c.request(Method::DELETE, c.url(&path)))?
+    } else {
+        c.send_json(Method::POST, &path, &body)?
+    };
+    if server.json {
+        print_json(&v);
+        return Ok(());
+    }
+    match (action, version) {
+        (ActionArg::Upgrade, Some(ver)) => np_server::outln!(
+            "{serial}: upgrade to {ver} requested; the box does it at its next check-in"
+        ),
+        (ActionArg::Cancel, _) => np_server::outln!("{serial}: pending action cancelled"),
+        _ => {
+            np_server::outln!("{serial}: rollback requested; the box does it at its next check-in")
+        }
+    }
+    Ok(())
+}
+
+/// A serial as typed (case and spaces do not matter), refused here when malformed (the
+/// server checks it again).
+pub fn check_serial(s: &str) -> Result<String, Failure> {
+    let norm: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    Serial::parse(&norm).map(|s| s.to_string()).map_err(|e| {
+        Failure::refused(format!(
+            "\"{}\" is not a standard serial: {e} (bad_serial)",
+            s.trim()
+        ))
+        .with_code("bad_serial", None)
+    })
+}
+
+/// A calendar date `YYYY-MM-DD` given to `flag`.
+pub fn check_date(flag: &str, s: &str) -> Result<(), Failure> {
+    let ok = s.len() == 10 && s.parse::<jiff::civil::Date>().is_ok();
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::refused(format!(
+            "{flag} \"{}\" is not a calendar date: use YYYY-MM-DD (bad_date)",
+            s.chars().take(40).collect::<String>()
+        ))
+        .with_code("bad_date", None))
+    }
 }
 
 /// A public key given as a file holding base64, or as the base64 itself.
-fn public_key_arg(arg: &str, flag: &str) -> Result<String, Failure> {
+pub fn public_key_arg(arg: &str, flag: &str) -> Result<String, Failure> {
     let text = if Path::new(arg).is_file() {
         std::fs::read_to_string(arg)
             .map_err(|e| Failure::io(format!("cannot read {flag} {arg}: {e}")))?
@@ -310,7 +381,7 @@ fn after_change(c: &Client, serial: &str, v: &Value, json: bool, verb: &str) -> 
         return show(d, false, verb);
     }
     if let (Some(old), Some(new)) = (v.get("old"), v.get("new")) {
-        println!(
+        np_server::outln!(
             "{} is now {}; its coverage moved to {}",
             field(old, "serial"),
             field(old, "status"),
@@ -325,33 +396,83 @@ fn after_change(c: &Client, serial: &str, v: &Value, json: bool, verb: &str) -> 
     show(&device, false, verb)
 }
 
+/// A pending action in words: "upgrade to 5.3.0, asked at ..., not yet delivered".
+pub fn pending_words(p: &Value) -> String {
+    if p.is_null() {
+        return "-".to_owned();
+    }
+    let what = match p.get("version").and_then(Value::as_str) {
+        Some(v) => format!("{} to {v}", field(p, "action")),
+        None => field(p, "action"),
+    };
+    format!(
+        "{what}, asked at {}; the box does it at its next check-in",
+        field(p, "issued_at")
+    )
+}
+
+/// The last result a box reported, in words.
+pub fn result_words(r: &Value) -> String {
+    if r.is_null() {
+        return "-".to_owned();
+    }
+    let outcome = field(r, "outcome").replace('_', " ");
+    let version = r
+        .get("version")
+        .and_then(Value::as_str)
+        .map(|v| format!(" {v}"))
+        .unwrap_or_default();
+    let detail = r
+        .get("detail")
+        .and_then(Value::as_str)
+        .filter(|d| !d.is_empty())
+        .map(|d| format!(": {d}"))
+        .unwrap_or_default();
+    format!("{outcome}{version} at {}{detail}", field(r, "at"))
+}
+
 /// Prints a device for people (or its JSON).
-fn show(v: &Value, json: bool, verb: &str) -> CmdResult {
+pub fn show(v: &Value, json: bool, verb: &str) -> CmdResult {
     if json {
         print_json(v);
         return Ok(());
     }
     let d = v.get("device").unwrap_or(v);
     if !verb.is_empty() {
-        println!("{verb} {}", field(d, "serial"));
+        np_server::outln!("{verb} {}", field(d, "serial"));
     }
-    for k in [
-        "serial",
-        "model",
-        "customer",
-        "purchase_date",
-        "status",
-        "coverage_end",
-        "sequence",
-        "version",
-        "last_check_in",
-        "replaced_by",
-        "pending_action",
-        "device_key",
-    ] {
-        if d.get(k).is_some() {
-            println!("{:<15} {}", format!("{k}:"), field(d, k));
-        }
+    let reason_label = match d.get("status").and_then(Value::as_str) {
+        Some("revoked") => "revoke reason",
+        Some("replaced") => "swap reason",
+        _ => "reason",
+    };
+    let lines: Vec<(&str, String)> = vec![
+        ("serial", field(d, "serial")),
+        ("model", field(d, "model")),
+        ("customer", field(d, "customer")),
+        ("purchase date", field(d, "purchase_date")),
+        ("status", field(d, "status")),
+        ("coverage", field(d, "coverage").replace('_', " ")),
+        ("coverage end", field(d, "coverage_end")),
+        (reason_label, field(d, "status_reason")),
+        ("replaces", field(d, "replaces")),
+        ("replaced by", field(d, "replaced_by")),
+        ("sequence", field(d, "sequence")),
+        ("version", field(d, "version")),
+        ("last check-in", field(d, "last_check_in")),
+        (
+            "last result",
+            result_words(d.get("last_result").unwrap_or(&Value::Null)),
+        ),
+        (
+            "pending action",
+            pending_words(d.get("pending_action").unwrap_or(&Value::Null)),
+        ),
+        ("device key", field(d, "device_key")),
+    ];
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    for (k, value) in lines {
+        np_server::outln!("{:<width$} {value}", format!("{k}:"));
     }
     if let Some(terms) = d.get("terms").and_then(Value::as_array) {
         let rows: Vec<Vec<String>> = terms
@@ -363,7 +484,7 @@ fn show(v: &Value, json: bool, verb: &str) -> CmdResult {
                     .collect()
             })
             .collect();
-        println!();
+        np_server::outln!();
         table::print(&["TERM", "START", "END"], &rows, "no terms");
     }
     Ok(())

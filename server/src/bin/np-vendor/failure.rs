@@ -19,6 +19,8 @@ pub enum Kind {
 pub struct Failure {
     kind: Kind,
     message: String,
+    code: Option<String>,
+    details: Option<serde_json::Value>,
 }
 
 impl Failure {
@@ -27,6 +29,8 @@ impl Failure {
         Failure {
             kind: Kind::Refused,
             message: message.to_string(),
+            code: None,
+            details: None,
         }
     }
 
@@ -35,6 +39,8 @@ impl Failure {
         Failure {
             kind: Kind::Usage,
             message: message.to_string(),
+            code: None,
+            details: None,
         }
     }
 
@@ -43,7 +49,71 @@ impl Failure {
         Failure {
             kind: Kind::Io,
             message: message.to_string(),
+            code: None,
+            details: None,
         }
+    }
+
+    /// Adds the server's error code and details (for `--json`).
+    pub fn with_code(mut self, code: &str, details: Option<serde_json::Value>) -> Self {
+        self.code = Some(code.to_owned());
+        self.details = details;
+        self
+    }
+
+    /// The failure as JSON, for `--json`: `{"error": {"code", "message", "exit_code",
+    /// "details"?}}`; the code is the server's, or `refused`, `usage`, `io`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let code = self.code.clone().unwrap_or_else(|| {
+            match self.kind {
+                Kind::Refused => "refused",
+                Kind::Usage => "usage",
+                Kind::Io => "io",
+            }
+            .to_owned()
+        });
+        let mut e = serde_json::json!({
+            "code": code,
+            "message": self.message,
+            "exit_code": self.exit_code(),
+        });
+        if let Some(d) = &self.details {
+            e["details"] = d.clone();
+        }
+        serde_json::json!({ "error": e })
+    }
+
+    /// The same failure (kind, code, details) with another message.
+    pub fn reworded(mut self, message: String) -> Self {
+        self.message = message;
+        self
+    }
+
+    /// The per-row errors of a refused import (`details.errors`), one line each.
+    pub fn row_errors(&self) -> String {
+        let Some(rows) = self
+            .details
+            .as_ref()
+            .and_then(|d| d.get("errors"))
+            .and_then(serde_json::Value::as_array)
+        else {
+            return format!(": {}", self.message);
+        };
+        let mut s = String::from(":");
+        for r in rows {
+            let text = |k: &str| match r.get(k) {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+                None => String::new(),
+            };
+            let words = crate::words::cli_message(&text("code"), &text("message"), Some(r));
+            s.push_str(&format!(
+                "\n  line {}: {words} ({})",
+                text("line"),
+                text("code")
+            ));
+        }
+        s
     }
 
     /// The sentence shown after `error: `.
@@ -80,5 +150,9 @@ mod tests {
         assert_eq!(Failure::usage("x").exit_code(), 2);
         assert_eq!(Failure::io("x").exit_code(), 3);
         assert_eq!(Failure::io("disk").kind(), Kind::Io);
+        let j = Failure::refused("no").with_code("lapsed", None).to_json();
+        assert_eq!(j["error"]["code"], "lapsed");
+        assert_eq!(j["error"]["exit_code"], 1);
+        assert_eq!(Failure::usage("x").to_json()["error"]["code"], "usage");
     }
 }

@@ -59,7 +59,7 @@ pub fn read_secret_key(path: &Path) -> Result<SecretKey, Failure> {
     let text = read_key_text(path, "private key")?;
     if let Ok(meta) = fs::metadata(path) {
         if meta.permissions().mode() & 0o077 != 0 {
-            eprintln!(
+            np_server::errln!(
                 "warning: private key {} can be read by group or others; run `chmod 600 {}`",
                 path.display(),
                 path.display()

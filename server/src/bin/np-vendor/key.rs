@@ -32,8 +32,8 @@ pub fn run(cmd: KeyCommand) -> CmdResult {
     let _ = seed;
     files::write_new_private(&args.out, &key.to_base64())?;
     let public = key.public_key();
-    println!("{}", public.to_base64());
-    eprintln!(
+    np_server::outln!("{}", public.to_base64());
+    np_server::errln!(
         "wrote private key {} (key id {})",
         args.out.display(),
         public.key_id()

@@ -66,7 +66,7 @@ pub fn run(cmd: KeyringCommand) -> CmdResult {
         .iter()
         .map(|k| k.public_key().key_id().to_string())
         .collect();
-    println!(
+    np_server::outln!(
         "signed keyring version {} with {} root key(s) ({}) into {}",
         keyring.version,
         keys.len(),

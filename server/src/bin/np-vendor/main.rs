@@ -10,6 +10,8 @@ mod bundle_build;
 mod bundle_get;
 mod client;
 mod device;
+mod device_import;
+mod device_list;
 mod failure;
 mod files;
 mod key;
@@ -18,6 +20,7 @@ mod release;
 mod sign;
 mod table;
 mod verify;
+mod words;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -66,8 +69,33 @@ enum BundleCommand {
     Get(bundle_get::Args),
 }
 
+/// Was `--json` asked for (errors are then JSON too)?
+fn wants_json() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if wants_json() && e.use_stderr() => {
+            let f = failure::Failure::usage(e.kind().as_str().unwrap_or("bad usage"));
+            let mut j = f.to_json();
+            j["error"]["message"] = serde_json::Value::String(
+                e.to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches("error: ")
+                    .to_owned(),
+            );
+            np_server::errln!("{j}");
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Key(c) => key::run(c),
         Command::Keyring(c) => keyring_sign::run(c),
@@ -97,8 +125,24 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {}", f.message());
+            if wants_json() {
+                np_server::errln!("{}", f.to_json());
+            } else {
+                np_server::errln!("error: {}", f.message());
+            }
             ExitCode::from(f.exit_code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn every_option_has_help() {
+        let missing = np_server::cli::undocumented_options(&Cli::command());
+        assert!(missing.is_empty(), "options without help: {missing:?}");
     }
 }

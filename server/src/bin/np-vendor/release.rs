@@ -34,17 +34,24 @@ pub enum ReleaseCommand {
 pub struct UploadArgs {
     /// The image file.
     image: PathBuf,
+    /// The release's version (semver, such as 5.3.0; no build metadata).
     #[arg(long)]
     version: String,
     /// Models the release installs on (comma-separated or repeated).
     #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
     models: Vec<String>,
+    /// The anti-rollback floor: a box never installs a release whose security version
+    /// is below that of the firmware it runs.
     #[arg(long)]
     security_version: u64,
+    /// The oldest version a box may upgrade from (0.0.0: any); it must be below
+    /// --version and reachable from a listed model's newest release.
     #[arg(long)]
     min_from_version: String,
+    /// The channel boxes follow (every box follows stable today).
     #[arg(long, default_value = "stable")]
     channel: String,
+    /// Release notes shown to staff and boxes.
     #[arg(long, default_value = "")]
     notes: String,
     /// RFC 3339 release time (default: now, set by the server).
@@ -62,14 +69,18 @@ pub struct UploadArgs {
 #[command(group(clap::ArgGroup::new("change").required(true).multiple(false)
     .args(["rollout", "pause", "resume", "yank"])))]
 pub struct SetArgs {
+    /// The release's version.
     version: String,
     /// Percentage of boxes (0-100) that get the offer.
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
     rollout: Option<u8>,
+    /// Stop offering the release (boxes that have it keep it).
     #[arg(long)]
     pause: bool,
+    /// Offer a paused release again (refused for a yanked one).
     #[arg(long)]
     resume: bool,
+    /// Withdraw the release for good: never offered nor bundled again.
     #[arg(long)]
     yank: bool,
     #[command(flatten)]
@@ -120,7 +131,7 @@ pub fn run(cmd: ReleaseCommand) -> CmdResult {
             if a.server.json {
                 print_json(&v);
             } else {
-                println!(
+                np_server::outln!(
                     "{}",
                     table::render(
                         &[
@@ -259,7 +270,8 @@ fn upload(a: UploadArgs) -> CmdResult {
     let their_size = blob.get("size").and_then(Value::as_u64);
     if theirs != ours.to_hex() || their_size != Some(size) {
         return Err(Failure::io(format!(
-            "the server stored {theirs} ({their_size:?} bytes) but the image {} is {} ({size} bytes); upload it again",
+            "the server stored {theirs} ({} bytes) but the image {} is {} ({size} bytes); upload it again",
+            their_size.map_or_else(|| "an unknown number of".to_owned(), |n| n.to_string()),
             a.image.display(),
             ours
         )));
@@ -280,11 +292,11 @@ fn upload(a: UploadArgs) -> CmdResult {
     if a.server.json {
         print_json(&v);
     } else {
-        println!(
+        np_server::outln!(
             "uploaded {} ({size} bytes, sha256 {ours})",
             a.image.display()
         );
-        println!("published release {version}");
+        np_server::outln!("published release {version}");
     }
     Ok(())
 }

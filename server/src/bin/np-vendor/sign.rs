@@ -69,7 +69,7 @@ pub fn run(args: Args) -> CmdResult {
         }
     };
     write_envelope(&env, &args.out)?;
-    println!(
+    np_server::outln!(
         "signed the {what} with key {} into {}",
         key.public_key().key_id(),
         args.out.display()

@@ -35,9 +35,9 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
 /// Prints a table, or a note when it is empty.
 pub fn print(headers: &[&str], rows: &[Vec<String>], empty: &str) {
     if rows.is_empty() {
-        println!("{empty}");
+        np_server::outln!("{empty}");
     } else {
-        print!("{}", render(headers, rows));
+        np_server::out!("{}", render(headers, rows));
     }
 }
 

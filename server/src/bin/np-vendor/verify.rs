@@ -69,22 +69,24 @@ pub fn run(args: Args) -> CmdResult {
     match kind {
         k if k == Entitlement::PAYLOAD_TYPE => {
             let (e, by) = verify_doc::<Entitlement>(&env, &keyring, file)?;
-            println!(
+            np_server::outln!(
                 "verified entitlement for {} ({}): status {}, coverage until {}, sequence {}, issued {}; signed by {}",
                 e.serial, e.model, e.status, e.coverage_end, e.sequence, e.issued_at, by
             );
         }
         k if k == TimeToken::PAYLOAD_TYPE => {
             let (t, by) = verify_doc::<TimeToken>(&env, &keyring, file)?;
-            println!(
+            np_server::outln!(
                 "verified time token {} (nonce {}); signed by {}",
-                t.now, t.nonce, by
+                t.now,
+                t.nonce,
+                by
             );
         }
         k if k == Release::PAYLOAD_TYPE => {
             let (r, by) = verify_doc::<Release>(&env, &keyring, file)?;
             let models: Vec<&str> = r.models.iter().map(|m| m.as_str()).collect();
-            println!(
+            np_server::outln!(
                 "verified release manifest {} {} (channel {}, security version {}, models {}, from {}, released {}); image {} {} bytes sha256 {}; signed by {}",
                 r.product, r.version, r.channel, r.security_version, models.join(","),
                 r.min_from_version, r.released_at, r.image.name, r.image.size, r.image.sha256, by
@@ -97,9 +99,11 @@ pub fn run(args: Args) -> CmdResult {
                 ActionKind::Upgrade => "upgrade",
                 ActionKind::Rollback => "rollback",
             };
-            println!(
+            np_server::outln!(
                 "verified action {what}{version} for {} issued {}; signed by {}",
-                a.serial, a.issued_at, by
+                a.serial,
+                a.issued_at,
+                by
             );
         }
     }
@@ -147,7 +151,7 @@ fn verify_doc<T: Document>(
 }
 
 fn print_keyring(k: &Keyring) {
-    println!(
+    np_server::outln!(
         "verified keyring version {} (expires {}, root threshold {} of {} keys)",
         k.version,
         k.expires,
@@ -156,6 +160,6 @@ fn print_keyring(k: &Keyring) {
     );
     for entry in &k.keys {
         let roles: Vec<String> = entry.roles.iter().map(|r| r.to_string()).collect();
-        println!("  key {} roles {}", entry.keyid, roles.join(","));
+        np_server::outln!("  key {} roles {}", entry.keyid, roles.join(","));
     }
 }

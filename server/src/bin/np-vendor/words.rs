@@ -1,0 +1,156 @@
+//! The server's refusals in the words of this command line: its commands and flags, never
+//! the HTTP API's routes and JSON fields. Codes whose remedy differs by interface get a
+//! sentence of their own, built from the error's details; in every other message a JSON
+//! field name becomes the flag that sets it.
+
+use serde_json::Value;
+
+/// JSON fields of requests and the flags that set them.
+const FLAGS: &[(&str, &str)] = &[
+    ("purchase_date", "--purchase-date"),
+    ("customer", "--customer"),
+    ("device_key", "--device-key"),
+    ("new_device_key", "--new-device-key"),
+    ("new_serial", "--new-serial"),
+    ("new_model", "--new-model"),
+    ("expiring_before", "--expiring-before"),
+    ("checked_in_before", "--checked-in-before"),
+    ("min_from_version", "--min-from-version"),
+    ("security_version", "--security-version"),
+    ("released_at", "--released-at"),
+    ("rollout_percent", "--rollout"),
+    ("image_name", "--name"),
+    ("since", "--since"),
+    ("reinstate", "--reinstate"),
+];
+
+/// Routes the server may name, and the command that does the same.
+const ROUTES: &[(&str, &str)] = &[
+    ("PUT /api/v1/blobs", "`np-vendor release upload`"),
+    ("POST /api/v1/devices", "`np-vendor device add`"),
+];
+
+fn text(details: Option<&Value>, key: &str) -> Option<String> {
+    match details?.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// Replaces whole words `from` by `to` in `s` (a word being letters, digits and `_`).
+fn replace_word(s: &str, from: &str, to: &str) -> String {
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(from) {
+        let before_ok = rest[..i].chars().next_back().is_none_or(|c| !is_word(c));
+        let after = &rest[i + from.len()..];
+        let after_ok = after.chars().next().is_none_or(|c| !is_word(c));
+        out.push_str(&rest[..i]);
+        out.push_str(if before_ok && after_ok { to } else { from });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The sentence for a server refusal `code` with `message` and `details`.
+pub fn cli_message(code: &str, message: &str, details: Option<&Value>) -> String {
+    let serial = text(details, "serial");
+    match (code, serial) {
+        ("not_found", Some(s)) => {
+            return format!(
+                "no device {s} is registered; register it with `np-vendor device add {s} --purchase-date YYYY-MM-DD --customer NAME`"
+            )
+        }
+        ("exists", Some(s)) => {
+            return format!("device {s} is registered already; `np-vendor device show {s}` shows it")
+        }
+        ("action_pending", Some(s)) => {
+            let pending = details.and_then(|d| d.get("pending"));
+            let what = pending
+                .map(|p| match text(Some(p), "version") {
+                    Some(v) => format!("{} to {v}", text(Some(p), "action").unwrap_or_default()),
+                    None => text(Some(p), "action").unwrap_or_default(),
+                })
+                .unwrap_or_else(|| "action".into());
+            let at = pending
+                .and_then(|p| text(Some(p), "issued_at"))
+                .unwrap_or_default();
+            return format!(
+                "{s} already has a pending {what} (asked at {at}); pass --replace to replace it, or cancel it with `np-vendor device action {s} cancel`"
+            );
+        }
+        _ => {}
+    }
+    match code {
+        "lapsed" => {
+            return format!(
+                "coverage ended on {}, {} days ago ({} billable months); extend again with --reinstate to pay for the gap and start a new term today",
+                text(details, "coverage_end").unwrap_or_default(),
+                text(details, "gap_days").unwrap_or_default(),
+                text(details, "billable_months").unwrap_or_default()
+            )
+        }
+        "future_purchase_date" => {
+            return format!(
+                "--purchase-date {} is {} days after today ({}); a box is registered once it is sold: check the date, or pass --allow-future",
+                text(details, "purchase_date").unwrap_or_default(),
+                text(details, "days_ahead").unwrap_or_default(),
+                text(details, "today").unwrap_or_default()
+            )
+        }
+        _ => {}
+    }
+    let mut m = message.to_owned();
+    for (route, cmd) in ROUTES {
+        m = m.replace(route, cmd);
+    }
+    m = m
+        .replace(
+            "lower the minimum version to upgrade from",
+            "lower --min-from-version",
+        )
+        .replace("the minimum version to upgrade from,", "--min-from-version");
+    for (field, flag) in FLAGS {
+        m = replace_word(&m, field, flag);
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn remedies_name_commands_and_flags_not_routes() {
+        let m = cli_message(
+            "not_found",
+            "no device NR-2000-123456-4 is registered; register it first",
+            Some(&json!({"serial": "NR-2000-123456-4"})),
+        );
+        assert!(m.contains("np-vendor device add NR-2000-123456-4"), "{m}");
+        let m = cli_message(
+            "lapsed",
+            "coverage ended",
+            Some(&json!({"coverage_end": "2026-03-01", "gap_days": 30, "billable_months": 1})),
+        );
+        assert!(m.contains("--reinstate") && m.contains("30 days"), "{m}");
+        let m = cli_message(
+            "bad_date",
+            "purchase_date \"x\" is not a calendar date",
+            None,
+        );
+        assert!(m.starts_with("--purchase-date \"x\""), "{m}");
+        let m = cli_message("bad_device_key", "new_device_key is not a key", None);
+        assert_eq!(m, "--new-device-key is not a key");
+        let m = cli_message(
+            "unknown_blob",
+            "upload it first with PUT /api/v1/blobs",
+            None,
+        );
+        assert!(!m.contains("/api/"), "{m}");
+    }
+}

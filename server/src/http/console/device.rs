@@ -1,0 +1,448 @@
+//! A device's page: the serial as heading, its facts, the terms on a time line, its
+//! install and audit history, and the actions of the staff and admin roles: extend
+//! ("Months"/"Years", "Extend"; a lapsed box shows the gap and asks to confirm the
+//! reinstatement), swap, revoke, remote upgrade and rollback, and the downloads of the
+//! entitlement and an offline bundle. Every action calls the registry or the API's own
+//! handler with the session's caller, so the rules, errors and audit entries are the API's.
+
+use super::audit::AuditRow;
+use super::csrf::CsrfForm;
+use super::{charts, render, ConsoleError, ConsoleState, ConsoleUser, Frame, Notice};
+use crate::domain::device::DeviceRecord;
+use crate::domain::registry::{self, ExtendRequest, RevokeRequest, SwapRequest};
+use crate::domain::validate;
+use crate::http::actions::{self, ActionRequest};
+use crate::http::auth::StaffCaller;
+use crate::http::bundle::{self, BundleQuery};
+use crate::http::error::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::store::EventRecord;
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use np_common::docs::Status;
+use np_common::warranty::days_between;
+use np_common::Serial;
+use serde::Deserialize;
+
+/// Install events shown.
+const EVENTS_SHOWN: usize = 50;
+/// Audit entries read for the page (the newest are shown).
+const AUDIT_READ: usize = 1000;
+/// Audit entries shown.
+const AUDIT_SHOWN: usize = 50;
+
+/// What a lapsed extension needs confirmed.
+#[derive(Debug, Clone)]
+pub struct Reinstatement {
+    months: String,
+    years: String,
+    ended: String,
+    gap_days: i64,
+    billable_months: i64,
+}
+
+#[derive(Template)]
+#[template(path = "console/device.html")]
+struct DevicePage {
+    frame: Frame,
+    d: DeviceRecord,
+    lapsed_days: Option<i64>,
+    timeline: String,
+    events: Vec<EventRecord>,
+    audit: Vec<AuditRow>,
+    versions: Vec<String>,
+    reinstate: Option<Reinstatement>,
+    months: String,
+    years: String,
+}
+
+impl DevicePage {
+    fn term_kind(k: &np_common::warranty::TermKind) -> String {
+        serde_json::to_value(k)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    fn event_kind(e: &EventRecord) -> String {
+        serde_json::to_value(e.event)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    fn pending(&self) -> String {
+        match &self.d.pending_action {
+            None => "none".to_owned(),
+            Some(p) => {
+                let kind = serde_json::to_value(p.action)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                match &p.version {
+                    Some(v) => format!("{kind} to {v} (asked {})", super::when(&p.issued_at)),
+                    None => format!("{kind} (asked {})", super::when(&p.issued_at)),
+                }
+            }
+        }
+    }
+
+    fn last_seen(&self) -> String {
+        self.d
+            .last_check_in
+            .as_ref()
+            .map_or_else(|| "never".to_owned(), super::when)
+    }
+
+    fn when(t: &jiff::Timestamp) -> String {
+        super::when(t)
+    }
+
+    fn active(&self) -> bool {
+        self.d.status == Status::Active
+    }
+}
+
+fn parse_serial(s: &str) -> Result<Serial, ConsoleError> {
+    Ok(validate::serial(s.trim())?)
+}
+
+/// Draws the page of `serial` with a notice and the answer `status`.
+async fn show(
+    state: &ConsoleState,
+    user: &ConsoleUser,
+    serial: &Serial,
+    status: StatusCode,
+    notice: Option<Notice>,
+    reinstate: Option<Reinstatement>,
+) -> Result<Response, ConsoleError> {
+    let app = &state.app;
+    let d = registry::get(app, serial)?;
+    let today = app.today();
+    let events = app.store.device_events(serial, EVENTS_SHOWN)?;
+    let entries = app
+        .store
+        .audit_entries(Some(serial.as_str()), None, AUDIT_READ)?
+        .entries;
+    let audit = entries
+        .iter()
+        .rev()
+        .take(AUDIT_SHOWN)
+        .map(AuditRow::from)
+        .collect();
+    let mut versions: Vec<_> = app
+        .store
+        .releases()?
+        .into_iter()
+        .filter(|r| !r.yanked && r.release.models.contains(&d.model))
+        .map(|r| r.release.version)
+        .collect();
+    versions.sort();
+    versions.reverse();
+    let lapsed_days = (d.status == Status::Active && d.coverage_end <= today)
+        .then(|| days_between(d.coverage_end, today));
+    let mut frame = Frame::new(user, d.serial.to_string(), "devices");
+    if notice.is_some() {
+        frame.notice = notice;
+    }
+    let (months, years) = reinstate
+        .as_ref()
+        .map(|r| (r.months.clone(), r.years.clone()))
+        .unwrap_or_default();
+    Ok(render(
+        status,
+        &DevicePage {
+            frame,
+            timeline: charts::timeline(&d.terms, today),
+            d,
+            lapsed_days,
+            events,
+            audit,
+            versions: versions.iter().map(ToString::to_string).collect(),
+            reinstate,
+            months,
+            years,
+        },
+    ))
+}
+
+/// `GET /console/devices/{serial}`.
+pub async fn page(
+    State(state): State<ConsoleState>,
+    user: ConsoleUser,
+    Path(serial): Path<String>,
+) -> Result<Response, ConsoleError> {
+    StaffCaller::check(user.caller.clone())?;
+    let serial = parse_serial(&serial)?;
+    show(&state, &user, &serial, StatusCode::OK, None, None).await
+}
+
+/// After a change: the notice for the next page, and back to the box's page.
+fn done(state: &ConsoleState, user: &ConsoleUser, serial: &Serial, text: String) -> Response {
+    state.sessions.leave_notice(user, Notice::ok(text));
+    Redirect::to(&format!("/console/devices/{serial}")).into_response()
+}
+
+/// A refused change: the box's page again, with the API's words and status.
+async fn refused(
+    state: &ConsoleState,
+    user: &ConsoleUser,
+    serial: &Serial,
+    e: ApiError,
+) -> Result<Response, ConsoleError> {
+    if e.status == StatusCode::NOT_FOUND || e.status == StatusCode::INTERNAL_SERVER_ERROR {
+        return Err(e.into());
+    }
+    show(
+        state,
+        user,
+        serial,
+        e.status,
+        Some(Notice::error(e.message)),
+        None,
+    )
+    .await
+}
+
+/// A whole number from a form field (`None` when empty).
+fn number(field: &str, s: &str) -> Result<Option<i64>, ApiError> {
+    match s.trim() {
+        "" => Ok(None),
+        t => t.parse().map(Some).map_err(|_| {
+            ApiError::unprocessable(
+                "bad_duration",
+                format!("{field} must be a whole number such as 6, not {t:?}"),
+            )
+        }),
+    }
+}
+
+/// The extension form.
+#[derive(Debug, Deserialize)]
+pub struct ExtendForm {
+    #[serde(default)]
+    months: String,
+    #[serde(default)]
+    years: String,
+    #[serde(default)]
+    reinstate: Option<String>,
+}
+
+/// `POST /console/devices/{serial}/extend`.
+pub async fn extend(
+    State(state): State<ConsoleState>,
+    Path(serial): Path<String>,
+    CsrfForm { user, form }: CsrfForm<ExtendForm>,
+) -> Result<Response, ConsoleError> {
+    let caller = StaffCaller::check(user.caller.clone())?.0;
+    let serial = parse_serial(&serial)?;
+    let req = match (number("Months", &form.months), number("Years", &form.years)) {
+        (Ok(months), Ok(years)) => ExtendRequest {
+            months,
+            years,
+            reinstate: form.reinstate.as_deref() == Some("true"),
+        },
+        (Err(e), _) | (_, Err(e)) => return refused(&state, &user, &serial, e).await,
+    };
+    match registry::extend(&state.app, &caller.name, &serial, req).await {
+        Ok(d) => {
+            tracing::info!(%serial, actor = %caller.name, coverage_end = %d.coverage_end, "warranty extended (console)");
+            let text = format!("Coverage of {serial} now ends on {}.", d.coverage_end);
+            Ok(done(&state, &user, &serial, text))
+        }
+        Err(e) if e.code == "lapsed" => {
+            let detail = |k: &str| {
+                e.details
+                    .as_ref()
+                    .and_then(|d| d.get(k))
+                    .and_then(serde_json::Value::as_i64)
+                    .unwrap_or(0)
+            };
+            let ended = registry::get(&state.app, &serial)?.coverage_end.to_string();
+            let r = Reinstatement {
+                months: form.months.trim().to_owned(),
+                years: form.years.trim().to_owned(),
+                ended,
+                gap_days: detail("gap_days"),
+                billable_months: detail("billable_months"),
+            };
+            show(
+                &state,
+                &user,
+                &serial,
+                e.status,
+                Some(Notice::error(e.message)),
+                Some(r),
+            )
+            .await
+        }
+        Err(e) => refused(&state, &user, &serial, e).await,
+    }
+}
+
+/// The swap form.
+#[derive(Debug, Deserialize)]
+pub struct SwapForm {
+    #[serde(default)]
+    new_serial: String,
+    #[serde(default)]
+    new_model: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /console/devices/{serial}/swap`.
+pub async fn swap(
+    State(state): State<ConsoleState>,
+    Path(serial): Path<String>,
+    CsrfForm { user, form }: CsrfForm<SwapForm>,
+) -> Result<Response, ConsoleError> {
+    let caller = StaffCaller::check(user.caller.clone())?.0;
+    let serial = parse_serial(&serial)?;
+    let req = SwapRequest {
+        new_serial: form.new_serial.trim().to_owned(),
+        new_model: Some(form.new_model.trim().to_owned()).filter(|m| !m.is_empty()),
+        new_device_key: None,
+        reason: form.reason,
+    };
+    match registry::swap(&state.app, &caller.name, &serial, req).await {
+        Ok((old, new)) => {
+            tracing::info!(old = %old.serial, new = %new.serial, actor = %caller.name, "device swapped (console)");
+            let text = format!(
+                "{} replaced {}; it keeps the coverage to {}.",
+                new.serial, old.serial, new.coverage_end
+            );
+            Ok(done(&state, &user, &new.serial, text))
+        }
+        Err(e) => refused(&state, &user, &serial, e).await,
+    }
+}
+
+/// The revoke form.
+#[derive(Debug, Deserialize)]
+pub struct RevokeForm {
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /console/devices/{serial}/revoke`.
+pub async fn revoke(
+    State(state): State<ConsoleState>,
+    Path(serial): Path<String>,
+    CsrfForm { user, form }: CsrfForm<RevokeForm>,
+) -> Result<Response, ConsoleError> {
+    let caller = StaffCaller::check(user.caller.clone())?.0;
+    let serial = parse_serial(&serial)?;
+    let req = RevokeRequest {
+        reason: form.reason,
+    };
+    match registry::revoke(&state.app, &caller.name, &serial, req).await {
+        Ok(_) => {
+            tracing::info!(%serial, actor = %caller.name, "entitlement revoked (console)");
+            Ok(done(
+                &state,
+                &user,
+                &serial,
+                format!("{serial} is revoked."),
+            ))
+        }
+        Err(e) => refused(&state, &user, &serial, e).await,
+    }
+}
+
+/// The remote action form.
+#[derive(Debug, Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    version: String,
+}
+
+/// `POST /console/devices/{serial}/action`: a remote upgrade or rollback, through the
+/// API's own action handler.
+pub async fn action(
+    State(state): State<ConsoleState>,
+    Path(serial): Path<String>,
+    CsrfForm { user, form }: CsrfForm<ActionForm>,
+) -> Result<Response, ConsoleError> {
+    let caller = StaffCaller::check(user.caller.clone())?;
+    let parsed = parse_serial(&serial)?;
+    let req = ActionRequest {
+        action: form.action.trim().to_owned(),
+        version: Some(form.version.trim().to_owned()).filter(|v| !v.is_empty()),
+        replace: false,
+    };
+    let what = match &req.version {
+        Some(v) => format!("an upgrade to {v}"),
+        None => "a rollback".to_owned(),
+    };
+    match actions::create(
+        State(state.app.clone()),
+        caller,
+        ApiPath(serial),
+        ApiJson(req),
+    )
+    .await
+    {
+        Ok(_) => {
+            let text = format!("{parsed} will get {what} at its next check-in.");
+            Ok(done(&state, &user, &parsed, text))
+        }
+        Err(e) => refused(&state, &user, &parsed, e).await,
+    }
+}
+
+/// `GET /console/devices/{serial}/entitlement`: the signed envelope as a file.
+pub async fn entitlement(
+    State(state): State<ConsoleState>,
+    user: ConsoleUser,
+    Path(serial): Path<String>,
+) -> Result<Response, ConsoleError> {
+    StaffCaller::check(user.caller.clone())?;
+    let serial = parse_serial(&serial)?;
+    let d = registry::get(&state.app, &serial)?;
+    let disposition = format!("attachment; filename=\"{serial}-entitlement.json\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        d.entitlement.to_json(),
+    )
+        .into_response())
+}
+
+/// The bundle form's query.
+#[derive(Debug, Deserialize)]
+pub struct BundleForm {
+    #[serde(default)]
+    version: String,
+}
+
+/// `GET /console/devices/{serial}/bundle?version=V`: the offline bundle, through the
+/// API's own bundle handler (403 with the rule when the box may not install V).
+pub async fn bundle(
+    State(state): State<ConsoleState>,
+    user: ConsoleUser,
+    Path(serial): Path<String>,
+    Query(form): Query<BundleForm>,
+) -> Result<Response, ConsoleError> {
+    let caller = StaffCaller::check(user.caller.clone())?;
+    let parsed = parse_serial(&serial)?;
+    let q = BundleQuery {
+        version: form.version.trim().to_owned(),
+    };
+    match bundle::bundle(
+        State(state.app.clone()),
+        caller,
+        ApiPath(serial),
+        ApiQuery(q),
+    )
+    .await
+    {
+        Ok(r) => Ok(r),
+        Err(e) => refused(&state, &user, &parsed, e).await,
+    }
+}

@@ -1,0 +1,335 @@
+//! In-process tests of the console's sessions, CSRF and roles against `app(state)` with a
+//! controlled clock.
+
+use crate::http::app;
+use crate::state::{AppState, Clock};
+use crate::tokens::{self, TokenRole};
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt as _;
+use jiff::Timestamp;
+use std::sync::{Arc, Mutex};
+use tower::ServiceExt as _;
+
+const SERIAL: &str = "NR-2000-123456-4";
+
+struct H {
+    app: Router,
+    state: AppState,
+    admin: String,
+    clock: Arc<Mutex<Timestamp>>,
+    data: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    text: String,
+}
+
+impl Answer {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+fn t0() -> Timestamp {
+    "2026-11-23T10:00:00Z".parse().unwrap()
+}
+
+impl H {
+    async fn new() -> H {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let out = crate::datadir::init(&data, t0()).unwrap();
+        let clock = Arc::new(Mutex::new(t0()));
+        let c = clock.clone();
+        let clock_fn: Clock = Arc::new(move || *c.lock().unwrap());
+        let state = crate::datadir::open(crate::config::default_config(&data), clock_fn).unwrap();
+        crate::domain::registry::register(
+            &state,
+            "setup",
+            crate::domain::registry::RegisterRequest {
+                serial: SERIAL.into(),
+                model: None,
+                purchase_date: "2026-06-01".into(),
+                customer: "ACME".into(),
+                device_key: None,
+                allow_future: false,
+            },
+        )
+        .await
+        .unwrap();
+        H {
+            app: app(state.clone()),
+            state,
+            admin: out.admin_token,
+            clock,
+            data,
+            _dir: dir,
+        }
+    }
+
+    async fn send(&self, req: Request<Body>) -> Answer {
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            headers,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    async fn get(&self, path: &str, cookie: Option<&str>) -> Answer {
+        let mut b = Request::get(path);
+        if let Some(c) = cookie {
+            b = b.header(header::COOKIE, c);
+        }
+        self.send(b.body(Body::empty()).unwrap()).await
+    }
+
+    async fn post(&self, path: &str, cookie: Option<&str>, form: &str) -> Answer {
+        let mut b =
+            Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(c) = cookie {
+            b = b.header(header::COOKIE, c);
+        }
+        self.send(b.body(Body::from(form.to_owned())).unwrap())
+            .await
+    }
+
+    /// Signs in; returns the cookie pair and the session's CSRF token.
+    async fn sign_in(&self, token: &str) -> (String, String) {
+        let a = self
+            .post("/console/sign-in", None, &format!("token={token}"))
+            .await;
+        assert_eq!(
+            (a.status, a.location()),
+            (StatusCode::SEE_OTHER, "/console/")
+        );
+        let set = a.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict") && !set.contains("Secure"),
+            "{set}"
+        );
+        let cookie = set.split(';').next().unwrap().to_owned();
+        let page = self.get("/console/", Some(&cookie)).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let csrf = page
+            .text
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap()
+            .to_owned();
+        (cookie, csrf)
+    }
+
+    fn coverage_end(&self) -> String {
+        let s = np_common::Serial::parse(SERIAL).unwrap();
+        self.state
+            .store
+            .device(&s)
+            .unwrap()
+            .unwrap()
+            .coverage_end
+            .to_string()
+    }
+}
+
+#[tokio::test]
+async fn no_session_goes_to_sign_in_and_wrong_tokens_are_limited() {
+    let h = H::new().await;
+    for path in ["/console/", "/console/devices", "/console/audit"] {
+        let a = h.get(path, None).await;
+        assert_eq!(
+            (a.status, a.location()),
+            (StatusCode::SEE_OTHER, "/console/sign-in")
+        );
+    }
+    let a = h.get("/console/", Some("np_console=made-up")).await;
+    assert_eq!(a.location(), "/console/sign-in");
+    let a = h
+        .post("/console/devices/NR-2000-123456-4/extend", None, "months=6")
+        .await;
+    assert_eq!(a.location(), "/console/sign-in");
+
+    for _ in 0..super::session::MAX_FAILURES {
+        let a = h.post("/console/sign-in", None, "token=npt_wrong").await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+        assert!(
+            !a.text.contains("npt_wrong"),
+            "a wrong token is never echoed"
+        );
+    }
+    let a = h
+        .post("/console/sign-in", None, &format!("token={}", h.admin))
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "even a right token waits"
+    );
+}
+
+#[tokio::test]
+async fn forms_need_the_csrf_token_and_sessions_expire() {
+    let h = H::new().await;
+    let (cookie, csrf) = h.sign_in(&h.admin).await;
+    let path = format!("/console/devices/{SERIAL}/extend");
+    let before = h.coverage_end();
+    let a = h.post(&path, Some(&cookie), "months=6").await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let a = h.post(&path, Some(&cookie), "months=6&csrf=forged").await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(h.coverage_end(), before);
+
+    let a = h
+        .post(&path, Some(&cookie), &format!("months=6&csrf={csrf}"))
+        .await;
+    assert_eq!(
+        (a.status, a.location()),
+        (
+            StatusCode::SEE_OTHER,
+            format!("/console/devices/{SERIAL}").as_str()
+        )
+    );
+    assert_eq!(h.coverage_end(), "2027-12-01");
+    let page = h
+        .get(&format!("/console/devices/{SERIAL}"), Some(&cookie))
+        .await;
+    assert!(page.text.contains("now ends on 2027-12-01"), "the notice");
+    // The API's words for a bad value, on the page, with the API's status.
+    let a = h
+        .post(
+            &path,
+            Some(&cookie),
+            &format!("months=6&years=1&csrf={csrf}"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    *h.clock.lock().unwrap() = "2026-11-23T18:00:00Z".parse().unwrap();
+    let a = h.get("/console/", Some(&cookie)).await;
+    assert_eq!(a.location(), "/console/sign-in", "expired after 8 hours");
+}
+
+#[tokio::test]
+async fn roles_hide_and_refuse_and_a_revoked_token_ends_its_session() {
+    let h = H::new().await;
+    let staff = tokens::create(&h.data, TokenRole::Staff, "sam", t0()).unwrap();
+    let release = tokens::create(&h.data, TokenRole::Release, "rita", t0()).unwrap();
+
+    let (cookie, csrf) = h.sign_in(&staff).await;
+    let a = h
+        .post(
+            "/console/releases/5.3.0",
+            Some(&cookie),
+            &format!("op=yank&csrf={csrf}"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(a.text.contains("may not publish firmware"), "{}", a.text);
+
+    let (rcookie, rcsrf) = h.sign_in(&release).await;
+    let page = h.get("/console/", Some(&rcookie)).await;
+    assert!(
+        !page.text.contains("href=\"/console/devices\""),
+        "no Devices link"
+    );
+    let a = h
+        .get(&format!("/console/devices/{SERIAL}"), Some(&rcookie))
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let a = h
+        .post(
+            &format!("/console/devices/{SERIAL}/extend"),
+            Some(&rcookie),
+            &format!("months=6&csrf={rcsrf}"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+
+    // Over TLS the cookie is also Secure.
+    let mut req = Request::post("/console/sign-in")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("token={staff}")))
+        .unwrap();
+    req.extensions_mut().insert(crate::http::tls::ServedOverTls);
+    let a = h.send(req).await;
+    let set = a.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        set.ends_with("; Secure") && set.contains("HttpOnly"),
+        "{set}"
+    );
+
+    tokens::revoke(&h.data, "sam").unwrap();
+    let a = h.get("/console/", Some(&cookie)).await;
+    assert_eq!(a.location(), "/console/sign-in");
+}
+
+#[tokio::test]
+async fn devices_are_searched_filtered_and_paged() {
+    let h = H::new().await;
+    for n in 1..=30u32 {
+        let digits = format!("3000{n:06}");
+        let c = np_common::serial::luhn_check_digit(&digits);
+        let customer = if n % 10 == 0 { "Globex" } else { "Initech" };
+        crate::domain::registry::register(
+            &h.state,
+            "setup",
+            crate::domain::registry::RegisterRequest {
+                serial: format!("NR-3000-{n:06}-{c}"),
+                model: None,
+                purchase_date: "2026-06-01".into(),
+                customer: customer.into(),
+                device_key: None,
+                allow_future: false,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let (cookie, _) = h.sign_in(&h.admin).await;
+    let rows = |a: &Answer| {
+        a.text
+            .matches("<tr><td><a href=\"/console/devices/")
+            .count()
+    };
+    let first = h.get("/console/devices?model=NR-3000", Some(&cookie)).await;
+    assert_eq!(
+        (first.status, rows(&first)),
+        (StatusCode::OK, super::devices::PAGE)
+    );
+    let next = first
+        .text
+        .split("rel=\"next\"")
+        .next()
+        .and_then(|t| t.rsplit("href=\"").next())
+        .and_then(|t| t.split('"').next())
+        .unwrap()
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    let second = h.get(&next, Some(&cookie)).await;
+    assert_eq!(rows(&second), 30 - super::devices::PAGE);
+    assert!(!second.text.contains("rel=\"next\""));
+    let globex = h.get("/console/devices?search=globex", Some(&cookie)).await;
+    assert_eq!(rows(&globex), 3);
+    let prefix = h
+        .get("/console/devices?search=nr-2000", Some(&cookie))
+        .await;
+    assert_eq!(rows(&prefix), 1, "the serial prefix finds the one NR-2000");
+    let bad = h.get("/console/devices?status=lost", Some(&cookie)).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.text.contains("is not one of active, revoked, replaced"));
+    let missing = h.get("/console/nowhere", Some(&cookie)).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.text.contains("no such console page"));
+}

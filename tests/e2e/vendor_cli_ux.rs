@@ -1,0 +1,565 @@
+//! What a new user trips over with np-vendor and np-server (issue 11), run as the real
+//! binaries against a real server: a closed pipe, errors in the CLI's own words (commands
+//! and flags, JSON errors with `--json`, connection causes, a scheme mismatch, a store
+//! shared by two servers), coverage beside status, pending actions in words, replaced
+//! and cancelled, yanked and unreachable releases, future purchase dates, lists with
+//! `--limit`/`--all`/`--csv`, events, corrections and the audit log, and a bulk import.
+
+use np_tests::server::TestServer;
+use np_tests::{bin, run, wait_until, Output};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SERIAL: &str = "NR-2000-123456-4";
+const OTHER: &str = "NR-2000-654321-7";
+
+fn luhn_serial(model: &str, n: u32) -> String {
+    let digits = format!("{}{n:06}", &model[3..]);
+    format!(
+        "{model}-{n:06}-{}",
+        np_common::serial::luhn_check_digit(&digits)
+    )
+}
+
+fn vendor(srv: &TestServer, args: &[&str]) -> Output {
+    let out = run(
+        Command::new(bin("np-vendor"))
+            .args(args)
+            .env("NP_SERVER", &srv.url)
+            .env("NP_TOKEN", &srv.admin_token),
+        Duration::from_secs(60),
+    );
+    assert!(!out.stderr.contains("panicked"), "{args:?}: {out:?}");
+    assert!(
+        !out.stderr.contains("/api/v1"),
+        "an HTTP route in a CLI error: {out:?}"
+    );
+    out
+}
+
+fn ok(srv: &TestServer, args: &[&str]) -> String {
+    let out = vendor(srv, args);
+    assert_eq!(out.code, 0, "{args:?}: {out:?}");
+    out.stdout
+}
+
+fn refused(srv: &TestServer, args: &[&str], code: i32, needles: &[&str]) -> String {
+    let out = vendor(srv, args);
+    assert_eq!(out.code, code, "{args:?}: {out:?}");
+    for n in needles {
+        assert!(
+            out.stderr.contains(n),
+            "{args:?}: expected {n:?} in {}",
+            out.stderr
+        );
+    }
+    out.stderr
+}
+
+fn days_from_today(days: i64) -> String {
+    jiff::Zoned::now()
+        .date()
+        .checked_add(jiff::Span::new().days(days))
+        .expect("date")
+        .to_string()
+}
+
+/// Runs `cmd` with its standard output a pipe whose reading end is already closed; returns
+/// the exit code and standard error.
+fn into_closed_pipe(cmd: &mut Command) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut err = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = wait_until("the command to end", Duration::from_secs(60), || {
+        child.try_wait().ok().flatten()
+    });
+    (status.code(), reader.join().unwrap_or_default())
+}
+
+#[test]
+fn a_closed_pipe_ends_np_vendor_and_np_server_quietly() {
+    let srv = TestServer::start();
+    ok(
+        &srv,
+        &[
+            "device",
+            "add",
+            SERIAL,
+            "--purchase-date",
+            &days_from_today(-10),
+            "--customer",
+            "A",
+        ],
+    );
+    for args in [
+        vec!["device", "list"],
+        vec!["device", "show", SERIAL],
+        vec!["audit"],
+    ] {
+        let (code, stderr) = into_closed_pipe(
+            Command::new(bin("np-vendor"))
+                .args(&args)
+                .env("NP_SERVER", &srv.url)
+                .env("NP_TOKEN", &srv.admin_token),
+        );
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+    let data = srv.data_dir.to_str().expect("utf-8");
+    let (code, stderr) =
+        into_closed_pipe(Command::new(bin("np-server")).args(["token", "list", "--data", data]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[test]
+fn errors_name_commands_flags_and_causes() {
+    let srv = TestServer::start();
+    // A box nobody registered: the remedy is a command.
+    let e = refused(
+        &srv,
+        &["device", "show", SERIAL],
+        1,
+        &["np-vendor device add", "(not_found)"],
+    );
+    assert!(!e.contains("POST"), "{e}");
+    // --json: the error is JSON on standard error.
+    let out = vendor(&srv, &["device", "show", SERIAL, "--json"]);
+    assert_eq!(out.code, 1);
+    let j: Value = serde_json::from_str(out.stderr.trim()).expect("a JSON error");
+    assert_eq!(j["error"]["code"], "not_found");
+    assert_eq!(j["error"]["exit_code"], 1);
+    let out = vendor(&srv, &["device", "show", "--json"]);
+    let j: Value = serde_json::from_str(out.stderr.trim()).expect("a JSON usage error");
+    assert_eq!((out.code, j["error"]["exit_code"].as_i64()), (2, Some(2)));
+
+    // A purchase date years ahead is a typo unless said otherwise.
+    let future = days_from_today(400);
+    refused(
+        &srv,
+        &[
+            "device",
+            "add",
+            SERIAL,
+            "--purchase-date",
+            &future,
+            "--customer",
+            "A",
+        ],
+        1,
+        &[
+            "--purchase-date",
+            "--allow-future",
+            "(future_purchase_date)",
+        ],
+    );
+    // A lapsed box: the remedy is a flag, not a JSON body.
+    ok(
+        &srv,
+        &[
+            "device",
+            "add",
+            " nr-2000-123456-4 ",
+            "--purchase-date",
+            "2024-01-02",
+            "--customer",
+            "A",
+        ],
+    );
+    let e = refused(
+        &srv,
+        &["device", "extend", SERIAL, "--months", "12"],
+        1,
+        &["--reinstate", "(lapsed)"],
+    );
+    assert!(!e.contains('{'), "{e}");
+    refused(
+        &srv,
+        &["device", "extend", SERIAL, "--months", "0"],
+        1,
+        &["--months"],
+    );
+    ok(
+        &srv,
+        &["device", "extend", SERIAL, "--months", "12", "--reinstate"],
+    );
+
+    // The cause of a connection failure is kept.
+    let out = run(
+        Command::new(bin("np-vendor")).args([
+            "device",
+            "list",
+            "--server",
+            "http://127.0.0.1:1",
+            "--token",
+            "t",
+        ]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("onnection refused"), "{}", out.stderr);
+    // https:// against a plain HTTP server says so.
+    let https = srv.url.replace("http://", "https://");
+    let out = run(
+        Command::new(bin("np-vendor")).args(["device", "list", "--server", &https, "--token", "t"]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.stderr.contains("plain HTTP, not HTTPS"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!("--server {}", srv.url)),
+        "{}",
+        out.stderr
+    );
+
+    // A second server on the same data folder is told why it cannot start.
+    let data = srv.data_dir.to_str().expect("utf-8");
+    let out = run(
+        Command::new(bin("np-server")).args(["serve", "--data", data, "--listen", "127.0.0.1:0"]),
+        Duration::from_secs(60),
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("in use by another process"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("Os {"), "{}", out.stderr);
+}
+
+#[test]
+fn pending_actions_in_words_refused_twice_replaced_and_cancelled() {
+    let srv = TestServer::start();
+    ok(
+        &srv,
+        &[
+            "device",
+            "add",
+            SERIAL,
+            "--purchase-date",
+            &days_from_today(-10),
+            "--customer",
+            "A",
+        ],
+    );
+    refused(
+        &srv,
+        &["device", "action", SERIAL, "rollback", "--version", "5.2.0"],
+        2,
+        &["rollback takes no --version"],
+    );
+    ok(&srv, &["device", "action", SERIAL, "rollback"]);
+    let shown = ok(&srv, &["device", "show", SERIAL]);
+    let line = shown
+        .lines()
+        .find(|l| l.starts_with("pending action:"))
+        .expect("a pending action line");
+    assert!(line.contains("rollback, asked at "), "{shown}");
+    assert!(!line.contains('{'), "{shown}");
+    assert!(
+        shown.contains("coverage:") && shown.contains("covered"),
+        "{shown}"
+    );
+    refused(
+        &srv,
+        &["device", "action", SERIAL, "rollback"],
+        1,
+        &[
+            "--replace",
+            &format!("np-vendor device action {SERIAL} cancel"),
+            "(action_pending)",
+        ],
+    );
+    ok(&srv, &["device", "action", SERIAL, "rollback", "--replace"]);
+    ok(&srv, &["device", "action", SERIAL, "cancel"]);
+    let shown = ok(&srv, &["device", "show", SERIAL]);
+    assert!(shown.contains("pending action: -"), "{shown}");
+    refused(
+        &srv,
+        &["device", "action", SERIAL, "cancel"],
+        1,
+        &["(no_pending_action)"],
+    );
+    let audit = ok(
+        &srv,
+        &["audit", "--serial", SERIAL, "--action", "action_cancel"],
+    );
+    assert!(
+        audit.contains("action_cancel") && audit.contains("pending_action: rollback → -"),
+        "{audit}"
+    );
+}
+
+#[test]
+fn yanked_and_unreachable_releases_are_refused() {
+    let srv = TestServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let img = dir.path().join("n-reporter-5.3.0.img");
+    std::fs::write(&img, b"an image for the yank test").expect("image");
+    let img = img.to_str().expect("utf-8");
+    let upload = |v: &str, from: &str| {
+        vendor(
+            &srv,
+            &[
+                "release",
+                "upload",
+                img,
+                "--version",
+                v,
+                "--models",
+                "NR-2000",
+                "--security-version",
+                "1",
+                "--min-from-version",
+                from,
+            ],
+        )
+    };
+    assert_eq!(upload("5.3.0", "5.0.0").code, 0);
+    ok(&srv, &["release", "set", "5.3.0", "--yank"]);
+    refused(
+        &srv,
+        &["release", "set", "5.3.0", "--resume"],
+        1,
+        &["yanked", "(yanked)"],
+    );
+    refused(
+        &srv,
+        &["release", "set", "5.3.0", "--rollout", "50"],
+        1,
+        &["(yanked)"],
+    );
+    let out = upload("5.4.0", "5.3.5");
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("--min-from-version") && out.stderr.contains("NR-2000 5.3.0"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn lists_filter_by_coverage_page_and_print_csv_and_corrections_are_audited() {
+    let srv = TestServer::start();
+    let recent = days_from_today(-10);
+    ok(
+        &srv,
+        &[
+            "device",
+            "add",
+            SERIAL,
+            "--purchase-date",
+            &recent,
+            "--customer",
+            "ACEM",
+        ],
+    );
+    ok(
+        &srv,
+        &[
+            "device",
+            "add",
+            OTHER,
+            "--purchase-date",
+            "2023-05-01",
+            "--customer",
+            "B",
+        ],
+    );
+    let third = luhn_serial("NR-1000", 3);
+    ok(
+        &srv,
+        &[
+            "device",
+            "add",
+            &third,
+            "--purchase-date",
+            &recent,
+            "--customer",
+            "C, Inc.",
+        ],
+    );
+
+    let expired = ok(&srv, &["device", "list", "--status", "expired"]);
+    let rows: Vec<&str> = expired.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{expired}");
+    assert!(
+        rows[0].starts_with(OTHER) && rows[0].contains("active") && rows[0].contains("expired"),
+        "{expired}"
+    );
+    let csv = ok(&srv, &["device", "list", "--coverage", "covered", "--csv"]);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(
+        lines[0].starts_with("serial,model,status,coverage,"),
+        "{csv}"
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(csv.contains("\"C, Inc.\""), "{csv}");
+    let one = vendor(&srv, &["device", "list", "--limit", "1"]);
+    assert_eq!(one.stdout.lines().count(), 2, "{one:?}");
+    assert!(one.stderr.contains("more: --cursor"), "{one:?}");
+    let all = ok(&srv, &["device", "list", "--limit", "1", "--all"]);
+    assert_eq!(all.lines().count(), 4, "{all}");
+    // Columns line up: every row starts its second column where the header does.
+    let col = all
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .find("MODEL")
+        .expect("MODEL");
+    for l in all.lines().skip(1) {
+        assert_eq!(&l[col..col + 3], "NR-", "{all}");
+    }
+    let never = ok(
+        &srv,
+        &["device", "list", "--checked-in-before", &days_from_today(1)],
+    );
+    assert_eq!(never.lines().count(), 4, "{never}");
+
+    ok(&srv, &["device", "edit", SERIAL, "--customer", "ACME"]);
+    let audit = ok(
+        &srv,
+        &["audit", "--action", "edit", "--since", &days_from_today(-1)],
+    );
+    assert!(audit.contains("customer: ACEM → ACME"), "{audit}");
+    let newest = ok(&srv, &["audit", "--limit", "1"]);
+    assert!(newest.contains(" edit "), "newest first: {newest}");
+    let events = ok(&srv, &["device", "events", "nr-2000-123456-4"]);
+    assert!(events.contains("no events yet"), "{events}");
+
+    // show: the revoke reason and the box a replacement replaces.
+    ok(
+        &srv,
+        &["device", "revoke", &third, "--reason", "chargeback"],
+    );
+    let shown = ok(&srv, &["device", "show", &third]);
+    assert!(shown.contains("revoke reason:  chargeback"), "{shown}");
+    let new = luhn_serial("NR-3000", 4);
+    ok(
+        &srv,
+        &[
+            "device",
+            "swap",
+            OTHER,
+            "--new-serial",
+            &new,
+            "--reason",
+            "RMA-7",
+        ],
+    );
+    let shown = ok(&srv, &["device", "show", &new]);
+    assert!(
+        shown.contains(&format!("replaces:       {OTHER}")),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_thousand_boxes_import_in_one_request_and_bad_lines_are_named() {
+    let srv = TestServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let purchase = days_from_today(-30);
+    let mut csv = String::from("serial,purchase_date,customer,model\n");
+    for n in 0..1000 {
+        let _ = writeln!(
+            csv,
+            "{},{purchase},\"Fleet, {n}\",",
+            luhn_serial("NR-2000", 100_000 + n)
+        );
+    }
+    let good = dir.path().join("fleet.csv");
+    std::fs::write(&good, &csv).expect("csv");
+    let mut bad_csv = csv.clone();
+    bad_csv.push_str("NR-2000-999999-1,2026-02-30,X,\n");
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, &bad_csv).expect("csv");
+    refused(
+        &srv,
+        &["device", "import", bad.to_str().expect("utf-8")],
+        1,
+        &["line 1002:", "nothing was sent"],
+    );
+
+    let started = Instant::now();
+    let out = ok(&srv, &["device", "import", good.to_str().expect("utf-8")]);
+    let took = started.elapsed();
+    assert!(
+        out.contains("imported 1000 boxes") && out.contains("in 1 request"),
+        "{out}"
+    );
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    let again = refused(
+        &srv,
+        &["device", "import", good.to_str().expect("utf-8")],
+        1,
+        &["line 2:", "(exists)"],
+    );
+    assert!(again.contains("none of it registered"), "{again}");
+    let listed = ok(&srv, &["device", "list", "--all", "--csv"]);
+    assert_eq!(listed.lines().count(), 1001);
+}
+
+#[test]
+fn plain_http_against_an_https_server_is_explained() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let tls = np_tests::repo_root().join("server/tests/data/tls");
+    let toml = tmp.path().join("server.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "data = \"{}\"\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            data.display(),
+            tls.join("TEST-ONLY-server.pem").display(),
+            tls.join("TEST-ONLY-server.key").display()
+        ),
+    )
+    .expect("server.toml");
+    let mut srv = np_tests::Running::spawn(Command::new(bin("np-server")).args([
+        "serve",
+        "--config",
+        toml.to_str().expect("utf-8"),
+    ]));
+    let line = srv.wait_for("np-server listening on https://", Duration::from_secs(30));
+    let addr = line
+        .split("https://")
+        .nth(1)
+        .map(str::trim)
+        .expect("an address")
+        .to_owned();
+    let out = run(
+        Command::new(bin("np-vendor")).args([
+            "device",
+            "list",
+            "--server",
+            &format!("http://{addr}"),
+            "--token",
+            "t",
+        ]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("use --server https://{addr}")),
+        "{}",
+        out.stderr
+    );
+}
