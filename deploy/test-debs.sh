@@ -79,7 +79,14 @@ in_root() { chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod 0755 "$root/usr/sbin/policy-rc.d"
 
-in_root dpkg -s adduser >/dev/null 2>&1 && fail "the base root already has adduser: the dependency test would prove nothing"
+# Debian's minbase has adduser: take it out, so np-agent's own Depends must bring it back.
+for p in agent server; do
+    deb=$([ $p = agent ] && echo "$agent_deb" || echo "$server_deb")
+    dpkg-deb -f "$deb" Depends | grep -qw adduser || fail "np-$p does not depend on adduser (its postinst runs addgroup)"
+done
+if in_root dpkg -s adduser >/dev/null 2>&1; then
+    in_root dpkg --purge adduser >/dev/null || fail "cannot remove adduser from the base root"
+fi
 in_root apt-get update -qq || fail "apt-get update in the root failed (is the mirror $mirror reachable?)"
 cp "$agent_deb" "$root/tmp/np-agent.deb"
 cp "$server_deb" "$root/tmp/np-server.deb"

@@ -1,5 +1,9 @@
 //! Simulated boxes: registration through the staff API, then signed check-ins through the
-//! device API, measured at each fleet size.
+//! device API, measured at each fleet size. With `--guard-compare`, a release is published
+//! and every size is measured three times in a row over the same release: at a fixed 50 %,
+//! under a plan whose first stage is 50 % with the rollout guard active, and at a fixed 50 %
+//! again; the boxes then report a last result for it (one in ten `rolled_back`), so the
+//! guard's counters see every check-in.
 
 use crate::stats::{openssl_ed25519, percentile, rss_kib};
 use anyhow::{bail, Context as _};
@@ -36,7 +40,14 @@ pub struct Args {
     /// The server's pid, to report its memory.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Compare check-ins with a release under a plan and the rollout guard against the
+    /// same release at a fixed percent (needs an admin token).
+    #[arg(long)]
+    guard_compare: bool,
 }
+
+/// The release `--guard-compare` publishes.
+const GUARD_VERSION: &str = "2.0.0";
 
 const PATH: &str = "/api/v1/device/check-in";
 
@@ -99,13 +110,27 @@ async fn register(client: &reqwest::Client, a: &Args, from: u32, to: u32) -> any
     Ok(start.elapsed().as_secs_f64())
 }
 
-async fn check_in(client: &reqwest::Client, server: &str, index: u32) -> Result<Duration, String> {
+async fn check_in(
+    client: &reqwest::Client,
+    server: &str,
+    index: u32,
+    report: bool,
+) -> Result<Duration, String> {
     let (serial, key) = simulated_box(index);
     let nonce = hex::encode(&Sha256::digest(format!("{index}-{:?}", Instant::now()))[..8]);
-    let body = serde_json::to_vec(&serde_json::json!({
+    let mut req = serde_json::json!({
         "version": "1.0.0", "slot": "a", "state": "idle", "nonce": nonce,
-    }))
-    .map_err(|e| e.to_string())?;
+    });
+    if report {
+        let outcome = if index.is_multiple_of(10) {
+            "rolled_back"
+        } else {
+            "installed"
+        };
+        req["last_result"] = serde_json::json!({"version": GUARD_VERSION, "outcome": outcome,
+            "detail": "np-bench", "at": "2026-01-01T00:00:00Z"});
+    }
+    let body = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
     let time = jiff::Timestamp::now()
         .round(jiff::Unit::Second)
         .map_err(|e| e.to_string())?
@@ -131,15 +156,96 @@ async fn check_in(client: &reqwest::Client, server: &str, index: u32) -> Result<
     }
 }
 
+/// Sends a staff request and fails unless it answers one of `ok`.
+async fn staff(
+    a: &Args,
+    req: reqwest::RequestBuilder,
+    what: &str,
+    ok: &[u16],
+) -> anyhow::Result<serde_json::Value> {
+    let resp = req
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .with_context(|| what.to_owned())?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    if !ok.contains(&status) {
+        bail!("{what} answered {status}: {text}");
+    }
+    Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+/// Publishes the release `--guard-compare` steers (a small image; fine if it exists).
+async fn publish(client: &reqwest::Client, a: &Args) -> anyhow::Result<()> {
+    let image = b"np-bench guard-compare image".to_vec();
+    let blob = staff(
+        a,
+        client.put(format!("{}/api/v1/blobs", a.server)).body(image),
+        "uploading the image",
+        &[200, 201],
+    )
+    .await?;
+    let body = serde_json::json!({"version": GUARD_VERSION, "security_version": 1,
+        "models": ["NR-2000"], "min_from_version": "1.0.0",
+        "image": {"sha256": blob["sha256"]}, "notes": "np-bench"});
+    staff(
+        a,
+        client
+            .post(format!("{}/api/v1/releases", a.server))
+            .json(&body),
+        "publishing the release",
+        &[201, 409],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Sets the release's rollout (`PATCH`).
+async fn steer(client: &reqwest::Client, a: &Args, body: serde_json::Value) -> anyhow::Result<()> {
+    let r = staff(
+        a,
+        client
+            .patch(format!("{}/api/v1/releases/{GUARD_VERSION}", a.server))
+            .json(&body),
+        "changing the release's rollout",
+        &[200],
+    )
+    .await?;
+    if r["paused"] == true {
+        bail!("the release is paused (the guard halted it?): {r}");
+    }
+    Ok(())
+}
+
+/// The phases of `--guard-compare`: a label and the rollout set before it.
+fn guard_phases() -> [(&'static str, serde_json::Value); 3] {
+    let fixed = serde_json::json!({"plan": null, "rollout_percent": 50});
+    [
+        ("fixed 50%", fixed.clone()),
+        (
+            "plan 50:1h,100 + guard",
+            serde_json::json!({"plan": {"stages": [{"percent": 50, "hold": "1h"}, {"percent": 100}],
+                "max_failure_percent": 50, "min_attempts": 20}}),
+        ),
+        ("fixed 50% again", fixed),
+    ]
+}
+
 /// Check-ins against boxes `0..size` for the configured time or count.
-async fn measure(client: &reqwest::Client, a: &Args, size: u32) -> anyhow::Result<()> {
+async fn measure(
+    client: &reqwest::Client,
+    a: &Args,
+    size: u32,
+    label: &str,
+) -> anyhow::Result<f64> {
     let deadline = Instant::now() + Duration::from_secs(a.seconds);
     let start = Instant::now();
     let picks =
         (0..a.max_checkins).map(|n| ((n.wrapping_mul(2_654_435_761)) % u64::from(size)) as u32);
     let results: Vec<Result<Duration, String>> = stream::iter(picks)
         .take_while(|_| futures_util::future::ready(Instant::now() < deadline))
-        .map(|i| check_in(client, &a.server, i))
+        .map(|i| check_in(client, &a.server, i, a.guard_compare))
         .buffer_unordered(a.concurrency)
         .collect()
         .await;
@@ -152,7 +258,7 @@ async fn measure(client: &reqwest::Client, a: &Args, size: u32) -> anyhow::Resul
     lat.sort();
     let rate = lat.len() as f64 / elapsed;
     println!(
-        "fleet {size:>7}: {:>7} check-ins in {elapsed:.1}s = {rate:>8.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}",
+        "fleet {size:>7}{label}: {:>7} check-ins in {elapsed:.1}s = {rate:>8.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}",
         lat.len(),
         percentile(&lat, 50.0).as_secs_f64() * 1e3,
         percentile(&lat, 99.0).as_secs_f64() * 1e3,
@@ -173,7 +279,7 @@ async fn measure(client: &reqwest::Client, a: &Args, size: u32) -> anyhow::Resul
             rate / pairs
         );
     }
-    Ok(())
+    Ok(rate)
 }
 
 /// Runs the fleet benchmark.
@@ -184,6 +290,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(30))
         .build()
         .context("building the HTTP client")?;
+    if a.guard_compare {
+        publish(&client, &a).await?;
+    }
     let mut registered = 0u32;
     let mut sizes = a.sizes.clone();
     sizes.sort_unstable();
@@ -197,7 +306,22 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             );
             registered = size;
         }
-        measure(&client, &a, size).await?;
+        if !a.guard_compare {
+            measure(&client, &a, size, "").await?;
+            continue;
+        }
+        let mut rates = Vec::new();
+        for (label, body) in guard_phases() {
+            steer(&client, &a, body).await?;
+            rates.push(measure(&client, &a, size, &format!(" [{label}]")).await?);
+        }
+        if let [fixed, planned, again] = rates[..] {
+            let base = (fixed + again) / 2.0;
+            println!(
+                "  plan + guard vs fixed (mean of both): {planned:.0}/s vs {base:.0}/s = {:+.1} %",
+                (planned / base - 1.0) * 100.0
+            );
+        }
     }
     Ok(())
 }

@@ -173,7 +173,9 @@ pub fn open(config: Config, clock: Clock) -> Result<AppState, DataError> {
     let keys = load_keys(&dir)?;
     let store = Store::open(&dir.join("store"))?;
     let tokens = TokenCache::new(&dir);
-    Ok(AppState::new(store, keys, config, tokens, clock))
+    let state = AppState::new(store, keys, config, tokens, clock);
+    state.store.replay_reports(&state.tallies)?;
+    Ok(state)
 }
 
 #[cfg(test)]

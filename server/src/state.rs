@@ -93,6 +93,8 @@ pub struct Inner {
     pub tokens: TokenCache,
     /// The content-addressed firmware images.
     pub blobs: crate::blobs::BlobStore,
+    /// The rollout guard's attempts and failures per release (in memory, from reports).
+    pub tallies: crate::domain::guard::Tallies,
     clock: Clock,
 }
 
@@ -120,6 +122,7 @@ impl AppState {
             config,
             metrics: Metrics::default(),
             tokens,
+            tallies: crate::domain::guard::Tallies::default(),
             clock,
         }))
     }

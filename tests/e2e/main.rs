@@ -4,6 +4,7 @@ mod agent_offline;
 mod agent_online;
 mod agent_ux;
 mod console;
+mod rollout_guard;
 mod server_e2e;
 mod server_releases;
 mod vendor_cli;

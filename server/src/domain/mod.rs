@@ -1,11 +1,16 @@
 //! The domain room: the rules of the business on top of np-common, with no HTTP in them.
 //! `device` (the device record and its signed entitlement), `registry` (register, extend,
-//! swap, revoke, edit), `import` (bulk registration, all or none), `validate` (request fields into domain values), `offers` (what a box is
-//! told at check-in) `rollout` (the staged-rollout bucket) and `words` (wire names for people and logs).
+//! swap, revoke, edit), `import` (bulk registration, all or none), `validate` (request
+//! fields into domain values), `offers` (what a box is told at check-in), `rollout` (the
+//! staged-rollout bucket), `plan` (rollout plans: stages on a clock and the guard's
+//! threshold), `guard` (attempts and failures per release) and `words` (wire names for
+//! people and logs).
 
 pub mod device;
+pub mod guard;
 pub mod import;
 pub mod offers;
+pub mod plan;
 pub mod registry;
 pub mod rollout;
 pub mod validate;

@@ -104,7 +104,7 @@ pub async fn create(
             };
             let parts = box_view_parts(&state, &device, &releases)?;
             let view = parts.view(&device, Some(&v), now);
-            offers::may_install_for(&view, &r.entry(), parts.running_known)
+            offers::may_install_for(&view, &r.entry(now), parts.running_known)
                 .map_err(|h| not_entitled(&h))?;
             Some(v)
         }

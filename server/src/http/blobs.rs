@@ -100,7 +100,7 @@ async fn download(
     let mut refusal: Option<Hold> = None;
     let mut allowed = false;
     for r in &using {
-        match offers::may_install(&view, &r.entry()) {
+        match offers::may_install(&view, &r.entry(view.now)) {
             Ok(()) => {
                 allowed = true;
                 break;

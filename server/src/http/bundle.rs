@@ -57,7 +57,7 @@ pub async fn bundle(
         .ok_or_else(|| ApiError::not_found(format!("there is no release {version}")))?;
     let parts = box_view_parts(&state, &device, &releases)?;
     let view = parts.view(&device, None, state.now());
-    offers::may_install_for(&view, &record.entry(), parts.running_known)
+    offers::may_install_for(&view, &record.entry(view.now), parts.running_known)
         .map_err(|h| not_entitled(&h))?;
 
     let image = &record.release.image;

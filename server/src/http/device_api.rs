@@ -6,6 +6,7 @@
 //! events with `GET /api/v1/devices/{serial}/events`.
 
 use crate::domain::device::{DeviceRecord, PendingAction};
+use crate::domain::guard::Seen;
 use crate::domain::offers::{self, BoxView};
 use crate::http::auth::StaffCaller;
 use crate::http::device_auth::SignedHeaders;
@@ -277,6 +278,11 @@ async fn check_in(
         })
         .await
         .map_err(|e| e.into_inner())?;
+    if let Some(lr) = &last_result {
+        if let (Some(v), Some(seen)) = (&lr.version, Seen::of_outcome(lr.outcome)) {
+            crate::http::guard::observe(&state, &serial, v, seen).await;
+        }
+    }
     let device = written
         .into_iter()
         .next()
@@ -284,7 +290,7 @@ async fn check_in(
         .ok_or_else(|| ApiError::unauthorized(format!("box {serial} is not registered")))?;
 
     let records = state.store.releases()?;
-    let entries: Vec<_> = records.iter().map(ReleaseRecord::entry).collect();
+    let entries: Vec<_> = records.iter().map(|r| r.entry(now)).collect();
     let parts = box_view_parts(&state, &device, &records)?;
     let forced = device
         .pending_action
@@ -421,6 +427,9 @@ async fn event(
             })
             .await
             .map_err(|e| e.into_inner())?;
+    }
+    if let (Some(v), Some(seen)) = (&ev.version, Seen::of_event(ev.event)) {
+        crate::http::guard::observe(&state, &serial, v, seen).await;
     }
     tracing::info!(serial = %serial, event = %crate::domain::words::wire_name(&ev.event), "device event");
     Ok(Json(record))

@@ -1,5 +1,6 @@
 //! Prometheus metrics in the text exposition format: requests by route and status, a
-//! latency histogram by route, and devices by status (counted when scraped).
+//! latency histogram by route, rollouts halted by the guard, and devices by status
+//! (counted when scraped).
 
 use crate::state::AppState;
 use axum::extract::{MatchedPath, Request, State};
@@ -28,6 +29,7 @@ struct Histogram {
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
+    halts: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Metrics {
@@ -46,6 +48,13 @@ impl Metrics {
             }
             h.count += 1;
             h.sum += seconds;
+        }
+    }
+
+    /// Counts one halt of a release's rollout by the guard.
+    pub fn record_halt(&self, version: &str) {
+        if let Ok(mut h) = self.halts.lock() {
+            *h.entry(version.to_owned()).or_default() += 1;
         }
     }
 
@@ -94,6 +103,19 @@ impl Metrics {
                 );
             }
         }
+        out.push_str(
+            "# HELP np_rollout_halts_total Rollouts the guard paused for failures, by release.\n",
+        );
+        out.push_str("# TYPE np_rollout_halts_total counter\n");
+        if let Ok(h) = self.halts.lock() {
+            for (version, n) in h.iter() {
+                let _ = writeln!(
+                    out,
+                    "np_rollout_halts_total{{version=\"{}\"}} {n}",
+                    escape(version)
+                );
+            }
+        }
         out.push_str("# HELP np_devices Registered devices, by status.\n");
         out.push_str("# TYPE np_devices gauge\n");
         for (status, n) in devices {
@@ -137,6 +159,8 @@ mod tests {
         let m = Metrics::default();
         m.record("GET", "/healthz", 200, 0.003);
         m.record("GET", "/healthz", 200, 2.0);
+        m.record_halt("5.3.0");
+        m.record_halt("5.3.0");
         let text = m.render(&[(Status::Active, 2)]);
         assert!(text.contains(
             "np_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 2"
@@ -147,5 +171,6 @@ mod tests {
         assert!(text
             .contains("np_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"+Inf\"} 2"));
         assert!(text.contains("np_devices{status=\"active\"} 2"));
+        assert!(text.contains("np_rollout_halts_total{version=\"5.3.0\"} 2"));
     }
 }

@@ -1,8 +1,9 @@
 //! The HTTP room: `app(state)` merges every area's router and adds the shared layers (body
 //! limit, metrics, tracing, panic catching, JSON 404/405); `run` serves it on a listener until
 //! `shutdown` resolves, finishing requests in flight. Beside the handlers live what only HTTP
-//! needs: the staff web console (`console`), staff tokens (`auth`), signed device requests (`device_auth`), the one JSON error
-//! (`error`), `Range` (`range`), Prometheus `metrics` and HTTPS (`tls`).
+//! needs: the staff web console (`console`), staff tokens (`auth`), signed device requests
+//! (`device_auth`), the one JSON error (`error`), `Range` (`range`), Prometheus `metrics`,
+//! HTTPS (`tls`) and the rollout guard that halts a failing release (`guard`).
 
 pub mod actions;
 pub mod audit;
@@ -14,6 +15,7 @@ pub mod device_api;
 pub mod device_auth;
 pub mod devices;
 pub mod error;
+pub mod guard;
 pub mod metrics;
 pub mod openapi;
 pub mod range;

@@ -813,3 +813,6 @@ async fn a_bundle_holds_keyring_manifest_entitlement_and_image_in_order() {
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     assert_eq!(a.json()["error"]["details"]["rule"], "warranty_expired");
 }
+
+#[path = "rollout_api_tests.rs"]
+mod rollout;

@@ -1,14 +1,17 @@
 //! Publishing firmware (docs/api.md): `POST /api/v1/releases` signs a release manifest with the
-//! release key over an image already in the blob store; `PATCH /api/v1/releases/{version}`
-//! changes the rollout (percent, pause, yank); `GET /api/v1/releases` lists releases with
-//! their rollout state and how many boxes run each. Writes need the release or admin role
-//! and are audited.
+//! release key over an image already in the blob store;
+//! `PATCH /api/v1/releases/{version}` changes the rollout (percent, pause, yank, a staged
+//! plan; a yanked release cannot be resumed or given a percent or plan: 409 `yanked`);
+//! `GET /api/v1/releases` lists releases with their rollout state, the plan's stage, the
+//! guard's figures and halt, and how many boxes run each. Writes need the release or admin
+//! role and are audited.
 
+use crate::domain::plan::{Figures, Plan, PlanError, PlanRequest, PlanState, Progress};
 use crate::domain::validate;
 use crate::http::auth::{AnyCaller, ReleaseCaller};
 use crate::http::error::{ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
-use crate::store::{ReleaseChangeError, ReleaseRecord};
+use crate::store::{Halt, ReleaseChangeError, ReleaseRecord};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -63,6 +66,9 @@ pub struct CreateRequest {
     pub rollout_percent: Option<i64>,
     #[serde(default)]
     pub paused: bool,
+    /// A staged rollout plan instead of a fixed percent.
+    #[serde(default)]
+    pub plan: Option<PlanRequest>,
 }
 
 /// `PATCH /api/v1/releases/{version}` body.
@@ -75,6 +81,19 @@ pub struct SetRequest {
     pub paused: Option<bool>,
     #[serde(default)]
     pub yanked: Option<bool>,
+    /// A staged rollout plan; it starts at its first stage now. `null` removes the plan
+    /// (the release keeps its fixed `rollout_percent`).
+    #[serde(default, deserialize_with = "present")]
+    pub plan: Option<Option<PlanRequest>>,
+}
+
+/// A field that may be absent (outer `None`) or `null` (`Some(None)`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A release as the API shows it: the manifest's fields, the signed `manifest`, the
@@ -91,6 +110,18 @@ pub struct ReleaseBody {
     pub created_by: String,
     pub updated_at: Timestamp,
     pub installs: u64,
+    /// The staged rollout plan, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
+    /// Where the plan stands now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Progress>,
+    /// Boxes that tried this release, and those that failed or rolled back.
+    pub attempts: u64,
+    pub failures: u64,
+    /// Why the guard paused it, while it stays paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halt: Option<Halt>,
 }
 
 /// `GET /api/v1/releases` answer.
@@ -100,18 +131,41 @@ pub struct ReleaseList {
     pub releases: Vec<ReleaseBody>,
 }
 
-fn body_of(r: ReleaseRecord, installs: u64) -> ReleaseBody {
+fn body_of(state: &AppState, r: ReleaseRecord, installs: u64) -> ReleaseBody {
+    let now = state.now();
+    let Figures { attempts, failures } = state.tallies.figures(&r.release.version);
     ReleaseBody {
+        rollout_percent: r.percent_at(now),
+        stage: r.plan.as_ref().map(|p| p.progress(now)),
+        plan: r.plan.map(|p| p.plan),
         release: r.release,
         manifest: r.manifest,
-        rollout_percent: r.rollout_percent,
         paused: r.paused,
         yanked: r.yanked,
         created_at: r.created_at,
         created_by: r.created_by,
         updated_at: r.updated_at,
         installs,
+        attempts,
+        failures,
+        halt: r.halt,
     }
+}
+
+/// Validates a plan from a request body (`bad_plan`).
+fn plan_of(req: &PlanRequest) -> Result<Plan, ApiError> {
+    Plan::build(req)
+        .map_err(|e: PlanError| ApiError::unprocessable("bad_plan", format!("plan: {e}")))
+}
+
+/// A yanked release takes no percent, plan nor resume (409 `yanked`).
+fn yanked(v: &Version, what: &str) -> ApiError {
+    ApiError::conflict(
+        "yanked",
+        format!(
+            "release {v} is yanked (withdrawn); it cannot be {what}; publish a new version instead"
+        ),
+    )
 }
 
 /// The audit snapshot of a release (without the envelope).
@@ -125,6 +179,8 @@ fn snapshot(r: &ReleaseRecord) -> serde_json::Value {
         "rollout_percent": r.rollout_percent,
         "paused": r.paused,
         "yanked": r.yanked,
+        "plan": r.plan.as_ref().map(|p| &p.plan),
+        "halt": r.halt,
     })
 }
 
@@ -230,6 +286,7 @@ async fn create(
         None => format!("{product}-{version}.img"),
     };
     let rollout_percent = rollout(req.rollout_percent.unwrap_or(100))?;
+    let plan = req.plan.as_ref().map(plan_of).transpose()?;
     if req.notes.len() > MAX_NOTES {
         return Err(ApiError::unprocessable(
             "bad_notes",
@@ -279,6 +336,9 @@ async fn create(
         created_at: now,
         created_by: caller.name.clone(),
         updated_at: now,
+        plan: plan.map(|p| PlanState::new(p, now, req.paused)),
+        halt: None,
+        guard_baseline: None,
     };
     if !state.store.insert_release(&record).await? {
         return Err(exists(&version));
@@ -295,7 +355,7 @@ async fn create(
         )
         .await?;
     tracing::info!(version = %version, actor = %caller.name, "release published");
-    Ok((StatusCode::CREATED, Json(body_of(record, 0))))
+    Ok((StatusCode::CREATED, Json(body_of(&state, record, 0))))
 }
 
 /// Refuses (422 `unreachable_min_from_version`) a minimum version no box can run: above
@@ -361,27 +421,44 @@ pub async fn set(
 ) -> Result<Json<ReleaseBody>, ApiError> {
     let version = parse_version("version", &version)?;
     let percent = req.rollout_percent.map(rollout).transpose()?;
+    let plan = match &req.plan {
+        Some(Some(p)) => Some(Some(plan_of(p)?)),
+        Some(None) => Some(None),
+        None => None,
+    };
     let now = state.now();
     let (before, after) = state
         .store
         .update_release(&version, |r| {
-            let resumes = percent.is_some() || req.paused == Some(false);
-            if r.yanked && req.yanked != Some(false) && resumes {
-                return Err(ApiError::conflict(
-                    "yanked",
-                    format!(
-                        "release {version} was yanked (withdrawn): its rollout cannot be resumed or changed; publish a fixed version instead"
-                    ),
-                ));
+            // A release yanked before and still yanked after takes no resume, percent or
+            // plan (yanking and changing the rollout in one request is allowed).
+            let was_yanked = r.yanked;
+            if let Some(y) = req.yanked {
+                r.yanked = y;
+            }
+            if was_yanked && r.yanked {
+                let refused = [
+                    (req.paused == Some(false), "resumed"),
+                    (percent.is_some(), "given a rollout percent"),
+                    (matches!(plan, Some(Some(_))), "given a plan"),
+                ];
+                if let Some((_, what)) = refused.iter().find(|(bad, _)| *bad) {
+                    return Err(yanked(&version, what));
+                }
+            }
+            match &plan {
+                Some(Some(p)) => r.plan = Some(PlanState::new(p.clone(), now, r.paused)),
+                Some(None) => r.plan = None,
+                None => {}
             }
             if let Some(p) = percent {
                 r.rollout_percent = p;
+                if let Some(ps) = &mut r.plan {
+                    ps.set_percent(now, p);
+                }
             }
             if let Some(p) = req.paused {
-                r.paused = p;
-            }
-            if let Some(y) = req.yanked {
-                r.yanked = y;
+                r.set_paused(p, now, state.tallies.figures(&version));
             }
             r.updated_at = now;
             Ok::<(), ApiError>(())
@@ -409,7 +486,7 @@ pub async fn set(
         .get(&version)
         .copied()
         .unwrap_or(0);
-    Ok(Json(body_of(after, installs)))
+    Ok(Json(body_of(&state, after, installs)))
 }
 
 #[utoipa::path(get, path = "/api/v1/releases/{version}", tag = "releases", security(("staff" = [])),
@@ -430,7 +507,7 @@ async fn show(
         .get(&version)
         .copied()
         .unwrap_or(0);
-    Ok(Json(body_of(r, installs)))
+    Ok(Json(body_of(&state, r, installs)))
 }
 
 /// Also called by the staff console with a session's caller.
@@ -447,7 +524,7 @@ pub async fn list(
         .into_iter()
         .map(|r| {
             let n = counts.get(&r.release.version).copied().unwrap_or(0);
-            body_of(r, n)
+            body_of(&state, r, n)
         })
         .collect();
     Ok(Json(ReleaseList { releases }))

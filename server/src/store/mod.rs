@@ -13,7 +13,7 @@ mod reports;
 
 pub use audit::{AuditEntry, AuditPage};
 pub use devices::{Change, DevicePage, MutateError};
-pub use releases::{ReleaseChangeError, ReleaseRecord};
+pub use releases::{Halt, ReleaseChangeError, ReleaseRecord};
 pub use reports::{DeviceReport, EventRecord};
 
 use std::path::Path;

@@ -5,6 +5,7 @@
 
 use super::{decode, encode, Store, StoreError};
 use crate::domain::offers::ReleaseEntry;
+use crate::domain::plan::{Figures, PlanState};
 use jiff::Timestamp;
 use np_common::docs::Release;
 use np_common::{Envelope, Version};
@@ -32,15 +33,63 @@ pub struct ReleaseRecord {
     pub created_by: String,
     /// When its rollout state last changed.
     pub updated_at: Timestamp,
+    /// A staged rollout plan, if the release has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanState>,
+    /// Why the guard paused it, while it stays paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halt: Option<Halt>,
+    /// The figures when staff last resumed a halt: the guard counts only what came after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard_baseline: Option<Figures>,
+}
+
+/// The guard's pause of a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Halt {
+    /// When it halted.
+    pub at: Timestamp,
+    /// The attempts and failures it counted (since the last resume).
+    pub figures: Figures,
+    /// The plan's threshold then.
+    pub max_failure_percent: u8,
 }
 
 impl ReleaseRecord {
-    /// The part the offer logic looks at.
-    pub fn entry(&self) -> ReleaseEntry {
+    /// The percent in force at `now`: the plan's stage (or a staff percent set in it), or
+    /// the fixed percent of a release without a plan.
+    pub fn percent_at(&self, now: Timestamp) -> u8 {
+        match &self.plan {
+            Some(p) => p.progress(now).percent,
+            None => self.rollout_percent,
+        }
+    }
+
+    /// Pauses or resumes at `now`, keeping the plan's hold clock in step. Resuming a
+    /// halt remembers the figures `current` as the guard's new baseline.
+    pub fn set_paused(&mut self, paused: bool, now: Timestamp, current: Figures) {
+        if paused == self.paused {
+            return;
+        }
+        self.paused = paused;
+        if let Some(p) = &mut self.plan {
+            if paused {
+                p.pause(now);
+            } else {
+                p.resume(now);
+            }
+        }
+        if !paused && self.halt.take().is_some() {
+            self.guard_baseline = Some(current);
+        }
+    }
+
+    /// The part the offer logic looks at, at `now`.
+    pub fn entry(&self, now: Timestamp) -> ReleaseEntry {
         ReleaseEntry {
             release: self.release.clone(),
             manifest: self.manifest.clone(),
-            rollout_percent: self.rollout_percent,
+            rollout_percent: self.percent_at(now),
             paused: self.paused,
             yanked: self.yanked,
         }

@@ -1,11 +1,13 @@
 //! `np-vendor release upload|list|set`: streams an image to `PUT /api/v1/blobs` (hashing
 //! it on the way, so the server's digest is checked), creates the signed release, lists
-//! releases and steers their rollout.
+//! releases (with a plan's stage and a halt by the rollout
+//! guard) and steers their rollout: a percent, pause, resume, yank or a staged plan.
 
 use crate::client::{field, items, print_json, progress, Client, ServerArgs};
 use crate::failure::{CmdResult, Failure};
 use crate::table;
 use np_common::{Model, Sha256Digest, Version};
+use np_server::domain::plan;
 use reqwest::blocking::Body;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -25,7 +27,7 @@ pub enum ReleaseCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Change a release's rollout: a percentage, pause, resume or yank.
+    /// Change a release's rollout: a percentage, pause, resume, yank or a staged plan.
     Set(SetArgs),
 }
 
@@ -67,22 +69,37 @@ pub struct UploadArgs {
 /// Arguments of `release set`.
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("change").required(true).multiple(false)
-    .args(["rollout", "pause", "resume", "yank"])))]
+    .args(["rollout", "pause", "resume", "yank", "stages", "no_plan"])))]
 pub struct SetArgs {
     /// The release's version.
     version: String,
-    /// Percentage of boxes (0-100) that get the offer.
+    /// Percentage of boxes (0-100) that get the offer (with a plan: until its next stage).
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
     rollout: Option<u8>,
     /// Stop offering the release (boxes that have it keep it).
     #[arg(long)]
     pause: bool,
-    /// Offer a paused release again (refused for a yanked one).
+    /// Offer a paused release again, or one the rollout guard halted (refused for a yanked
+    /// one).
     #[arg(long)]
     resume: bool,
     /// Withdraw the release for good: never offered nor bundled again.
     #[arg(long)]
     yank: bool,
+    /// A staged plan, PERCENT:HOLD stages then a last PERCENT, such as 1:24h,10:24h,100
+    /// (holds in d, h, m, s); it starts at its first stage now.
+    #[arg(long, value_name = "STAGES")]
+    stages: Option<String>,
+    /// With --stages: halt the release when this share of the boxes that tried it failed
+    /// or rolled back.
+    #[arg(long, requires = "stages", value_parser = clap::value_parser!(u8).range(1..=100))]
+    max_failure_percent: Option<u8>,
+    /// With --stages: how many boxes must have tried it before the guard judges (default 20).
+    #[arg(long, requires = "stages", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    min_attempts: Option<u32>,
+    /// Drop the release's plan (and its guard); it keeps its fixed percent.
+    #[arg(long)]
+    no_plan: bool,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -116,7 +133,11 @@ pub fn run(cmd: ReleaseCommand) -> CmdResult {
             Ok(())
         }
         ReleaseCommand::Set(a) => {
-            let body = if let Some(n) = a.rollout {
+            let body = if let Some(text) = &a.stages {
+                plan_body(text, a.max_failure_percent, a.min_attempts)?
+            } else if a.no_plan {
+                json!({ "plan": null })
+            } else if let Some(n) = a.rollout {
                 json!({"rollout_percent": n})
             } else if a.pause {
                 json!({"paused": true})
@@ -154,6 +175,43 @@ pub fn run(cmd: ReleaseCommand) -> CmdResult {
     }
 }
 
+/// The `PATCH` body of `--stages`, checked here so that mistakes are named by the flag.
+fn plan_body(
+    text: &str,
+    max_failure_percent: Option<u8>,
+    min_attempts: Option<u32>,
+) -> Result<Value, Failure> {
+    let stages =
+        plan::parse_stages(text).map_err(|e| Failure::usage(format!("--stages {text:?}: {e}")))?;
+    let req = plan::PlanRequest {
+        stages,
+        max_failure_percent: max_failure_percent.map(i64::from),
+        min_attempts: min_attempts.map(i64::from),
+    };
+    let built =
+        plan::Plan::build(&req).map_err(|e| Failure::usage(format!("--stages {text:?}: {e}")))?;
+    Ok(json!({ "plan": built }))
+}
+
+/// The STATE column: yanked, halted with the guard's figures, paused or active.
+fn state_of(entry: &Value) -> String {
+    let flag = |k: &str| entry.get(k).and_then(Value::as_bool) == Some(true);
+    let halt = entry.get("halt").and_then(|h| h.get("figures"));
+    if flag("yanked") {
+        "yanked".to_owned()
+    } else if let (true, Some(f)) = (flag("paused"), halt) {
+        format!(
+            "halted ({} of {} failed)",
+            field(f, "failures"),
+            field(f, "attempts")
+        )
+    } else if flag("paused") {
+        "paused".to_owned()
+    } else {
+        "active".to_owned()
+    }
+}
+
 /// One row of the release table. An entry is `{release: <manifest payload>, manifest,
 /// rollout_percent, paused, yanked, installs, ...}`; fields are looked up on the entry
 /// first, then on its payload.
@@ -173,17 +231,15 @@ fn release_row(entry: &Value) -> Vec<String> {
                 .join(",")
         })
         .unwrap_or_else(|| "-".into());
-    let flag = |k: &str| entry.get(k).and_then(Value::as_bool) == Some(true);
-    let state = if flag("yanked") {
-        "yanked"
-    } else if flag("paused") {
-        "paused"
-    } else {
-        "active"
-    };
-    let rollout = match pick("rollout_percent").as_str() {
-        "-" => "-".to_owned(),
-        p => format!("{p}%"),
+    let state = state_of(entry);
+    let rollout = match (pick("rollout_percent").as_str(), entry.get("stage")) {
+        ("-", _) => "-".to_owned(),
+        (p, Some(st)) if st.is_object() => format!(
+            "{p}% (stage {} of {})",
+            field(st, "stage"),
+            field(st, "stages")
+        ),
+        (p, _) => format!("{p}%"),
     };
     vec![
         pick("version"),
@@ -191,7 +247,7 @@ fn release_row(entry: &Value) -> Vec<String> {
         pick("security_version"),
         models,
         rollout,
-        state.to_owned(),
+        state,
         pick("installs"),
         pick("released_at"),
     ]
@@ -289,6 +345,14 @@ fn upload(a: UploadArgs) -> CmdResult {
         body["released_at"] = json!(t);
     }
     let v = c.send_json(Method::POST, &["api", "v1", "releases"], &body)?;
+    for w in v
+        .get("warnings")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        eprintln!("warning: {}", w.as_str().unwrap_or_default());
+    }
     if a.server.json {
         print_json(&v);
     } else {
@@ -302,6 +366,7 @@ fn upload(a: UploadArgs) -> CmdResult {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -324,6 +389,45 @@ mod tests {
                 "3",
                 "2026-10-01T00:00:00Z"
             ]
+        );
+    }
+
+    #[test]
+    fn a_halted_release_shows_the_guard_figures_and_its_stage() {
+        let entry = json!({
+            "release": {"version": "5.3.0", "channel": "stable", "security_version": 4,
+                        "models": ["NR-2000"], "released_at": "2026-10-01T00:00:00Z"},
+            "rollout_percent": 10, "paused": true, "yanked": false, "installs": 33,
+            "stage": {"stage": 2, "stages": 3, "percent": 10, "next_at": null},
+            "halt": {"at": "2026-11-01T00:00:00Z", "figures": {"attempts": 40, "failures": 7},
+                     "max_failure_percent": 5}
+        });
+        let row = release_row(&entry);
+        assert_eq!(
+            (row[4].as_str(), row[5].as_str()),
+            ("10% (stage 2 of 3)", "halted (7 of 40 failed)")
+        );
+    }
+
+    #[test]
+    fn stages_are_checked_in_the_flag_s_words() {
+        let body = plan_body("1:24h,10:24h,100", Some(5), None).unwrap();
+        assert_eq!(
+            body,
+            json!({"plan": {"stages": [{"percent": 1, "hold": "1d"}, {"percent": 10, "hold": "1d"},
+                {"percent": 100}], "max_failure_percent": 5, "min_attempts": 20}})
+        );
+        let e = plan_body("10:1h,5", None, None).unwrap_err();
+        assert_eq!(
+            e.message(),
+            "--stages \"10:1h,5\": stage 2: 5% is not above the 10% of stage 1; the percents must rise"
+        );
+        let e = plan_body("ten,100", None, None).unwrap_err();
+        assert!(
+            e.message()
+                .starts_with("--stages \"ten,100\": stage 1: \"ten\" is not PERCENT"),
+            "{}",
+            e.message()
         );
     }
 }

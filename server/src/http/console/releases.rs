@@ -125,6 +125,7 @@ fn request(form: &ChangeForm) -> Result<(SetRequest, String), ApiError> {
         rollout_percent: None,
         paused: None,
         yanked: None,
+        plan: None,
     };
     Ok(match form.op.as_str() {
         "rollout" => {
