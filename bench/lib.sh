@@ -177,7 +177,7 @@ JSON
         --in "$d/release-$v.json" --out "$d/release-$v.env" >/dev/null || die "release sign failed"
 }
 
-# agent_config FILE STATE_DIR KEY ROOT_PUB [SERVER_URL]: an agent.toml (SPEC §8).
+# agent_config FILE STATE_DIR KEY ROOT_PUB [SERVER_URL]: an agent.toml (docs/formats.md).
 agent_config() {
     {
         echo "serial = \"$BOX_SERIAL\""

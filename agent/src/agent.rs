@@ -84,7 +84,7 @@ impl Agent {
         })
     }
 
-    /// The update rule (§3.5) for `release` against the running firmware.
+    /// The update rule (docs/formats.md, "The update rule") for `release` against the running firmware.
     pub fn check_rule(&self, release: &Release) -> Result<(), AgentError> {
         let running = self.running()?;
         check_update(&UpdateInputs {

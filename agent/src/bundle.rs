@@ -1,4 +1,4 @@
-//! The streaming offline-bundle reader (§7): gzip or plain tar, detected from the first
+//! The streaming offline-bundle reader (the bundle format: docs/formats.md): gzip or plain tar, detected from the first
 //! bytes; entries checked in order by `np_common::bundle::LayoutCheck` as they arrive;
 //! the documents verified before the image; the image hashed while it streams into the
 //! inactive slot through the same path as a download. A bundle is read once.

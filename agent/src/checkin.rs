@@ -1,4 +1,4 @@
-//! One check-in (§8 update cycle): send the box's state, verify the keyring, time token
+//! One check-in (the update cycle: docs/formats.md): send the box's state, verify the keyring, time token
 //! and entitlement before anything is used, note the newest release, act on a staff
 //! action, and install an offer through the shared install path.
 //!

@@ -1,4 +1,4 @@
-//! The device side of the device API (§6.3): requests signed with the device key over
+//! The device side of the device API (docs/api.md): requests signed with the device key over
 //! reqwest + rustls (with an optional extra CA), check-in, events and blob fetches.
 
 use crate::clock::Clock;

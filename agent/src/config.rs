@@ -1,4 +1,4 @@
-//! The agent's configuration (§8), loaded from TOML. Every error names the file and,
+//! The agent's configuration (docs/formats.md), loaded from TOML. Every error names the file and,
 //! where one is at fault, the key.
 
 use jiff::civil::Time;

@@ -1,5 +1,5 @@
 //! The agent's error, gathering each area's own error enum, and the one place that maps
-//! errors to exit codes (§8): 0 done, 1 refused by a rule or rolled back, 2 bad usage,
+//! errors to exit codes (docs/cli.md): 0 done, 1 refused by a rule or rolled back, 2 bad usage,
 //! 3 I/O or network failure.
 
 use crate::boot::BootError;

@@ -1,5 +1,5 @@
 //! JSON bodies of the HTTP API that both sides use: the error shape, device check-in,
-//! events, and the signed-request message of the device API.
+//! events, and the signed-request message of the device API (docs/api.md).
 
 use crate::dsse::Envelope;
 use crate::version::Version;
@@ -97,12 +97,14 @@ impl RequestSignature {
 
 /// The error body: `{"error": {"code", "message", "details"?}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorInfo,
 }
 
 /// The inside of [`ErrorBody`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorInfo {
     pub code: String,
     pub message: String,
@@ -112,6 +114,7 @@ pub struct ErrorInfo {
 
 /// The agent's phase as it reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Idle,
@@ -122,6 +125,7 @@ pub enum Phase {
 
 /// How the last update attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Installed,
@@ -132,6 +136,7 @@ pub enum Outcome {
 
 /// The last update attempt of a box.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LastResult {
     pub version: Option<Version>,
     pub outcome: Outcome,
@@ -141,6 +146,7 @@ pub struct LastResult {
 
 /// `POST /api/v1/device/check-in` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckInRequest {
     pub version: Version,
     /// `a` or `b`.
@@ -153,6 +159,7 @@ pub struct CheckInRequest {
 
 /// The newest release for the box, and the rule that stops it if any.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Available {
     pub manifest: Envelope,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -161,6 +168,7 @@ pub struct Available {
 
 /// A refusal as it travels: the rule's name and a sentence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefusalInfo {
     pub rule: String,
     pub message: String,
@@ -177,6 +185,7 @@ impl From<&crate::rule::Refusal> for RefusalInfo {
 
 /// An update that is due: the manifest and where to fetch the image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Offer {
     pub manifest: Envelope,
     /// A path such as `/api/v1/device/blobs/<sha256>` (resolved against the server URL)
@@ -186,6 +195,7 @@ pub struct Offer {
 
 /// `POST /api/v1/device/check-in` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckInResponse {
     pub keyring: Envelope,
     pub entitlement: Envelope,
@@ -200,6 +210,7 @@ pub struct CheckInResponse {
 
 /// What a box reports about an install.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     Download,
@@ -213,6 +224,7 @@ pub enum EventKind {
 
 /// `POST /api/v1/device/events` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceEvent {
     pub version: Option<Version>,
     pub event: EventKind,

@@ -1,4 +1,4 @@
-//! The offline bundle layout (§7) as a pure checker: entries are fed in the order they
+//! The offline bundle layout (docs/formats.md) as a pure checker: entries are fed in the order they
 //! arrive, and anything out of place is refused before its bytes are used.
 
 /// Entry name of the optional keyring.

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// Where a box's coverage stands at an instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Coverage {
     /// `now` is inside the coverage (first term start up to, not including, the end).

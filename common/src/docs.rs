@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 /// A key role named in a keyring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Entitlement,
@@ -127,6 +128,7 @@ pub fn sign<T: Document>(doc: &T, key: &crate::keys::SecretKey) -> Envelope {
 
 /// Entitlement status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Active,
@@ -144,8 +146,9 @@ impl std::fmt::Display for Status {
     }
 }
 
-/// What a box is entitled to (§3.2).
+/// What a box is entitled to (docs/formats.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Entitlement {
     pub serial: Serial,
     pub model: Model,
@@ -199,8 +202,9 @@ impl Entitlement {
     }
 }
 
-/// A signed time token (§3.3).
+/// A signed time token (docs/formats.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TimeToken {
     pub now: Timestamp,
     pub nonce: String,
@@ -238,14 +242,16 @@ impl TimeToken {
 
 /// The image a release installs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImageRef {
     pub name: String,
     pub size: u64,
     pub sha256: Sha256Digest,
 }
 
-/// A release manifest (§3.4).
+/// A release manifest (docs/formats.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Release {
     pub product: String,
     pub version: Version,
@@ -267,14 +273,16 @@ impl Document for Release {
 
 /// What staff asked a box to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     Upgrade,
     Rollback,
 }
 
-/// A remote action (§3.6).
+/// A remote action (docs/formats.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Action {
     pub serial: Serial,
     pub action: ActionKind,

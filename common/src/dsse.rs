@@ -12,6 +12,7 @@ pub const MAX_ENVELOPE_BYTES: usize = 1 << 20;
 
 /// One signature of an envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Signature {
     /// Lowercase hex SHA-256 of the signer's raw public key.
     pub keyid: String,
@@ -21,6 +22,7 @@ pub struct Signature {
 
 /// A DSSE envelope as serialized JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Envelope {
     #[serde(rename = "payloadType")]
     pub payload_type: String,

@@ -1,4 +1,4 @@
-//! The keyring (§3.1): which online keys hold which roles, signed by the root keys.
+//! The keyring (docs/formats.md): which online keys hold which roles, signed by the root keys.
 //!
 //! A keyring is accepted when a threshold of the currently trusted root keys signed it,
 //! a threshold of its own root keys signed it (so a root rotation is signed by the old

@@ -15,6 +15,10 @@ pub mod dsse;
 pub mod image;
 pub mod keyring;
 pub mod keys;
+#[cfg(feature = "man")]
+pub mod manpage;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod rule;
 pub mod serial;
 pub mod version;

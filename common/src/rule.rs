@@ -1,4 +1,4 @@
-//! The update rule (§3.5) as one function that both the agent and the server call, and
+//! The update rule (docs/formats.md) as one function that both the agent and the server call, and
 //! that names the rule that failed.
 
 use crate::docs::{Entitlement, Release, Status};

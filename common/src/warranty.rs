@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a term is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TermKind {
     /// The first year from purchase.
@@ -19,6 +20,7 @@ pub enum TermKind {
 
 /// A term covers `start` up to, not including, `end` (UTC calendar dates).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Term {
     pub kind: TermKind,
     pub start: Date,

@@ -57,7 +57,7 @@ pub struct ServerToml {
     pub mirror_url: Option<String>,
     /// Limits.
     pub limits: Option<LimitsToml>,
-    /// The model catalog; absent: the built-in one (SPEC §4).
+    /// The model catalog; absent: the built-in one (docs/formats.md, "Serials and models").
     pub models: Option<Vec<CatalogEntry>>,
 }
 

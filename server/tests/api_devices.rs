@@ -1,4 +1,4 @@
-//! API tests: register, show, list, the entitlement and keyring routes (SPEC §6.2).
+//! API tests: register, show, list, the entitlement and keyring routes (docs/api.md).
 #![allow(clippy::unwrap_used)]
 
 mod common;

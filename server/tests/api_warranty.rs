@@ -1,5 +1,5 @@
 //! API tests: extensions (stacking, clamping, lapse, reinstatement), swap, revoke, and
-//! 50 parallel extensions of one box (SPEC §5, §6.2).
+//! 50 parallel extensions of one box (docs/api.md).
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -1,9 +1,10 @@
-//! The command line (§8): one file per subcommand, each with its `Args` and `run()`.
+//! The command line (docs/cli.md): one file per subcommand, each with its `Args` and `run()`.
 //! `--config` is a global argument, accepted before or after the subcommand.
 
 mod apply;
 mod keygen;
 mod local;
+mod man;
 mod online;
 pub mod out;
 mod provision;
@@ -127,6 +128,9 @@ pub enum Command {
         the keyring and entitlement. Refused on a box already provisioned."
     )]
     Provision(provision::Args),
+    /// Write the man pages (for packagers).
+    #[command(hide = true)]
+    GenerateMan(man::Args),
 }
 
 /// Logs to stderr; `NP_AGENT_LOG` (or `RUST_LOG`) sets the filter, `info` by default.
@@ -152,6 +156,7 @@ pub fn run(cli: Cli) -> Result<(), AgentError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match &cli.command {
         Command::Keygen(a) => keygen::run(a),
+        Command::GenerateMan(a) => man::run(a),
         Command::Provision(a) => provision::run(&load(&cli)?, clock, a),
         Command::Status(a) => status::run(&load(&cli)?, clock, a),
         Command::Apply(a) => apply::run(load(&cli)?, clock, a),

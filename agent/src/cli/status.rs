@@ -1,4 +1,4 @@
-//! `np-agent status [--json]`: the box's firmware, warranty and update state (§8).
+//! `np-agent status [--json]`: the box's firmware, warranty and update state (docs/cli.md).
 
 use super::out::say;
 use crate::agent::Agent;
@@ -19,7 +19,7 @@ pub struct Args {
     pub json: bool,
 }
 
-/// The status object of §8 (plus a few details).
+/// The status object (docs/cli.md) (plus a few details).
 pub fn status_json(agent: &Agent) -> Result<Value, AgentError> {
     let running = agent.running()?;
     let previous_version = match agent.state.previous {

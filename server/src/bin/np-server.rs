@@ -6,7 +6,7 @@ use np_server::cli::{self, CliError};
 
 /// The N-Partner update and warranty server.
 #[derive(Debug, Parser)]
-#[command(name = "np-server", version, about)]
+#[command(name = "np-server", version)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -20,6 +20,9 @@ enum Cmd {
     Serve(cli::serve::Args),
     /// Creates, lists or revokes staff tokens.
     Token(cli::token::Args),
+    /// Writes the man pages (for packagers).
+    #[command(hide = true)]
+    GenerateMan(cli::man::Args),
 }
 
 fn init_logging() {
@@ -38,6 +41,17 @@ fn main() {
     let result = match &cli.cmd {
         Cmd::Init(a) => cli::init::run(a),
         Cmd::Token(a) => cli::token::run(a),
+        Cmd::GenerateMan(a) => {
+            use clap::CommandFactory as _;
+            cli::man::write_pages(Cli::command(), &cli::man::SERVER_FOOTER, &a.out)
+                .map(|_| ())
+                .map_err(|e| {
+                    CliError::Io(format!(
+                        "cannot write man pages into {}: {e}",
+                        a.out.display()
+                    ))
+                })
+        }
         Cmd::Serve(a) => {
             init_logging();
             match tokio::runtime::Builder::new_multi_thread()

@@ -1,4 +1,4 @@
-//! Writing offline bundles (§7) as a stream.
+//! Writing offline bundles (docs/formats.md) as a stream.
 //!
 //! A bundle is a tar archive (optionally gzip-compressed) whose entries come in the order
 //! `keyring.json`, `manifest.json`, `entitlement.json`, `image`. The writer takes the

@@ -1,4 +1,4 @@
-//! A §7 offline bundle written as an async byte stream: tar headers are built in memory
+//! An offline bundle (docs/formats.md) written as an async byte stream: tar headers are built in memory
 //! (512 bytes each), the small JSON entries are sent as they are, and the image is streamed
 //! from its file, so a bundle of any size is served without holding the image in memory.
 //!

@@ -29,7 +29,7 @@ const WRITE_BUFFER: usize = 1 << 20;
 const CHANNEL_CHUNKS: usize = 4;
 
 /// What an upload stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BlobInfo {
     pub sha256: Sha256Digest,
     pub size: u64,

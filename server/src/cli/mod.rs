@@ -2,6 +2,7 @@
 //! `run()`. Exit codes are decided in one place, [`CliError::exit_code`].
 
 pub mod init;
+pub mod man;
 pub mod serve;
 pub mod token;
 

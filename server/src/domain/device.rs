@@ -1,5 +1,5 @@
 //! The device record: what the registry knows about one box, which is also the device
-//! object of SPEC §6.1, and the signing of its entitlement (§3.2).
+//! object of the API (docs/api.md), and the signing of its entitlement (docs/formats.md).
 
 use jiff::civil::Date;
 use jiff::Timestamp;
@@ -8,8 +8,8 @@ use np_common::warranty::{coverage_end, Term};
 use np_common::{Envelope, Model, PublicKey, SecretKey, Serial, Version};
 use serde::{Deserialize, Serialize};
 
-/// A staff action waiting for the box's next check-in (§3.6).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A staff action waiting for the box's next check-in (docs/formats.md, "Action").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PendingAction {
     /// `upgrade` or `rollback`.
     pub action: ActionKind,
@@ -35,7 +35,7 @@ pub fn parse_coverage(s: &str) -> Option<Coverage> {
 }
 
 /// The device object of the API: the record and its coverage as of today.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeviceView {
     /// Every field of the record.
     #[serde(flatten)]
@@ -53,7 +53,7 @@ impl DeviceView {
 }
 
 /// One registered box. Serialized as is, it is the device object of the API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeviceRecord {
     /// The box's serial.
     pub serial: Serial,

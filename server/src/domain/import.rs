@@ -17,7 +17,7 @@ use std::collections::HashMap;
 pub const MAX_ROWS: usize = 5000;
 
 /// One row of a batch: a registration and the line it came from.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRow {
     /// The line in the caller's file (for errors); the row's position when absent.
@@ -51,7 +51,7 @@ impl ImportRow {
 }
 
 /// `POST /api/v1/devices/import` body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRequest {
     /// The boxes to register.
@@ -59,7 +59,7 @@ pub struct ImportRequest {
 }
 
 /// Why one row was refused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RowError {
     /// The line in the caller's file.
     pub line: u64,

@@ -1,8 +1,8 @@
-//! What the server tells a box at check-in (§6.3), as pure logic over the releases it has:
+//! What the server tells a box at check-in (docs/api.md), as pure logic over the releases it has:
 //! `available`, the newest release for the box's model and channel with the rule that
 //! stops it (even when nothing is due), and `offer`, the newest release that is due.
 //!
-//! A release is due when np-common's update rule (`check_update`, §3.5) holds, it is not
+//! A release is due when np-common's update rule (`check_update`) holds, it is not
 //! yanked or paused, the box has not rolled back from it, and the box falls inside the
 //! rollout (`crate::domain::rollout`). A pending staff `upgrade` action to a version overrides the
 //! channel, the pause, the rolled-back mark and the rollout for that version, never the

@@ -131,15 +131,16 @@ impl<'de> Deserialize<'de> for HoldTime {
 }
 
 /// One stage: the share of boxes offered the release, and how long before the next stage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Stage {
     pub percent: u8,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "24h")]
     pub hold: Option<HoldTime>,
 }
 
 /// A validated plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Plan {
     pub stages: Vec<Stage>,
     /// The guard halts the release when this share of attempts failed; no guard without it.
@@ -150,7 +151,7 @@ pub struct Plan {
 }
 
 /// A plan as a client sends it, before validation.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanRequest {
     pub stages: Vec<StageRequest>,
@@ -161,7 +162,7 @@ pub struct PlanRequest {
 }
 
 /// A stage as a client sends it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StageRequest {
     pub percent: i64,
@@ -318,7 +319,7 @@ pub struct PlanState {
 }
 
 /// Where a plan stands at a moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Progress {
     /// 1-based stage number.
     pub stage: usize,
@@ -397,7 +398,7 @@ impl PlanState {
 }
 
 /// How many boxes tried a release and how many of them failed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Figures {
     pub attempts: u64,
     pub failures: u64,

@@ -1,4 +1,4 @@
-//! The warranty registry's operations (SPEC §5): register, extend, swap and revoke. Each
+//! The warranty registry's operations (docs/api.md, "Warranty rules"): register, extend, swap and revoke. Each
 //! validates its request, changes the records in one store transaction (which also
 //! writes the audit entries), re-signs the entitlements, and is flushed before it returns.
 
@@ -13,7 +13,7 @@ use np_common::Serial;
 use serde::Deserialize;
 
 /// `POST /api/v1/devices`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// The box's serial.
@@ -32,7 +32,7 @@ pub struct RegisterRequest {
 }
 
 /// `PATCH /api/v1/devices/{serial}`: corrects what staff typed at registration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditRequest {
     /// The corrected owner.
@@ -49,7 +49,7 @@ pub struct EditRequest {
 pub const FUTURE_DAYS: i64 = 3;
 
 /// `POST /api/v1/devices/{serial}/extensions`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtendRequest {
     /// Months to add.
@@ -62,7 +62,7 @@ pub struct ExtendRequest {
 }
 
 /// `POST /api/v1/devices/{serial}/swap`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SwapRequest {
     /// The replacement box's serial.
@@ -76,7 +76,7 @@ pub struct SwapRequest {
 }
 
 /// `POST /api/v1/devices/{serial}/revoke`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
     /// Why.

@@ -1,4 +1,4 @@
-//! The staged-rollout bucket of §6.3: a box falls inside a release's rollout when the first
+//! The staged-rollout bucket (docs/api.md): a box falls inside a release's rollout when the first
 //! 8 bytes of `sha256(serial ":" version)`, read as a big-endian integer, mod 100, are below
 //! the release's `rollout_percent`. The bucket is stable per box and release, so raising the
 //! percentage only ever adds boxes.

@@ -189,7 +189,7 @@ pub async fn draft(
 }
 
 /// What an install changed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Installed {
     /// The installed keyring version.
     pub version: u64,

@@ -1,4 +1,4 @@
-//! Turning request fields into domain values, each failure a 422 with the code SPEC §6.1
+//! Turning request fields into domain values, each failure a 422 with the code docs/api.md
 //! names (`bad_serial`, `bad_model`, `bad_date`, `bad_duration`, ...) and a sentence.
 
 use crate::http::error::ApiError;

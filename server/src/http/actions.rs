@@ -1,4 +1,4 @@
-//! Remote actions (§3.6, §6.2): `POST /api/v1/devices/{serial}/actions` with
+//! Remote actions (docs/api.md): `POST /api/v1/devices/{serial}/actions` with
 //! `{"action": "upgrade", "version"}` or `{"action": "rollback"}`. The action is signed with
 //! the online key (role `entitlement`), kept on the device as `pending_action`, handed to the
 //! box at its next check-in, and cleared when the box reports the outcome. An upgrade to a
@@ -35,7 +35,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `POST /api/v1/devices/{serial}/actions` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
     /// `upgrade` or `rollback`.
@@ -57,6 +57,9 @@ pub fn describe(p: &PendingAction) -> String {
 }
 
 /// Also called by the staff console with a session's caller.
+#[utoipa::path(post, path = "/api/v1/devices/{serial}/actions", tag = "devices", security(("staff" = [])),
+    params(("serial" = np_common::Serial, Path)), request_body = ActionRequest,
+    responses((status = 201, description = "The device with its pending action", body = DeviceView)))]
 pub async fn create(
     State(state): State<AppState>,
     StaffCaller(caller): StaffCaller,
@@ -180,6 +183,8 @@ fn pending_error(serial: &np_common::Serial, p: &PendingAction) -> ApiError {
 /// `DELETE /api/v1/devices/{serial}/actions`: cancels the pending action (404
 /// `no_pending_action` when there is none). A box that already received it may still act
 /// on it; the server then records its report as for any action.
+#[utoipa::path(delete, path = "/api/v1/devices/{serial}/actions", tag = "devices", security(("staff" = [])),
+    params(("serial" = np_common::Serial, Path)), responses((status = 200, description = "The device without its pending action", body = DeviceView)))]
 async fn cancel(
     State(state): State<AppState>,
     StaffCaller(caller): StaffCaller,

@@ -18,7 +18,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Query of `GET /api/v1/audit`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     serial: Option<String>,
@@ -33,7 +34,7 @@ pub struct AuditQuery {
 }
 
 /// A page of audit entries.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditPageBody {
     /// Entries, newest first.
     pub entries: Vec<AuditEntry>,
@@ -41,6 +42,8 @@ pub struct AuditPageBody {
     pub next_cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("staff" = [])), params(AuditQuery),
+    responses((status = 200, description = "A page of audit entries", body = AuditPageBody)))]
 async fn list(
     State(state): State<AppState>,
     _caller: StaffCaller,

@@ -46,6 +46,9 @@ pub fn blob_error(e: BlobError) -> ApiError {
     }
 }
 
+#[utoipa::path(put, path = "/api/v1/blobs", tag = "releases", security(("staff" = [])),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The image, streamed"),
+    responses((status = 201, description = "The stored blob", body = BlobInfo)))]
 async fn upload(
     State(state): State<AppState>,
     ReleaseCaller(caller): ReleaseCaller,
@@ -69,6 +72,10 @@ async fn upload(
     Ok((StatusCode::CREATED, Json(info)))
 }
 
+#[utoipa::path(get, path = "/api/v1/device/blobs/{sha256}", tag = "device", security(("device" = [])),
+    params(("sha256" = np_common::Sha256Digest, Path), ("Range" = Option<String>, Header, description = "One byte range, to resume")),
+    responses((status = 200, description = "The image", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The asked range", content_type = "application/octet-stream", body = Vec<u8>)))]
 async fn download(
     State(state): State<AppState>,
     headers: HeaderMap,

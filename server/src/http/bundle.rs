@@ -1,7 +1,7 @@
-//! `GET /api/v1/devices/{serial}/bundle?version=V` (staff): an offline bundle (§7) for one
+//! `GET /api/v1/devices/{serial}/bundle?version=V` (staff): an offline bundle (docs/formats.md) for one
 //! box — the keyring, the release manifest, the box's current entitlement and the image —
 //! streamed as tar straight from the blob file (`crate::blobs::bundle_tar`), never held in memory.
-//! A box that may not install V (§3.5, or V is yanked) gets 403 with `details.rule`.
+//! A box that may not install V (the update rule, or V is yanked) gets 403 with `details.rule`.
 
 use crate::blobs::bundle_tar::{bundle_len, bundle_stream, BundleDocs};
 use crate::domain::offers;
@@ -26,7 +26,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Query of the bundle route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct BundleQuery {
     /// The release to bundle.
@@ -34,6 +35,9 @@ pub struct BundleQuery {
 }
 
 /// Also called by the staff console with a session's caller.
+#[utoipa::path(get, path = "/api/v1/devices/{serial}/bundle", tag = "devices", security(("staff" = [])),
+    params(("serial" = np_common::Serial, Path), BundleQuery),
+    responses((status = 200, description = "The offline bundle (tar)", content_type = "application/x-tar", body = Vec<u8>)))]
 pub async fn bundle(
     State(state): State<AppState>,
     _caller: StaffCaller,

@@ -1,5 +1,5 @@
-//! The device API: every request is signed by the box's device key and checked by the
-//! [`SignedDevice`] extractor (`crate::http::device_auth`). `POST /api/v1/device/check-in` answers the keyring, the box's
+//! The device API (docs/api.md): every request is signed by the box's device key and checked
+//! by the [`SignedDevice`] extractor (`crate::http::device_auth`). `POST /api/v1/device/check-in` answers the keyring, the box's
 //! entitlement, a time token echoing its nonce, the newest release for it with the rule that
 //! stops it (`available`), the release that is due (`offer`) and a pending staff action;
 //! `POST /api/v1/device/events` records install progress and results. Staff read a box's
@@ -139,6 +139,8 @@ fn action_done_by_event(p: &PendingAction, e: &DeviceEvent) -> bool {
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/device/check-in", tag = "device", security(("device" = [])),
+    request_body = CheckInRequest, responses((status = 200, description = "Signed documents, offer, action", body = CheckInResponse)))]
 async fn check_in(
     State(state): State<AppState>,
     SignedDevice { device, body }: SignedDevice,
@@ -277,6 +279,8 @@ async fn check_in(
     }))
 }
 
+#[utoipa::path(post, path = "/api/v1/device/events", tag = "device", security(("device" = [])),
+    request_body = DeviceEvent, responses((status = 200, description = "The recorded event", body = EventRecord)))]
 async fn event(
     State(state): State<AppState>,
     SignedDevice { device, body }: SignedDevice,
@@ -380,12 +384,14 @@ async fn event(
 }
 
 /// A box's report and its newest events.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct EventsBody {
     report: DeviceReport,
     events: Vec<EventRecord>,
 }
 
+#[utoipa::path(get, path = "/api/v1/devices/{serial}/events", tag = "devices", security(("staff" = [])),
+    params(("serial" = np_common::Serial, Path)), responses((status = 200, description = "The box's report and newest events", body = EventsBody)))]
 async fn list_events(
     State(state): State<AppState>,
     _caller: StaffCaller,

@@ -1,4 +1,4 @@
-//! Signed device requests: a box signs
+//! Signed device requests (docs/api.md): a box signs
 //! `METHOD\nPATH_AND_QUERY\nX-NP-Time\nX-NP-Nonce\nhex(sha256(body))`
 //! (`np_common::api::device_request_message`) with its device key and sends the serial, the
 //! time, the nonce and the signature as headers. [`SignedHeaders`] checks the time against the

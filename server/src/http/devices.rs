@@ -1,4 +1,4 @@
-//! The staff API for devices and warranties (SPEC §6.2): register, import in bulk, show,
+//! The staff API for devices and warranties (docs/api.md): register, import in bulk, show,
 //! list, correct (`PATCH`), extend, swap, revoke, and the signed entitlement of a box.
 //! Every device in an answer is a [`DeviceView`]: the record and its `coverage` today.
 
@@ -49,6 +49,8 @@ pub fn path_serial(s: &str) -> Result<Serial, ApiError> {
     validate::serial(s)
 }
 
+#[utoipa::path(post, path = "/api/v1/devices", tag = "devices", security(("staff" = [])),
+    request_body = RegisterRequest, responses((status = 201, description = "The new device", body = DeviceView)))]
 async fn register(
     State(state): State<AppState>,
     StaffCaller(caller): StaffCaller,
@@ -60,7 +62,7 @@ async fn register(
 }
 
 /// The answer of a bulk import.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ImportAnswer {
     /// How many boxes were registered.
     pub imported: usize,
@@ -68,6 +70,8 @@ pub struct ImportAnswer {
     pub serials: Vec<Serial>,
 }
 
+#[utoipa::path(post, path = "/api/v1/devices/import", tag = "devices", security(("staff" = [])),
+    request_body = ImportRequest, responses((status = 201, description = "All boxes registered in one transaction", body = ImportAnswer)))]
 async fn import_devices(
     State(state): State<AppState>,
     StaffCaller(caller): StaffCaller,
@@ -84,6 +88,8 @@ async fn import_devices(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/devices/{serial}", tag = "devices", security(("staff" = [])),
+    params(("serial" = np_common::Serial, Path)), responses((status = 200, description = "The device", body = DeviceView)))]
 async fn show(
     State(state): State<AppState>,
     _caller: StaffCaller,
@@ -93,6 +99,9 @@ async fn show(
     Ok(Json(view(&state, d)))
 }
 
+#[utoipa::path(patch, path = "/api/v1/devices/{serial}", tag = "devices", security(("staff" = [])),
+    params(("serial" = np_common::Serial, Path)), request_body = EditRequest,
+    responses((status = 200, description = "The corrected device", body = DeviceView)))]
 async fn edit(
     State(state): State<AppState>,
     StaffCaller(caller): StaffCaller,
@@ -105,6 +114,8 @@ async fn edit(
     Ok(Json(view(&state, d)))
 }
 
+#[utoipa::path(get, path = "/api/v1/devices/{serial}/entitlement", tag = "devices", security(("staff" = [])),
+    params(("serial" = np_common::Serial, Path)), responses((status = 200, description = "The signed entitlement, for an offline box", body = np_common::Envelope)))]
 async fn entitlement(
     State(state): State<AppState>,
     _caller: StaffCaller,
@@ -117,7 +128,7 @@ async fn entitlement(
 
 /// The answer of an extension: the new entitlement envelope (its fields at the top
 /// level, so the answer verifies as a DSSE envelope) and the updated device.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ExtensionAnswer {
     /// The new signed entitlement.
     #[serde(flatten)]
@@ -126,6 +137,9 @@ pub struct ExtensionAnswer {
     pub device: DeviceView,
 }
 
+#[utoipa::path(post, path = "/api/v1/devices/{serial}/extensions", tag = "devices", security(("staff" = [])),
+    params(("serial" = np_common::Serial, Path)), request_body = ExtendRequest,
+    responses((status = 200, description = "The new entitlement and the device", body = ExtensionAnswer)))]
 async fn extend(
     State(state): State<AppState>,
     StaffCaller(caller): StaffCaller,
@@ -142,7 +156,7 @@ async fn extend(
 }
 
 /// The answer of a swap: both boxes after it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SwapAnswer {
     /// The failed box, now `replaced`.
     pub old: DeviceView,
@@ -150,6 +164,9 @@ pub struct SwapAnswer {
     pub new: DeviceView,
 }
 
+#[utoipa::path(post, path = "/api/v1/devices/{serial}/swap", tag = "devices", security(("staff" = [])),
+    params(("serial" = np_common::Serial, Path)), request_body = SwapRequest,
+    responses((status = 200, description = "Both boxes after the swap", body = SwapAnswer)))]
 async fn swap(
     State(state): State<AppState>,
     StaffCaller(caller): StaffCaller,
@@ -165,6 +182,9 @@ async fn swap(
     }))
 }
 
+#[utoipa::path(post, path = "/api/v1/devices/{serial}/revoke", tag = "devices", security(("staff" = [])),
+    params(("serial" = np_common::Serial, Path)), request_body = RevokeRequest,
+    responses((status = 200, description = "The revoked device", body = DeviceView)))]
 async fn revoke(
     State(state): State<AppState>,
     StaffCaller(caller): StaffCaller,
@@ -178,7 +198,8 @@ async fn revoke(
 }
 
 /// Query of `GET /api/v1/devices`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// `active`, `revoked`, `replaced`, or a coverage word (`covered`, `expired`,
@@ -198,7 +219,7 @@ pub struct ListQuery {
 }
 
 /// A page of devices.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DevicePageBody {
     /// Devices ordered by serial.
     pub devices: Vec<DeviceView>,
@@ -218,6 +239,8 @@ fn coverage_word(field: &str, s: &str) -> Result<Coverage, ApiError> {
     })
 }
 
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", security(("staff" = [])), params(ListQuery),
+    responses((status = 200, description = "A page of devices", body = DevicePageBody)))]
 async fn list(
     State(state): State<AppState>,
     _caller: StaffCaller,

@@ -1,5 +1,5 @@
 //! The one error type of the HTTP API. Every failure, from a handler, an extractor or a
-//! missing route, renders SPEC §6.1's shape: `{"error": {"code", "message", "details"?}}`.
+//! missing route, renders the one shape (docs/api.md): `{"error": {"code", "message", "details"?}}`.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;

@@ -56,14 +56,16 @@ impl From<RotationError> for ApiError {
 }
 
 /// `GET /api/v1/keyring`: the root-signed keyring envelope; no credentials needed.
-async fn current(State(state): State<AppState>) -> Json<Envelope> {
+#[utoipa::path(get, path = "/api/v1/keyring", tag = "server",
+    responses((status = 200, description = "The root-signed keyring", body = Envelope)))]
+pub async fn current(State(state): State<AppState>) -> Json<Envelope> {
     Json(state.keys().keyring_envelope.clone())
 }
 
 /// Body of `POST /api/v1/keyring/drafts`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DraftRequest {
+pub struct DraftRequest {
     #[serde(default)]
     rotate: Vec<Role>,
     expires: Option<String>,
@@ -72,12 +74,17 @@ struct DraftRequest {
 }
 
 /// Answer of `POST /api/v1/keyring/drafts`: the payload to sign offline.
-#[derive(Debug, Serialize)]
-struct DraftBody {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DraftBody {
+    /// The next keyring's payload, to be signed offline by the root keys.
+    #[schema(value_type = Object)]
     payload: Keyring,
 }
 
-async fn draft(
+#[utoipa::path(post, path = "/api/v1/keyring/drafts", tag = "keys", security(("staff" = [])),
+    request_body = DraftRequest,
+    responses((status = 201, description = "The next keyring, to be signed offline", body = DraftBody)))]
+pub async fn draft(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
     ApiJson(req): ApiJson<DraftRequest>,
@@ -104,7 +111,10 @@ async fn draft(
     Ok((StatusCode::CREATED, Json(DraftBody { payload })))
 }
 
-async fn install(
+#[utoipa::path(post, path = "/api/v1/keyring", tag = "keys", security(("staff" = [])),
+    request_body = Envelope,
+    responses((status = 200, description = "What the install changed", body = Installed)))]
+pub async fn install(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
     ApiJson(envelope): ApiJson<Envelope>,

@@ -19,6 +19,7 @@ pub mod error;
 pub mod guard;
 pub mod keyring;
 pub mod metrics;
+pub mod openapi;
 pub mod range;
 pub mod releases;
 pub mod tls;
@@ -44,6 +45,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/api/v1/openapi.json", get(openapi::serve))
         .merge(devices::router())
         .merge(audit::router())
         .merge(releases::router())
@@ -84,6 +86,8 @@ pub async fn run(
     conn::serve(listener, state, None, shutdown).await
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "server",
+    responses((status = 200, description = "Ready", content_type = "text/plain", body = String)))]
 async fn healthz() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -91,6 +95,8 @@ async fn healthz() -> impl IntoResponse {
     )
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "server",
+    responses((status = 200, description = "Prometheus metrics", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let counts = state.store.device_counts()?;
     Ok((
@@ -103,7 +109,7 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("there is no such API route; see the API list in the documentation")
+    ApiError::not_found("there is no such API route; the routes are listed by GET /api/v1/openapi.json and in docs/api.md")
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -1,4 +1,4 @@
-//! Publishing firmware (§6.2): `POST /api/v1/releases` signs a release manifest with the
+//! Publishing firmware (docs/api.md): `POST /api/v1/releases` signs a release manifest with the
 //! release key over an image already in the blob store;
 //! `PATCH /api/v1/releases/{version}` changes the rollout (percent, pause, yank, a staged
 //! plan; a yanked release cannot be resumed or given a percent or plan: 409 `yanked`);
@@ -32,7 +32,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The image part of a new release.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageRequest {
     /// File name shown to people; defaults to `<product>-<version>.img`.
@@ -46,7 +46,7 @@ pub struct ImageRequest {
 }
 
 /// `POST /api/v1/releases` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     pub version: String,
@@ -72,7 +72,7 @@ pub struct CreateRequest {
 }
 
 /// `PATCH /api/v1/releases/{version}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetRequest {
     #[serde(default)]
@@ -98,7 +98,7 @@ where
 
 /// A release as the API shows it: the manifest's fields, the signed `manifest`, the
 /// rollout state and the number of boxes that run it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReleaseBody {
     #[serde(flatten)]
     pub release: Release,
@@ -125,7 +125,7 @@ pub struct ReleaseBody {
 }
 
 /// `GET /api/v1/releases` answer.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReleaseList {
     /// Newest version first.
     pub releases: Vec<ReleaseBody>,
@@ -252,6 +252,8 @@ fn product_of(state: &AppState, models: &[String]) -> Result<(Vec<Model>, String
     Ok((out, product))
 }
 
+#[utoipa::path(post, path = "/api/v1/releases", tag = "releases", security(("staff" = [])),
+    request_body = CreateRequest, responses((status = 201, description = "The signed release", body = ReleaseBody)))]
 async fn create(
     State(state): State<AppState>,
     ReleaseCaller(caller): ReleaseCaller,
@@ -415,6 +417,9 @@ fn not_found(v: &Version) -> ApiError {
 }
 
 /// Also called by the staff console with a session's caller.
+#[utoipa::path(patch, path = "/api/v1/releases/{version}", tag = "releases", security(("staff" = [])),
+    params(("version" = np_common::Version, Path)), request_body = SetRequest,
+    responses((status = 200, description = "The release after the change", body = ReleaseBody)))]
 pub async fn set(
     State(state): State<AppState>,
     ReleaseCaller(caller): ReleaseCaller,
@@ -491,6 +496,8 @@ pub async fn set(
     Ok(Json(body_of(&state, after, installs)))
 }
 
+#[utoipa::path(get, path = "/api/v1/releases/{version}", tag = "releases", security(("staff" = [])),
+    params(("version" = np_common::Version, Path)), responses((status = 200, description = "The release", body = ReleaseBody)))]
 async fn show(
     State(state): State<AppState>,
     _caller: AnyCaller,
@@ -511,6 +518,8 @@ async fn show(
 }
 
 /// Also called by the staff console with a session's caller.
+#[utoipa::path(get, path = "/api/v1/releases", tag = "releases", security(("staff" = [])),
+    responses((status = 200, description = "Releases, newest first", body = ReleaseList)))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: AnyCaller,

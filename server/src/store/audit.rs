@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{TransactionalTree, UnabortableTransactionError};
 
 /// One staff change: who, when, what, and the record before and after.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Ascending id.
     pub id: u64,

@@ -46,7 +46,7 @@ pub struct ReleaseRecord {
 }
 
 /// The guard's pause of a release.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Halt {
     /// When it halted.
     pub at: Timestamp,

@@ -17,7 +17,7 @@ const REPORTS: &str = "device_reports";
 const EVENTS: &str = "device_events";
 
 /// The box's own account of itself, as of its last check-in or event.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeviceReport {
     /// The slot it runs from (`a` or `b`).
     pub slot: Option<String>,
@@ -37,7 +37,7 @@ pub struct DeviceReport {
 }
 
 /// One event a box sent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventRecord {
     /// When the server received it.
     pub at: Timestamp,

@@ -1,5 +1,5 @@
 //! `np-vendor bundle build --manifest FILE --image FILE [--entitlement FILE]
-//! [--keyring FILE] [--gzip] --out FILE`: writes a §7 offline bundle, streaming the image
+//! [--keyring FILE] [--gzip] --out FILE`: writes an offline bundle (docs/formats.md), streaming the image
 //! and checking its size and SHA-256 against the manifest on the way. The bundle goes to
 //! a temporary file that is renamed onto `--out` only when it is complete.
 

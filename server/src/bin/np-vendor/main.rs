@@ -28,7 +28,7 @@ use std::process::ExitCode;
 
 /// The staff command line of NP Update & Warranty.
 #[derive(Parser)]
-#[command(name = "np-vendor", version, about)]
+#[command(name = "np-vendor", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,11 +57,14 @@ enum Command {
     Release(release::ReleaseCommand),
     /// Show the server's audit log.
     Audit(audit::Args),
+    /// Write the man pages (for packagers).
+    #[command(hide = true)]
+    GenerateMan(np_server::cli::man::Args),
 }
 
 #[derive(Subcommand)]
 enum BundleCommand {
-    /// Build a §7 bundle from a signed manifest and its image (offline).
+    /// Build an offline bundle from a signed manifest and its image (offline).
     Build(bundle_build::Args),
     /// Download a bundle for one box from the server.
     Get(bundle_get::Args),
@@ -104,6 +107,21 @@ fn main() -> ExitCode {
         Command::Device(c) => device::run(c),
         Command::Release(c) => release::run(c),
         Command::Audit(a) => audit::run(a),
+        Command::GenerateMan(a) => {
+            use clap::CommandFactory as _;
+            np_server::cli::man::write_pages(
+                Cli::command(),
+                &np_server::cli::man::VENDOR_FOOTER,
+                &a.out,
+            )
+            .map(|_| ())
+            .map_err(|e| {
+                failure::Failure::io(format!(
+                    "cannot write man pages into {}: {e}",
+                    a.out.display()
+                ))
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
