@@ -41,6 +41,9 @@ pub struct LimitsToml {
     pub header_read_timeout_secs: Option<u64>,
     /// The most connections served at once (default 10000); more wait to be accepted.
     pub max_connections: Option<usize>,
+    /// Seconds a request (but an image upload) may take from its head to its answer
+    /// (default 30): a body trickled slower is answered 408.
+    pub request_timeout_secs: Option<u64>,
 }
 
 /// The contents of `server.toml`.
@@ -115,6 +118,9 @@ impl ServerToml {
                 conn.header_read_timeout = std::time::Duration::from_secs(s.max(1));
             }
             conn.max_connections = l.max_connections.unwrap_or(conn.max_connections).max(1);
+            if let Some(s) = l.request_timeout_secs {
+                conn.request_timeout = std::time::Duration::from_secs(s.max(1));
+            }
             limits.json_body_bytes = l.json_body_bytes.unwrap_or(limits.json_body_bytes);
             limits.max_page = l.max_page.unwrap_or(limits.max_page).max(1);
             limits.blob_bytes = l.blob_bytes.unwrap_or(limits.blob_bytes);
@@ -171,7 +177,8 @@ mod tests {
             c.conn,
             ConnLimits {
                 header_read_timeout: std::time::Duration::from_secs(3),
-                max_connections: 7
+                max_connections: 7,
+                request_timeout: std::time::Duration::from_secs(30)
             }
         );
         assert_eq!(

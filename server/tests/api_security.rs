@@ -188,6 +188,7 @@ async fn listen(max: usize) -> (String, tokio::sync::oneshot::Sender<()>, Api) {
     let api = Api::with_config(|c| {
         c.conn.header_read_timeout = Duration::from_secs(1);
         c.conn.max_connections = max;
+        c.conn.request_timeout = Duration::from_secs(2);
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -249,4 +250,52 @@ async fn connections_are_capped_and_idle_ones_make_room() {
         served = healthz(&addr, Duration::from_secs(3)).await;
     }
     assert_eq!(served, Some(200));
+}
+
+#[tokio::test]
+async fn a_client_that_trickles_its_body_is_answered_408_and_frees_its_place() {
+    let (addr, _stop, _api) = listen(2).await;
+    // Two clients take both places, each sending a whole head and then a body one byte
+    // at a time (no signature is checked before the body is read).
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        c.write_all(
+            b"POST /api/v1/device/check-in HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+        slow.push(c);
+    }
+    let trickle = tokio::spawn(async move {
+        let mut answers = Vec::new();
+        for mut c in slow {
+            for _ in 0..3 {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                if c.write_all(b" ").await.is_err() {
+                    break;
+                }
+            }
+            let mut buf = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut buf)).await;
+            answers.push(String::from_utf8_lossy(&buf).into_owned());
+        }
+        answers
+    });
+    // Within the request timeout (2 s) plus margin, the server serves others again.
+    let started = Instant::now();
+    let mut served = None;
+    while started.elapsed() < Duration::from_secs(10) && served.is_none() {
+        served = healthz(&addr, Duration::from_secs(3)).await;
+    }
+    assert_eq!(
+        served,
+        Some(200),
+        "still blocked after {:?}",
+        started.elapsed()
+    );
+    for answer in trickle.await.unwrap() {
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("request_timeout"), "{answer}");
+    }
 }

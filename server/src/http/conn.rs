@@ -24,6 +24,9 @@ pub struct ConnLimits {
     pub header_read_timeout: Duration,
     /// The most connections served at once.
     pub max_connections: usize,
+    /// How long a request (but an image upload) may take from its head to its answer's
+    /// head; a body trickled slower than that is answered 408.
+    pub request_timeout: Duration,
 }
 
 impl Default for ConnLimits {
@@ -31,6 +34,7 @@ impl Default for ConnLimits {
         ConnLimits {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -59,6 +59,10 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
+            state.config.conn.request_timeout,
+            request_deadline,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::http::metrics::track,
         ))
@@ -74,6 +78,33 @@ pub fn app(state: AppState) -> Router {
                 ),
         )
         .with_state(state)
+}
+
+/// Bounds the time from a request's head to its answer's head (`request_timeout`), so a
+/// client that trickles its body cannot hold a connection, and a connection slot, for
+/// long: 408 `request_timeout` past it. The image upload (`PUT /api/v1/blobs`), which may
+/// rightly take long and is refused before its body is read unless it carries a release
+/// token, is the one route without it.
+async fn request_deadline(
+    State(limit): State<std::time::Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if req.method() == axum::http::Method::PUT && req.uri().path() == "/api/v1/blobs" {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(answer) => answer,
+        Err(_) => ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request did not arrive whole within {} s; send it again",
+                limit.as_secs()
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// Serves `app(state)` on `listener` (plain HTTP/1.1) until `shutdown` resolves, with the
