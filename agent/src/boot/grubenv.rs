@@ -24,6 +24,12 @@ pub enum EnvError {
     TooLarge(usize),
     #[error("{0:?} is not a variable name (letters, digits and _ only)")]
     Name(String),
+    #[error("line {line} is not UTF-8 text")]
+    Utf8 { line: usize },
+    #[error("{0} is set twice (GRUB would read the last, grub-editenv change the first)")]
+    Duplicate(String),
+    #[error("line {line} runs to the end of the block without a newline (GRUB ignores it)")]
+    Unterminated { line: usize },
 }
 
 /// The variables of an environment block, in the order they appear.
@@ -57,12 +63,16 @@ impl GrubEnv {
         let mut finish = |line: &mut Vec<u8>, lineno: usize| -> Result<(), EnvError> {
             // Comments and the `#` padding are skipped, as GRUB does.
             if !line.is_empty() && line[0] != b'#' {
-                let text = String::from_utf8_lossy(line);
+                let text =
+                    std::str::from_utf8(line).map_err(|_| EnvError::Utf8 { line: lineno })?;
                 let (name, value) = text
                     .split_once('=')
                     .ok_or(EnvError::Line { line: lineno })?;
                 if !valid_name(name) {
                     return Err(EnvError::Line { line: lineno });
+                }
+                if vars.iter().any(|(n, _): &(String, String)| n == name) {
+                    return Err(EnvError::Duplicate(name.to_owned()));
                 }
                 vars.push((name.to_owned(), value.to_owned()));
             }
@@ -82,7 +92,11 @@ impl GrubEnv {
                 line.push(b);
             }
         }
-        finish(&mut line, lineno + 1)?;
+        // The padding after the last newline is all `#`; anything else is a variable (or
+        // junk) that GRUB and grub-editenv would silently drop.
+        if escaped || line.iter().any(|&b| b != b'#') {
+            return Err(EnvError::Unterminated { line: lineno + 1 });
+        }
         Ok(GrubEnv { vars })
     }
 
@@ -195,6 +209,60 @@ mod tests {
             GrubEnv::new().set("A B", "1"),
             Err(EnvError::Name("A B".into()))
         );
+    }
+
+    /// Writes `body` after the header, padded with `#` to 1024 bytes.
+    fn raw(body: &[u8]) -> Vec<u8> {
+        let mut b = HEADER.as_bytes().to_vec();
+        b.extend_from_slice(body);
+        b.resize(BLOCK_SIZE, b'#');
+        b
+    }
+
+    #[test]
+    fn refuses_hostile_blocks() {
+        // Non-UTF-8 is refused, not silently replaced (a rewrite would corrupt the value).
+        assert_eq!(
+            GrubEnv::parse(&raw(b"A=1\nB=\xff\xfe\n")),
+            Err(EnvError::Utf8 { line: 3 })
+        );
+        // A name set twice: GRUB's load_env keeps the last, our set would change the first.
+        assert_eq!(
+            GrubEnv::parse(&raw(b"NP_ORDER=a b\nNP_ORDER=b a\n")),
+            Err(EnvError::Duplicate("NP_ORDER".into()))
+        );
+        // A variable that spills to the end of the block: no newline before byte 1024.
+        let mut spill = raw(b"A=1\n");
+        let n = spill.len();
+        spill[n - 6..].copy_from_slice(b"\nB=xy");
+        assert_eq!(
+            GrubEnv::parse(&spill),
+            Err(EnvError::Unterminated { line: 3 })
+        );
+        let mut backslash = raw(b"");
+        backslash[BLOCK_SIZE - 1] = b'\\';
+        assert!(matches!(
+            GrubEnv::parse(&backslash),
+            Err(EnvError::Unterminated { .. })
+        ));
+        // Padding that is not `#` (zeros, spaces) is not a block GRUB wrote.
+        let mut zeros = HEADER.as_bytes().to_vec();
+        zeros.resize(BLOCK_SIZE, 0);
+        assert_eq!(
+            GrubEnv::parse(&zeros),
+            Err(EnvError::Unterminated { line: 2 })
+        );
+        // Huge values only fit up to the block: 1024 - header - "X=" - newline.
+        let mut e = GrubEnv::new();
+        e.set("X", &"v".repeat(BLOCK_SIZE - HEADER.len() - 3))
+            .unwrap();
+        let full = e.to_block().unwrap();
+        assert_eq!(full.len(), BLOCK_SIZE);
+        assert_eq!(full[BLOCK_SIZE - 1], b'\n');
+        assert_eq!(GrubEnv::parse(&full).unwrap(), e);
+        e.set("X", &"v".repeat(BLOCK_SIZE - HEADER.len() - 2))
+            .unwrap();
+        assert_eq!(e.to_block(), Err(EnvError::TooLarge(BLOCK_SIZE + 1)));
     }
 
     /// `grub-editenv` reads what we write and we read what it writes (where it is installed).
