@@ -95,6 +95,7 @@ impl AgentError {
             AgentError::State(_) => 3,
             AgentError::Slot(SlotError::Image(_) | SlotError::TooSmall { .. }) => 1,
             AgentError::Slot(SlotError::Io { .. }) => 3,
+            AgentError::Slot(SlotError::SameTarget { .. }) => 2,
             AgentError::Boot(_) => 3,
             AgentError::Bundle(b) => b.exit_code(),
             AgentError::Client(c) => c.exit_code(),

@@ -44,6 +44,10 @@ pub enum SlotError {
         image: u64,
         capacity: u64,
     },
+    #[error(
+        "slots a ({a}) and b ({b}) are the same device; name two partitions in [slots] a and b"
+    )]
+    SameTarget { a: PathBuf, b: PathBuf },
 }
 
 /// The slots folder of a state folder, and where each slot's image goes.
@@ -102,6 +106,37 @@ impl Slots {
         }
     }
 
+    /// Refuses targets that are one device under two names (a symlink such as
+    /// `/dev/disk/by-partlabel/...` and the device it points to): writing one slot would
+    /// overwrite the other, running one.
+    pub fn check_distinct(&self) -> Result<(), SlotError> {
+        use std::os::unix::fs::MetadataExt as _;
+        let Some([a, b]) = &self.targets else {
+            return Ok(());
+        };
+        let id = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| {
+                    if m.rdev() != 0 {
+                        (m.rdev(), 0)
+                    } else {
+                        (m.dev(), m.ino())
+                    }
+                })
+                .map_err(|source| SlotError::Io {
+                    path: p.to_owned(),
+                    source,
+                })
+        };
+        if id(a)? == id(b)? {
+            return Err(SlotError::SameTarget {
+                a: a.clone(),
+                b: b.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// A writer into the slot from byte `offset` (the bytes before it are re-hashed).
     pub fn writer(
         &self,
@@ -112,6 +147,7 @@ impl Slots {
     ) -> Result<SlotWriter, SlotError> {
         let path = self.image(slot);
         if self.is_target(slot) {
+            self.check_distinct()?;
             self.check_fits(slot, size)?;
             let file = open_target(&path)?;
             SlotWriter::start(path, file, size, sha256, offset, false)
@@ -518,6 +554,28 @@ mod tests {
         // A slot file's resume offset is its length.
         let files = Slots::new(dir.path());
         assert_eq!(files.resume_offset(Slot::B, 99, 10), 0);
+    }
+
+    #[test]
+    fn two_names_of_one_target_are_refused_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut slots = target_slots(dir.path(), 1000, 1000);
+        let link = dir.path().join("link-to-a");
+        std::os::unix::fs::symlink(dir.path().join("part-a"), &link).unwrap();
+        slots.targets = Some([dir.path().join("part-a"), link.clone()]);
+        let sha = Sha256Digest::of(b"x");
+        match slots.writer(Slot::B, 1, sha, 0) {
+            Err(SlotError::SameTarget { a, b }) => {
+                assert_eq!(a, dir.path().join("part-a"));
+                assert_eq!(b, link);
+            }
+            Err(e) => panic!("wrong error {e}"),
+            Ok(_) => panic!("wrote slot b over slot a"),
+        }
+        assert_eq!(
+            std::fs::read(dir.path().join("part-a")).unwrap(),
+            vec![0xEE; 1000]
+        );
     }
 
     #[test]
