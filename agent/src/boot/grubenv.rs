@@ -234,10 +234,10 @@ mod tests {
         // A variable that spills to the end of the block: no newline before byte 1024.
         let mut spill = raw(b"A=1\n");
         let n = spill.len();
-        spill[n - 6..].copy_from_slice(b"\nB=xy");
+        spill[n - 5..].copy_from_slice(b"\nB=xy");
         assert_eq!(
             GrubEnv::parse(&spill),
-            Err(EnvError::Unterminated { line: 3 })
+            Err(EnvError::Unterminated { line: 4 })
         );
         let mut backslash = raw(b"");
         backslash[BLOCK_SIZE - 1] = b'\\';

@@ -129,7 +129,11 @@ pub enum Command {
     )]
     Provision(provision::Args),
     /// Write the man pages (for packagers).
-    #[command(hide = true)]
+    #[command(
+        hide = true,
+        long_about = "Write np-agent's man pages, one per command, into a folder: what the \
+        Debian package installs (deploy/build-debs.sh runs it). Not needed on a box."
+    )]
     GenerateMan(man::Args),
 }
 
