@@ -318,6 +318,8 @@ fn a_copy_in_progress_is_not_taken_and_a_part_file_is_ignored() {
     wait_until("good.tar to be applied", T, || {
         applied.exists().then_some(())
     });
+    // The bundle leaves the inbox once staged; the install that follows is logged.
+    d.wait_for("staged update:", T);
     assert_eq!(a.assert_consistent().0, "2.0.0");
     assert_eq!(a.status()["phase"], "idle");
     // A `.part` copy is left alone until renamed.
