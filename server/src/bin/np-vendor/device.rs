@@ -331,9 +331,10 @@ pub fn check_serial(s: &str) -> Result<String, Failure> {
         .map(|c| c.to_ascii_uppercase())
         .collect();
     Serial::parse(&norm).map(|s| s.to_string()).map_err(|e| {
+        // The error already names the serial and the expected form; saying it twice reads
+        // as a stutter ("... is not a standard serial: ... is not a standard serial").
         Failure::refused(format!(
-            "\"{}\" is not a standard serial: {e} (bad_serial)",
-            s.trim()
+            "{e}; check the serial on the box's label (bad_serial)"
         ))
         .with_code("bad_serial", None)
     })
@@ -488,4 +489,29 @@ pub fn show(v: &Value, json: bool, verb: &str) -> CmdResult {
         table::print(&["TERM", "START", "END"], &rows, "no terms");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mistyped_serial_is_named_once_with_what_to_do() {
+        let f = check_serial("NR-2000-99999-1").unwrap_err();
+        assert_eq!(
+            f.message(),
+            "\"NR-2000-99999-1\" is not a standard serial: expected PP-MMMM-NNNNNN-C, such as \
+             NR-2000-123456-4; check the serial on the box's label (bad_serial)"
+        );
+        let f = check_serial("NR-2000-123456-5").unwrap_err();
+        assert_eq!(
+            f.message(),
+            "serial \"NR-2000-123456-5\" has check digit 5, but the Luhn digit of 2000123456 is \
+             4; check the serial on the box's label (bad_serial)"
+        );
+        assert_eq!(
+            check_serial(" nr-2000-123456-4 ").unwrap(),
+            "NR-2000-123456-4"
+        );
+    }
 }
