@@ -271,6 +271,23 @@ impl Read for Tee {
     }
 }
 
+/// Opens the image to upload and gives its size; a folder is refused here, before the
+/// upload starts (reading it would fail mid-request as if the server were unreachable).
+fn open_image(path: &std::path::Path) -> Result<(File, u64), Failure> {
+    let file = File::open(path)
+        .map_err(|e| Failure::io(format!("cannot read the image {}: {e}", path.display())))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Failure::io(format!("cannot read the image {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(Failure::usage(format!(
+            "{} is a folder, not an image file: give the image file itself",
+            path.display()
+        )));
+    }
+    Ok((file, meta.len()))
+}
+
 fn upload(a: UploadArgs) -> CmdResult {
     let version = Version::parse(&a.version).map_err(|e| {
         Failure::refused(format!(
@@ -296,12 +313,7 @@ fn upload(a: UploadArgs) -> CmdResult {
             .unwrap_or_else(|| format!("image-{version}.img")),
     };
     let c = Client::new(&a.server)?;
-    let file = File::open(&a.image)
-        .map_err(|e| Failure::io(format!("cannot read the image {}: {e}", a.image.display())))?;
-    let size = file
-        .metadata()
-        .map_err(|e| Failure::io(format!("cannot read the image {}: {e}", a.image.display())))?
-        .len();
+    let (file, size) = open_image(&a.image)?;
     let hasher = Arc::new(Mutex::new(Sha256::new()));
     let bar = progress(Some(size), "uploading");
     let tee = Tee {
@@ -369,6 +381,22 @@ fn upload(a: UploadArgs) -> CmdResult {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_given_as_the_image_is_refused_as_usage() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = open_image(dir.path()).unwrap_err();
+        assert_eq!(f.exit_code(), 2);
+        assert!(
+            f.message().contains("is a folder, not an image file"),
+            "{}",
+            f.message()
+        );
+        let missing = dir.path().join("missing.img");
+        assert_eq!(open_image(&missing).unwrap_err().exit_code(), 3);
+        std::fs::write(&missing, b"abc").unwrap();
+        assert_eq!(open_image(&missing).unwrap().1, 3);
+    }
 
     #[test]
     fn a_release_row_reads_the_entry_and_its_payload() {
