@@ -105,6 +105,17 @@ fn csv_line(cells: &[String]) -> String {
         .join(",")
 }
 
+/// `--running-version` is checked here, so that the error names the flag rather than the
+/// server's query field.
+fn check_running_version(v: &str) -> Result<(), Failure> {
+    semver::Version::parse(v.trim()).map(|_| ()).map_err(|e| {
+        Failure::refused(format!(
+            "--running-version {v:?} is not a version such as 5.3.0: {e} (bad_version)"
+        ))
+        .with_code("bad_version", None)
+    })
+}
+
 /// Runs `device list`.
 pub fn list(a: ListArgs) -> CmdResult {
     for (flag, d) in [
@@ -114,6 +125,9 @@ pub fn list(a: ListArgs) -> CmdResult {
         if let Some(d) = d {
             check_date(flag, d)?;
         }
+    }
+    if let Some(v) = &a.running_version {
+        check_running_version(v)?;
     }
     if a.limit.is_some_and(|n| n == 0) {
         return Err(Failure::usage("--limit must be at least 1"));
@@ -229,4 +243,22 @@ pub fn events(a: EventsArgs) -> CmdResult {
     np_server::outln!();
     table::print(&headers, &rows, "no events yet");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_running_version_names_the_flag() {
+        let f = check_running_version("5.x").unwrap_err();
+        assert!(
+            f.message()
+                .starts_with("--running-version \"5.x\" is not a version"),
+            "{}",
+            f.message()
+        );
+        assert_eq!(f.exit_code(), 1);
+        assert!(check_running_version("5.3.0").is_ok());
+    }
 }
