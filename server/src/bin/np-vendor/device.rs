@@ -492,6 +492,7 @@ pub fn show(v: &Value, json: bool, verb: &str) -> CmdResult {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

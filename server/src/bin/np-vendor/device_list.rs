@@ -246,6 +246,7 @@ pub fn events(a: EventsArgs) -> CmdResult {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
