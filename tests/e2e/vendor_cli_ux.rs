@@ -212,6 +212,17 @@ fn errors_name_commands_flags_and_causes() {
     );
     assert_eq!(out.code, 3, "{out:?}");
     assert!(out.stderr.contains("onnection refused"), "{}", out.stderr);
+    // …without the HTTP client's wrappers, and with what to check.
+    assert!(
+        !out.stderr.contains("error sending request") && !out.stderr.contains("client error"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("--server or NP_SERVER"),
+        "{}",
+        out.stderr
+    );
     // https:// against a plain HTTP server says so.
     let https = srv.url.replace("http://", "https://");
     let out = run(
