@@ -46,6 +46,23 @@ pub struct LimitsToml {
     pub request_timeout_secs: Option<u64>,
 }
 
+/// `[store]`: where the records live.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreToml {
+    /// A PostgreSQL URL (`postgres://USER:PASSWORD@HOST/DB`); absent: the embedded sled
+    /// store in the data folder.
+    pub url: Option<String>,
+}
+
+/// `[blobs]`: where firmware images live.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobsToml {
+    /// The folder (default DATA/blobs); replicas share one.
+    pub dir: Option<PathBuf>,
+}
+
 /// The contents of `server.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +79,10 @@ pub struct ServerToml {
     pub limits: Option<LimitsToml>,
     /// The model catalog; absent: the built-in one (docs/formats.md, "Serials and models").
     pub models: Option<Vec<CatalogEntry>>,
+    /// The store.
+    pub store: Option<StoreToml>,
+    /// The blob folder.
+    pub blobs: Option<BlobsToml>,
 }
 
 /// Why `server.toml` cannot be used.
@@ -136,6 +157,8 @@ impl ServerToml {
             limits,
             mirror_url: self.mirror_url.clone(),
             conn,
+            store_url: self.store.as_ref().and_then(|s| s.url.clone()),
+            blobs_dir: self.blobs.as_ref().and_then(|b| b.dir.clone()),
         }
     }
 }
@@ -148,6 +171,8 @@ pub fn default_config(data_dir: &Path) -> Config {
         limits: Limits::default(),
         mirror_url: None,
         conn: ConnLimits::default(),
+        store_url: None,
+        blobs_dir: None,
     }
 }
 
@@ -168,6 +193,16 @@ mod tests {
             .unwrap_err()
             .contains("lisen"));
         assert!(ServerToml::parse("data = \"x\"\nmodels = []").is_err());
+        let c = ServerToml::parse(
+            "data = \"x\"\n[store]\nurl = \"postgres://np@db/np\"\n[blobs]\ndir = \"/srv/b\"\n",
+        )
+        .unwrap()
+        .config();
+        assert_eq!(c.store_url.as_deref(), Some("postgres://np@db/np"));
+        assert_eq!(c.blobs_dir, Some(PathBuf::from("/srv/b")));
+        assert!(ServerToml::parse("data = \"x\"\n[store]\nuri = \"p\"")
+            .unwrap_err()
+            .contains("uri"));
         let c = ServerToml::parse(
             "data = \"x\"\n[limits]\nheader_read_timeout_secs = 3\nmax_connections = 7\n",
         )

@@ -5,7 +5,7 @@
 //! root-signed keyring envelope) and `tokens.json` (token hashes).
 
 use crate::state::{AppState, Clock, Config, ServerKeys};
-use crate::store::{Store, StoreError};
+use crate::store::{PgStore, SledStore, Store, StoreError};
 use crate::tokens::{self, TokenCache, TokenError, TokenRole};
 use jiff::{Timestamp, ToSpan as _};
 use np_common::docs::Role;
@@ -93,6 +93,39 @@ pub fn is_fresh(dir: &Path) -> bool {
 
 /// Creates a data folder: keys, the signed keyring, the store and a first admin token.
 pub fn init(dir: &Path, now: Timestamp) -> Result<InitOutput, DataError> {
+    let root_public_key = init_keys(dir, now)?;
+    let store = SledStore::open(&dir.join("store"))?;
+    store.db.flush().map_err(StoreError::from)?;
+    drop(store);
+    let admin_token = tokens::create(dir, TokenRole::Admin, "admin", now)?;
+    Ok(InitOutput {
+        admin_token,
+        root_public_key,
+    })
+}
+
+/// Creates the data folder `dir` for a server on the PostgreSQL store `store`: the keys
+/// and keyring in the folder, the first admin token in the database (where every replica
+/// finds it). The database must hold no token yet.
+pub async fn init_with_store(
+    dir: &Path,
+    store: &PgStore,
+    now: Timestamp,
+) -> Result<InitOutput, DataError> {
+    if !is_fresh(dir) {
+        return Err(DataError::Exists(dir.to_path_buf()));
+    }
+    let root_public_key = init_keys(dir, now)?;
+    let admin_token = tokens::create_in(store, TokenRole::Admin, "admin", now).await?;
+    Ok(InitOutput {
+        admin_token,
+        root_public_key,
+    })
+}
+
+/// Creates the folder, its keys and the root-signed keyring; answers the root public key
+/// (base64).
+fn init_keys(dir: &Path, now: Timestamp) -> Result<String, DataError> {
     if !is_fresh(dir) {
         return Err(DataError::Exists(dir.to_path_buf()));
     }
@@ -134,14 +167,7 @@ pub fn init(dir: &Path, now: Timestamp) -> Result<InitOutput, DataError> {
         fsutil::PUBLIC_READ,
     )
     .map_err(io("write", &pub_path))?;
-    let store = Store::open(&dir.join("store"))?;
-    store.db.flush().map_err(StoreError::from)?;
-    drop(store);
-    let admin_token = tokens::create(dir, TokenRole::Admin, "admin", now)?;
-    Ok(InitOutput {
-        admin_token,
-        root_public_key: root_b64,
-    })
+    Ok(root_b64)
 }
 
 fn read_key(path: &Path) -> Result<SecretKey, DataError> {
@@ -232,10 +258,28 @@ pub fn load_keys(dir: &Path) -> Result<ServerKeys, DataError> {
 pub fn open(config: Config, clock: Clock) -> Result<AppState, DataError> {
     let dir = config.data_dir.clone();
     let keys = load_keys(&dir)?;
-    let store = Store::open(&dir.join("store"))?;
+    let sled = SledStore::open(&dir.join("store"))?;
     let tokens = TokenCache::new(&dir);
+    let state = AppState::new(Store::Sled(sled.clone()), keys, config, tokens, clock);
+    sled.replay_reports(&state.tallies)?;
+    Ok(state)
+}
+
+/// Opens an initialized data folder whose records live in `store` (tokens too, when it
+/// is PostgreSQL).
+pub async fn open_with_store(
+    config: Config,
+    store: Store,
+    clock: Clock,
+) -> Result<AppState, DataError> {
+    let dir = config.data_dir.clone();
+    let keys = load_keys(&dir)?;
+    let tokens = match store.postgres() {
+        Some(pg) => TokenCache::in_store(&dir, pg.clone()),
+        None => TokenCache::new(&dir),
+    };
     let state = AppState::new(store, keys, config, tokens, clock);
-    state.store.replay_reports(&state.tallies)?;
+    state.store.replay_reports(&state.tallies).await?;
     Ok(state)
 }
 

@@ -84,6 +84,10 @@ pub struct Config {
     pub mirror_url: Option<String>,
     /// Connection limits (header read timeout, connection cap).
     pub conn: crate::http::conn::ConnLimits,
+    /// The PostgreSQL store (`[store] url`); `None`: the sled store in the data folder.
+    pub store_url: Option<String>,
+    /// The blob folder (`[blobs] dir`); `None`: DATA/blobs.
+    pub blobs_dir: Option<PathBuf>,
 }
 
 /// Everything a handler needs; cheap to clone.
@@ -126,7 +130,10 @@ impl AppState {
         tokens: TokenCache,
         clock: Clock,
     ) -> Self {
-        let blobs = crate::blobs::BlobStore::new(&config.data_dir, config.limits.blob_bytes);
+        let blobs = match &config.blobs_dir {
+            Some(dir) => crate::blobs::BlobStore::at(dir, config.limits.blob_bytes),
+            None => crate::blobs::BlobStore::new(&config.data_dir, config.limits.blob_bytes),
+        };
         AppState(Arc::new(Inner {
             blobs,
             store,

@@ -3,6 +3,7 @@
 //! store's lock. Writers take `DATA/tokens.lock` (created exclusively) and replace the file
 //! atomically; the server re-reads it whenever its identity (inode, size, mtime) changes.
 
+use crate::store::PgStore;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jiff::Timestamp;
@@ -87,6 +88,9 @@ pub enum TokenError {
     /// No token has the name.
     #[error("no token is named {0:?}; `np-server token list` shows the names")]
     NoSuchName(String),
+    /// The store (PostgreSQL) that keeps the tokens failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// Another writer holds the lock for too long.
     #[error("{0} is held by another process; if none is running, delete it")]
     Locked(PathBuf),
@@ -174,13 +178,8 @@ fn update(
     fsutil::write_atomic(&path, &bytes, fsutil::PRIVATE).map_err(io("write", &path))
 }
 
-/// Creates a token in the data folder `dir` and returns it (the only time it is shown).
-pub fn create(
-    dir: &Path,
-    role: TokenRole,
-    name: &str,
-    now: Timestamp,
-) -> Result<String, TokenError> {
+/// Checks `name` and makes a new random token.
+fn new_token(dir: &Path, name: &str) -> Result<String, TokenError> {
     if !valid_name(name) {
         return Err(TokenError::BadName(name.chars().take(80).collect()));
     }
@@ -190,7 +189,52 @@ pub fn create(
         path: dir.join(TOKENS_FILE),
         source: std::io::Error::other(e.to_string()),
     })?;
-    let token = format!("npt_{}", URL_SAFE_NO_PAD.encode(raw));
+    Ok(format!("npt_{}", URL_SAFE_NO_PAD.encode(raw)))
+}
+
+/// Creates a token in a PostgreSQL store (where tokens live when the server runs on one,
+/// so that every replica knows it) and returns it (the only time it is shown).
+pub async fn create_in(
+    store: &PgStore,
+    role: TokenRole,
+    name: &str,
+    now: Timestamp,
+) -> Result<String, TokenError> {
+    let token = new_token(Path::new(""), name)?;
+    let record = TokenRecord {
+        name: name.to_owned(),
+        role,
+        sha256: hash_token(&token),
+        created_at: now,
+    };
+    if !store.insert_token(&record).await? {
+        return Err(TokenError::NameTaken(name.to_owned()));
+    }
+    Ok(token)
+}
+
+/// Lists the tokens of a PostgreSQL store.
+pub async fn list_in(store: &PgStore) -> Result<Vec<TokenRecord>, TokenError> {
+    Ok(store.tokens().await?)
+}
+
+/// Revokes the token named `name` in a PostgreSQL store.
+pub async fn revoke_in(store: &PgStore, name: &str) -> Result<(), TokenError> {
+    if store.delete_token(name).await? {
+        Ok(())
+    } else {
+        Err(TokenError::NoSuchName(name.to_owned()))
+    }
+}
+
+/// Creates a token in the data folder `dir` and returns it (the only time it is shown).
+pub fn create(
+    dir: &Path,
+    role: TokenRole,
+    name: &str,
+    now: Timestamp,
+) -> Result<String, TokenError> {
+    let token = new_token(dir, name)?;
     update(dir, |list| {
         if list.tokens.iter().any(|t| t.name == name) {
             return Err(TokenError::NameTaken(name.to_owned()));
@@ -252,12 +296,15 @@ pub fn any_used(dir: &Path) -> bool {
     dir.join(USED_MARKER).exists()
 }
 
-/// The server's view of `tokens.json`, re-read when the file changes.
+/// The server's view of the tokens: `tokens.json`, re-read when the file changes, or the
+/// PostgreSQL store's table, asked on every lookup (so a token made or revoked through
+/// any replica counts at once on all).
 #[derive(Debug)]
 pub struct TokenCache {
     path: PathBuf,
     cached: RwLock<(Option<Stamp>, Vec<TokenRecord>)>,
     used: std::sync::atomic::AtomicBool,
+    store: Option<PgStore>,
 }
 
 impl TokenCache {
@@ -267,17 +314,44 @@ impl TokenCache {
             path: dir.join(TOKENS_FILE),
             cached: RwLock::new((None, Vec::new())),
             used: std::sync::atomic::AtomicBool::new(false),
+            store: None,
+        }
+    }
+
+    /// The tokens of a PostgreSQL store (`dir` is the data folder, for the "used" mark).
+    pub fn in_store(dir: &Path, store: PgStore) -> TokenCache {
+        TokenCache {
+            store: Some(store),
+            ..TokenCache::new(dir)
         }
     }
 
     /// The token matching `token`, if any.
-    pub fn lookup(&self, token: &str) -> Result<Option<TokenRecord>, TokenError> {
-        self.lookup_hash(&hash_token(token))
+    pub async fn lookup(&self, token: &str) -> Result<Option<TokenRecord>, TokenError> {
+        self.lookup_hash(&hash_token(token)).await
     }
 
     /// The token whose SHA-256 (hex) is `h`, if it is still listed (a console session
     /// keeps only the hash and re-checks it on every request).
-    pub fn lookup_hash(&self, h: &str) -> Result<Option<TokenRecord>, TokenError> {
+    pub async fn lookup_hash(&self, h: &str) -> Result<Option<TokenRecord>, TokenError> {
+        let found = match &self.store {
+            Some(store) => store.token_by_hash(h).await?,
+            None => self.lookup_file(h)?,
+        };
+        if found.is_some() && !self.used.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            if let Some(dir) = self.path.parent() {
+                let marker = dir.join(USED_MARKER);
+                if !marker.exists() {
+                    if let Err(e) = fsutil::write_atomic(&marker, b"", fsutil::PRIVATE) {
+                        tracing::warn!(error = %e, "cannot record that a token was used");
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    fn lookup_file(&self, h: &str) -> Result<Option<TokenRecord>, TokenError> {
         let now = stamp(&self.path);
         let fresh = self
             .cached
@@ -295,16 +369,6 @@ impl TokenCache {
             .read()
             .ok()
             .and_then(|c| c.1.iter().find(|t| t.sha256 == h).cloned());
-        if found.is_some() && !self.used.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            if let Some(dir) = self.path.parent() {
-                let marker = dir.join(USED_MARKER);
-                if !marker.exists() {
-                    if let Err(e) = fsutil::write_atomic(&marker, b"", fsutil::PRIVATE) {
-                        tracing::warn!(error = %e, "cannot record that a token was used");
-                    }
-                }
-            }
-        }
         Ok(found)
     }
 }
@@ -313,17 +377,20 @@ impl TokenCache {
 mod tests {
     use super::*;
 
-    #[test]
-    fn create_lookup_revoke() {
+    #[tokio::test]
+    async fn create_lookup_revoke() {
         let dir = tempfile::tempdir().unwrap();
         let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let cache = TokenCache::new(dir.path());
-        assert_eq!(cache.lookup("nope").unwrap(), None);
+        assert_eq!(cache.lookup("nope").await.unwrap(), None);
         let t = create(dir.path(), TokenRole::Staff, "alice", now).unwrap();
         assert!(!std::fs::read_to_string(dir.path().join(TOKENS_FILE))
             .unwrap()
             .contains(&t));
-        assert_eq!(cache.lookup(&t).unwrap().unwrap().role, TokenRole::Staff);
+        assert_eq!(
+            cache.lookup(&t).await.unwrap().unwrap().role,
+            TokenRole::Staff
+        );
         assert!(matches!(
             create(dir.path(), TokenRole::Admin, "alice", now),
             Err(TokenError::NameTaken(_))
@@ -333,7 +400,7 @@ mod tests {
             Err(TokenError::BadName(_))
         ));
         revoke(dir.path(), "alice").unwrap();
-        assert_eq!(cache.lookup(&t).unwrap(), None);
+        assert_eq!(cache.lookup(&t).await.unwrap(), None);
         assert!(matches!(
             revoke(dir.path(), "alice"),
             Err(TokenError::NoSuchName(_))

@@ -5,8 +5,10 @@
 
 pub mod agent;
 pub mod browser;
+pub mod pg;
 pub mod proxy;
 pub mod server;
+pub mod tcpcut;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

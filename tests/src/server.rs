@@ -35,12 +35,17 @@ fn line_value(text: &str, prefix: &str) -> String {
 /// Starts `np-server serve --data DIR --listen 127.0.0.1:0` and waits until it answers
 /// /healthz; returns the process and its URL.
 pub fn serve(data_dir: &Path) -> (Running, String) {
+    serve_with(&["--data".as_ref(), data_dir.as_os_str()])
+}
+
+/// Starts `np-server serve --listen 127.0.0.1:0 ARGS` and waits until it answers
+/// /healthz; returns the process and its URL.
+pub fn serve_with(args: &[&std::ffi::OsStr]) -> (Running, String) {
     let mut process = Running::spawn(
         Command::new(bin("np-server"))
             .arg("serve")
-            .arg("--data")
-            .arg(data_dir)
             .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .env("RUST_LOG", "info"),
     );
     let line = process.wait_for("np-server listening on ", START_TIMEOUT);
@@ -83,6 +88,25 @@ impl TestServer {
             data_dir,
             process,
             _tmp: tmp,
+        }
+    }
+
+    /// A server started with `serve ARGS` on a data folder made elsewhere (replicas on
+    /// one database), with that folder's admin token and root key.
+    pub fn with_args(
+        args: &[&std::ffi::OsStr],
+        admin_token: &str,
+        root_public_key: &str,
+        data_dir: &Path,
+    ) -> TestServer {
+        let (process, url) = serve_with(args);
+        TestServer {
+            url,
+            admin_token: admin_token.to_owned(),
+            root_public_key: root_public_key.to_owned(),
+            data_dir: data_dir.to_path_buf(),
+            process,
+            _tmp: tempfile::tempdir().expect("temp folder"),
         }
     }
 

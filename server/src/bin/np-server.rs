@@ -20,6 +20,10 @@ enum Cmd {
     Serve(cli::serve::Args),
     /// Creates, lists or revokes staff tokens.
     Token(cli::token::Args),
+    /// Applies the schema migrations to a PostgreSQL store.
+    Migrate(cli::migrate::Args),
+    /// Copies a data folder's embedded store into an empty PostgreSQL database.
+    MigrateStore(cli::migrate_store::Args),
     /// Writes the man pages (for packagers).
     #[command(hide = true)]
     GenerateMan(cli::man::Args),
@@ -41,6 +45,8 @@ fn main() {
     let result = match &cli.cmd {
         Cmd::Init(a) => cli::init::run(a),
         Cmd::Token(a) => cli::token::run(a),
+        Cmd::Migrate(a) => cli::migrate::run(a),
+        Cmd::MigrateStore(a) => cli::migrate_store::run(a),
         Cmd::GenerateMan(a) => {
             use clap::CommandFactory as _;
             cli::man::write_pages(Cli::command(), &cli::man::SERVER_FOOTER, &a.out)

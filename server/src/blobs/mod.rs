@@ -98,6 +98,32 @@ impl BlobStore {
         }
     }
 
+    /// The blob store in the folder `root` (`[blobs] dir`), which replicas may share: of
+    /// the uploads left half-done there, only those untouched for an hour are removed (a
+    /// younger one may be another replica's upload in progress).
+    pub fn at(root: &Path, max_size: u64) -> BlobStore {
+        let tmp = root.join("tmp");
+        let stale = std::time::Duration::from_secs(3600);
+        if let Ok(entries) = std::fs::read_dir(&tmp) {
+            for entry in entries.flatten() {
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age > stale);
+                if old {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        BlobStore {
+            root: root.to_path_buf(),
+            tmp,
+            max_size,
+        }
+    }
+
     /// The largest blob accepted.
     pub fn max_size(&self) -> u64 {
         self.max_size

@@ -11,11 +11,22 @@ pub struct Args {
     /// The data folder to create (must not exist, or be empty).
     #[arg(long)]
     pub data: PathBuf,
+    /// Keep records and tokens in PostgreSQL (the schema is made there, the first admin
+    /// token stored there; the folder then holds the keys and keyring).
+    #[command(flatten)]
+    pub store: super::StoreArg,
 }
 
 /// Runs `init`.
 pub fn run(args: &Args) -> Result<(), CliError> {
-    let out = datadir::init(&args.data, jiff::Timestamp::now())?;
+    let now = jiff::Timestamp::now();
+    let out = match &args.store.url {
+        None => datadir::init(&args.data, now)?,
+        Some(url) => super::block_on(async {
+            let store = super::connect_store(url).await?;
+            Ok(datadir::init_with_store(&args.data, &store, now).await?)
+        })?,
+    };
     print_init(&args.data, &out);
     Ok(())
 }

@@ -3,6 +3,8 @@
 
 pub mod init;
 pub mod man;
+pub mod migrate;
+pub mod migrate_store;
 pub mod serve;
 pub mod token;
 
@@ -40,6 +42,7 @@ impl From<DataError> for CliError {
             DataError::Exists(_) => CliError::Refused(e.to_string()),
             DataError::NotInitialized(_) => CliError::Usage(e.to_string()),
             DataError::Token(t) => t.into(),
+            DataError::Store(s) => s.into(),
             other => CliError::Io(other.to_string()),
         }
     }
@@ -55,6 +58,54 @@ impl From<TokenError> for CliError {
             other => CliError::Io(other.to_string()),
         }
     }
+}
+
+/// `--store URL`: the PostgreSQL store, shared by the commands that touch records.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StoreArg {
+    /// A PostgreSQL URL (postgres://USER:PASSWORD@HOST:PORT/DATABASE) to keep the records
+    /// and tokens in, instead of the embedded store in the data folder; overrides
+    /// `[store] url` of server.toml.
+    #[arg(
+        long = "store",
+        value_name = "URL",
+        env = "NP_STORE_URL",
+        hide_env_values = true
+    )]
+    pub url: Option<String>,
+}
+
+impl From<crate::store::StoreError> for CliError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::SchemaTooNew { .. } => CliError::Refused(e.to_string()),
+            other => CliError::Io(other.to_string()),
+        }
+    }
+}
+
+/// Connects to the PostgreSQL store at `url` (applying missing migrations), naming the
+/// flag in the error.
+pub async fn connect_store(url: &str) -> Result<crate::store::PgStore, CliError> {
+    crate::store::PgStore::connect(url)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Postgres(m) if m.contains("not a valid PostgreSQL URL") => {
+                CliError::Usage(format!("--store: {m}"))
+            }
+            other => other.into(),
+        })
+}
+
+/// Runs `fut` on a small runtime (for the commands that talk to PostgreSQL).
+pub fn block_on<T>(
+    fut: impl std::future::Future<Output = Result<T, CliError>>,
+) -> Result<T, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Io(format!("cannot start the async runtime: {e}")))?
+        .block_on(fut)
 }
 
 /// Every argument of `cmd` and its subcommands that has no help text, as

@@ -23,6 +23,10 @@ pub struct Args {
     /// The address to listen on (default 127.0.0.1:8080).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Keep records and tokens in this PostgreSQL database (several replicas may share
+    /// it); overrides `[store] url`.
+    #[command(flatten)]
+    pub store: super::StoreArg,
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.
@@ -101,12 +105,29 @@ pub async fn run(args: &Args) -> Result<(), CliError> {
     let addr = listener
         .local_addr()
         .map_err(|e| CliError::Io(format!("cannot read the bound address: {e}")))?;
+    let mut config = config;
+    if args.store.url.is_some() {
+        config.store_url.clone_from(&args.store.url);
+    }
+    let pg = match &config.store_url {
+        Some(url) => Some(super::connect_store(url).await?),
+        None => None,
+    };
     let dir = config.data_dir.clone();
     if datadir::is_fresh(&dir) {
-        let out = datadir::init(&dir, jiff::Timestamp::now())?;
+        let out = match &pg {
+            Some(pg) => datadir::init_with_store(&dir, pg, jiff::Timestamp::now()).await?,
+            None => datadir::init(&dir, jiff::Timestamp::now())?,
+        };
         super::init::print_first_start(&dir, &out)?;
     }
-    let state = datadir::open(config, system_clock())?;
+    let state = match pg {
+        Some(pg) => {
+            datadir::open_with_store(config, crate::store::Store::Postgres(pg), system_clock())
+                .await?
+        }
+        None => datadir::open(config, system_clock())?,
+    };
     let (releases, devices) =
         crate::domain::rotation::resign(&state, crate::domain::rotation::Only::Stale, state.now())
             .await

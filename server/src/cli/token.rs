@@ -1,5 +1,6 @@
-//! `np-server token create|list|revoke --data DIR`: manages staff tokens in the data
-//! folder; works while `serve` runs on it (tokens live outside the sled store).
+//! `np-server token create|list|revoke --data DIR [--store URL]`: manages staff tokens in
+//! the data folder (they live outside the sled store, so this works while `serve` runs),
+//! or, with a PostgreSQL store, in the database that every replica reads.
 
 use super::CliError;
 use crate::tokens::{self, TokenRole};
@@ -19,6 +20,9 @@ enum Cmd {
         /// The data folder.
         #[arg(long)]
         data: PathBuf,
+        /// The PostgreSQL store, when the server runs on one.
+        #[command(flatten)]
+        store: super::StoreArg,
         /// What the token may do.
         #[arg(long, value_enum)]
         role: TokenRole,
@@ -31,6 +35,9 @@ enum Cmd {
         /// The data folder.
         #[arg(long)]
         data: PathBuf,
+        /// The PostgreSQL store, when the server runs on one.
+        #[command(flatten)]
+        store: super::StoreArg,
         /// Prints JSON.
         #[arg(long)]
         json: bool,
@@ -40,6 +47,9 @@ enum Cmd {
         /// The data folder.
         #[arg(long)]
         data: PathBuf,
+        /// The PostgreSQL store, when the server runs on one.
+        #[command(flatten)]
+        store: super::StoreArg,
         /// The token's name.
         #[arg(long)]
         name: String,
@@ -61,14 +71,32 @@ fn require_data(dir: &std::path::Path) -> Result<(), CliError> {
 /// Runs `token`.
 pub fn run(args: &Args) -> Result<(), CliError> {
     match &args.cmd {
-        Cmd::Create { data, role, name } => {
+        Cmd::Create {
+            data,
+            store,
+            role,
+            name,
+        } => {
             require_data(data)?;
-            let t = tokens::create(data, *role, name, jiff::Timestamp::now())?;
+            let now = jiff::Timestamp::now();
+            let t = match &store.url {
+                None => tokens::create(data, *role, name, now)?,
+                Some(url) => super::block_on(async {
+                    let s = super::connect_store(url).await?;
+                    Ok(tokens::create_in(&s, *role, name, now).await?)
+                })?,
+            };
             crate::outln!("{t}");
         }
-        Cmd::List { data, json } => {
+        Cmd::List { data, store, json } => {
             require_data(data)?;
-            let list = tokens::list(data)?;
+            let list = match &store.url {
+                None => tokens::list(data)?,
+                Some(url) => super::block_on(async {
+                    let s = super::connect_store(url).await?;
+                    Ok(tokens::list_in(&s).await?)
+                })?,
+            };
             if *json {
                 let v: Vec<_> = list
                     .iter()
@@ -82,9 +110,15 @@ pub fn run(args: &Args) -> Result<(), CliError> {
                 }
             }
         }
-        Cmd::Revoke { data, name } => {
+        Cmd::Revoke { data, store, name } => {
             require_data(data)?;
-            tokens::revoke(data, name)?;
+            match &store.url {
+                None => tokens::revoke(data, name)?,
+                Some(url) => super::block_on(async {
+                    let s = super::connect_store(url).await?;
+                    Ok(tokens::revoke_in(&s, name).await?)
+                })?,
+            }
             crate::errln!("token {name:?} revoked");
         }
     }

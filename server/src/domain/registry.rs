@@ -405,6 +405,10 @@ pub async fn edit(
 }
 
 /// The registered device `serial`, or 404.
-pub fn get(state: &AppState, serial: &Serial) -> Result<DeviceRecord, ApiError> {
-    state.store.device(serial)?.ok_or_else(|| unknown(serial))
+pub async fn get(state: &AppState, serial: &Serial) -> Result<DeviceRecord, ApiError> {
+    state
+        .store
+        .device(serial)
+        .await?
+        .ok_or_else(|| unknown(serial))
 }

@@ -349,7 +349,7 @@ pub async fn resign(
 ) -> Result<(usize, usize), RotationError> {
     let keys = state.keys();
     let mut releases = 0;
-    for r in state.store.releases()? {
+    for r in state.store.releases().await? {
         if only == Only::Stale && docs::verify::<Release>(&r.manifest, &keys.keyring).is_ok() {
             continue;
         }
@@ -378,7 +378,8 @@ pub async fn resign(
             .store
             .list_devices(after.as_deref(), RESIGN_BATCH, |d| {
                 only == Only::All || device_is_stale(d, &keys.keyring)
-            })?;
+            })
+            .await?;
         let serials: Vec<Serial> = page.devices.iter().map(|d| d.serial.clone()).collect();
         if !serials.is_empty() {
             state

@@ -77,7 +77,7 @@ pub async fn create(
             ))
         }
     };
-    let device = registry::get(&state, &serial)?;
+    let device = registry::get(&state, &serial).await?;
     let now = state.now();
     let version = match (kind, &req.version) {
         (ActionKind::Upgrade, None) => {
@@ -95,14 +95,14 @@ pub async fn create(
         (ActionKind::Rollback, None) => None,
         (ActionKind::Upgrade, Some(v)) => {
             let v = parse_version("version", v)?;
-            let releases = state.store.releases()?;
+            let releases = state.store.releases().await?;
             let Some(r) = releases.iter().find(|r| r.release.version == v) else {
                 return Err(ApiError::unprocessable(
                     "unknown_version",
                     format!("there is no release {v} to upgrade to"),
                 ));
             };
-            let parts = box_view_parts(&state, &device, &releases)?;
+            let parts = box_view_parts(&state, &device, &releases).await?;
             let view = parts.view(&device, Some(&v), now);
             offers::may_install_for(&view, &r.entry(now), parts.running_known)
                 .map_err(|h| not_entitled(&h))?;
@@ -114,7 +114,7 @@ pub async fn create(
     }
     // An action must be newer than the one before, or the box would ignore it.
     let previous = device.pending_action.as_ref().map(|p| p.issued_at);
-    let delivered = state.store.device_report(&serial)?.delivered_action;
+    let delivered = state.store.device_report(&serial).await?.delivered_action;
     let floor = previous.max(delivered);
     // Times are whole seconds: the action is issued at the next one, strictly after
     // anything the box reported within this second (its report would otherwise look like

@@ -71,16 +71,19 @@ async fn list(
         .transpose()?;
     let action = q.action.filter(|s| !s.trim().is_empty());
     let actor = q.actor.filter(|s| !s.trim().is_empty());
-    let page = state.store.audit_entries_newest(
-        serial.as_deref(),
-        after,
-        limit,
-        |e| {
-            action.as_ref().is_none_or(|a| &e.action == a)
-                && actor.as_ref().is_none_or(|a| &e.actor == a)
-        },
-        |e| since.is_some_and(|s| e.at < s),
-    )?;
+    let page = state
+        .store
+        .audit_entries_newest(
+            serial.as_deref(),
+            after,
+            limit,
+            |e| {
+                action.as_ref().is_none_or(|a| &e.action == a)
+                    && actor.as_ref().is_none_or(|a| &e.actor == a)
+            },
+            |e| since.is_some_and(|s| e.at < s),
+        )
+        .await?;
     Ok(Json(AuditPageBody {
         entries: page.entries,
         next_cursor: page

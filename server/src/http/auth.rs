@@ -19,7 +19,7 @@ pub struct Caller {
 }
 
 /// Finds the caller of a request from its `Authorization: Bearer` header.
-pub fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
     let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
         return Err(ApiError::unauthorized(
             "this request needs a token: send `Authorization: Bearer <token>`",
@@ -37,7 +37,7 @@ pub fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError>
         .ok_or_else(|| {
             ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
         })?;
-    match state.tokens.lookup(token).map_err(ApiError::internal)? {
+    match state.tokens.lookup(token).await.map_err(token_error)? {
         Some(t) => Ok(Caller {
             name: t.name,
             role: t.role,
@@ -79,7 +79,7 @@ macro_rules! role_extractor {
             type Rejection = ApiError;
 
             async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-                $name::check(authenticate(parts, state)?)
+                $name::check(authenticate(parts, state).await?)
             }
         }
     };
@@ -109,3 +109,11 @@ role_extractor!(
     [TokenRole::Staff, TokenRole::Release],
     "read this"
 );
+
+/// A failed token lookup: 503 when the store is unreachable, else 500.
+pub(crate) fn token_error(e: crate::tokens::TokenError) -> ApiError {
+    match e {
+        crate::tokens::TokenError::Store(s) => ApiError::from(s),
+        other => ApiError::internal(other),
+    }
+}

@@ -84,7 +84,7 @@ async fn download(
 ) -> Result<Response, ApiError> {
     let sha = Sha256Digest::parse(&sha)
         .map_err(|e| ApiError::bad_request("bad_sha256", e.to_string()))?;
-    let releases = state.store.releases()?;
+    let releases = state.store.releases().await?;
     let using: Vec<_> = releases
         .iter()
         .filter(|r| r.release.image.sha256 == sha)
@@ -94,7 +94,7 @@ async fn download(
             "no release uses the image {sha}"
         )));
     }
-    let parts = box_view_parts(&state, &device, &releases)?;
+    let parts = box_view_parts(&state, &device, &releases).await?;
     let view = parts.view(&device, None, state.now());
     let mut refusal: Option<Hold> = None;
     let mut allowed = false;

@@ -48,14 +48,15 @@ pub async fn bundle(
     let version = parse_version("version", &q.version)?;
     let device = state
         .store
-        .device(&serial)?
+        .device(&serial)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("box {serial} is not registered")))?;
-    let releases = state.store.releases()?;
+    let releases = state.store.releases().await?;
     let record = releases
         .iter()
         .find(|r| r.release.version == version)
         .ok_or_else(|| ApiError::not_found(format!("there is no release {version}")))?;
-    let parts = box_view_parts(&state, &device, &releases)?;
+    let parts = box_view_parts(&state, &device, &releases).await?;
     let view = parts.view(&device, None, state.now());
     offers::may_install_for(&view, &record.entry(view.now), parts.running_known)
         .map_err(|h| not_entitled(&h))?;

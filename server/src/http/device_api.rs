@@ -83,7 +83,7 @@ impl BoxParts {
 }
 
 /// Gathers [`BoxParts`] for a device.
-pub fn box_view_parts(
+pub async fn box_view_parts(
     state: &AppState,
     device: &DeviceRecord,
     releases: &[ReleaseRecord],
@@ -101,7 +101,7 @@ pub fn box_view_parts(
         running_known,
         running_security_version,
         entitlement,
-        report: state.store.device_report(&device.serial)?,
+        report: state.store.device_report(&device.serial).await?,
     })
 }
 
@@ -169,16 +169,21 @@ async fn check_in(
     let done = pending
         .as_ref()
         .is_some_and(|p| action_done_at_check_in(p, &req));
+    // What the box was handed already (unknown when the report cannot be read: then the
+    // action is handed again, which the box ignores when it has it).
+    let handed = match pending.as_ref().filter(|_| !done) {
+        Some(_) => state
+            .store
+            .device_report(&serial)
+            .await
+            .ok()
+            .map(|r| r.delivered_action),
+        None => None,
+    };
     let deliver = pending
         .as_ref()
         .filter(|_| !done)
-        .filter(|p| {
-            state
-                .store
-                .device_report(&serial)
-                .map(|r| r.delivered_action != Some(p.issued_at))
-                .unwrap_or(true)
-        })
+        .filter(|p| handed.is_none_or(|d| d != Some(p.issued_at)))
         .map(|p| (p.issued_at, p.envelope.clone()));
     let delivered_at = deliver.as_ref().map(|(at, _)| *at);
     let last_result = req.last_result.clone();
@@ -238,9 +243,9 @@ async fn check_in(
         .flatten()
         .ok_or_else(|| ApiError::unauthorized(format!("box {serial} is not registered")))?;
 
-    let records = state.store.releases()?;
+    let records = state.store.releases().await?;
     let entries: Vec<_> = records.iter().map(|r| r.entry(now)).collect();
-    let parts = box_view_parts(&state, &device, &records)?;
+    let parts = box_view_parts(&state, &device, &records).await?;
     let forced = device
         .pending_action
         .as_ref()
@@ -398,14 +403,14 @@ async fn list_events(
     ApiPath(serial): ApiPath<String>,
 ) -> Result<Json<EventsBody>, ApiError> {
     let serial = path_serial(&serial)?;
-    if state.store.device(&serial)?.is_none() {
+    if state.store.device(&serial).await?.is_none() {
         return Err(ApiError::not_found(format!(
             "box {serial} is not registered"
         )));
     }
     Ok(Json(EventsBody {
-        report: state.store.device_report(&serial)?,
-        events: state.store.device_events(&serial, 100)?,
+        report: state.store.device_report(&serial).await?,
+        events: state.store.device_events(&serial, 100).await?,
     }))
 }
 

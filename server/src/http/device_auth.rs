@@ -203,7 +203,7 @@ impl SignedDevice {
         body: Bytes,
     ) -> Result<SignedDevice, ApiError> {
         let signed = SignedHeaders::from_headers(headers)?;
-        let Some(device) = state.store.device(&signed.serial)? else {
+        let Some(device) = state.store.device(&signed.serial).await? else {
             return Err(DeviceAuthError::UnknownSerial(signed.serial).into());
         };
         let now = state.now();

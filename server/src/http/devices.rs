@@ -95,7 +95,7 @@ async fn show(
     _caller: StaffCaller,
     ApiPath(serial): ApiPath<String>,
 ) -> Result<Json<DeviceView>, ApiError> {
-    let d = registry::get(&state, &path_serial(&serial)?)?;
+    let d = registry::get(&state, &path_serial(&serial)?).await?;
     Ok(Json(view(&state, d)))
 }
 
@@ -122,7 +122,9 @@ async fn entitlement(
     ApiPath(serial): ApiPath<String>,
 ) -> Result<Json<Envelope>, ApiError> {
     Ok(Json(
-        registry::get(&state, &path_serial(&serial)?)?.entitlement,
+        registry::get(&state, &path_serial(&serial)?)
+            .await?
+            .entitlement,
     ))
 }
 
@@ -293,19 +295,22 @@ async fn list(
         .map(|c| decode_cursor(c, "d"))
         .transpose()?;
     let today = state.today();
-    let page = state.store.list_devices(after.as_deref(), limit, |d| {
-        status.is_none_or(|s| d.status == s)
-            && coverage.is_none_or(|c| d.coverage_on(today) == c)
-            && model.as_ref().is_none_or(|m| &d.model == m)
-            && customer
-                .as_ref()
-                .is_none_or(|c| d.customer.to_lowercase().contains(c))
-            && before.is_none_or(|b| d.coverage_end < b)
-            && version
-                .as_ref()
-                .is_none_or(|v| d.version.as_ref() == Some(v))
-            && silent_since.is_none_or(|t| d.last_check_in.is_none_or(|at| at < t))
-    })?;
+    let page = state
+        .store
+        .list_devices(after.as_deref(), limit, |d| {
+            status.is_none_or(|s| d.status == s)
+                && coverage.is_none_or(|c| d.coverage_on(today) == c)
+                && model.as_ref().is_none_or(|m| &d.model == m)
+                && customer
+                    .as_ref()
+                    .is_none_or(|c| d.customer.to_lowercase().contains(c))
+                && before.is_none_or(|b| d.coverage_end < b)
+                && version
+                    .as_ref()
+                    .is_none_or(|v| d.version.as_ref() == Some(v))
+                && silent_since.is_none_or(|t| d.last_check_in.is_none_or(|at| at < t))
+        })
+        .await?;
     Ok(Json(DevicePageBody {
         devices: page
             .devices

@@ -30,7 +30,7 @@ struct NoHalt;
 
 async fn judge(state: &AppState, version: &Version, figures: Figures) -> Result<(), StoreError> {
     // A read first: most new figures stay below the threshold, and need no transaction.
-    let Some(record) = state.store.release(version)? else {
+    let Some(record) = state.store.release(version).await? else {
         return Ok(());
     };
     let Some(plan) = &record.plan else {

@@ -27,7 +27,7 @@ pub mod tls;
 use crate::http::error::ApiError;
 use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -96,7 +96,7 @@ async fn request_deadline(
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(answer) => answer,
         Err(_) => ApiError::new(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
+            StatusCode::REQUEST_TIMEOUT,
             "request_timeout",
             format!(
                 "the request did not arrive whole within {} s; send it again",
@@ -118,18 +118,28 @@ pub async fn run(
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "server",
-    responses((status = 200, description = "Ready", content_type = "text/plain", body = String)))]
-async fn healthz() -> impl IntoResponse {
+    responses(
+        (status = 200, description = "Ready", content_type = "text/plain", body = String),
+        (status = 503, description = "The store (PostgreSQL) cannot be reached", content_type = "text/plain", body = String)))]
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    let (status, body) = match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ok\n"),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: the store cannot be reached");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+        }
+    };
     (
+        status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "ok\n",
+        body,
     )
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "server",
     responses((status = 200, description = "Prometheus metrics", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let counts = state.store.device_counts()?;
+    let counts = state.store.device_counts().await?;
     Ok((
         [(
             header::CONTENT_TYPE,

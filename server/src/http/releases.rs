@@ -292,7 +292,8 @@ async fn create(
         Some(s) => parse_version("min_from_version", s)?,
         None => parse_version("min_from_version", "0.0.0")?,
     };
-    let warnings: Vec<String> = unreachable_min_from(&state, &version, &min_from_version, &models)?
+    let warnings: Vec<String> = unreachable_min_from(&state, &version, &min_from_version, &models)
+        .await?
         .into_iter()
         .collect();
     let sha256 = Sha256Digest::parse(req.image.sha256.trim())
@@ -309,7 +310,7 @@ async fn create(
             format!("release notes are at most {MAX_NOTES} bytes"),
         ));
     }
-    if state.store.release(&version)?.is_some() {
+    if state.store.release(&version).await?.is_some() {
         return Err(exists(&version));
     }
     let Some(size) = state
@@ -378,13 +379,13 @@ async fn create(
 /// upgrade from is above the newest release of every listed model. That is a warning, not a
 /// refusal: boxes may run firmware the server never published (a factory image), and models
 /// with no release yet pass outright.
-fn unreachable_min_from(
+async fn unreachable_min_from(
     state: &AppState,
     version: &Version,
     min_from: &Version,
     models: &[Model],
 ) -> Result<Option<String>, ApiError> {
-    let releases = state.store.releases()?;
+    let releases = state.store.releases().await?;
     let mut newest = Vec::new();
     for m in models {
         let top = releases
@@ -491,7 +492,8 @@ pub async fn set(
         .await?;
     let installs = state
         .store
-        .install_counts()?
+        .install_counts()
+        .await?
         .get(&version)
         .copied()
         .unwrap_or(0);
@@ -508,11 +510,13 @@ async fn show(
     let version = parse_version("version", &version)?;
     let r = state
         .store
-        .release(&version)?
+        .release(&version)
+        .await?
         .ok_or_else(|| not_found(&version))?;
     let installs = state
         .store
-        .install_counts()?
+        .install_counts()
+        .await?
         .get(&version)
         .copied()
         .unwrap_or(0);
@@ -526,10 +530,11 @@ pub async fn list(
     State(state): State<AppState>,
     _caller: AnyCaller,
 ) -> Result<Json<ReleaseList>, ApiError> {
-    let counts = state.store.install_counts()?;
+    let counts = state.store.install_counts().await?;
     let releases = state
         .store
-        .releases()?
+        .releases()
+        .await?
         .into_iter()
         .map(|r| {
             let n = counts.get(&r.release.version).copied().unwrap_or(0);

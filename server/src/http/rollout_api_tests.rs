@@ -264,7 +264,7 @@ async fn the_guard_figures_survive_a_restart() {
     }
     // The counters rebuilt from the store match the live ones.
     let fresh = crate::domain::guard::Tallies::default();
-    h.state.store.replay_reports(&fresh).unwrap();
+    h.state.store.replay_reports(&fresh).await.unwrap();
     let v = np_common::Version::parse("5.3.0").unwrap();
     assert_eq!(fresh.figures(&v), h.state.tallies.figures(&v));
     assert_eq!(

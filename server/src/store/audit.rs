@@ -3,7 +3,7 @@
 //! `audit_by_serial`, key = serial ++ 0x00 ++ id, value empty, to list one box's history.
 //! Nothing ever rewrites or deletes an entry.
 
-use super::{decode, encode, Store, StoreError};
+use super::{decode, encode, SledStore, StoreError};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{TransactionalTree, UnabortableTransactionError};
@@ -56,7 +56,7 @@ pub(super) fn append_in(
     Ok(())
 }
 
-impl Store {
+impl SledStore {
     /// Appends an entry that is not tied to a device change (for example a release), and
     /// flushes it.
     pub async fn append_audit(

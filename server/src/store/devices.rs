@@ -2,7 +2,7 @@
 //! [`DeviceRecord`]. Every change of devices appends audit entries in the same sled
 //! transaction, so the log and the records never disagree.
 
-use super::{decode, encode, Store, StoreError};
+use super::{decode, encode, SledStore, StoreError};
 use crate::domain::device::DeviceRecord;
 use jiff::Timestamp;
 use np_common::docs::Status;
@@ -54,7 +54,7 @@ enum Abort<E> {
     Corrupt(StoreError),
 }
 
-impl Store {
+impl SledStore {
     /// The device with this serial, if registered.
     pub fn device(&self, serial: &Serial) -> Result<Option<DeviceRecord>, StoreError> {
         match self.devices.get(serial.as_str().as_bytes())? {

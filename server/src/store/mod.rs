@@ -1,23 +1,37 @@
-//! The server's storage: the only code that knows sled's trees and key layout. Routes talk
-//! to `Store` methods in domain terms (devices, audit entries, ...), so that another
-//! backend (PostgreSQL) can replace sled later without touching them.
+//! The server's storage: the only code that knows how records are kept. Routes and the
+//! registry talk to [`Store`] methods in domain terms (devices, audit entries, ...); a
+//! `Store` is either the embedded sled store ([`SledStore`], one process, the default) or
+//! PostgreSQL ([`PgStore`], several replicas on one database). Both keep the same
+//! promises, checked by one contract suite (`contract_tests.rs`) run against each.
 //!
-//! Architecture Invariant: every write is flushed (`flush_async`) before its method
-//! returns, so an answer sent after a write survives `kill -9`. Read-modify-write of a
-//! record goes through a sled transaction, so parallel changes never lose an update.
+//! Architecture Invariant: a write is durable before its method returns (sled: flushed;
+//! PostgreSQL: committed), so an answer sent after a write survives `kill -9`. A
+//! read-modify-write of a record and its audit entries is one transaction (sled: a
+//! transaction retried on conflict; PostgreSQL: the rows locked with `FOR UPDATE`), so
+//! parallel changes, from one process or several replicas, never lose an update.
 
 mod audit;
+#[cfg(test)]
+mod contract_tests;
 mod devices;
 mod nonces;
+pub mod postgres;
 mod releases;
 mod reports;
 
 pub use audit::{AuditEntry, AuditPage};
 pub use devices::{Change, DevicePage, MutateError};
 pub use nonces::NonceCheck;
+pub use postgres::PgStore;
 pub use releases::{Halt, ReleaseChangeError, ReleaseRecord};
 pub use reports::{DeviceReport, EventRecord};
 
+use crate::domain::device::DeviceRecord;
+use crate::domain::guard::Tallies;
+use jiff::Timestamp;
+use np_common::docs::Status;
+use np_common::{Serial, Version};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,6 +42,21 @@ pub enum StoreError {
     /// sled failed (I/O, corruption detected by sled).
     #[error("the store failed: {0}")]
     Sled(#[from] sled::Error),
+    /// PostgreSQL cannot be reached (or did not answer in time): the request may be
+    /// retried once it is back.
+    #[error("the database cannot be reached: {0}")]
+    Unavailable(String),
+    /// PostgreSQL refused a statement.
+    #[error("the database failed: {0}")]
+    Postgres(String),
+    /// The database has a newer schema than this binary knows.
+    #[error("the database's schema is version {found}, newer than version {known} that this np-server knows; run a newer np-server (replicas of different versions must not share a database)")]
+    SchemaTooNew {
+        /// The version in the database.
+        found: i64,
+        /// The newest version this binary knows.
+        known: i64,
+    },
     /// A stored record does not parse.
     #[error("stored {what} is corrupt: {reason}")]
     Corrupt {
@@ -57,7 +86,14 @@ pub enum StoreError {
 
 impl From<StoreError> for crate::http::error::ApiError {
     fn from(e: StoreError) -> Self {
-        crate::http::error::ApiError::internal(e)
+        match e {
+            StoreError::Unavailable(_) => crate::http::error::ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the server's database cannot be reached; try again shortly",
+            ),
+            other => crate::http::error::ApiError::internal(other),
+        }
     }
 }
 
@@ -78,6 +114,278 @@ fn open_error(path: &Path, source: sled::Error) -> StoreError {
     }
 }
 
+/// The store the server runs on: embedded sled or PostgreSQL. Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// The embedded sled store in the data folder.
+    Sled(SledStore),
+    /// A PostgreSQL database, possibly shared by several replicas.
+    Postgres(PgStore),
+}
+
+impl Store {
+    /// Opens (or creates) the sled store in `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Ok(Store::Sled(SledStore::open(path)?))
+    }
+
+    /// Connects to PostgreSQL at `url`, applying missing migrations (under an advisory
+    /// lock) and refusing a database of a newer schema.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Ok(Store::Postgres(PgStore::connect(url).await?))
+    }
+
+    /// The PostgreSQL store, when that is what runs (tokens live there then).
+    pub fn postgres(&self) -> Option<&PgStore> {
+        match self {
+            Store::Sled(_) => None,
+            Store::Postgres(p) => Some(p),
+        }
+    }
+
+    /// Whether the store answers (for `/healthz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(_) => Ok(()),
+            Store::Postgres(p) => p.ping().await,
+        }
+    }
+
+    /// The device with this serial, if registered.
+    pub async fn device(&self, serial: &Serial) -> Result<Option<DeviceRecord>, StoreError> {
+        match self {
+            Store::Sled(s) => s.device(serial),
+            Store::Postgres(p) => p.device(serial).await,
+        }
+    }
+
+    /// Up to `limit` devices after serial `after` (ordered by serial), keeping those
+    /// `keep` accepts.
+    pub async fn list_devices(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&DeviceRecord) -> bool,
+    ) -> Result<DevicePage, StoreError> {
+        match self {
+            Store::Sled(s) => s.list_devices(after, limit, keep),
+            Store::Postgres(p) => p.list_devices(after, limit, keep).await,
+        }
+    }
+
+    /// How many devices have each status.
+    pub async fn device_counts(&self) -> Result<[(Status, u64); 3], StoreError> {
+        match self {
+            Store::Sled(s) => s.device_counts(),
+            Store::Postgres(p) => p.device_counts().await,
+        }
+    }
+
+    /// Reads the records of `serials` (None where unregistered), lets `f` change them in
+    /// memory, and writes back what changed, with one audit entry per changed serial
+    /// (when `change.actor` is set), all in one transaction (`f` may run more than once:
+    /// a conflict is retried). Returns the records as written.
+    pub async fn mutate_devices<E, F>(
+        &self,
+        serials: &[Serial],
+        change: &Change<'_>,
+        f: F,
+    ) -> Result<Vec<Option<DeviceRecord>>, MutateError<E>>
+    where
+        F: Fn(&mut [Option<DeviceRecord>]) -> Result<(), E>,
+    {
+        match self {
+            Store::Sled(s) => s.mutate_devices(serials, change, f).await,
+            Store::Postgres(p) => p.mutate_devices(serials, change, f).await,
+        }
+    }
+
+    /// Appends an audit entry not tied to a device change (for example a release).
+    pub async fn append_audit(
+        &self,
+        at: Timestamp,
+        actor: &str,
+        action: &str,
+        serial: Option<&str>,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) -> Result<AuditEntry, StoreError> {
+        match self {
+            Store::Sled(s) => {
+                s.append_audit(at, actor, action, serial, before, after)
+                    .await
+            }
+            Store::Postgres(p) => {
+                p.append_audit(at, actor, action, serial, before, after)
+                    .await
+            }
+        }
+    }
+
+    /// Up to `limit` audit entries after id `after`, oldest first, of one serial or of all.
+    pub async fn audit_entries(
+        &self,
+        serial: Option<&str>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<AuditPage, StoreError> {
+        match self {
+            Store::Sled(s) => s.audit_entries(serial, after, limit),
+            Store::Postgres(p) => p.audit_entries(serial, after, limit).await,
+        }
+    }
+
+    /// Up to `limit` entries older than id `before`, newest first, of one serial or of
+    /// all, keeping those `keep` accepts; stops at the first entry `stop` says is too old.
+    pub async fn audit_entries_newest(
+        &self,
+        serial: Option<&str>,
+        before: Option<u64>,
+        limit: usize,
+        keep: impl Fn(&AuditEntry) -> bool,
+        stop: impl Fn(&AuditEntry) -> bool,
+    ) -> Result<AuditPage, StoreError> {
+        match self {
+            Store::Sled(s) => s.audit_entries_newest(serial, before, limit, keep, stop),
+            Store::Postgres(p) => {
+                p.audit_entries_newest(serial, before, limit, keep, stop)
+                    .await
+            }
+        }
+    }
+
+    /// Records `nonce` of `serial` until `expires`, unless it is already there and not
+    /// expired at `now` (a replay, whichever replica saw it first).
+    pub async fn remember_nonce(
+        &self,
+        serial: &Serial,
+        nonce: &str,
+        expires: Timestamp,
+        now: Timestamp,
+    ) -> Result<NonceCheck, StoreError> {
+        match self {
+            Store::Sled(s) => s.remember_nonce(serial, nonce, expires, now).await,
+            Store::Postgres(p) => p.remember_nonce(serial, nonce, expires, now).await,
+        }
+    }
+
+    /// Drops every expired nonce of every box; answers how many live ones are left.
+    pub async fn sweep_nonces(&self, now: Timestamp) -> Result<usize, StoreError> {
+        match self {
+            Store::Sled(s) => s.sweep_nonces(now),
+            Store::Postgres(p) => p.sweep_nonces(now).await,
+        }
+    }
+
+    /// Every release, newest version first.
+    pub async fn releases(&self) -> Result<Vec<ReleaseRecord>, StoreError> {
+        match self {
+            Store::Sled(s) => s.releases(),
+            Store::Postgres(p) => p.releases().await,
+        }
+    }
+
+    /// The release with this version, if any.
+    pub async fn release(&self, version: &Version) -> Result<Option<ReleaseRecord>, StoreError> {
+        match self {
+            Store::Sled(s) => s.release(version),
+            Store::Postgres(p) => p.release(version).await,
+        }
+    }
+
+    /// Stores a new release and its audit entry in one transaction; `false` when that
+    /// version exists already (nothing written).
+    pub async fn insert_release(
+        &self,
+        record: &ReleaseRecord,
+        change: &Change<'_>,
+        after: serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Sled(s) => s.insert_release(record, change, after).await,
+            Store::Postgres(p) => p.insert_release(record, change, after).await,
+        }
+    }
+
+    /// Changes the release `version` with `f` in one transaction and returns the record
+    /// before and after.
+    pub async fn update_release<E, F>(
+        &self,
+        version: &Version,
+        f: F,
+    ) -> Result<(ReleaseRecord, ReleaseRecord), ReleaseChangeError<E>>
+    where
+        F: Fn(&mut ReleaseRecord) -> Result<(), E>,
+    {
+        match self {
+            Store::Sled(s) => s.update_release(version, f).await,
+            Store::Postgres(p) => p.update_release(version, f).await,
+        }
+    }
+
+    /// The box's last report (empty when it never checked in).
+    pub async fn device_report(&self, serial: &Serial) -> Result<DeviceReport, StoreError> {
+        match self {
+            Store::Sled(s) => s.device_report(serial),
+            Store::Postgres(p) => p.device_report(serial).await,
+        }
+    }
+
+    /// Changes the box's report with `f` atomically and returns it.
+    pub async fn update_device_report(
+        &self,
+        serial: &Serial,
+        f: impl Fn(&mut DeviceReport),
+    ) -> Result<DeviceReport, StoreError> {
+        match self {
+            Store::Sled(s) => s.update_device_report(serial, f).await,
+            Store::Postgres(p) => p.update_device_report(serial, f).await,
+        }
+    }
+
+    /// Appends an event of the box and drops its oldest events beyond the newest `keep`;
+    /// answers how many were dropped.
+    pub async fn append_device_event(
+        &self,
+        serial: &Serial,
+        event: &EventRecord,
+        keep: usize,
+    ) -> Result<usize, StoreError> {
+        match self {
+            Store::Sled(s) => s.append_device_event(serial, event, keep).await,
+            Store::Postgres(p) => p.append_device_event(serial, event, keep).await,
+        }
+    }
+
+    /// The box's newest `limit` events, newest first.
+    pub async fn device_events(
+        &self,
+        serial: &Serial,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        match self {
+            Store::Sled(s) => s.device_events(serial, limit),
+            Store::Postgres(p) => p.device_events(serial, limit).await,
+        }
+    }
+
+    /// Feeds the rollout guard's counters from everything boxes reported (run at start).
+    pub async fn replay_reports(&self, tallies: &Tallies) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(s) => s.replay_reports(tallies),
+            Store::Postgres(p) => p.replay_reports(tallies).await,
+        }
+    }
+
+    /// How many registered boxes report running each version.
+    pub async fn install_counts(&self) -> Result<HashMap<Version, u64>, StoreError> {
+        match self {
+            Store::Sled(s) => s.install_counts(),
+            Store::Postgres(p) => p.install_counts().await,
+        }
+    }
+}
+
 /// Group commit: one flush at a time, and a flush covers every write acknowledged to
 /// the store before it started, so waiting writers share it.
 #[derive(Debug, Default)]
@@ -87,9 +395,9 @@ struct FlushState {
     done: AtomicU64,
 }
 
-/// The sled-backed store.
+/// The sled-backed store (the default: embedded, one process).
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct SledStore {
     pub(crate) db: sled::Db,
     devices: sled::Tree,
     audit: sled::Tree,
@@ -98,14 +406,14 @@ pub struct Store {
     nonce_count: Arc<AtomicU64>,
 }
 
-impl Store {
+impl SledStore {
     /// Opens (or creates) the store in `path`.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path) -> Result<SledStore, StoreError> {
         let db = sled::Config::new()
             .path(path)
             .open()
             .map_err(|source| open_error(path, source))?;
-        Ok(Store {
+        Ok(SledStore {
             devices: db.open_tree("devices")?,
             audit: db.open_tree("audit")?,
             audit_by_serial: db.open_tree("audit_by_serial")?,
@@ -156,99 +464,12 @@ pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::device::DeviceRecord;
-    use jiff::civil::date;
-    use np_common::warranty::initial_term;
-    use np_common::{SecretKey, Serial};
-
-    fn record(serial: &Serial, key: &SecretKey) -> DeviceRecord {
-        let p = date(2026, 1, 1);
-        let now = "2026-01-02T00:00:00Z".parse().unwrap();
-        DeviceRecord::new(
-            serial.clone(),
-            serial.model(),
-            "ACME".into(),
-            p,
-            vec![initial_term(p).unwrap()],
-            None,
-            key,
-            now,
-        )
-    }
-
-    #[tokio::test]
-    async fn a_refused_change_writes_nothing_and_changes_are_audited() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let key = SecretKey::from_seed(&[1; 32]);
-        let s = Serial::parse("NR-2000-123456-4").unwrap();
-        let change = Change {
-            actor: Some("alice"),
-            action: "register",
-            at: "2026-01-02T00:00:00Z".parse().unwrap(),
-        };
-        let refused = store
-            .mutate_devices(std::slice::from_ref(&s), &change, |recs| {
-                recs[0] = Some(record(&s, &key));
-                Err("no")
-            })
-            .await;
-        assert!(matches!(refused, Err(MutateError::Rejected("no"))));
-        assert_eq!(store.device(&s).unwrap(), None);
-        assert!(store
-            .audit_entries(None, None, 10)
-            .unwrap()
-            .entries
-            .is_empty());
-
-        for _ in 0..3 {
-            store
-                .mutate_devices(std::slice::from_ref(&s), &change, |recs| {
-                    let r = recs[0].get_or_insert_with(|| record(&s, &key));
-                    r.reissue(&key, change.at);
-                    Ok::<(), ()>(())
-                })
-                .await
-                .unwrap();
-        }
-        // A change by the device API (no actor) is stored but not audited.
-        let quiet = Change {
-            actor: None,
-            ..change.clone()
-        };
-        store
-            .mutate_devices(std::slice::from_ref(&s), &quiet, |recs| {
-                if let Some(r) = recs[0].as_mut() {
-                    r.last_check_in = Some(quiet.at);
-                }
-                Ok::<(), ()>(())
-            })
-            .await
-            .unwrap();
-        assert_eq!(store.device(&s).unwrap().unwrap().sequence, 4);
-        let p1 = store.audit_entries(Some(s.as_str()), None, 2).unwrap();
-        assert_eq!(p1.entries.len(), 2);
-        assert_eq!(p1.entries[0].before, None);
-        let p2 = store
-            .audit_entries(Some(s.as_str()), p1.next_after, 2)
-            .unwrap();
-        assert_eq!((p2.entries.len(), p2.next_after), (1, None));
-        assert!(store
-            .audit_entries(Some("NR-1000-000000-0"), None, 2)
-            .unwrap()
-            .entries
-            .is_empty());
-        assert_eq!(
-            store.device_counts().unwrap()[0],
-            (np_common::docs::Status::Active, 1)
-        );
-    }
 
     #[test]
     fn a_store_held_by_another_opener_is_explained_in_words() {
         let dir = tempfile::tempdir().unwrap();
-        let _first = Store::open(dir.path()).unwrap();
-        let err = Store::open(dir.path()).unwrap_err();
+        let _first = SledStore::open(dir.path()).unwrap();
+        let err = SledStore::open(dir.path()).unwrap_err();
         assert!(matches!(err, StoreError::Locked { .. }), "{err}");
         let text = err.to_string();
         assert!(text.contains("another np-server"), "{text}");

@@ -5,7 +5,7 @@
 //! ones of a box are dropped whenever it sends a request, and every
 //! [`SWEEP_EVERY`] requests the whole tree is swept.
 
-use super::{Store, StoreError};
+use super::{SledStore, StoreError};
 use jiff::Timestamp;
 use np_common::Serial;
 use std::sync::atomic::Ordering;
@@ -39,7 +39,7 @@ fn expiry_of(v: &[u8]) -> i64 {
     v.try_into().map(i64::from_be_bytes).unwrap_or(i64::MIN)
 }
 
-impl Store {
+impl SledStore {
     /// Records `nonce` of `serial` until `expires`, unless it is already there and not
     /// expired at `now` (a replay). Flushed before returning.
     pub async fn remember_nonce(
@@ -110,7 +110,7 @@ mod tests {
     #[tokio::test]
     async fn a_nonce_is_refused_again_until_it_expires_and_boxes_are_apart() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         let a = Serial::parse("NR-2000-123456-4").unwrap();
         let b = Serial::parse("NR-1000-000000-9").unwrap();
         let now = t("2026-11-23T10:00:00Z");
@@ -151,7 +151,7 @@ mod tests {
     #[tokio::test]
     async fn a_box_holds_a_bounded_number_of_nonces() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         let a = Serial::parse("NR-2000-123456-4").unwrap();
         let now = t("2026-11-23T10:00:00Z");
         let exp = t("2026-11-23T10:05:01Z");

@@ -4,7 +4,7 @@
 //! transaction, so two uploads of one version cannot both win and the log never misses one; changes go through a transaction. Every write is flushed before returning.
 
 use super::Change;
-use super::{decode, encode, Store, StoreError};
+use super::{decode, encode, SledStore, StoreError};
 use crate::domain::offers::ReleaseEntry;
 use crate::domain::plan::{Figures, PlanState};
 use jiff::Timestamp;
@@ -114,7 +114,7 @@ enum Abort<E> {
     Corrupt(StoreError),
 }
 
-impl Store {
+impl SledStore {
     fn releases_tree(&self) -> Result<sled::Tree, StoreError> {
         Ok(self.db.open_tree(TREE)?)
     }

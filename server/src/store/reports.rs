@@ -4,7 +4,7 @@
 //! value = the JSON [`EventRecord`], one per event a box sent, the newest few hundred per box
 //! kept (the caller names the bound). Writes are flushed before returning.
 
-use super::{decode, encode, Store, StoreError};
+use super::{decode, encode, SledStore, StoreError};
 use crate::domain::device::DeviceRecord;
 use crate::domain::guard::{Seen, Tallies};
 use jiff::Timestamp;
@@ -56,7 +56,7 @@ fn event_key(serial: &Serial, id: u64) -> Vec<u8> {
     k
 }
 
-impl Store {
+impl SledStore {
     /// The box's last report (empty when it never checked in).
     pub fn device_report(&self, serial: &Serial) -> Result<DeviceReport, StoreError> {
         match self

@@ -137,7 +137,7 @@ pub async fn page(
         })?),
     };
     let filter = Some(serial.as_str()).filter(|s| !s.is_empty());
-    let page = state.app.store.audit_entries(filter, after, PAGE)?;
+    let page = state.app.store.audit_entries(filter, after, PAGE).await?;
     let next = page
         .next_after
         .map(|id| format!("/console/audit?serial={}&after={id}", super::q(&serial)));

@@ -118,12 +118,13 @@ async fn show(
     reinstate: Option<Reinstatement>,
 ) -> Result<Response, ConsoleError> {
     let app = &state.app;
-    let d = registry::get(app, serial)?;
+    let d = registry::get(app, serial).await?;
     let today = app.today();
-    let events = app.store.device_events(serial, EVENTS_SHOWN)?;
+    let events = app.store.device_events(serial, EVENTS_SHOWN).await?;
     let entries = app
         .store
-        .audit_entries(Some(serial.as_str()), None, AUDIT_READ)?
+        .audit_entries(Some(serial.as_str()), None, AUDIT_READ)
+        .await?
         .entries;
     let audit = entries
         .iter()
@@ -133,7 +134,8 @@ async fn show(
         .collect();
     let mut versions: Vec<_> = app
         .store
-        .releases()?
+        .releases()
+        .await?
         .into_iter()
         .filter(|r| !r.yanked && r.release.models.contains(&d.model))
         .map(|r| r.release.version)
@@ -243,7 +245,7 @@ pub async fn extend(
     // A reinstatement is what was confirmed only while the gap is still the one shown:
     // a confirmation left open past midnight shows the new gap and asks again.
     let confirmed = form.reinstate.as_deref() == Some("true") && {
-        let d = registry::get(&state.app, &serial)?;
+        let d = registry::get(&state.app, &serial).await?;
         let today = state.app.today();
         let gap = (d.status == Status::Active && d.coverage_end <= today)
             .then(|| days_between(d.coverage_end, today));
@@ -272,7 +274,10 @@ pub async fn extend(
                     .and_then(serde_json::Value::as_i64)
                     .unwrap_or(0)
             };
-            let ended = registry::get(&state.app, &serial)?.coverage_end.to_string();
+            let ended = registry::get(&state.app, &serial)
+                .await?
+                .coverage_end
+                .to_string();
             let r = Reinstatement {
                 months: form.months.trim().to_owned(),
                 years: form.years.trim().to_owned(),
@@ -418,7 +423,7 @@ pub async fn entitlement(
 ) -> Result<Response, ConsoleError> {
     StaffCaller::check(user.caller.clone())?;
     let serial = parse_serial(&serial)?;
-    let d = registry::get(&state.app, &serial)?;
+    let d = registry::get(&state.app, &serial).await?;
     let disposition = format!("attachment; filename=\"{serial}-entitlement.json\"");
     Ok((
         [

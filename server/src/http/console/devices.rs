@@ -155,7 +155,8 @@ pub async fn page(
     let page = state
         .app
         .store
-        .list_devices(after, PAGE, |d| filter.keeps(d))?;
+        .list_devices(after, PAGE, |d| filter.keeps(d))
+        .await?;
     let models = state
         .app
         .config

@@ -135,13 +135,16 @@ pub fn summarize<'a>(
 }
 
 /// Every registered device.
-pub fn all_devices(store: &Store) -> Result<Vec<DeviceRecord>, StoreError> {
-    Ok(store.list_devices(None, usize::MAX, |_| true)?.devices)
+pub async fn all_devices(store: &Store) -> Result<Vec<DeviceRecord>, StoreError> {
+    Ok(store
+        .list_devices(None, usize::MAX, |_| true)
+        .await?
+        .devices)
 }
 
 /// The fleet's figures from the store.
-pub fn load(store: &Store, today: Date) -> Result<FleetSummary, StoreError> {
-    Ok(summarize(&all_devices(store)?, today))
+pub async fn load(store: &Store, today: Date) -> Result<FleetSummary, StoreError> {
+    Ok(summarize(&all_devices(store).await?, today))
 }
 
 #[derive(Template)]
@@ -165,7 +168,7 @@ pub async fn page(
     user: ConsoleUser,
 ) -> Result<Response, ConsoleError> {
     let today = state.app.today();
-    let s = load(&state.app.store, today)?;
+    let s = load(&state.app.store, today).await?;
     let chart = charts::version_bars(&s.versions);
     Ok(render(
         StatusCode::OK,
@@ -311,7 +314,7 @@ mod tests {
         )
         .await;
 
-        let s = load(&store, today).unwrap();
+        let s = load(&store, today).await.unwrap();
         assert_eq!(s.total, 7);
         let named = |v: &[(&str, u64)]| {
             v.iter()

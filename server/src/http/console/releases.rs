@@ -61,7 +61,7 @@ async fn show(
     let list = releases::list(State(state.app.clone()), caller).await?.0;
     // (failed, rolled back) per version, from what each box reported last.
     let mut outcomes: HashMap<String, (u64, u64)> = HashMap::new();
-    for d in all_devices(&state.app.store)? {
+    for d in all_devices(&state.app.store).await? {
         if let Some(r) = d.last_result.as_ref() {
             let Some(v) = r.version.as_ref() else {
                 continue;

@@ -288,7 +288,7 @@ impl FromRequestParts<ConsoleState> for ConsoleUser {
         let Some((hash, csrf, notice)) = state.sessions.find(&id, state.app.now()) else {
             return Err(to_sign_in());
         };
-        let record = match state.app.tokens.lookup_hash(&hash) {
+        let record = match state.app.tokens.lookup_hash(&hash).await {
             Ok(Some(r)) => r,
             Ok(None) => {
                 // The token was revoked: its sessions end with it.

@@ -67,10 +67,10 @@ pub async fn submit(State(state): State<ConsoleState>, req: Request) -> Response
             "Enter your staff token (np-server token create prints one).".to_owned(),
         );
     }
-    let record = match state
-        .sessions
-        .attempt(client, Instant::now(), || state.app.tokens.lookup(&token))
-    {
+    // Looked up before the attempt is counted: the lookup may wait on the database, the
+    // attempt holds a lock.
+    let looked_up = state.app.tokens.lookup(&token).await;
+    let record = match state.sessions.attempt(client, Instant::now(), || looked_up) {
         Attempt::Right(r) => r,
         Attempt::Limited(wait) => {
             return refused(

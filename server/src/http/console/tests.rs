@@ -132,11 +132,12 @@ impl H {
         (cookie, csrf)
     }
 
-    fn coverage_end(&self) -> String {
+    async fn coverage_end(&self) -> String {
         let s = np_common::Serial::parse(SERIAL).unwrap();
         self.state
             .store
             .device(&s)
+            .await
             .unwrap()
             .unwrap()
             .coverage_end
@@ -184,12 +185,12 @@ async fn forms_need_the_csrf_token_and_sessions_expire() {
     let h = H::new().await;
     let (cookie, csrf) = h.sign_in(&h.admin).await;
     let path = format!("/console/devices/{SERIAL}/extend");
-    let before = h.coverage_end();
+    let before = h.coverage_end().await;
     let a = h.post(&path, Some(&cookie), "months=6").await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     let a = h.post(&path, Some(&cookie), "months=6&csrf=forged").await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
-    assert_eq!(h.coverage_end(), before);
+    assert_eq!(h.coverage_end().await, before);
 
     let a = h
         .post(&path, Some(&cookie), &format!("months=6&csrf={csrf}"))
@@ -201,7 +202,7 @@ async fn forms_need_the_csrf_token_and_sessions_expire() {
             format!("/console/devices/{SERIAL}").as_str()
         )
     );
-    assert_eq!(h.coverage_end(), "2027-12-01");
+    assert_eq!(h.coverage_end().await, "2027-12-01");
     let page = h
         .get(&format!("/console/devices/{SERIAL}"), Some(&cookie))
         .await;
@@ -403,7 +404,7 @@ async fn signing_in_again_ends_the_previous_session() {
 async fn form_addresses_opened_with_get_lead_back_to_their_page() {
     let h = H::new().await;
     let (cookie, _) = h.sign_in(&h.admin).await;
-    let before = h.coverage_end();
+    let before = h.coverage_end().await;
     for (path, to) in [
         (
             format!("/console/devices/{SERIAL}/extend?months=6"),
@@ -434,7 +435,7 @@ async fn form_addresses_opened_with_get_lead_back_to_their_page() {
             "{path}"
         );
     }
-    assert_eq!(h.coverage_end(), before, "a GET changes nothing");
+    assert_eq!(h.coverage_end().await, before, "a GET changes nothing");
     let a = h.get("/console/", Some(&cookie)).await;
     assert_eq!(a.status, StatusCode::OK, "a GET does not sign out");
     let a = h
@@ -497,7 +498,7 @@ async fn a_reinstatement_confirmed_for_an_older_gap_asks_again() {
     *h.clock.lock().unwrap() = "2027-06-02T23:00:00Z".parse().unwrap();
     let (cookie, csrf) = h.sign_in(&h.admin).await;
     let path = format!("/console/devices/{SERIAL}/extend");
-    let before = h.coverage_end();
+    let before = h.coverage_end().await;
     let a = h
         .post(&path, Some(&cookie), &format!("months=6&csrf={csrf}"))
         .await;
@@ -514,7 +515,7 @@ async fn a_reinstatement_confirmed_for_an_older_gap_asks_again() {
     let a = h.post(&path, Some(&cookie), &stale).await;
     assert_eq!(a.status, StatusCode::CONFLICT, "asked again");
     assert!(a.text.contains("<strong>2 days</strong>"), "the new gap");
-    assert_eq!(h.coverage_end(), before, "nothing changed");
+    assert_eq!(h.coverage_end().await, before, "nothing changed");
     let a = h
         .post(
             &path,
@@ -531,5 +532,5 @@ async fn a_reinstatement_confirmed_for_an_older_gap_asks_again() {
     let fresh = format!("months=6&reinstate=true&gap_days=2&csrf={csrf}");
     let a = h.post(&path, Some(&cookie), &fresh).await;
     assert_eq!(a.status, StatusCode::SEE_OTHER);
-    assert_eq!(h.coverage_end(), "2027-12-03");
+    assert_eq!(h.coverage_end().await, "2027-12-03");
 }

@@ -1,0 +1,81 @@
+//! `np-server migrate-store --data DIR --to URL`: copies the embedded store of a data
+//! folder (and its tokens) into an empty PostgreSQL database, then checks the count of
+//! every kind of record. The folder is left untouched: sled reads a copy of `DIR/store`
+//! in a temporary folder. Stop the server first (a running server keeps writing).
+
+use super::CliError;
+use crate::store::{PgStore, SledStore};
+use std::path::{Path, PathBuf};
+
+/// Arguments of `migrate-store`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The data folder whose embedded store is copied (stop its server first).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The PostgreSQL database to fill (postgres://USER:PASSWORD@HOST:PORT/DATABASE); it
+    /// must hold no records.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `migrate-store`.
+pub fn run(args: &Args) -> Result<(), CliError> {
+    let store_dir = args.data.join("store");
+    if !args.data.join("keyring.json").exists() || !store_dir.is_dir() {
+        return Err(CliError::Usage(format!(
+            "--data {}: not an np-server data folder with an embedded store (no keyring.json or store/)",
+            args.data.display()
+        )));
+    }
+    let tokens = crate::tokens::list(&args.data)?;
+    let tmp = tempfile::tempdir()
+        .map_err(|e| CliError::Io(format!("cannot make a temporary folder: {e}")))?;
+    let copy = tmp.path().join("store");
+    copy_dir(&store_dir, &copy)
+        .map_err(|e| CliError::Io(format!("cannot copy {}: {e}", store_dir.display())))?;
+    let sled = SledStore::open(&copy)?;
+    let copied = super::block_on(async {
+        let pg: PgStore = super::connect_store(&args.to).await.map_err(|e| match e {
+            CliError::Usage(m) => CliError::Usage(m.replace("--store", "--to")),
+            other => other,
+        })?;
+        let held: Vec<String> = pg
+            .counts()
+            .await?
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        if !held.is_empty() {
+            return Err(CliError::Refused(format!(
+                "--to: the database already holds records ({}); migrate-store only fills an empty database",
+                held.join(", ")
+            )));
+        }
+        Ok(pg.import_sled(&sled, &tokens).await?)
+    })?;
+    crate::outln!("{:<16} {:>10} {:>10}", "KIND", "SLED", "POSTGRES");
+    for c in &copied {
+        crate::outln!("{:<16} {:>10} {:>10}", c.kind, c.source, c.target);
+    }
+    crate::errln!(
+        "copied; {} is unchanged. Serve with --store (or [store] url) from now on.",
+        args.data.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,641 @@
+//! The store contract: the same test functions run against the sled store and against
+//! PostgreSQL (each test on a fresh database, created with a random name and dropped at
+//! the end). PostgreSQL is `NP_TEST_PG_URL` (a URL of a role that may create databases),
+//! or else `postgres://np_test:np_test@127.0.0.1:5432/postgres` (the role `.ci/run` makes).
+//! Without a reachable server the PostgreSQL half is skipped with a message, except in CI
+//! (`CI=true`) or when `NP_TEST_PG_URL` is set, where it fails saying why.
+
+use super::*;
+use crate::domain::device::DeviceRecord;
+use crate::domain::guard::Tallies;
+use np_common::api::EventKind;
+use np_common::warranty::initial_term;
+use np_common::{SecretKey, Serial};
+
+pub(crate) use testdb::TestDb;
+
+/// Fresh PostgreSQL databases for tests (also used by other modules' tests).
+pub(crate) mod testdb {
+    use tokio_postgres::NoTls;
+
+    const DEFAULT_URL: &str = "postgres://np_test:np_test@127.0.0.1:5432/postgres";
+
+    /// A database made for one test, dropped when this is dropped.
+    pub(crate) struct TestDb {
+        admin_url: String,
+        name: String,
+        /// The URL of the fresh database.
+        pub url: String,
+    }
+
+    async fn admin(url: &str) -> Result<tokio_postgres::Client, String> {
+        let connect = tokio_postgres::connect(url, NoTls);
+        let (client, conn) = tokio::time::timeout(std::time::Duration::from_secs(5), connect)
+            .await
+            .map_err(|_| "no answer within 5 s".to_owned())?
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok(client)
+    }
+
+    impl TestDb {
+        /// A fresh database, or `None` (after saying so) when no PostgreSQL is reachable
+        /// outside CI. In CI, or when `NP_TEST_PG_URL` is set, an unreachable server fails
+        /// the test.
+        pub(crate) async fn create() -> Option<TestDb> {
+            let explicit = std::env::var("NP_TEST_PG_URL").ok();
+            let admin_url = explicit.clone().unwrap_or_else(|| DEFAULT_URL.to_owned());
+            let client = match admin(&admin_url).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+                    assert!(
+                        !ci && explicit.is_none(),
+                        "PostgreSQL is not reachable at {} ({e}): the PostgreSQL store tests must run here (.ci/run installs and starts it)",
+                        redact(&admin_url)
+                    );
+                    eprintln!(
+                        "skipped: no PostgreSQL at {} ({e}); set NP_TEST_PG_URL or run .ci/run",
+                        redact(&admin_url)
+                    );
+                    return None;
+                }
+            };
+            let mut raw = [0u8; 8];
+            getrandom::getrandom(&mut raw).expect("random bytes");
+            let name = format!("np_test_{}", hex::encode(raw));
+            client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("CREATE DATABASE (the test role needs CREATEDB)");
+            let mut config: tokio_postgres::Config = admin_url.parse().expect("a valid URL");
+            config.dbname(&name);
+            let url = to_url(&config, &admin_url, &name);
+            Some(TestDb {
+                admin_url,
+                name,
+                url,
+            })
+        }
+    }
+
+    /// The URL `admin_url` with its database replaced by `name`.
+    fn to_url(_config: &tokio_postgres::Config, admin_url: &str, name: &str) -> String {
+        let (base, query) = match admin_url.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (admin_url, None),
+        };
+        let cut = base.rfind('/').filter(|i| *i > "postgres://".len());
+        let mut url = match cut {
+            Some(i) => format!("{}/{name}", &base[..i]),
+            None => format!("{base}/{name}"),
+        };
+        if let Some(q) = query {
+            url.push('?');
+            url.push_str(q);
+        }
+        url
+    }
+
+    fn redact(url: &str) -> String {
+        match (url.find("://"), url.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}://…{}", &url[..s], &url[at..]),
+            _ => url.to_owned(),
+        }
+    }
+
+    impl Drop for TestDb {
+        fn drop(&mut self) {
+            let (url, name) = (self.admin_url.clone(), self.name.clone());
+            // A fresh runtime on its own thread: Drop may run inside another runtime.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                rt.block_on(async {
+                    let c = admin(&url).await.ok()?;
+                    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await
+                        .ok()
+                })
+            })
+            .join();
+        }
+    }
+}
+
+fn t(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn record(serial: &Serial, key: &SecretKey) -> DeviceRecord {
+    let p = jiff::civil::date(2026, 1, 1);
+    DeviceRecord::new(
+        serial.clone(),
+        serial.model(),
+        "ACME".into(),
+        p,
+        vec![initial_term(p).unwrap()],
+        None,
+        key,
+        t("2026-01-02T00:00:00Z"),
+    )
+}
+
+fn release_record(version: &str) -> ReleaseRecord {
+    let release: np_common::docs::Release = serde_json::from_value(serde_json::json!({
+        "product": "np-os",
+        "version": version,
+        "security_version": 1,
+        "models": ["NR-2000"],
+        "channel": "stable",
+        "released_at": "2026-01-01T00:00:00Z",
+        "min_from_version": "0.0.0",
+        "image": {"name": "img", "size": 3, "sha256": "ab".repeat(32)},
+    }))
+    .unwrap();
+    let manifest = np_common::docs::sign(&release, &SecretKey::from_seed(&[3; 32]));
+    ReleaseRecord {
+        release,
+        manifest,
+        rollout_percent: 100,
+        paused: false,
+        yanked: false,
+        created_at: t("2026-01-01T00:00:00Z"),
+        created_by: "rita".into(),
+        updated_at: t("2026-01-01T00:00:00Z"),
+        plan: None,
+        halt: None,
+        guard_baseline: None,
+    }
+}
+
+fn change(action: &str) -> Change<'_> {
+    Change {
+        actor: Some("alice"),
+        action,
+        at: t("2026-01-02T00:00:00Z"),
+    }
+}
+
+async fn a_refused_change_writes_nothing_and_changes_are_audited(store: &Store) {
+    let key = SecretKey::from_seed(&[1; 32]);
+    let s = Serial::parse("NR-2000-123456-4").unwrap();
+    let change = change("register");
+    let refused = store
+        .mutate_devices(std::slice::from_ref(&s), &change, |recs| {
+            recs[0] = Some(record(&s, &key));
+            Err("no")
+        })
+        .await;
+    assert!(matches!(refused, Err(MutateError::Rejected("no"))));
+    assert_eq!(store.device(&s).await.unwrap(), None);
+    assert!(store
+        .audit_entries(None, None, 10)
+        .await
+        .unwrap()
+        .entries
+        .is_empty());
+    for _ in 0..3 {
+        store
+            .mutate_devices(std::slice::from_ref(&s), &change, |recs| {
+                let r = recs[0].get_or_insert_with(|| record(&s, &key));
+                r.reissue(&key, change.at);
+                Ok::<(), ()>(())
+            })
+            .await
+            .unwrap();
+    }
+    // A change by the device API (no actor) is stored but not audited.
+    let quiet = Change {
+        actor: None,
+        ..change.clone()
+    };
+    store
+        .mutate_devices(std::slice::from_ref(&s), &quiet, |recs| {
+            if let Some(r) = recs[0].as_mut() {
+                r.last_check_in = Some(quiet.at);
+            }
+            Ok::<(), ()>(())
+        })
+        .await
+        .unwrap();
+    let stored = store.device(&s).await.unwrap().unwrap();
+    assert_eq!(stored.sequence, 4);
+    assert_eq!(stored.last_check_in, Some(quiet.at));
+    let p1 = store
+        .audit_entries(Some(s.as_str()), None, 2)
+        .await
+        .unwrap();
+    assert_eq!(p1.entries.len(), 2);
+    assert_eq!(p1.entries[0].before, None);
+    assert_eq!(p1.entries[0].serial.as_deref(), Some(s.as_str()));
+    assert!(p1.entries[0].id < p1.entries[1].id);
+    let p2 = store
+        .audit_entries(Some(s.as_str()), p1.next_after, 2)
+        .await
+        .unwrap();
+    assert_eq!((p2.entries.len(), p2.next_after), (1, None));
+    assert!(store
+        .audit_entries(Some("NR-1000-000000-0"), None, 2)
+        .await
+        .unwrap()
+        .entries
+        .is_empty());
+    assert_eq!(
+        store.device_counts().await.unwrap(),
+        [
+            (Status::Active, 1),
+            (Status::Revoked, 0),
+            (Status::Replaced, 0)
+        ]
+    );
+}
+
+async fn parallel_changes_of_one_box_lose_nothing(store: &Store) {
+    let key = SecretKey::from_seed(&[1; 32]);
+    let s = Serial::parse("NR-2000-123456-4").unwrap();
+    store
+        .mutate_devices(std::slice::from_ref(&s), &change("register"), |recs| {
+            recs[0] = Some(record(&s, &key));
+            Ok::<(), ()>(())
+        })
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let (store, s, key) = (store.clone(), s.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = change("extend");
+            store
+                .mutate_devices(std::slice::from_ref(&s), &c, |recs| {
+                    let r = recs[0].as_mut().ok_or("gone")?;
+                    r.reissue(&key, c.at);
+                    Ok::<(), &str>(())
+                })
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("{e:?}"))
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(store.device(&s).await.unwrap().unwrap().sequence, 41);
+    let page = store
+        .audit_entries(Some(s.as_str()), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(page.entries.len(), 41);
+    // Every entry saw the one before it: the sequences in the log are 1..=41.
+    let seqs: Vec<u64> = page
+        .entries
+        .iter()
+        .map(|e| e.after.as_ref().unwrap()["sequence"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=41).collect::<Vec<_>>());
+}
+
+async fn devices_are_listed_in_serial_order_and_counted(store: &Store) {
+    let key = SecretKey::from_seed(&[1; 32]);
+    let serials: Vec<Serial> = [("2000", 123_456), ("1000", 0), ("1000", 7)]
+        .iter()
+        .map(|(m, n)| {
+            let digit = np_common::serial::luhn_check_digit(&format!("{m}{n:06}"));
+            Serial::parse(&format!("NR-{m}-{n:06}-{digit}")).unwrap()
+        })
+        .collect();
+    store
+        .mutate_devices(&serials, &change("register"), |recs| {
+            for (r, s) in recs.iter_mut().zip(&serials) {
+                let mut d = record(s, &key);
+                d.version = Some("1.0.0".parse().unwrap());
+                *r = Some(d);
+            }
+            recs[2].as_mut().unwrap().status = Status::Revoked;
+            Ok::<(), ()>(())
+        })
+        .await
+        .unwrap();
+    let all = store.list_devices(None, 10, |_| true).await.unwrap();
+    let names: Vec<String> = all.devices.iter().map(|d| d.serial.to_string()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+    assert_eq!(all.next_after, None);
+    let p1 = store.list_devices(None, 1, |_| true).await.unwrap();
+    assert_eq!(p1.next_after.as_deref(), Some(names[0].as_str()));
+    let p2 = store
+        .list_devices(p1.next_after.as_deref(), 5, |_| true)
+        .await
+        .unwrap();
+    assert_eq!(p2.devices.len(), 2);
+    let active = store
+        .list_devices(None, 10, |d| d.status == Status::Active)
+        .await
+        .unwrap();
+    assert_eq!(active.devices.len(), 2);
+    assert_eq!(
+        store.device_counts().await.unwrap(),
+        [
+            (Status::Active, 2),
+            (Status::Revoked, 1),
+            (Status::Replaced, 0)
+        ]
+    );
+    let counts = store.install_counts().await.unwrap();
+    assert_eq!(counts.get(&"1.0.0".parse().unwrap()), Some(&3));
+    // Removing a record deletes it (and audits it).
+    store
+        .mutate_devices(&serials[..1], &change("delete"), |recs| {
+            recs[0] = None;
+            Ok::<(), ()>(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.device(&serials[0]).await.unwrap(), None);
+    let log = store.audit_entries(None, None, 10).await.unwrap();
+    assert_eq!(log.entries.len(), 4);
+    assert_eq!(log.entries[3].after, None);
+}
+
+async fn audit_is_read_newest_first_with_filters(store: &Store) {
+    for i in 0..5u64 {
+        let serial = if i % 2 == 0 {
+            Some("NR-1000-000000-0")
+        } else {
+            None
+        };
+        let e = store
+            .append_audit(
+                t("2026-01-02T00:00:00Z"),
+                "alice",
+                &format!("a{i}"),
+                serial,
+                None,
+                Some(serde_json::json!({"i": i})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(e.action, format!("a{i}"));
+    }
+    let all = store
+        .audit_entries_newest(None, None, 2, |_| true, |_| false)
+        .await
+        .unwrap();
+    let actions: Vec<&str> = all.entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["a4", "a3"]);
+    let rest = store
+        .audit_entries_newest(None, all.next_after, 10, |_| true, |_| false)
+        .await
+        .unwrap();
+    let actions: Vec<&str> = rest.entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!((actions, rest.next_after), (vec!["a2", "a1", "a0"], None));
+    let one = store
+        .audit_entries_newest(Some("NR-1000-000000-0"), None, 10, |_| true, |_| false)
+        .await
+        .unwrap();
+    assert_eq!(one.entries.len(), 3);
+    let kept = store
+        .audit_entries_newest(None, None, 10, |e| e.action != "a3", |e| e.action == "a1")
+        .await
+        .unwrap();
+    let actions: Vec<&str> = kept.entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["a4", "a2"]);
+}
+
+async fn a_nonce_is_a_replay_until_it_expires(store: &Store) {
+    let a = Serial::parse("NR-2000-123456-4").unwrap();
+    let b = Serial::parse("NR-1000-000000-9").unwrap();
+    let now = t("2026-11-23T10:00:00Z");
+    let exp = t("2026-11-23T10:05:01Z");
+    let n = "00112233445566778899aabb";
+    let check = |s: Serial, n: String, exp: Timestamp, now: Timestamp| {
+        let store = store.clone();
+        async move { store.remember_nonce(&s, &n, exp, now).await.unwrap() }
+    };
+    assert_eq!(
+        check(a.clone(), n.into(), exp, now).await,
+        NonceCheck::Fresh
+    );
+    assert_eq!(
+        check(a.clone(), n.into(), exp, now).await,
+        NonceCheck::Replayed
+    );
+    assert_eq!(
+        check(a.clone(), n.to_uppercase(), exp, now).await,
+        NonceCheck::Replayed
+    );
+    assert_eq!(
+        check(b.clone(), n.into(), exp, now).await,
+        NonceCheck::Fresh
+    );
+    let later = t("2026-11-23T10:05:02Z");
+    assert_eq!(store.sweep_nonces(later).await.unwrap(), 0);
+    assert_eq!(
+        check(a.clone(), n.into(), t("2026-11-23T10:10:03Z"), later).await,
+        NonceCheck::Fresh
+    );
+    // Parallel copies of one request: exactly one is fresh.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        tasks.push(tokio::spawn(check(b.clone(), "feed".into(), exp, now)));
+    }
+    let mut fresh = 0;
+    for task in tasks {
+        if task.await.unwrap() == NonceCheck::Fresh {
+            fresh += 1;
+        }
+    }
+    assert_eq!(fresh, 1);
+}
+
+async fn a_box_holds_a_bounded_number_of_nonces(store: &Store) {
+    let a = Serial::parse("NR-2000-123456-4").unwrap();
+    let now = t("2026-11-23T10:00:00Z");
+    let exp = t("2026-11-23T10:05:01Z");
+    for i in 0..nonces::MAX_NONCES_PER_BOX {
+        let n = format!("{i:016x}");
+        assert_eq!(
+            store.remember_nonce(&a, &n, exp, now).await.unwrap(),
+            NonceCheck::Fresh
+        );
+    }
+    assert_eq!(
+        store
+            .remember_nonce(&a, "ffffffffffffffff", exp, now)
+            .await
+            .unwrap(),
+        NonceCheck::TooMany
+    );
+    let later = t("2026-11-23T10:06:00Z");
+    assert_eq!(
+        store
+            .remember_nonce(&a, "ffffffffffffffff", t("2026-11-23T10:11:01Z"), later)
+            .await
+            .unwrap(),
+        NonceCheck::Fresh
+    );
+}
+
+async fn releases_are_created_once_and_changed_under_a_lock(store: &Store) {
+    let r1 = release_record("1.0.0");
+    let r2 = release_record("1.10.0");
+    let c = change("release_create");
+    assert!(store
+        .insert_release(&r1, &c, serde_json::json!({"v": "1.0.0"}))
+        .await
+        .unwrap());
+    assert!(!store
+        .insert_release(&r1, &c, serde_json::json!({"v": "1.0.0"}))
+        .await
+        .unwrap());
+    assert!(store
+        .insert_release(&r2, &c, serde_json::json!({"v": "1.10.0"}))
+        .await
+        .unwrap());
+    let log = store.audit_entries(None, None, 10).await.unwrap();
+    assert_eq!(log.entries.len(), 2, "a refused duplicate is not audited");
+    let versions: Vec<String> = store
+        .releases()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.release.version.to_string())
+        .collect();
+    assert_eq!(versions, ["1.10.0", "1.0.0"]);
+    let v1: Version = "1.0.0".parse().unwrap();
+    assert_eq!(store.release(&v1).await.unwrap(), Some(r1.clone()));
+    assert_eq!(
+        store.release(&"9.9.9".parse().unwrap()).await.unwrap(),
+        None
+    );
+    let missing = store
+        .update_release(&"9.9.9".parse().unwrap(), |_| Ok::<(), ()>(()))
+        .await;
+    assert!(matches!(missing, Err(ReleaseChangeError::NotFound)));
+    let refused = store
+        .update_release(&v1, |r| {
+            r.yanked = true;
+            Err("no")
+        })
+        .await;
+    assert!(matches!(refused, Err(ReleaseChangeError::Rejected("no"))));
+    assert!(!store.release(&v1).await.unwrap().unwrap().yanked);
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let (store, v1) = (store.clone(), v1.clone());
+        tasks.push(tokio::spawn(async move {
+            store
+                .update_release(&v1, |r| {
+                    r.rollout_percent = r.rollout_percent.saturating_sub(1);
+                    Ok::<(), ()>(())
+                })
+                .await
+                .map(|_| ())
+                .map_err(|_| ())
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let (before, after) = store
+        .update_release(&v1, |r| {
+            r.paused = true;
+            Ok::<(), ()>(())
+        })
+        .await
+        .unwrap();
+    assert!(!before.paused && after.paused);
+    assert_eq!(after.rollout_percent, 90);
+}
+
+async fn reports_and_events_are_kept_and_replayed(store: &Store) {
+    let s = Serial::parse("NR-2000-123456-4").unwrap();
+    let v: Version = "2.0.0".parse().unwrap();
+    assert_eq!(
+        store.device_report(&s).await.unwrap(),
+        DeviceReport::default()
+    );
+    let mut tasks = Vec::new();
+    for i in 0..10u64 {
+        let (store, s) = (store.clone(), s.clone());
+        tasks.push(tokio::spawn(async move {
+            store
+                .update_device_report(&s, |r| {
+                    r.rolled_back_from.push(format!("1.0.{i}").parse().unwrap());
+                })
+                .await
+                .unwrap()
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let report = store.device_report(&s).await.unwrap();
+    assert_eq!(report.rolled_back_from.len(), 10, "no update lost");
+    for (i, kind) in [EventKind::Download, EventKind::Install, EventKind::Failure]
+        .into_iter()
+        .enumerate()
+    {
+        let e = EventRecord {
+            at: t("2026-01-02T00:00:00Z"),
+            version: Some(v.clone()),
+            event: kind,
+            detail: format!("e{i}"),
+        };
+        let dropped = store.append_device_event(&s, &e, 2).await.unwrap();
+        assert_eq!(dropped, usize::from(i == 2));
+    }
+    let events = store.device_events(&s, 10).await.unwrap();
+    let details: Vec<&str> = events.iter().map(|e| e.detail.as_str()).collect();
+    assert_eq!(details, ["e2", "e1"]);
+    assert_eq!(store.device_events(&s, 1).await.unwrap().len(), 1);
+    let tallies = Tallies::default();
+    store.replay_reports(&tallies).await.unwrap();
+    let f = tallies.figures(&v);
+    assert_eq!((f.attempts, f.failures), (1, 1));
+    let f = tallies.figures(&"1.0.3".parse().unwrap());
+    assert_eq!(f.failures, 1);
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod on_sled {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = super::Store::open(dir.path()).unwrap();
+                    super::$name(&store).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = super::TestDb::create().await else {
+                        return;
+                    };
+                    let store = super::Store::connect(&db.url).await.unwrap();
+                    super::$name(&store).await;
+                    drop(store);
+                    drop(db);
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    a_refused_change_writes_nothing_and_changes_are_audited,
+    parallel_changes_of_one_box_lose_nothing,
+    devices_are_listed_in_serial_order_and_counted,
+    audit_is_read_newest_first_with_filters,
+    a_nonce_is_a_replay_until_it_expires,
+    a_box_holds_a_bounded_number_of_nonces,
+    releases_are_created_once_and_changed_under_a_lock,
+    reports_and_events_are_kept_and_replayed,
+);

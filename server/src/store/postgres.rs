@@ -1,0 +1,1284 @@
+//! The PostgreSQL store: the same records as the sled store (as JSON text), in tables keyed
+//! by serial, version or id, so that several replicas can share one database.
+//!
+//! - Every change and its audit entries are one transaction; a read-modify-write of devices,
+//!   a release or a report locks the rows first (`SELECT ... FOR UPDATE`); a conflict that
+//!   PostgreSQL reports anyway (two first inserts of one key, a deadlock) is retried.
+//! - The schema is versioned by the embedded migrations in `migrations/`, applied at
+//!   connect under an advisory lock (replicas starting together do not race); a database
+//!   of a newer version than [`SCHEMA_VERSION`] is refused.
+//! - Every operation is bounded by [`OP_TIMEOUT`]: an unreachable or silent database
+//!   answers [`StoreError::Unavailable`] (503 `store_unavailable`) instead of hanging, and
+//!   the pool drops dead connections, so service resumes by itself when it is back.
+
+use super::StoreError;
+use super::{decode, encode, AuditEntry, AuditPage, Change, DevicePage, MutateError};
+use super::{DeviceReport, EventRecord, NonceCheck, ReleaseChangeError, ReleaseRecord};
+use crate::domain::device::DeviceRecord;
+use crate::domain::guard::{Seen, Tallies};
+use crate::tokens::TokenRecord;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use jiff::Timestamp;
+use np_common::docs::Status;
+use np_common::{Serial, Version};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+
+/// The embedded migrations, in order: (version, SQL).
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+
+/// The newest schema version this binary knows.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The longest any store operation may take before it answers "unavailable".
+pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a new connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The advisory lock key held while migrations run ("np-migr").
+const MIGRATION_LOCK: i64 = 0x006e_702d_6d69_6772;
+
+/// How many times a transaction that lost a race is run again.
+const RETRIES: usize = 20;
+
+/// Rows read per round when a filter decides what is kept.
+const BATCH: i64 = 500;
+
+/// A pool of connections to one PostgreSQL database.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    nonce_count: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URL: it may hold a password.
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+/// Maps a driver error: no database answer at all means "unavailable".
+fn pg(e: tokio_postgres::Error) -> StoreError {
+    if e.as_db_error().is_none() {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Postgres(e.to_string())
+    }
+}
+
+fn retryable(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
+            || *c == SqlState::T_R_DEADLOCK_DETECTED
+            || *c == SqlState::UNIQUE_VIOLATION
+    )
+}
+
+/// Runs `fut` within [`OP_TIMEOUT`].
+async fn timed<T>(fut: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    match tokio::time::timeout(OP_TIMEOUT, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer within {} s",
+            OP_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn limit_i64(v: usize) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn audit_from_row(id: i64, text: &str) -> Result<AuditEntry, StoreError> {
+    let mut e: AuditEntry = decode(&format!("audit entry {id}"), text.as_bytes())?;
+    e.id = u64::try_from(id).unwrap_or_default();
+    Ok(e)
+}
+
+fn text<T: serde::Serialize>(v: &T) -> String {
+    String::from_utf8(encode(v)).unwrap_or_default()
+}
+
+/// Why one run of a transaction failed.
+enum Fail<E> {
+    Rejected(E),
+    NotFound,
+    Store(StoreError),
+    Pg(tokio_postgres::Error),
+}
+
+impl<E> From<tokio_postgres::Error> for Fail<E> {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Fail::Pg(e)
+    }
+}
+
+impl<E> From<StoreError> for Fail<E> {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+/// Runs `once` until it does not fail with a retryable conflict, within [`OP_TIMEOUT`].
+async fn with_retries<T, E, Fut>(mut once: impl FnMut() -> Fut) -> Result<T, Fail<E>>
+where
+    Fut: Future<Output = Result<T, Fail<E>>>,
+{
+    let run = async {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match once().await {
+                Err(Fail::Pg(e)) if retryable(&e) && tries < RETRIES => continue,
+                Err(Fail::Pg(e)) => return Err(Fail::Store(pg(e))),
+                other => return other,
+            }
+        }
+    };
+    match tokio::time::timeout(OP_TIMEOUT, run).await {
+        Ok(r) => r,
+        Err(_) => Err(Fail::Store(StoreError::Unavailable(format!(
+            "no answer within {} s",
+            OP_TIMEOUT.as_secs()
+        )))),
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (a `postgres://` URL), applies missing migrations under an
+    /// advisory lock, and refuses a database of a newer schema.
+    pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let store = PgStore::connect_only(url)?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// A pool for `url`, without touching the database yet.
+    fn connect_only(url: &str) -> Result<PgStore, StoreError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+            StoreError::Postgres(format!(
+                "the store URL is not a valid PostgreSQL URL ({e}); write it as postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+            ))
+        })?;
+        config
+            .connect_timeout(CONNECT_TIMEOUT)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .tcp_user_timeout(OP_TIMEOUT)
+            .application_name("np-server");
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(OP_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::Postgres(format!("cannot make a connection pool: {e}")))?;
+        Ok(PgStore {
+            pool,
+            nonce_count: Arc::default(),
+        })
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => pg(e),
+            other => StoreError::Unavailable(other.to_string()),
+        })
+    }
+
+    /// Applies the migrations the database lacks (under an advisory lock, so replicas
+    /// starting together apply each once); answers the schema version now in force.
+    pub async fn migrate(&self) -> Result<i64, StoreError> {
+        let mut client = self.client().await?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(pg)?;
+        let result = apply_migrations(&mut client).await;
+        let unlock = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(pg);
+        let version = result?;
+        unlock?;
+        Ok(version)
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        timed(async {
+            self.client()
+                .await?
+                .simple_query("SELECT 1")
+                .await
+                .map_err(pg)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        timed(async { self.client().await?.query(sql, params).await.map_err(pg) }).await
+    }
+
+    /// The device with this serial, if registered.
+    pub async fn device(&self, serial: &Serial) -> Result<Option<DeviceRecord>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT record FROM devices WHERE serial = $1",
+                &[&serial.as_str()],
+            )
+            .await?;
+        match rows.first() {
+            Some(r) => Ok(Some(decode(
+                serial.as_str(),
+                r.get::<_, &str>(0).as_bytes(),
+            )?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` devices after serial `after`, keeping those `keep` accepts.
+    pub async fn list_devices(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&DeviceRecord) -> bool,
+    ) -> Result<DevicePage, StoreError> {
+        let mut cursor = after.unwrap_or("").to_owned();
+        let mut devices: Vec<DeviceRecord> = Vec::new();
+        loop {
+            let rows = self
+                .query(
+                    "SELECT serial, record FROM devices WHERE serial > $1 ORDER BY serial LIMIT $2",
+                    &[&cursor, &BATCH],
+                )
+                .await?;
+            let full = rows.len() == BATCH as usize;
+            for r in &rows {
+                let serial: &str = r.get(0);
+                cursor = serial.to_owned();
+                let d: DeviceRecord = decode(serial, r.get::<_, &str>(1).as_bytes())?;
+                if keep(&d) {
+                    if devices.len() == limit {
+                        let next_after = devices.last().map(|d| d.serial.to_string());
+                        return Ok(DevicePage {
+                            devices,
+                            next_after,
+                        });
+                    }
+                    devices.push(d);
+                }
+            }
+            if !full {
+                return Ok(DevicePage {
+                    devices,
+                    next_after: None,
+                });
+            }
+        }
+    }
+
+    /// How many devices have each status.
+    pub async fn device_counts(&self) -> Result<[(Status, u64); 3], StoreError> {
+        let rows = self
+            .query(
+                "SELECT (record::jsonb)->>'status', count(*) FROM devices GROUP BY 1",
+                &[],
+            )
+            .await?;
+        let mut counts = [
+            (Status::Active, 0),
+            (Status::Revoked, 0),
+            (Status::Replaced, 0),
+        ];
+        for r in &rows {
+            let name: Option<String> = r.get(0);
+            let n: i64 = r.get(1);
+            let status: Status =
+                serde_json::from_value(serde_json::Value::String(name.unwrap_or_default()))
+                    .map_err(|e| StoreError::Corrupt {
+                        what: "device status".into(),
+                        reason: e.to_string(),
+                    })?;
+            for c in counts.iter_mut() {
+                if c.0 == status {
+                    c.1 += u64::try_from(n).unwrap_or_default();
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// See [`super::Store::mutate_devices`]: the rows are locked with `FOR UPDATE` (in
+    /// serial order, so two changes of several boxes cannot deadlock), `f` runs once per
+    /// attempt, and a lost race to insert a new serial runs it again.
+    pub async fn mutate_devices<E, F>(
+        &self,
+        serials: &[Serial],
+        change: &Change<'_>,
+        f: F,
+    ) -> Result<Vec<Option<DeviceRecord>>, MutateError<E>>
+    where
+        F: Fn(&mut [Option<DeviceRecord>]) -> Result<(), E>,
+    {
+        let f = &f;
+        with_retries(|| async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let keys: Vec<&str> = serials.iter().map(Serial::as_str).collect();
+            let rows = tx
+                .query(
+                    "SELECT serial, record FROM devices WHERE serial = ANY($1) ORDER BY serial FOR UPDATE",
+                    &[&keys],
+                )
+                .await?;
+            let mut found: HashMap<String, DeviceRecord> = HashMap::new();
+            for r in &rows {
+                let serial: &str = r.get(0);
+                found.insert(
+                    serial.to_owned(),
+                    decode(serial, r.get::<_, &str>(1).as_bytes())?,
+                );
+            }
+            let mut records: Vec<Option<DeviceRecord>> =
+                serials.iter().map(|s| found.get(s.as_str()).cloned()).collect();
+            let before = records.clone();
+            f(&mut records).map_err(Fail::Rejected)?;
+            for ((s, old), new) in serials.iter().zip(&before).zip(&records) {
+                if old == new {
+                    continue;
+                }
+                match (old, new) {
+                    (None, Some(n)) => {
+                        tx.execute(
+                            "INSERT INTO devices (serial, record) VALUES ($1, $2)",
+                            &[&s.as_str(), &text(n)],
+                        )
+                        .await?;
+                    }
+                    (Some(_), Some(n)) => {
+                        tx.execute(
+                            "UPDATE devices SET record = $2 WHERE serial = $1",
+                            &[&s.as_str(), &text(n)],
+                        )
+                        .await?;
+                    }
+                    (_, None) => {
+                        tx.execute("DELETE FROM devices WHERE serial = $1", &[&s.as_str()])
+                            .await?;
+                    }
+                }
+                if let Some(actor) = change.actor {
+                    let entry = AuditEntry {
+                        id: 0,
+                        at: change.at,
+                        actor: actor.to_owned(),
+                        action: change.action.to_owned(),
+                        serial: Some(s.to_string()),
+                        before: old.as_ref().map(DeviceRecord::snapshot),
+                        after: new.as_ref().map(DeviceRecord::snapshot),
+                    };
+                    tx.execute(
+                        "INSERT INTO audit (serial, entry) VALUES ($1, $2)",
+                        &[&s.as_str(), &text(&entry)],
+                    )
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(records)
+        })
+        .await
+        .map_err(|e| match e {
+            Fail::Rejected(e) => MutateError::Rejected(e),
+            Fail::Store(s) => MutateError::Store(s),
+            Fail::Pg(e) => MutateError::Store(pg(e)),
+            Fail::NotFound => MutateError::Store(StoreError::Postgres("unexpected".into())),
+        })
+    }
+
+    /// Appends an audit entry not tied to a device change.
+    pub async fn append_audit(
+        &self,
+        at: Timestamp,
+        actor: &str,
+        action: &str,
+        serial: Option<&str>,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) -> Result<AuditEntry, StoreError> {
+        let mut entry = AuditEntry {
+            id: 0,
+            at,
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            serial: serial.map(str::to_owned),
+            before,
+            after,
+        };
+        let rows = self
+            .query(
+                "INSERT INTO audit (serial, entry) VALUES ($1, $2) RETURNING id",
+                &[&serial, &text(&entry)],
+            )
+            .await?;
+        let id: i64 = rows.first().map(|r| r.get(0)).unwrap_or_default();
+        entry.id = u64::try_from(id).unwrap_or_default();
+        Ok(entry)
+    }
+
+    /// Up to `limit` entries after id `after`, oldest first.
+    pub async fn audit_entries(
+        &self,
+        serial: Option<&str>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<AuditPage, StoreError> {
+        let after = after.map_or(0, to_i64);
+        let rows = self
+            .query(
+                "SELECT id, entry FROM audit WHERE ($1::text IS NULL OR serial = $1) AND id > $2 ORDER BY id LIMIT $3",
+                &[&serial, &after, &limit_i64(limit.saturating_add(1))],
+            )
+            .await?;
+        let more = rows.len() > limit;
+        let mut entries = Vec::with_capacity(limit.min(rows.len()));
+        for r in rows.iter().take(limit) {
+            entries.push(audit_from_row(r.get(0), r.get(1))?);
+        }
+        let next_after = if more {
+            entries.last().map(|e| e.id)
+        } else {
+            None
+        };
+        Ok(AuditPage {
+            entries,
+            next_after,
+        })
+    }
+
+    /// Up to `limit` entries older than `before`, newest first, filtered by `keep`,
+    /// stopping at the first `stop` accepts.
+    pub async fn audit_entries_newest(
+        &self,
+        serial: Option<&str>,
+        before: Option<u64>,
+        limit: usize,
+        keep: impl Fn(&AuditEntry) -> bool,
+        stop: impl Fn(&AuditEntry) -> bool,
+    ) -> Result<AuditPage, StoreError> {
+        let mut cursor = before.map_or(i64::MAX, to_i64);
+        let mut entries: Vec<AuditEntry> = Vec::new();
+        let mut more = false;
+        'rounds: loop {
+            let rows = self
+                .query(
+                    "SELECT id, entry FROM audit WHERE ($1::text IS NULL OR serial = $1) AND id < $2 ORDER BY id DESC LIMIT $3",
+                    &[&serial, &cursor, &BATCH],
+                )
+                .await?;
+            let full = rows.len() == BATCH as usize;
+            for r in &rows {
+                cursor = r.get(0);
+                let e = audit_from_row(cursor, r.get(1))?;
+                if stop(&e) {
+                    break 'rounds;
+                }
+                if !keep(&e) {
+                    continue;
+                }
+                if entries.len() == limit {
+                    more = true;
+                    break 'rounds;
+                }
+                entries.push(e);
+            }
+            if !full {
+                break;
+            }
+        }
+        let next_after = if more {
+            entries.last().map(|e| e.id)
+        } else {
+            None
+        };
+        Ok(AuditPage {
+            entries,
+            next_after,
+        })
+    }
+
+    /// Records a request nonce unless it is live already (from any replica).
+    pub async fn remember_nonce(
+        &self,
+        serial: &Serial,
+        nonce: &str,
+        expires: Timestamp,
+        now: Timestamp,
+    ) -> Result<NonceCheck, StoreError> {
+        let nonce = nonce.to_ascii_lowercase();
+        let now_s = now.as_second();
+        let exp = expires.as_second();
+        let check = timed(async {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "DELETE FROM request_nonces WHERE serial = $1 AND expires < $2",
+                    &[&serial.as_str(), &now_s],
+                )
+                .await
+                .map_err(pg)?;
+            let row = client
+                .query_one(
+                    "SELECT count(*), count(*) FILTER (WHERE nonce = $2) FROM request_nonces WHERE serial = $1",
+                    &[&serial.as_str(), &nonce],
+                )
+                .await
+                .map_err(pg)?;
+            let (live, this): (i64, i64) = (row.get(0), row.get(1));
+            if this > 0 {
+                return Ok(NonceCheck::Replayed);
+            }
+            if live >= limit_i64(super::nonces::MAX_NONCES_PER_BOX) {
+                return Ok(NonceCheck::TooMany);
+            }
+            // A replica that inserted the same nonce meanwhile wins; this one sees 0 rows.
+            let inserted = client
+                .execute(
+                    "INSERT INTO request_nonces (serial, nonce, expires) VALUES ($1, $2, $3) \
+                     ON CONFLICT (serial, nonce) DO UPDATE SET expires = EXCLUDED.expires \
+                     WHERE request_nonces.expires < $4",
+                    &[&serial.as_str(), &nonce, &exp, &now_s],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(if inserted == 1 {
+                NonceCheck::Fresh
+            } else {
+                NonceCheck::Replayed
+            })
+        })
+        .await?;
+        if check == NonceCheck::Fresh
+            && self.nonce_count.fetch_add(1, Ordering::Relaxed) % super::nonces::SWEEP_EVERY
+                == super::nonces::SWEEP_EVERY - 1
+        {
+            self.sweep_nonces(now).await?;
+        }
+        Ok(check)
+    }
+
+    /// Drops every expired nonce; answers how many live ones are left.
+    pub async fn sweep_nonces(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let now_s = now.as_second();
+        self.query("DELETE FROM request_nonces WHERE expires < $1", &[&now_s])
+            .await?;
+        let rows = self
+            .query("SELECT count(*) FROM request_nonces", &[])
+            .await?;
+        let n: i64 = rows.first().map(|r| r.get(0)).unwrap_or_default();
+        Ok(usize::try_from(n).unwrap_or_default())
+    }
+
+    /// Every release, newest version first.
+    pub async fn releases(&self) -> Result<Vec<ReleaseRecord>, StoreError> {
+        let rows = self
+            .query("SELECT version, record FROM releases", &[])
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(decode::<ReleaseRecord>(
+                r.get(0),
+                r.get::<_, &str>(1).as_bytes(),
+            )?);
+        }
+        out.sort_by(|a, b| b.release.version.cmp(&a.release.version));
+        Ok(out)
+    }
+
+    /// The release with this version, if any.
+    pub async fn release(&self, version: &Version) -> Result<Option<ReleaseRecord>, StoreError> {
+        let key = version.to_string();
+        let rows = self
+            .query("SELECT record FROM releases WHERE version = $1", &[&key])
+            .await?;
+        match rows.first() {
+            Some(r) => Ok(Some(decode(&key, r.get::<_, &str>(0).as_bytes())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores a new release and its audit entry in one transaction; `false` when the
+    /// version exists.
+    pub async fn insert_release(
+        &self,
+        record: &ReleaseRecord,
+        change: &Change<'_>,
+        after: serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let key = record.release.version.to_string();
+        let after = &after;
+        let key = &key;
+        with_retries::<bool, (), _>(|| async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let n = tx
+                .execute(
+                    "INSERT INTO releases (version, record) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &[key, &text(record)],
+                )
+                .await?;
+            if n == 0 {
+                return Ok(false);
+            }
+            if let Some(actor) = change.actor {
+                let entry = AuditEntry {
+                    id: 0,
+                    at: change.at,
+                    actor: actor.to_owned(),
+                    action: change.action.to_owned(),
+                    serial: None,
+                    before: None,
+                    after: Some(after.clone()),
+                };
+                tx.execute(
+                    "INSERT INTO audit (serial, entry) VALUES (NULL, $1)",
+                    &[&text(&entry)],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+        .map_err(|e| match e {
+            Fail::Store(s) => s,
+            Fail::Pg(e) => pg(e),
+            Fail::Rejected(()) | Fail::NotFound => StoreError::Postgres("unexpected".into()),
+        })
+    }
+
+    /// Changes the release `version` with `f` under a row lock.
+    pub async fn update_release<E, F>(
+        &self,
+        version: &Version,
+        f: F,
+    ) -> Result<(ReleaseRecord, ReleaseRecord), ReleaseChangeError<E>>
+    where
+        F: Fn(&mut ReleaseRecord) -> Result<(), E>,
+    {
+        let key = version.to_string();
+        let (key, f) = (&key, &f);
+        with_retries(|| async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let rows = tx
+                .query(
+                    "SELECT record FROM releases WHERE version = $1 FOR UPDATE",
+                    &[key],
+                )
+                .await?;
+            let Some(row) = rows.first() else {
+                return Err(Fail::NotFound);
+            };
+            let before: ReleaseRecord = decode(key, row.get::<_, &str>(0).as_bytes())?;
+            let mut after = before.clone();
+            f(&mut after).map_err(Fail::Rejected)?;
+            if after != before {
+                tx.execute(
+                    "UPDATE releases SET record = $2 WHERE version = $1",
+                    &[key, &text(&after)],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok((before, after))
+        })
+        .await
+        .map_err(|e| match e {
+            Fail::NotFound => ReleaseChangeError::NotFound,
+            Fail::Rejected(e) => ReleaseChangeError::Rejected(e),
+            Fail::Store(s) => ReleaseChangeError::Store(s),
+            Fail::Pg(e) => ReleaseChangeError::Store(pg(e)),
+        })
+    }
+
+    /// The box's last report (empty when it never checked in).
+    pub async fn device_report(&self, serial: &Serial) -> Result<DeviceReport, StoreError> {
+        let rows = self
+            .query(
+                "SELECT report FROM device_reports WHERE serial = $1",
+                &[&serial.as_str()],
+            )
+            .await?;
+        match rows.first() {
+            Some(r) => decode(serial.as_str(), r.get::<_, &str>(0).as_bytes()),
+            None => Ok(DeviceReport::default()),
+        }
+    }
+
+    /// Changes the box's report with `f` under a row lock and returns it.
+    pub async fn update_device_report(
+        &self,
+        serial: &Serial,
+        f: impl Fn(&mut DeviceReport),
+    ) -> Result<DeviceReport, StoreError> {
+        let f = &f;
+        with_retries::<_, (), _>(|| async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let rows = tx
+                .query(
+                    "SELECT report FROM device_reports WHERE serial = $1 FOR UPDATE",
+                    &[&serial.as_str()],
+                )
+                .await?;
+            let mut report: DeviceReport = match rows.first() {
+                Some(r) => decode(serial.as_str(), r.get::<_, &str>(0).as_bytes())?,
+                None => DeviceReport::default(),
+            };
+            f(&mut report);
+            if rows.is_empty() {
+                tx.execute(
+                    "INSERT INTO device_reports (serial, report) VALUES ($1, $2)",
+                    &[&serial.as_str(), &text(&report)],
+                )
+                .await?;
+            } else {
+                tx.execute(
+                    "UPDATE device_reports SET report = $2 WHERE serial = $1",
+                    &[&serial.as_str(), &text(&report)],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(report)
+        })
+        .await
+        .map_err(fail_to_store)
+    }
+
+    /// Appends an event of the box and drops its events beyond the newest `keep`.
+    pub async fn append_device_event(
+        &self,
+        serial: &Serial,
+        event: &EventRecord,
+        keep: usize,
+    ) -> Result<usize, StoreError> {
+        let keep = limit_i64(keep.max(1));
+        with_retries::<_, (), _>(|| async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            tx.execute(
+                "INSERT INTO device_events (serial, event) VALUES ($1, $2)",
+                &[&serial.as_str(), &text(event)],
+            )
+            .await?;
+            let dropped = tx
+                .execute(
+                    "DELETE FROM device_events WHERE serial = $1 AND id NOT IN \
+                     (SELECT id FROM device_events WHERE serial = $1 ORDER BY id DESC LIMIT $2)",
+                    &[&serial.as_str(), &keep],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(usize::try_from(dropped).unwrap_or_default())
+        })
+        .await
+        .map_err(fail_to_store)
+    }
+
+    /// The box's newest `limit` events, newest first.
+    pub async fn device_events(
+        &self,
+        serial: &Serial,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT event FROM device_events WHERE serial = $1 ORDER BY id DESC LIMIT $2",
+                &[&serial.as_str(), &limit_i64(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| decode(serial.as_str(), r.get::<_, &str>(0).as_bytes()))
+            .collect()
+    }
+
+    /// Feeds the rollout guard's counters from every stored event and report.
+    pub async fn replay_reports(&self, tallies: &Tallies) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT serial, event FROM device_events ORDER BY id", &[])
+            .await
+            .map_err(pg)?;
+        for r in &rows {
+            let name: &str = r.get(0);
+            let Ok(serial) = Serial::parse(name) else {
+                continue;
+            };
+            let e: EventRecord = decode(name, r.get::<_, &str>(1).as_bytes())?;
+            if let (Some(version), Some(seen)) = (&e.version, Seen::of_event(e.event)) {
+                tallies.observe(&serial, version, seen);
+            }
+        }
+        let rows = client
+            .query("SELECT serial, report FROM device_reports", &[])
+            .await
+            .map_err(pg)?;
+        for r in &rows {
+            let name: &str = r.get(0);
+            let Ok(serial) = Serial::parse(name) else {
+                continue;
+            };
+            let rep: DeviceReport = decode(name, r.get::<_, &str>(1).as_bytes())?;
+            if let Some(lr) = &rep.last_result {
+                if let (Some(version), Some(seen)) = (&lr.version, Seen::of_outcome(lr.outcome)) {
+                    tallies.observe(&serial, version, seen);
+                }
+            }
+            for version in &rep.rolled_back_from {
+                tallies.observe(&serial, version, Seen::Failure);
+            }
+        }
+        Ok(())
+    }
+
+    /// How many registered boxes report running each version.
+    pub async fn install_counts(&self) -> Result<HashMap<Version, u64>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT (record::jsonb)->>'version', count(*) FROM devices \
+                 WHERE (record::jsonb)->>'version' IS NOT NULL GROUP BY 1",
+                &[],
+            )
+            .await?;
+        let mut counts = HashMap::new();
+        for r in &rows {
+            let v: String = r.get(0);
+            let n: i64 = r.get(1);
+            let version: Version =
+                serde_json::from_value(serde_json::Value::String(v)).map_err(|e| {
+                    StoreError::Corrupt {
+                        what: "device version".into(),
+                        reason: e.to_string(),
+                    }
+                })?;
+            counts.insert(version, u64::try_from(n).unwrap_or_default());
+        }
+        Ok(counts)
+    }
+
+    /// Stores a new token; `false` when the name is taken.
+    pub async fn insert_token(&self, record: &TokenRecord) -> Result<bool, StoreError> {
+        let rows = self
+            .query(
+                "INSERT INTO tokens (name, sha256, record) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1",
+                &[&record.name, &record.sha256, &text(record)],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Every token, by name.
+    pub async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = self
+            .query("SELECT name, record FROM tokens ORDER BY name", &[])
+            .await?;
+        rows.iter()
+            .map(|r| decode(r.get(0), r.get::<_, &str>(1).as_bytes()))
+            .collect()
+    }
+
+    /// The token whose SHA-256 (hex) is `h`.
+    pub async fn token_by_hash(&self, h: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let rows = self
+            .query("SELECT name, record FROM tokens WHERE sha256 = $1", &[&h])
+            .await?;
+        match rows.first() {
+            Some(r) => Ok(Some(decode(r.get(0), r.get::<_, &str>(1).as_bytes())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes the token named `name`; `false` when there is none.
+    pub async fn delete_token(&self, name: &str) -> Result<bool, StoreError> {
+        let rows = self
+            .query("DELETE FROM tokens WHERE name = $1 RETURNING 1", &[&name])
+            .await?;
+        Ok(!rows.is_empty())
+    }
+}
+
+fn fail_to_store(e: Fail<()>) -> StoreError {
+    match e {
+        Fail::Store(s) => s,
+        Fail::Pg(e) => pg(e),
+        Fail::Rejected(()) | Fail::NotFound => StoreError::Postgres("unexpected".into()),
+    }
+}
+
+/// Applies what the database lacks, each migration in its own transaction.
+async fn apply_migrations(client: &mut Object) -> Result<i64, StoreError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS np_schema_migrations (\
+               version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .map_err(pg)?;
+    let row = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM np_schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(pg)?;
+    let mut current: i64 = row.get(0);
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (version, sql) in MIGRATIONS {
+        if *version <= current {
+            continue;
+        }
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.batch_execute(sql).await.map_err(pg)?;
+        tx.execute(
+            "INSERT INTO np_schema_migrations (version) VALUES ($1)",
+            &[version],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        tracing::info!(version, "applied a database migration");
+        current = *version;
+    }
+    Ok(current)
+}
+
+/// The tables that hold records, and the sled tree each is copied from by
+/// [`PgStore::import_sled`] (tokens come from `tokens.json`).
+const KINDS: &[(&str, &str)] = &[
+    ("devices", "devices"),
+    ("audit", "audit"),
+    ("releases", "releases"),
+    ("device_reports", "device_reports"),
+    ("device_events", "device_events"),
+    ("request_nonces", "request_nonces"),
+    ("tokens", ""),
+];
+
+/// sled trees that are derived from others (rebuilt, not copied).
+const DERIVED_TREES: &[&str] = &["audit_by_serial", "__sled__default"];
+
+/// Rows sent per statement while copying.
+const IMPORT_BATCH: usize = 1_000;
+
+/// One kind of record copied by `migrate-store`: how many the sled folder held and how
+/// many the database holds after the copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    /// The kind (table name).
+    pub kind: &'static str,
+    /// Records in the sled folder.
+    pub source: u64,
+    /// Rows in the database.
+    pub target: u64,
+}
+
+fn split_serial_key(k: &[u8]) -> Option<(String, &[u8])> {
+    let end = k.iter().position(|b| *b == 0)?;
+    Some((
+        String::from_utf8_lossy(&k[..end]).into_owned(),
+        &k[end + 1..],
+    ))
+}
+
+impl PgStore {
+    /// How many rows each record table holds (all zero: an empty database).
+    pub async fn counts(&self) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for (table, _) in KINDS {
+            let rows = self
+                .query(&format!("SELECT count(*) FROM {table}"), &[])
+                .await?;
+            let n: i64 = rows.first().map(|r| r.get(0)).unwrap_or_default();
+            out.push((*table, u64::try_from(n).unwrap_or_default()));
+        }
+        Ok(out)
+    }
+
+    /// Copies every record of the sled store `sled` and the `tokens` into this (empty)
+    /// database in one transaction, keeping audit and event ids; commits only when the
+    /// count of every kind matches. A sled tree of a kind this binary does not know is
+    /// refused rather than left behind.
+    pub async fn import_sled(
+        &self,
+        sled: &super::SledStore,
+        tokens: &[TokenRecord],
+    ) -> Result<Vec<Copied>, StoreError> {
+        for name in sled.db.tree_names() {
+            let name = String::from_utf8_lossy(&name).into_owned();
+            let known =
+                KINDS.iter().any(|(_, t)| *t == name) || DERIVED_TREES.contains(&name.as_str());
+            if !known && !sled.db.open_tree(&name)?.is_empty() {
+                return Err(StoreError::Corrupt {
+                    what: format!("sled tree {name:?}"),
+                    reason: "this np-server does not know how to copy it; use the np-server version that wrote the folder".into(),
+                });
+            }
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let mut copied = Vec::new();
+        for (table, tree) in KINDS {
+            let mut source = 0u64;
+            let mut batch: Vec<Vec<String>> = Vec::new();
+            let flush = |batch: &mut Vec<Vec<String>>| {
+                let rows = std::mem::take(batch);
+                let tx = &tx;
+                async move {
+                    if rows.is_empty() {
+                        return Ok::<(), StoreError>(());
+                    }
+                    let cols = rows[0].len();
+                    let columns: Vec<Vec<&str>> = (0..cols)
+                        .map(|c| rows.iter().map(|r| r[c].as_str()).collect())
+                        .collect();
+                    let sql = match *table {
+                        "devices" => "INSERT INTO devices (serial, record) SELECT * FROM unnest($1::text[], $2::text[])",
+                        "audit" => "INSERT INTO audit (id, serial, entry) SELECT i::bigint, nullif(s, ''), e FROM unnest($1::text[], $2::text[], $3::text[]) AS t(i, s, e)",
+                        "releases" => "INSERT INTO releases (version, record) SELECT * FROM unnest($1::text[], $2::text[])",
+                        "device_reports" => "INSERT INTO device_reports (serial, report) SELECT * FROM unnest($1::text[], $2::text[])",
+                        "device_events" => "INSERT INTO device_events (id, serial, event) SELECT i::bigint, s, e FROM unnest($1::text[], $2::text[], $3::text[]) AS t(i, s, e)",
+                        "request_nonces" => "INSERT INTO request_nonces (serial, nonce, expires) SELECT s, n, x::bigint FROM unnest($1::text[], $2::text[], $3::text[]) AS t(s, n, x)",
+                        _ => "INSERT INTO tokens (name, sha256, record) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])",
+                    };
+                    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = columns
+                        .iter()
+                        .map(|c| c as &(dyn tokio_postgres::types::ToSql + Sync))
+                        .collect();
+                    tx.execute(sql, &params).await.map_err(pg)?;
+                    Ok(())
+                }
+            };
+            if tree.is_empty() {
+                for t in tokens {
+                    batch.push(vec![t.name.clone(), t.sha256.clone(), text(t)]);
+                    source += 1;
+                }
+            } else {
+                for item in sled.db.open_tree(tree)?.iter() {
+                    let (k, v) = item?;
+                    let value = String::from_utf8_lossy(&v).into_owned();
+                    let row = match *table {
+                        "audit" => {
+                            let id = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| {
+                                StoreError::Corrupt {
+                                    what: "audit log".into(),
+                                    reason: "key of the wrong length".into(),
+                                }
+                            })?);
+                            let e: AuditEntry = decode(&format!("audit entry {id}"), &v)?;
+                            vec![id.to_string(), e.serial.unwrap_or_default(), value]
+                        }
+                        "device_events" | "request_nonces" => {
+                            let Some((serial, rest)) = split_serial_key(&k) else {
+                                return Err(StoreError::Corrupt {
+                                    what: format!("{table} key"),
+                                    reason: "no serial separator".into(),
+                                });
+                            };
+                            if *table == "device_events" {
+                                let id: [u8; 8] =
+                                    rest.try_into().map_err(|_| StoreError::Corrupt {
+                                        what: "event key".into(),
+                                        reason: "key of the wrong length".into(),
+                                    })?;
+                                vec![u64::from_be_bytes(id).to_string(), serial, value]
+                            } else {
+                                let expires: [u8; 8] =
+                                    v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                                        what: "nonce".into(),
+                                        reason: "value of the wrong length".into(),
+                                    })?;
+                                vec![
+                                    serial,
+                                    String::from_utf8_lossy(rest).into_owned(),
+                                    i64::from_be_bytes(expires).to_string(),
+                                ]
+                            }
+                        }
+                        _ => vec![String::from_utf8_lossy(&k).into_owned(), value],
+                    };
+                    batch.push(row);
+                    source += 1;
+                    if batch.len() == IMPORT_BATCH {
+                        flush(&mut batch).await?;
+                    }
+                }
+            }
+            flush(&mut batch).await?;
+            let row = tx
+                .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                .await
+                .map_err(pg)?;
+            let target = u64::try_from(row.get::<_, i64>(0)).unwrap_or_default();
+            copied.push(Copied {
+                kind: table,
+                source,
+                target,
+            });
+        }
+        // New ids continue after the copied ones.
+        for table in ["audit", "device_events"] {
+            tx.execute(
+                &format!(
+                    "SELECT setval(pg_get_serial_sequence('{table}', 'id'), coalesce((SELECT max(id) FROM {table}), 0) + 1, false)"
+                ),
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        if let Some(c) = copied.iter().find(|c| c.source != c.target) {
+            return Err(StoreError::Postgres(format!(
+                "the copy of {} holds {} rows for {} records; nothing was kept",
+                c.kind, c.target, c.source
+            )));
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(copied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::contract_tests::TestDb;
+    use crate::tokens::TokenRole;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replicas_starting_together_migrate_once_and_a_newer_schema_is_refused() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let url = db.url.clone();
+                tokio::spawn(async move { PgStore::connect(&url).await.map(|_| ()) })
+            })
+            .collect();
+        for s in starts {
+            s.await.unwrap().unwrap();
+        }
+        let store = PgStore::connect(&db.url).await.unwrap();
+        assert_eq!(store.migrate().await.unwrap(), SCHEMA_VERSION);
+        let rows = store
+            .query("SELECT count(*) FROM np_schema_migrations", &[])
+            .await
+            .unwrap();
+        assert_eq!(rows[0].get::<_, i64>(0), SCHEMA_VERSION);
+        store
+            .query(
+                "INSERT INTO np_schema_migrations (version) VALUES ($1)",
+                &[&(SCHEMA_VERSION + 1)],
+            )
+            .await
+            .unwrap();
+        let err = PgStore::connect(&db.url).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { found, known } if found == SCHEMA_VERSION + 1 && known == SCHEMA_VERSION),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("version {}", SCHEMA_VERSION + 1)),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("version {SCHEMA_VERSION}")),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_is_named_and_an_unreachable_server_is_unavailable() {
+        let err = PgStore::connect("mysql://x").await.unwrap_err();
+        assert!(err.to_string().contains("postgres://USER"), "{err}");
+        // A port nobody listens on: refused at once, answered as "unavailable".
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let started = std::time::Instant::now();
+        let err = PgStore::connect(&format!("postgres://np:np@127.0.0.1:{port}/np"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+        assert!(started.elapsed() < OP_TIMEOUT + CONNECT_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn tokens_live_in_the_database() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let store = PgStore::connect(&db.url).await.unwrap();
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let t = crate::tokens::create_in(&store, TokenRole::Staff, "sam", now)
+            .await
+            .unwrap();
+        assert!(matches!(
+            crate::tokens::create_in(&store, TokenRole::Admin, "sam", now).await,
+            Err(crate::tokens::TokenError::NameTaken(_))
+        ));
+        assert!(matches!(
+            crate::tokens::create_in(&store, TokenRole::Admin, "a b", now).await,
+            Err(crate::tokens::TokenError::BadName(_))
+        ));
+        // Another "replica": a second pool on the same database sees it at once.
+        let dir = tempfile::tempdir().unwrap();
+        let other = PgStore::connect(&db.url).await.unwrap();
+        let cache = crate::tokens::TokenCache::in_store(dir.path(), other);
+        assert_eq!(
+            cache.lookup(&t).await.unwrap().unwrap().role,
+            TokenRole::Staff
+        );
+        assert_eq!(crate::tokens::list_in(&store).await.unwrap().len(), 1);
+        crate::tokens::revoke_in(&store, "sam").await.unwrap();
+        assert_eq!(cache.lookup(&t).await.unwrap(), None);
+        assert!(matches!(
+            crate::tokens::revoke_in(&store, "sam").await,
+            Err(crate::tokens::TokenError::NoSuchName(_))
+        ));
+    }
+}
