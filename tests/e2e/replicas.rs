@@ -387,7 +387,7 @@ fn an_unreachable_database_answers_503_and_service_resumes_by_itself() {
     );
     assert_eq!(status, 200, "{d}");
     assert_eq!(
-        d["sequence"], 2,
+        d["device"]["sequence"], 2,
         "the refused extension was not applied: {d}"
     );
     let health = srv
