@@ -397,3 +397,247 @@ fn an_unreachable_database_answers_503_and_service_resumes_by_itself() {
         .unwrap();
     assert_eq!(health.status().as_u16(), 200);
 }
+
+/// Every file of `dir` (relative name, bytes), to show a folder was left untouched.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let name = p.strip_prefix(root).unwrap().display().to_string();
+                out.push((name, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn migrate_store_moves_a_sled_folder_and_its_boxes_keep_working() {
+    let Some(db) = PgDb::create() else {
+        return;
+    };
+    let mut srv = TestServer::start();
+    let v1 = image_bytes(11, 200_000);
+    let v2 = image_bytes(12, 300_000);
+    let agent = TestAgent::new(
+        SERIAL,
+        &srv.root_public_key,
+        &format!(
+            "[server]\nurl = \"{}\"\ncheck_interval = \"1h\"\nstall_timeout = \"10s\"\n",
+            srv.url
+        ),
+    );
+    let key_path = agent.dir.path().join("device.key");
+    let out = agent.run(&["keygen", "--out", key_path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string();
+    let (status, d) = srv.post_json(
+        "/api/v1/devices",
+        json!({"serial": SERIAL, "purchase_date": today, "customer": "ACME",
+               "device_key": out.stdout.trim()}),
+    );
+    assert_eq!(status, 201, "{d}");
+    let (status, d) = srv.post_json(
+        &format!("/api/v1/devices/{SERIAL}/extensions"),
+        json!({"years": 1}),
+    );
+    assert_eq!(status, 200, "{d}");
+    let manifest = publish(&srv, "1.0.0", 1, &v1);
+    let (_, keyring) = srv.get_json("/api/v1/keyring");
+    let (_, ent) = srv.get_json(&format!("/api/v1/devices/{SERIAL}/entitlement"));
+    agent.provision(
+        &serde_json::from_value(keyring).unwrap(),
+        &manifest,
+        &v1,
+        Some(&serde_json::from_value(ent).unwrap()),
+    );
+    let out = agent.run(&["check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = run(
+        Command::new(bin("np-server"))
+            .args([
+                "token", "create", "--role", "staff", "--name", "sam", "--data",
+            ])
+            .arg(&srv.data_dir),
+        T,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let sam = out.stdout.trim().to_owned();
+    let (_, before) = srv.get_json(&format!("/api/v1/devices/{SERIAL}"));
+    let (_, log_before) = srv.get_json("/api/v1/audit?limit=1000");
+    srv.process.kill();
+
+    let data = srv.data_dir.clone();
+    let files_before = snapshot(&data);
+    let migrate_store = |to: &str| {
+        run(
+            Command::new(bin("np-server"))
+                .args(["migrate-store", "--data"])
+                .arg(&data)
+                .args(["--to", to]),
+            T,
+        )
+    };
+    let out = migrate_store(&db.url);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for kind in ["devices", "audit", "releases", "device_reports", "tokens"] {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(kind))
+            .unwrap_or_else(|| panic!("no {kind} line in {}", out.stdout));
+        let n: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(n[1], n[2], "{line}");
+    }
+    assert_eq!(db.query("SELECT count(*) FROM tokens"), "2");
+    assert!(
+        snapshot(&data) == files_before,
+        "migrate-store changed the folder"
+    );
+    // A second run finds records and refuses.
+    let out = migrate_store(&db.url);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("already holds records"),
+        "{}",
+        out.stderr
+    );
+    let out = run(
+        Command::new(bin("np-server"))
+            .arg("migrate")
+            .env("NP_STORE_URL", &db.url),
+        T,
+    );
+    assert_eq!(
+        (out.code, out.stdout.trim()),
+        (0, "schema version 1"),
+        "{}",
+        out.stderr
+    );
+
+    let pg = TestServer::with_args(
+        &[
+            "--data".as_ref(),
+            data.as_os_str(),
+            "--store".as_ref(),
+            db.url.as_ref(),
+        ],
+        &srv.admin_token,
+        &srv.root_public_key,
+        &data,
+    );
+    let (status, after) = pg.get_json(&format!("/api/v1/devices/{SERIAL}"));
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after, before);
+    let (_, log_after) = pg.get_json("/api/v1/audit?limit=1000");
+    assert_eq!(log_after["entries"], log_before["entries"]);
+    let status = pg
+        .client()
+        .get(format!("{}/api/v1/devices/{SERIAL}", pg.url))
+        .bearer_auth(&sam)
+        .send()
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(status, 200, "a token made on sled works after the move");
+    let (status, d) = pg.post_json(
+        &format!("/api/v1/devices/{SERIAL}/extensions"),
+        json!({"months": 1}),
+    );
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(
+        d["device"]["sequence"],
+        before["sequence"].as_u64().unwrap() + 1
+    );
+    // The migrated box upgrades from the PostgreSQL server.
+    publish(&pg, "2.0.0", 2, &v2);
+    let config = agent.dir.path().join("agent.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace(&srv.url, &pg.url)).unwrap();
+    let out = agent.run(&["check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("2.0.0 installed and committed"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_replica_killed_during_load_loses_no_acknowledged_change() {
+    let Some(db) = PgDb::create() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut a, b) = two_replicas(&db, tmp.path());
+    let (status, d) = a.post_json(
+        "/api/v1/devices",
+        json!({"serial": SERIAL, "purchase_date": "2030-01-15", "customer": "ACME",
+               "allow_future": true}),
+    );
+    assert_eq!(status, 201, "{d}");
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let url = if i % 2 == 0 {
+                a.url.clone()
+            } else {
+                b.url.clone()
+            };
+            let (token, acked) = (a.admin_token.clone(), acked.clone());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::builder()
+                    .timeout(T)
+                    .build()
+                    .unwrap();
+                let mut sent = 0u64;
+                for _ in 0..15 {
+                    sent += 1;
+                    let resp = client
+                        .post(format!("{url}/api/v1/devices/{SERIAL}/extensions"))
+                        .bearer_auth(&token)
+                        .json(&json!({"months": 1}))
+                        .send();
+                    match resp {
+                        Ok(r) if r.status().as_u16() == 200 => {
+                            acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        // The killed replica: nothing more to send there.
+                        _ => break,
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    np_tests::wait_until("some changes acknowledged", T, || {
+        (acked.load(std::sync::atomic::Ordering::SeqCst) >= 20).then_some(())
+    });
+    a.process.kill();
+    let sent: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let acked = acked.load(std::sync::atomic::Ordering::SeqCst);
+    let (status, d) = b.get_json(&format!("/api/v1/devices/{SERIAL}"));
+    assert_eq!(status, 200, "{d}");
+    let sequence = d["sequence"].as_u64().unwrap();
+    // Every acknowledged change is there; one in flight at the kill may be too.
+    assert!(
+        (1 + acked..=1 + sent).contains(&sequence),
+        "sequence {sequence}, acknowledged {acked}, sent {sent}"
+    );
+    assert_eq!(d["terms"].as_array().map(Vec::len), Some(sequence as usize));
+    assert_eq!(
+        db.query(&format!(
+            "SELECT count(*) FROM audit WHERE serial = '{SERIAL}'"
+        )),
+        sequence.to_string(),
+        "every change has its audit entry"
+    );
+}
