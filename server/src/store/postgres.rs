@@ -64,9 +64,13 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
-/// Maps a driver error: no database answer at all means "unavailable".
+/// Maps a driver error: no database answer at all, a lost connection, a server shutting
+/// down or out of connections (SQLSTATE classes 08, 57, 53) mean "unavailable".
 fn pg(e: tokio_postgres::Error) -> StoreError {
-    if e.as_db_error().is_none() {
+    let transient = e
+        .code()
+        .is_some_and(|c| ["08", "57", "53"].iter().any(|class| c.code().starts_with(class)));
+    if e.as_db_error().is_none() || transient {
         StoreError::Unavailable(e.to_string())
     } else {
         StoreError::Postgres(e.to_string())
