@@ -48,6 +48,9 @@ pub enum DataError {
         /// What is wrong.
         reason: String,
     },
+    /// A new data folder was asked for on a database that already holds records.
+    #[error("the database already holds records ({0}), made with another data folder's keys: give this server a copy of that folder (without offline/root.key) instead of a new one, or use an empty database")]
+    StoreInUse(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -114,6 +117,16 @@ pub async fn init_with_store(
 ) -> Result<InitOutput, DataError> {
     if !is_fresh(dir) {
         return Err(DataError::Exists(dir.to_path_buf()));
+    }
+    let held: Vec<String> = store
+        .counts()
+        .await?
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(kind, n)| format!("{n} {kind}"))
+        .collect();
+    if !held.is_empty() {
+        return Err(DataError::StoreInUse(held.join(", ")));
     }
     let root_public_key = init_keys(dir, now)?;
     let admin_token = tokens::create_in(store, TokenRole::Admin, "admin", now).await?;

@@ -641,3 +641,73 @@ fn a_replica_killed_during_load_loses_no_acknowledged_change() {
         "every change has its audit entry"
     );
 }
+
+#[test]
+fn the_rollout_guard_counts_reports_received_by_every_replica() {
+    let Some(db) = PgDb::create() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = two_replicas(&db, tmp.path());
+    // A new data folder on a database in use is refused: its keys would not verify it.
+    let out = run(
+        Command::new(bin("np-server"))
+            .args(["init", "--data"])
+            .arg(tmp.path().join("other"))
+            .args(["--store", &db.url]),
+        T,
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("already holds records"),
+        "{}",
+        out.stderr
+    );
+
+    publish(&a, "2.0.0", 2, &image_bytes(12, 1000));
+    let out = run(
+        Command::new(bin("np-vendor"))
+            .args(["release", "set", "2.0.0", "--stages", "100"])
+            .args(["--max-failure-percent", "50", "--min-attempts", "2"])
+            .env("NP_SERVER", &a.url)
+            .env("NP_TOKEN", &a.admin_token),
+        T,
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    // Two boxes fail 2.0.0, one reporting to each replica: neither replica alone has
+    // the two attempts the plan asks for.
+    for (n, srv) in [(1u32, &a), (2, &b)] {
+        let digits = format!("2000{n:06}");
+        let serial = format!(
+            "NR-2000-{n:06}-{}",
+            np_common::serial::luhn_check_digit(&digits)
+        );
+        let key = np_common::SecretKey::from_seed(&[n as u8; 32]);
+        let (status, d) = a.post_json(
+            "/api/v1/devices",
+            json!({"serial": serial, "purchase_date": "2030-01-15", "customer": "ACME",
+                   "allow_future": true, "device_key": key.public_key().to_base64()}),
+        );
+        assert_eq!(status, 201, "{d}");
+        let body =
+            serde_json::to_vec(&json!({"version": "2.0.0", "event": "failure", "detail": "x"}))
+                .unwrap();
+        let mut req = srv
+            .client()
+            .post(format!("{}/api/v1/device/events", srv.url));
+        for (name, value) in
+            np_tests::device_headers(&key, &serial, "POST", "/api/v1/device/events", &body)
+        {
+            req = req.header(name, value);
+        }
+        let resp = req.body(body).send().unwrap();
+        assert!(resp.status().is_success(), "{:?}", resp.text());
+    }
+    let r = np_tests::wait_until("a halt from both replicas' reports", T, || {
+        let (_, r) = b.get_json("/api/v1/releases/2.0.0");
+        (r["paused"] == true).then_some(r)
+    });
+    assert!(r.to_string().contains("halt"), "{r}");
+    let (_, log) = a.get_json("/api/v1/audit?action=release_halt");
+    assert_eq!(log["entries"].as_array().map(Vec::len), Some(1), "{log}");
+}

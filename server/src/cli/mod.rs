@@ -39,7 +39,7 @@ impl CliError {
 impl From<DataError> for CliError {
     fn from(e: DataError) -> Self {
         match e {
-            DataError::Exists(_) => CliError::Refused(e.to_string()),
+            DataError::Exists(_) | DataError::StoreInUse(_) => CliError::Refused(e.to_string()),
             DataError::NotInitialized(_) => CliError::Usage(e.to_string()),
             DataError::Token(t) => t.into(),
             DataError::Store(s) => s.into(),

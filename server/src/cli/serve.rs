@@ -123,8 +123,17 @@ pub async fn run(args: &Args) -> Result<(), CliError> {
     }
     let state = match pg {
         Some(pg) => {
-            datadir::open_with_store(config, crate::store::Store::Postgres(pg), system_clock())
-                .await?
+            // Events stored from here on by other replicas feed this one's rollout guard;
+            // those before are counted by the replay at open.
+            let mark = pg.last_event_id().await?;
+            let state =
+                datadir::open_with_store(config, crate::store::Store::Postgres(pg), system_clock())
+                    .await?;
+            tokio::spawn(crate::http::guard::follow_other_replicas(
+                state.clone(),
+                mark,
+            ));
+            state
         }
         None => datadir::open(config, system_clock())?,
     };

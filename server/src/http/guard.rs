@@ -25,6 +25,40 @@ pub async fn observe(state: &AppState, serial: &Serial, version: &Version, seen:
     }
 }
 
+/// With several replicas on PostgreSQL, each counts the reports it receives; this task
+/// (one per replica) also counts, every few seconds, the events other replicas stored after
+/// id `after`, so that every replica's figures, and so its halts, cover the whole fleet.
+pub async fn follow_other_replicas(state: AppState, mut after: i64) {
+    let Some(pg) = state.store.postgres().cloned() else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        loop {
+            let batch = match pg.events_after(after, 1_000).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!("the rollout guard cannot read other replicas' events: {e}");
+                    break;
+                }
+            };
+            let full = batch.len() == 1_000;
+            for (id, serial, e) in batch {
+                after = id;
+                let Ok(serial) = Serial::parse(&serial) else {
+                    continue;
+                };
+                if let (Some(version), Some(seen)) = (&e.version, Seen::of_event(e.event)) {
+                    observe(&state, &serial, version, seen).await;
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+}
+
 /// Why the guard leaves a release alone.
 struct NoHalt;
 

@@ -67,9 +67,11 @@ impl std::fmt::Debug for PgStore {
 /// Maps a driver error: no database answer at all, a lost connection, a server shutting
 /// down or out of connections (SQLSTATE classes 08, 57, 53) mean "unavailable".
 fn pg(e: tokio_postgres::Error) -> StoreError {
-    let transient = e
-        .code()
-        .is_some_and(|c| ["08", "57", "53"].iter().any(|class| c.code().starts_with(class)));
+    let transient = e.code().is_some_and(|c| {
+        ["08", "57", "53"]
+            .iter()
+            .any(|class| c.code().starts_with(class))
+    });
     if e.as_db_error().is_none() || transient {
         StoreError::Unavailable(e.to_string())
     } else {
@@ -871,6 +873,36 @@ impl PgStore {
             }
         }
         Ok(())
+    }
+
+    /// The newest event id (0 when there is none).
+    pub async fn last_event_id(&self) -> Result<i64, StoreError> {
+        let rows = self
+            .query("SELECT coalesce(max(id), 0) FROM device_events", &[])
+            .await?;
+        Ok(rows.first().map(|r| r.get(0)).unwrap_or_default())
+    }
+
+    /// Up to `limit` events stored after id `after` (by any replica), oldest first, with
+    /// their ids and serials.
+    pub async fn events_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String, EventRecord)>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT id, serial, event FROM device_events WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&after, &limit_i64(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let serial: String = r.get(1);
+                let e = decode(&serial, r.get::<_, &str>(2).as_bytes())?;
+                Ok((r.get(0), serial, e))
+            })
+            .collect()
     }
 
     /// How many registered boxes report running each version.
