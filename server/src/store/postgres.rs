@@ -465,11 +465,12 @@ impl PgStore {
         after: Option<u64>,
         limit: usize,
     ) -> Result<AuditPage, StoreError> {
-        let after = after.map_or(0, to_i64);
+        // Ids start at 0 in a store copied from sled.
+        let start = after.map_or(0, |a| to_i64(a.saturating_add(1)));
         let rows = self
             .query(
-                "SELECT id, entry FROM audit WHERE ($1::text IS NULL OR serial = $1) AND id > $2 ORDER BY id LIMIT $3",
-                &[&serial, &after, &limit_i64(limit.saturating_add(1))],
+                "SELECT id, entry FROM audit WHERE ($1::text IS NULL OR serial = $1) AND id >= $2 ORDER BY id LIMIT $3",
+                &[&serial, &start, &limit_i64(limit.saturating_add(1))],
             )
             .await?;
         let more = rows.len() > limit;
@@ -1316,5 +1317,69 @@ mod tests {
             crate::tokens::revoke_in(&store, "sam").await,
             Err(crate::tokens::TokenError::NoSuchName(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_sled_store_is_copied_whole_or_refused_when_it_holds_unknown_records() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let sled = crate::store::SledStore::open(dir.path()).unwrap();
+        let at: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        for i in 0..3 {
+            sled.append_audit(at, "alice", &format!("a{i}"), None, None, None)
+                .await
+                .unwrap();
+        }
+        let s = Serial::parse("NR-2000-123456-4").unwrap();
+        let e = EventRecord {
+            at,
+            version: None,
+            event: np_common::api::EventKind::Download,
+            detail: String::new(),
+        };
+        sled.append_device_event(&s, &e, 10).await.unwrap();
+        sled.remember_nonce(&s, "ab", at, at).await.unwrap();
+        let pg = PgStore::connect(&db.url).await.unwrap();
+        let copied = pg.import_sled(&sled, &[]).await.unwrap();
+        let n = |kind: &str| {
+            copied
+                .iter()
+                .find(|c| c.kind == kind)
+                .map(|c| (c.source, c.target))
+        };
+        assert_eq!(n("audit"), Some((3, 3)));
+        assert_eq!(n("device_events"), Some((1, 1)));
+        assert_eq!(n("request_nonces"), Some((1, 1)));
+        // Ids go on after the copied ones.
+        let next = pg
+            .append_audit(at, "alice", "next", None, None, None)
+            .await
+            .unwrap();
+        let old = pg.audit_entries(None, None, 10).await.unwrap();
+        assert_eq!(old.entries.len(), 4, "the entry of id 0 is listed too");
+        let ids: Vec<u64> = old.entries.iter().map(|e| e.id).collect();
+        assert!(
+            old.entries[..3].iter().all(|e| e.id < next.id),
+            "{ids:?} {}",
+            next.id
+        );
+        assert_eq!(
+            pg.remember_nonce(&s, "AB", at, at).await.unwrap(),
+            NonceCheck::Replayed
+        );
+
+        // A kind of record this binary does not know is refused, nothing copied.
+        let db2 = TestDb::create().await.unwrap();
+        sled.db
+            .open_tree("receipts")
+            .unwrap()
+            .insert("k", "v")
+            .unwrap();
+        let pg2 = PgStore::connect(&db2.url).await.unwrap();
+        let err = pg2.import_sled(&sled, &[]).await.unwrap_err();
+        assert!(err.to_string().contains("\"receipts\""), "{err}");
+        assert!(pg2.counts().await.unwrap().iter().all(|(_, n)| *n == 0));
     }
 }
