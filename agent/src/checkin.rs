@@ -148,12 +148,18 @@ fn exchange(
     agent.trust.accept_entitlement(&resp.entitlement)?;
     agent.state.last_check = Some(crate::state::whole_second(agent.trust.now()));
     let mut available = None;
+    agent.state.update_available = None;
     if let Some(a) = &resp.available {
-        let r = agent.trust.verify_release(&a.manifest)?;
-        agent.state.update_available = (r.version > running.version).then(|| r.version.clone());
-        available = Some((r, a.refusal.clone()));
-    } else {
-        agent.state.update_available = None;
+        // Only news: a manifest that does not verify (a release dated ahead of this box's
+        // time, a key rotated out) must not stop the staff action or the offer below.
+        match agent.trust.verify_release(&a.manifest) {
+            Ok(r) => {
+                agent.state.update_available =
+                    (r.version > running.version).then(|| r.version.clone());
+                available = Some((r, a.refusal.clone()));
+            }
+            Err(e) => tracing::warn!("the newest release the server names was refused: {e}"),
+        }
     }
     agent.save()?;
 
@@ -218,16 +224,23 @@ fn exchange(
 
     match available {
         Some((r, held)) if r.version > running.version => {
-            if let Err(e) = agent.check_rule(&r) {
-                if mode == Mode::Full {
-                    agent.record_refusal(Some(&r.version), &e);
-                    return Err(e);
-                }
+            // Not offered, so not an attempt: nothing is recorded as this box's last
+            // result. `np-agent check` says which rule keeps it away (exit 1); the daemon
+            // logs it as held back.
+            match agent.check_rule(&r) {
+                Err(e) if mode == Mode::Full && when == When::Now => Err(e),
+                Err(AgentError::Refused(refusal)) => Ok(Checked::NotOffered {
+                    version: r.version,
+                    held: Some(RefusalInfo {
+                        rule: refusal.rule().to_owned(),
+                        message: crate::error::refusal_text(&refusal),
+                    }),
+                }),
+                _ => Ok(Checked::NotOffered {
+                    version: r.version,
+                    held,
+                }),
             }
-            Ok(Checked::NotOffered {
-                version: r.version,
-                held,
-            })
         }
         _ => Ok(Checked::UpToDate),
     }

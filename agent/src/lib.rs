@@ -26,6 +26,8 @@ pub mod trust;
 #[cfg(test)]
 mod bundle_tests;
 #[cfg(test)]
+mod checkin_tests;
+#[cfg(test)]
 mod rotation_tests;
 #[cfg(test)]
 pub(crate) mod testkit;

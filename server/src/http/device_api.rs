@@ -169,16 +169,13 @@ async fn check_in(
     let done = pending
         .as_ref()
         .is_some_and(|p| action_done_at_check_in(p, &req));
+    // Sent with every check-in until the box has acted on it or refused it: an answer
+    // lost on the way (a cut connection, a manifest the box refused) must not lose the
+    // action. The box carries out each action once (it ignores one not newer than the
+    // last it took).
     let deliver = pending
         .as_ref()
         .filter(|_| !done)
-        .filter(|p| {
-            state
-                .store
-                .device_report(&serial)
-                .map(|r| r.delivered_action != Some(p.issued_at))
-                .unwrap_or(true)
-        })
         .map(|p| (p.issued_at, p.envelope.clone()));
     let delivered_at = deliver.as_ref().map(|(at, _)| *at);
     // Whole seconds, as every time the server keeps (older agents sent nanoseconds).

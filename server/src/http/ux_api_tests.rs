@@ -469,6 +469,30 @@ async fn yanked_releases_cannot_resume_and_unreachable_minimums_are_warned_about
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let w = v["warnings"][0].as_str().unwrap_or_default();
     assert!(w.contains("6.0.0") && w.contains("NR-2000 5.3.0"), "{v}");
+    // Dated ahead of the server's clock: refused (boxes would refuse its manifest).
+    let req = Request::builder()
+        .method("PUT")
+        .uri("/api/v1/blobs")
+        .header(header::AUTHORIZATION, format!("Bearer {}", h.token))
+        .body(Body::from(IMAGE))
+        .unwrap();
+    let (_, blob) = h.send(req).await;
+    let (s, v) = h
+        .staff(
+            "POST",
+            "/api/v1/releases",
+            Some(
+                json!({"version": "5.5.0", "security_version": 1, "models": ["NR-2000"],
+                "released_at": "2199-01-01T00:00:00Z", "min_from_version": "5.0.0",
+                "image": {"sha256": blob["sha256"]}}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "future_release_date"),
+        "{v}"
+    );
     // Reachable from a published release: no warning.
     let (s, v) = h.publish("5.6.0", "5.4.0").await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
