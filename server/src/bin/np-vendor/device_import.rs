@@ -321,7 +321,10 @@ pub fn run(a: Args) -> CmdResult {
                 } else {
                     "run it again with --skip-existing (boxes registered already with the same facts are then skipped)"
                 };
-                let resume = if i == 0 {
+                let registered_already = lines.contains("(exists)");
+                let resume = if i == 0 && registered_already && !a.skip_existing {
+                    "; to run the file again and skip the boxes registered already with the same facts, pass --skip-existing".to_owned()
+                } else if i == 0 {
                     "; fix these lines and run the file again".to_owned()
                 } else {
                     let before = imported + skipped;
