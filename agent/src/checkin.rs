@@ -146,7 +146,7 @@ fn exchange(
     agent.trust.accept_keyring(&resp.keyring)?;
     agent.trust.accept_time(&resp.time, &nonce)?;
     agent.trust.accept_entitlement(&resp.entitlement)?;
-    agent.state.last_check = Some(agent.trust.now());
+    agent.state.last_check = Some(crate::state::whole_second(agent.trust.now()));
     let mut available = None;
     if let Some(a) = &resp.available {
         let r = agent.trust.verify_release(&a.manifest)?;
