@@ -349,14 +349,14 @@ pub fn run(a: Args) -> CmdResult {
     } else {
         let skipped = if a.skip_existing {
             format!(
-                ", skipped {} registered already",
+                "; skipped {} registered already with the same facts",
                 plural(skipped, "box", "boxes")
             )
         } else {
             String::new()
         };
         np_server::outln!(
-            "imported {}{skipped} from {name} in {}, {secs:.2} s",
+            "imported {} from {name} in {}, {secs:.2} s{skipped}",
             plural(imported, "box", "boxes"),
             plural(batches.len(), "request", "requests")
         );
