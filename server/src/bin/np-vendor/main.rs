@@ -28,7 +28,11 @@ use std::process::ExitCode;
 
 /// The staff command line of NP Update & Warranty.
 #[derive(Parser)]
-#[command(name = "np-vendor", version)]
+#[command(
+    name = "np-vendor",
+    version,
+    after_help = "The server options of the online commands (--server, --token, --token-file, --ca-cert, --json) may come before the command too: np-vendor --server URL device list."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
