@@ -12,7 +12,7 @@ mod nonces;
 mod releases;
 mod reports;
 
-pub use audit::{AuditEntry, AuditPage};
+pub use audit::{AuditEntry, AuditPage, AUDIT_ACTIONS};
 pub use devices::{Change, DevicePage, MutateError};
 pub use nonces::NonceCheck;
 pub use releases::{Halt, ReleaseChangeError, ReleaseRecord};
