@@ -204,11 +204,17 @@ fn read_doc(entry: &mut dyn Read, size: u64, name: &'static str) -> Result<Envel
 
 /// Applies the bundle read from `reader`: verify, write the inactive slot, then install
 /// per `when`. Whatever goes wrong once the inactive slot was taken, its bytes are
-/// discarded and the phase goes back to idle.
+/// discarded and the phase goes back to idle. The bundle's entitlement is stored (and
+/// raises the time floor) only once the whole bundle was accepted.
 pub fn apply(agent: &mut Agent, reader: &mut dyn Read, when: When) -> Result<Done, AgentError> {
     let mut taken: Option<(Slot, Release)> = None;
     let staged = read_and_stage(agent, reader, &mut taken)
-        .and_then(|(slot, env, release)| agent.finish_write(slot, &env).map(|()| (slot, release)));
+        .and_then(|(slot, env, release)| agent.finish_write(slot, &env).map(|()| (slot, release)))
+        .and_then(|staged| {
+            agent.trust.commit_staged()?;
+            Ok(staged)
+        });
+    agent.trust.discard_staged();
     match staged {
         Ok((slot, release)) => {
             agent.event(
@@ -269,7 +275,7 @@ fn read_and_stage(
             }
             Entry::Entitlement => {
                 let env = read_doc(&mut archive, size, "entitlement.json")?;
-                match agent.trust.accept_entitlement(&env) {
+                match agent.trust.stage_entitlement(&env) {
                     Ok(_) | Err(TrustError::Doc(DocError::Replay { .. })) => {}
                     Err(e) => return Err(e.into()),
                 }
