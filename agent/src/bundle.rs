@@ -66,7 +66,7 @@ impl BundleReject {
             BundleReject::Archive(ArchiveError::TrailingData) => "trailing_data",
             BundleReject::Archive(ArchiveError::ExtensionTooLarge { .. }) => "header_too_large",
             BundleReject::Archive(ArchiveError::BadHeader { .. }) => "damaged",
-            BundleReject::Archive(ArchiveError::Read(_)) => "truncated",
+            BundleReject::Archive(ArchiveError::Read(_)) => "damaged",
             BundleReject::Open { .. } => "unreadable",
             BundleReject::NotAFile { .. } => "not_a_file",
         }
@@ -78,9 +78,7 @@ impl BundleReject {
             self,
             BundleReject::Truncated(_)
                 | BundleReject::Layout(BundleError::Missing(_))
-                | BundleReject::Archive(
-                    ArchiveError::NoEndBlocks | ArchiveError::Truncated | ArchiveError::Read(_)
-                )
+                | BundleReject::Archive(ArchiveError::NoEndBlocks | ArchiveError::Truncated)
         )
     }
 
@@ -121,9 +119,14 @@ impl BundleReject {
         }
     }
 
-    /// A read error inside the archive: it is truncated or damaged.
+    /// A read error inside the archive: truncated when the stream ended early, damaged
+    /// otherwise (a corrupt gzip stream is known bad: no more bytes will mend it).
     pub fn from_read(e: std::io::Error) -> BundleReject {
-        BundleReject::Truncated(e.to_string())
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            BundleReject::Truncated(e.to_string())
+        } else {
+            BundleReject::Archive(ArchiveError::Read(e))
+        }
     }
 }
 

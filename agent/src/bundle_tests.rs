@@ -507,3 +507,42 @@ fn an_accepted_bundle_stores_its_entitlement_and_raises_the_floor() {
     assert_eq!(c.agent.trust.entitlement().unwrap().sequence, 4);
     assert!(c.agent.trust.floor() >= fresh.issued_at);
 }
+
+#[test]
+fn a_gzip_zero_bomb_is_refused_after_a_mebibyte_of_padding() {
+    use std::io::Write as _;
+    let mut c = case();
+    let mut tar = build(&good_entries(&r2(), NEW_IMAGE), false);
+    tar.resize(tar.len() + (16 << 20), 0);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&tar).unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+    let started = std::time::Instant::now();
+    let err = refused(&mut c, &bomb);
+    assert!(
+        matches!(
+            err,
+            AgentError::Bundle(BundleReject::Archive(ArchiveError::TrailingData))
+        ),
+        "{err}"
+    );
+    assert!(!err.is_truncation(), "known bad: not left to wait for more");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_damaged_gzip_stream_is_damaged_not_truncated() {
+    let mut c = case();
+    let mut gz = build(&good_entries(&r2(), NEW_IMAGE), true);
+    let mid = gz.len() / 2;
+    for b in &mut gz[mid..mid + 64] {
+        *b ^= 0x5a;
+    }
+    let err = refused(&mut c, &gz);
+    assert!(!err.is_truncation(), "{err}");
+}
