@@ -617,3 +617,72 @@ fn a_future_document_never_poisons_the_floor_and_rotation_recovers_a_poisoned_bo
         "the rotated-out key's part is forgotten: {s}"
     );
 }
+
+#[test]
+fn what_an_admin_drops_becomes_roots_and_its_name_cannot_forge_a_log_line() {
+    use std::os::unix::fs::MetadataExt as _;
+    if !root_or_skip() {
+        return;
+    }
+    let gid = group_id();
+    let a = packaged_box(gid, "");
+    let mut d = daemon_with_umask(&a, "077");
+    let s = a.state_dir.display().to_string();
+    // A folder, and a bad bundle whose name carries a forged log line.
+    ok(&as_admin(
+        gid,
+        &format!(
+            "umask 000; mkdir {s}/inbox/d.tar && printf 'not a bundle' > \"{s}/inbox/$(printf 'bad.tar\\nINFO forged')\""
+        ),
+    ));
+    let forged = "bad.tar\nINFO forged";
+    for name in ["d.tar", forged] {
+        let reason = a.state(&format!("processed/rejected/{name}.reason"));
+        wait_until(&format!("{name:?} to be moved aside"), T, || {
+            reason.exists().then_some(())
+        });
+    }
+    d.wait_for("moved bad.tar\\nINFO forged to", T);
+    // A good bundle, applied.
+    let src = a.dir.path().join("good.tar");
+    let img = image_bytes(2, 400_000);
+    let k = Keys::load();
+    write_bundle(
+        &src,
+        &good_entries(
+            &k,
+            &release("2.0.0", 3, &img),
+            &entitlement(SERIAL, 2, "2099-01-01"),
+            &img,
+        ),
+        false,
+    );
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644)).unwrap();
+    ok(&as_admin(
+        gid,
+        &format!("umask 000; cp {} {s}/inbox/good.tar", src.display()),
+    ));
+    let applied = a.state("processed/applied/good.tar");
+    wait_until("good.tar to be applied", T, || {
+        applied.exists().then_some(())
+    });
+    for (rel, mode) in [
+        ("processed/applied/good.tar", 0o640),
+        ("processed/rejected/d.tar", 0o750),
+        (&format!("processed/rejected/{forged}"), 0o640),
+    ] {
+        let md = std::fs::symlink_metadata(a.state(rel)).unwrap();
+        assert_eq!((md.uid(), md.gid()), (0, gid), "{rel:?}");
+        assert_eq!(md.mode() & 0o7777, mode, "{rel:?}");
+    }
+    // The admin reads what was dropped, and writes nothing in processed/.
+    ok(&as_admin(gid, &format!("cat {s}/processed/applied/good.tar >/dev/null")));
+    failed(&as_admin(gid, &format!("touch {s}/processed/rejected/d.tar/x")));
+    failed(&as_admin(gid, &format!("echo x >> {s}/processed/applied/good.tar")));
+    d.kill();
+    assert!(
+        !d.seen.iter().any(|l| l.starts_with("INFO forged")),
+        "{:#?}",
+        d.seen
+    );
+}
