@@ -465,7 +465,11 @@ mod tests {
         assert_eq!(read_all(&good).unwrap().len(), 1);
         let mut padded = t.clone();
         padded.extend_from_slice(&vec![0u8; 1024 + MAX_TRAILING_ZEROS as usize]);
-        assert_eq!(read_all(&padded).unwrap().len(), 1, "1 MiB of padding is taken");
+        assert_eq!(
+            read_all(&padded).unwrap().len(),
+            1,
+            "1 MiB of padding is taken"
+        );
         padded.extend_from_slice(&[0u8; 1]);
         assert!(
             matches!(read_all(&padded), Err(ArchiveError::TrailingData)),

@@ -487,7 +487,11 @@ fn a_refused_bundle_leaves_the_floor_and_the_entitlement_as_they_were() {
         matches!(&err, AgentError::Refused(r) if matches!(**r, Refusal::WarrantyExpired { .. })),
         "{err}"
     );
-    assert_eq!(c.agent.trust.floor_parts(), &floor, "the floor did not move");
+    assert_eq!(
+        c.agent.trust.floor_parts(),
+        &floor,
+        "the floor did not move"
+    );
     assert_eq!(c.agent.trust.entitlement().unwrap().sequence, 3);
     c.agent.reload().unwrap();
     assert_eq!(c.agent.trust.floor_parts(), &floor, "nor on disk");

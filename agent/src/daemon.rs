@@ -191,7 +191,10 @@ pub fn take_from_inbox(agent: &mut Agent, inbox: &mut Inbox, name: &std::ffi::Os
         Ok(crate::install::Done::Staged(v)) if agent.cfg.install.auto && agent.in_window() => {
             tracing::info!("bundle {shown} verified: {v} staged; installing it now")
         }
-        Ok(d) => tracing::info!("bundle {shown} applied: {}", escape_controls(&d.to_string())),
+        Ok(d) => tracing::info!(
+            "bundle {shown} applied: {}",
+            escape_controls(&d.to_string())
+        ),
         Err(_) => {}
     }
     checkin::report_outcome(agent, &r);

@@ -961,9 +961,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let inbox = Inbox::open(dir.path(), timing(0, 0)).unwrap();
         let dest = dir.path().join("processed/rejected/n.tar");
-        inbox
-            .write_reason(&dest, "rule: a\nforged line\n")
-            .unwrap();
+        inbox.write_reason(&dest, "rule: a\nforged line\n").unwrap();
         let text =
             std::fs::read_to_string(dir.path().join("processed/rejected/n.tar.reason")).unwrap();
         assert_eq!(text, "rule: a\\nforged line\n");

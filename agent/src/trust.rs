@@ -304,7 +304,11 @@ impl Trust {
             if at > ahead {
                 return Err(TrustError::FromTheFuture { what, at, clock });
             }
-        } else if at > floor.checked_add(MAX_AHEAD_OF_FLOOR).unwrap_or(Timestamp::MAX) {
+        } else if at
+            > floor
+                .checked_add(MAX_AHEAD_OF_FLOOR)
+                .unwrap_or(Timestamp::MAX)
+        {
             return Err(TrustError::AheadOfFloor {
                 what,
                 at,
@@ -690,13 +694,21 @@ mod tests {
         let k = Keys::load();
         let mut t = store(dir.path(), testkit::now());
         t.accept_keyring(&k.keyring_env(1)).unwrap();
-        t.accept_entitlement(&k.sign_online(&testkit::entitlement(3, "2099-01-01", &testkit::serial())))
-            .unwrap();
+        t.accept_entitlement(&k.sign_online(&testkit::entitlement(
+            3,
+            "2099-01-01",
+            &testkit::serial(),
+        )))
+        .unwrap();
         let before = t.floor_parts().clone();
         let mut e = testkit::entitlement(4, "2099-01-01", &testkit::serial());
         e.issued_at = "2026-11-23T20:00:00Z".parse().unwrap();
         t.stage_entitlement(&k.sign_online(&e)).unwrap();
-        assert_eq!(t.entitlement().unwrap().sequence, 4, "in force while staged");
+        assert_eq!(
+            t.entitlement().unwrap().sequence,
+            4,
+            "in force while staged"
+        );
         assert_eq!(t.now(), e.issued_at);
         t.discard_staged();
         assert_eq!(t.entitlement().unwrap().sequence, 3);

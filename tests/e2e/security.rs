@@ -676,9 +676,18 @@ fn what_an_admin_drops_becomes_roots_and_its_name_cannot_forge_a_log_line() {
         assert_eq!(md.mode() & 0o7777, mode, "{rel:?}");
     }
     // The admin reads what was dropped, and writes nothing in processed/.
-    ok(&as_admin(gid, &format!("cat {s}/processed/applied/good.tar >/dev/null")));
-    failed(&as_admin(gid, &format!("touch {s}/processed/rejected/d.tar/x")));
-    failed(&as_admin(gid, &format!("echo x >> {s}/processed/applied/good.tar")));
+    ok(&as_admin(
+        gid,
+        &format!("cat {s}/processed/applied/good.tar >/dev/null"),
+    ));
+    failed(&as_admin(
+        gid,
+        &format!("touch {s}/processed/rejected/d.tar/x"),
+    ));
+    failed(&as_admin(
+        gid,
+        &format!("echo x >> {s}/processed/applied/good.tar"),
+    ));
     d.kill();
     assert!(
         !d.seen.iter().any(|l| l.starts_with("INFO forged")),
