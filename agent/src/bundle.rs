@@ -66,7 +66,7 @@ impl BundleReject {
             BundleReject::Archive(ArchiveError::TrailingData) => "trailing_data",
             BundleReject::Archive(ArchiveError::ExtensionTooLarge { .. }) => "header_too_large",
             BundleReject::Archive(ArchiveError::BadHeader { .. }) => "damaged",
-            BundleReject::Archive(ArchiveError::Read(_)) => "truncated",
+            BundleReject::Archive(ArchiveError::Read(_)) => "damaged",
             BundleReject::Open { .. } => "unreadable",
             BundleReject::NotAFile { .. } => "not_a_file",
         }
@@ -78,9 +78,7 @@ impl BundleReject {
             self,
             BundleReject::Truncated(_)
                 | BundleReject::Layout(BundleError::Missing(_))
-                | BundleReject::Archive(
-                    ArchiveError::NoEndBlocks | ArchiveError::Truncated | ArchiveError::Read(_)
-                )
+                | BundleReject::Archive(ArchiveError::NoEndBlocks | ArchiveError::Truncated)
         )
     }
 
@@ -121,9 +119,14 @@ impl BundleReject {
         }
     }
 
-    /// A read error inside the archive: it is truncated or damaged.
+    /// A read error inside the archive: truncated when the stream ended early, damaged
+    /// otherwise (a corrupt gzip stream is known bad: no more bytes will mend it).
     pub fn from_read(e: std::io::Error) -> BundleReject {
-        BundleReject::Truncated(e.to_string())
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            BundleReject::Truncated(e.to_string())
+        } else {
+            BundleReject::Archive(ArchiveError::Read(e))
+        }
     }
 }
 
@@ -204,11 +207,17 @@ fn read_doc(entry: &mut dyn Read, size: u64, name: &'static str) -> Result<Envel
 
 /// Applies the bundle read from `reader`: verify, write the inactive slot, then install
 /// per `when`. Whatever goes wrong once the inactive slot was taken, its bytes are
-/// discarded and the phase goes back to idle.
+/// discarded and the phase goes back to idle. The bundle's entitlement is stored (and
+/// raises the time floor) only once the whole bundle was accepted.
 pub fn apply(agent: &mut Agent, reader: &mut dyn Read, when: When) -> Result<Done, AgentError> {
     let mut taken: Option<(Slot, Release)> = None;
     let staged = read_and_stage(agent, reader, &mut taken)
-        .and_then(|(slot, env, release)| agent.finish_write(slot, &env).map(|()| (slot, release)));
+        .and_then(|(slot, env, release)| agent.finish_write(slot, &env).map(|()| (slot, release)))
+        .and_then(|staged| {
+            agent.trust.commit_staged()?;
+            Ok(staged)
+        });
+    agent.trust.discard_staged();
     match staged {
         Ok((slot, release)) => {
             agent.event(
@@ -269,7 +278,7 @@ fn read_and_stage(
             }
             Entry::Entitlement => {
                 let env = read_doc(&mut archive, size, "entitlement.json")?;
-                match agent.trust.accept_entitlement(&env) {
+                match agent.trust.stage_entitlement(&env) {
                     Ok(_) | Err(TrustError::Doc(DocError::Replay { .. })) => {}
                     Err(e) => return Err(e.into()),
                 }
