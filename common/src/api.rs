@@ -156,13 +156,15 @@ pub struct CheckInRequest {
     pub last_result: Option<LastResult>,
     pub nonce: String,
     /// Signed receipts the server may not have yet (the oldest first, at most
-    /// [`MAX_RECEIPTS_PER_UPLOAD`]).
+    /// [`MAX_RECEIPTS_PER_CHECK_IN`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub receipts: Vec<Envelope>,
 }
 
-/// The most receipts one upload or one check-in may carry.
+/// The most receipts one `POST /api/v1/receipts` may carry.
 pub const MAX_RECEIPTS_PER_UPLOAD: usize = 64;
+/// The most receipts one check-in may carry (the rest go with the next ones).
+pub const MAX_RECEIPTS_PER_CHECK_IN: usize = 16;
 
 /// The newest release for the box, and the rule that stops it if any.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

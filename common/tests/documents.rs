@@ -249,10 +249,16 @@ fn device_documents_verify_only_under_their_own_device_key() {
     };
     let dk = device_key().public_key();
     let req = sign_device(&request(), &device_key());
-    assert_eq!(verify_device::<DeviceRequest>(&req, &dk, &serial()), Ok(request()));
+    assert_eq!(
+        verify_device::<DeviceRequest>(&req, &dk, &serial()),
+        Ok(request())
+    );
     assert_eq!(claimed_serial::<DeviceRequest>(&req), Ok(serial()));
     let rec = sign_device(&receipt(), &device_key());
-    assert_eq!(verify_device::<Receipt>(&rec, &dk, &serial()), Ok(receipt()));
+    assert_eq!(
+        verify_device::<Receipt>(&rec, &dk, &serial()),
+        Ok(receipt())
+    );
 
     // Another box's key: refused, naming the box whose key it is not.
     let by_other = sign_device(&receipt(), &key(6));
@@ -273,7 +279,10 @@ fn device_documents_verify_only_under_their_own_device_key() {
     other.serial = np_common::Serial::parse("NR-1000-000001-7").expect("valid");
     assert!(matches!(
         verify_device::<Receipt>(&sign_device(&other, &device_key()), &dk, &serial()),
-        Err(DeviceDocError::Payload { kind: "receipt", .. })
+        Err(DeviceDocError::Payload {
+            kind: "receipt",
+            ..
+        })
     ));
     // Field checks: seq 0, a long detail, a short nonce.
     let mut zero = receipt();
