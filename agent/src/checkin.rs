@@ -158,7 +158,7 @@ fn exchange(
     // The answer is the server's (its time token signs this check-in's nonce): what this
     // check-in sent and the server now holds leaves the outbox.
     let held: Vec<u64> = resp
-        .receipts_stored
+        .receipts_done
         .iter()
         .copied()
         .filter(|seq| unsent.iter().any(|(s, _)| s == seq))

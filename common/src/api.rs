@@ -215,10 +215,10 @@ pub struct CheckInResponse {
     pub offer: Option<Offer>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<Envelope>,
-    /// The `seq` of every receipt of the check-in the server now holds: the box drops them
-    /// from its outbox.
+    /// The `seq` of every receipt of the check-in the server is done with: stored now, held
+    /// already, or refused for good (it logs why). The box drops them from its outbox.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub receipts_stored: Vec<u64>,
+    pub receipts_done: Vec<u64>,
 }
 
 /// What a box reports about an install.

@@ -144,7 +144,7 @@ fn api_bodies() {
                 url: format!("/api/v1/device/blobs/{}", release().image.sha256),
             }),
             action: Some(docs::sign(&action(), &online())),
-            receipts_stored: vec![12],
+            receipts_done: vec![12],
         }),
     );
     check(

@@ -9,12 +9,14 @@
 mod audit;
 mod devices;
 mod nonces;
+mod receipts;
 mod releases;
 mod reports;
 
 pub use audit::{AuditEntry, AuditPage};
 pub use devices::{Change, DevicePage, MutateError};
 pub use nonces::NonceCheck;
+pub use receipts::{ReceiptFiled, StoredReceipt};
 pub use releases::{Halt, ReleaseChangeError, ReleaseRecord};
 pub use reports::{DeviceReport, EventRecord};
 

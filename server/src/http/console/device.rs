@@ -442,6 +442,7 @@ pub struct BundleForm {
 pub async fn bundle(
     State(state): State<ConsoleState>,
     user: ConsoleUser,
+    headers: axum::http::HeaderMap,
     super::ConsolePath(serial): super::ConsolePath<String>,
     super::ConsoleQuery(form): super::ConsoleQuery<BundleForm>,
 ) -> Result<Response, ConsoleError> {
@@ -453,6 +454,7 @@ pub async fn bundle(
     match bundle::bundle(
         State(state.app.clone()),
         caller,
+        headers,
         ApiPath(serial),
         ApiQuery(q),
     )
