@@ -27,6 +27,8 @@ use serde::Deserialize;
 
 /// Install events shown.
 const EVENTS_SHOWN: usize = 50;
+/// Receipts shown.
+const RECEIPTS_SHOWN: usize = 50;
 /// Audit entries read for the page (the newest are shown).
 const AUDIT_READ: usize = 1000;
 /// Audit entries shown.
@@ -50,6 +52,7 @@ struct DevicePage {
     lapsed_days: Option<i64>,
     timeline: String,
     events: Vec<EventRecord>,
+    receipts: Vec<crate::store::StoredReceipt>,
     audit: Vec<AuditRow>,
     versions: Vec<String>,
     reinstate: Option<Reinstatement>,
@@ -70,6 +73,18 @@ impl DevicePage {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default()
+    }
+
+    fn outcome(r: &crate::store::StoredReceipt) -> String {
+        serde_json::to_value(r.receipt.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+            .unwrap_or_default()
+    }
+
+    fn version(v: &Option<np_common::Version>) -> String {
+        v.as_ref()
+            .map_or_else(|| "-".to_owned(), ToString::to_string)
     }
 
     fn pending(&self) -> String {
@@ -121,6 +136,7 @@ async fn show(
     let d = registry::get(app, serial)?;
     let today = app.today();
     let events = app.store.device_events(serial, EVENTS_SHOWN)?;
+    let receipts = app.store.device_receipts(serial, RECEIPTS_SHOWN)?;
     let entries = app
         .store
         .audit_entries(Some(serial.as_str()), None, AUDIT_READ)?
@@ -158,6 +174,7 @@ async fn show(
             d,
             lapsed_days,
             events,
+            receipts,
             audit,
             versions: versions.iter().map(ToString::to_string).collect(),
             reinstate,
