@@ -86,7 +86,7 @@ impl BundleLayout {
     }
 
     /// The exact length of the (uncompressed) archive.
-    pub fn len(&self) -> u64 {
+    pub fn archive_len(&self) -> u64 {
         let n = |v: &[Bytes]| v.iter().map(|b| b.len() as u64).sum::<u64>();
         n(&self.head) + self.image_size + n(&self.tail)
     }
@@ -228,7 +228,7 @@ mod tests {
             entitlement: Some(b"{\"e\":3}".to_vec()),
         };
         let layout = BundleLayout::new(docs, image.len() as u64, 0).unwrap();
-        let expected_len = layout.len();
+        let expected_len = layout.archive_len();
         let f = image_file(dir.path(), &image).await;
         let bytes = collect(bundle_stream(layout.clone(), f)).await.unwrap();
         // Compressed on the way, it decompresses to the same archive.
@@ -272,7 +272,7 @@ mod tests {
         let f = image_file(dir.path(), b"abc").await;
         let layout = BundleLayout::new(docs, 3, 0).unwrap();
         let bytes = collect(bundle_stream(layout.clone(), f)).await.unwrap();
-        assert_eq!(bytes.len() as u64, layout.len());
+        assert_eq!(bytes.len() as u64, layout.archive_len());
         let mut archive = tar::Archive::new(&bytes[..]);
         let names: Vec<String> = archive
             .entries()

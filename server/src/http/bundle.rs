@@ -99,7 +99,7 @@ pub async fn serve_bundle(
     };
     let mtime = u64::try_from(record.release.released_at.as_second()).unwrap_or(0);
     let layout = BundleLayout::new(docs, size, mtime).map_err(ApiError::internal)?;
-    let len = layout.len();
+    let len = layout.archive_len();
     let gzip = request_headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
