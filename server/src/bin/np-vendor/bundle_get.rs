@@ -2,7 +2,8 @@
 //! server builds for one box; `np-vendor bundle get --request FILE --out FILE` sends a
 //! box's signed request (`np-agent request`) instead, and the server picks the newest
 //! release that box may install. The bundle is streamed to a temporary file that is renamed
-//! onto `--out` only once it is complete; it comes gzip-compressed (the agent takes both).
+//! onto `--out` only once it is complete. np-vendor asks for gzip on the wire and
+//! decompresses it on the way, so the file is the bundle itself, a plain tar.
 
 use crate::client::{error_chain, progress, Client, ServerArgs};
 use crate::failure::{CmdResult, Failure};
@@ -93,21 +94,65 @@ fn by_request(c: &Client, path: &Path, out: &Path) -> CmdResult {
     Ok(())
 }
 
-/// Streams the answer into a temporary file beside `out`, then renames it onto `out`.
-fn download(mut resp: Response, out_path: &Path) -> Result<u64, Failure> {
+/// The answer's bytes as they come off the wire, counted (and shown on the progress bar).
+struct Wire<'a> {
+    resp: Response,
+    read: &'a std::cell::Cell<u64>,
+    bar: &'a indicatif::ProgressBar,
+}
+
+impl Read for Wire<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.resp.read(buf)?;
+        self.read.set(self.read.get() + n as u64);
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+}
+
+/// Streams the answer into a temporary file beside `out`, then renames it onto `out`. A
+/// gzip-compressed answer (`Content-Encoding: gzip`, asked for to spare the network) is
+/// decompressed on the way: the file is the bundle itself, a plain tar. Answers the
+/// bundle's size.
+fn download(resp: Response, out_path: &Path) -> Result<u64, Failure> {
     // Taken before the body is read: reqwest's figure is a size hint that shrinks to 0
-    // as the body is consumed. A compressed answer has none.
-    let compressed = resp.headers().contains_key(CONTENT_ENCODING);
-    let expected = resp.content_length().filter(|_| !compressed);
+    // as the body is consumed.
+    let compressed = resp
+        .headers()
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
+    let gzip = match compressed.as_deref() {
+        None | Some("identity") => false,
+        Some("gzip" | "x-gzip") => true,
+        Some(other) => {
+            return Err(Failure::io(format!(
+                "the server sent the bundle encoded as {other:?}, which np-vendor does not read"
+            )))
+        }
+    };
+    let expected = resp.content_length();
     let bar = progress(expected, "downloading");
+    let wire_bytes = std::cell::Cell::new(0u64);
+    let wire = Wire {
+        resp,
+        read: &wire_bytes,
+        bar: &bar,
+    };
+    let mut body: Box<dyn Read + '_> = if gzip {
+        Box::new(flate2::read::GzDecoder::new(wire))
+    } else {
+        Box::new(wire)
+    };
     let tmp = files::temp_beside(out_path)?;
     let mut out = BufWriter::with_capacity(64 * 1024, tmp);
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;
     loop {
-        let n = resp.read(&mut buf).map_err(|e| {
+        let n = body.read(&mut buf).map_err(|e| {
             Failure::io(format!(
-                "the download broke off after {total} bytes: {}",
+                "the download broke off after {} bytes: {}",
+                wire_bytes.get(),
                 error_chain(&e)
             ))
         })?;
@@ -117,13 +162,14 @@ fn download(mut resp: Response, out_path: &Path) -> Result<u64, Failure> {
         out.write_all(&buf[..n])
             .map_err(|e| Failure::io(format!("cannot write {}: {e}", out_path.display())))?;
         total += n as u64;
-        bar.inc(n as u64);
     }
+    drop(body);
     bar.finish_and_clear();
     if let Some(len) = expected {
-        if len != total {
+        if len != wire_bytes.get() {
             return Err(Failure::io(format!(
-                "the download ended after {total} of {len} bytes; try again"
+                "the download ended after {} of {len} bytes; try again",
+                wire_bytes.get()
             )));
         }
     }
@@ -135,5 +181,13 @@ fn download(mut resp: Response, out_path: &Path) -> Result<u64, Failure> {
         ))
     })?;
     files::persist(tmp, out_path)?;
+    if gzip {
+        say_compressed(total, wire_bytes.get());
+    }
     Ok(total)
+}
+
+/// Says how much the compression spared, on standard error (scripts read standard output).
+fn say_compressed(total: u64, wire: u64) {
+    np_server::errln!("received {wire} bytes gzip-compressed for the {total}-byte bundle");
 }
