@@ -146,6 +146,7 @@ fn exchange(
     let unsent = crate::receipts::unsent(
         &agent.cfg.state_dir,
         np_common::api::MAX_RECEIPTS_PER_CHECK_IN,
+        np_common::api::MAX_RECEIPT_BYTES_PER_CHECK_IN,
     );
     let req = CheckInRequest {
         receipts: unsent.iter().map(|(_, env)| env.clone()).collect(),

@@ -98,9 +98,10 @@ pub fn read(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The oldest `max` receipts of the outbox as envelopes, with their seq (files that do
-/// not parse are logged and left for the admin).
-pub fn unsent(state_dir: &Path, max: usize) -> Vec<(u64, Envelope)> {
+/// The oldest receipts of the outbox as envelopes, with their seq: at most `max`, and
+/// no more than `max_bytes` of them (files that do not parse are logged and left for the
+/// admin).
+pub fn unsent(state_dir: &Path, max: usize, max_bytes: usize) -> Vec<(u64, Envelope)> {
     let stored = match list(state_dir) {
         Ok(s) => s,
         Err(e) => {
@@ -109,9 +110,16 @@ pub fn unsent(state_dir: &Path, max: usize) -> Vec<(u64, Envelope)> {
         }
     };
     let mut out = Vec::new();
+    let mut bytes = 0usize;
     for s in stored.into_iter().take(max) {
         match read(&s.path).map(|b| Envelope::parse(&b)) {
-            Ok(Ok(env)) => out.push((s.seq, env)),
+            Ok(Ok(env)) => {
+                bytes += env.to_json().len();
+                if bytes > max_bytes && !out.is_empty() {
+                    break;
+                }
+                out.push((s.seq, env));
+            }
             Ok(Err(e)) => tracing::warn!("{}: {e}", s.path.display()),
             Err(e) => tracing::warn!("cannot read {}: {e}", s.path.display()),
         }
@@ -302,9 +310,13 @@ mod tests {
             .map(|s| s.seq)
             .collect();
         assert_eq!(left, [2, 4]);
-        let unsent = unsent(&agent.cfg.state_dir, 1);
-        assert_eq!(unsent.len(), 1);
-        assert_eq!(unsent[0].0, 2);
+        let first = unsent(&agent.cfg.state_dir, 1, usize::MAX);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].0, 2);
+        // A byte budget smaller than one receipt still sends the oldest one.
+        let small = unsent(&agent.cfg.state_dir, 16, 10);
+        assert_eq!(small.iter().map(|u| u.0).collect::<Vec<_>>(), [2]);
+        assert_eq!(unsent(&agent.cfg.state_dir, 16, usize::MAX).len(), 2);
     }
 
     #[test]

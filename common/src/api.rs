@@ -165,6 +165,9 @@ pub struct CheckInRequest {
 pub const MAX_RECEIPTS_PER_UPLOAD: usize = 64;
 /// The most receipts one check-in may carry (the rest go with the next ones).
 pub const MAX_RECEIPTS_PER_CHECK_IN: usize = 16;
+/// The most bytes of receipt envelopes a box puts into one check-in, well inside the
+/// server's JSON body limit (a receipt is under 1 KiB, at most about 6 KiB).
+pub const MAX_RECEIPT_BYTES_PER_CHECK_IN: usize = 32 * 1024;
 
 /// The newest release for the box, and the rule that stops it if any.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -113,8 +113,9 @@ async fn bundle_for_request(
     Ok(resp)
 }
 
-/// Stores a verified receipt; when it moves the box back from a version, the box's report
-/// lists that version as rolled back from (not offered again automatically).
+/// Stores a verified receipt and feeds a new one to the rollout guard; when it moves the
+/// box back from a version, the box's report lists that version as rolled back from (not
+/// offered again automatically).
 async fn file(
     state: &AppState,
     receipt: Receipt,
@@ -133,6 +134,13 @@ async fn file(
         .file_receipt(&stored, actor, state.config.limits.events_per_box)
         .await?;
     let r = &stored.receipt;
+    if let Some(ReceiptFiled::New { .. }) = filed {
+        // The rollout guard counts it like the same outcome reported online.
+        let about = crate::store::last_result_of(r).version;
+        if let (Some(v), Some(seen)) = (about, crate::domain::guard::Seen::of_outcome(r.outcome)) {
+            crate::http::guard::observe(state, &r.serial, &v, seen).await;
+        }
+    }
     if let (Some(ReceiptFiled::New { latest: true }), Outcome::RolledBack, Some(v)) =
         (filed, r.outcome, &r.from_version)
     {

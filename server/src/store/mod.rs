@@ -16,7 +16,7 @@ mod reports;
 pub use audit::{AuditEntry, AuditPage};
 pub use devices::{Change, DevicePage, MutateError};
 pub use nonces::NonceCheck;
-pub use receipts::{ReceiptFiled, StoredReceipt};
+pub use receipts::{last_result_of, ReceiptFiled, StoredReceipt};
 pub use releases::{Halt, ReleaseChangeError, ReleaseRecord};
 pub use reports::{DeviceReport, EventRecord};
 
