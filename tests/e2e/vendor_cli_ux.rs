@@ -212,6 +212,17 @@ fn errors_name_commands_flags_and_causes() {
     );
     assert_eq!(out.code, 3, "{out:?}");
     assert!(out.stderr.contains("onnection refused"), "{}", out.stderr);
+    // …without the HTTP client's wrappers, and with what to check.
+    assert!(
+        !out.stderr.contains("error sending request") && !out.stderr.contains("client error"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("--server or NP_SERVER"),
+        "{}",
+        out.stderr
+    );
     // https:// against a plain HTTP server says so.
     let https = srv.url.replace("http://", "https://");
     let out = run(
@@ -309,7 +320,7 @@ fn pending_actions_in_words_refused_twice_replaced_and_cancelled() {
 }
 
 #[test]
-fn yanked_and_unreachable_releases_are_refused() {
+fn yanked_releases_are_refused_and_unreachable_ones_warned_about() {
     let srv = TestServer::start();
     let dir = tempfile::tempdir().expect("tmp");
     let img = dir.path().join("n-reporter-5.3.0.img");
@@ -347,13 +358,17 @@ fn yanked_and_unreachable_releases_are_refused() {
         1,
         &["(yanked)"],
     );
+    // Published, with a warning on stderr that names the flag's value and the newest release.
     let out = upload("5.4.0", "5.3.5");
-    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.code, 0, "{out:?}");
     assert!(
-        out.stderr.contains("--min-from-version") && out.stderr.contains("NR-2000 5.3.0"),
+        out.stderr.starts_with("warning: ")
+            && out.stderr.contains("5.3.5")
+            && out.stderr.contains("NR-2000 5.3.0"),
         "{}",
         out.stderr
     );
+    assert!(out.stdout.contains("published release 5.4.0"), "{out:?}");
 }
 
 #[test]

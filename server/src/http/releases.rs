@@ -122,6 +122,10 @@ pub struct ReleaseBody {
     /// Why the guard paused it, while it stays paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub halt: Option<Halt>,
+    /// What staff should know about what they just published (only in the answer to a
+    /// `POST`): a `min_from_version` above every listed model's newest release, say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// `GET /api/v1/releases` answer.
@@ -149,6 +153,7 @@ fn body_of(state: &AppState, r: ReleaseRecord, installs: u64) -> ReleaseBody {
         attempts,
         failures,
         halt: r.halt,
+        warnings: Vec::new(),
     }
 }
 
@@ -287,7 +292,9 @@ async fn create(
         Some(s) => parse_version("min_from_version", s)?,
         None => parse_version("min_from_version", "0.0.0")?,
     };
-    check_min_from(&state, &version, &min_from_version, &models)?;
+    let warnings: Vec<String> = unreachable_min_from(&state, &version, &min_from_version, &models)?
+        .into_iter()
+        .collect();
     let sha256 = Sha256Digest::parse(req.image.sha256.trim())
         .map_err(|e| ApiError::unprocessable("bad_sha256", e.to_string()))?;
     let name = match &req.image.name {
@@ -362,26 +369,21 @@ async fn create(
         return Err(exists(&version));
     }
     tracing::info!(version = %version, actor = %caller.name, "release published");
-    Ok((StatusCode::CREATED, Json(body_of(&state, record, 0))))
+    let mut body = body_of(&state, record, 0);
+    body.warnings = warnings;
+    Ok((StatusCode::CREATED, Json(body)))
 }
 
-/// Refuses (422 `unreachable_min_from_version`) a minimum version no box can run: above
-/// the newest release of every listed model. Models with no release yet run firmware the
-/// server does not know (a factory image), so they pass.
-fn check_min_from(
+/// Says so when no box the server knows of could install `version`: its minimum version to
+/// upgrade from is above the newest release of every listed model. That is a warning, not a
+/// refusal: boxes may run firmware the server never published (a factory image), and models
+/// with no release yet pass outright.
+fn unreachable_min_from(
     state: &AppState,
     version: &Version,
     min_from: &Version,
     models: &[Model],
-) -> Result<(), ApiError> {
-    let refuse = |why: String| {
-        ApiError::unprocessable(
-            "unreachable_min_from_version",
-            format!(
-                "no box could install {version}: {why}; lower the minimum version to upgrade from"
-            ),
-        )
-    };
+) -> Result<Option<String>, ApiError> {
     let releases = state.store.releases()?;
     let mut newest = Vec::new();
     for m in models {
@@ -391,16 +393,16 @@ fn check_min_from(
             .map(|r| &r.release.version)
             .max();
         match top {
-            None => return Ok(()),
-            Some(v) if v >= min_from => return Ok(()),
+            None => return Ok(None),
+            Some(v) if v >= min_from => return Ok(None),
             Some(v) => newest.push(format!("{m} {v}")),
         }
     }
     if newest.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
-    Err(refuse(format!(
-        "the minimum version to upgrade from, {min_from}, is above the newest release of every listed model ({})",
+    Ok(Some(format!(
+        "no box running a release published here can install {version}: the minimum version to upgrade from, {min_from}, is above the newest release of every listed model ({}); boxes on older firmware need an intermediate release, or lower the minimum version",
         newest.join(", ")
     )))
 }

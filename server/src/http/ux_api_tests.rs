@@ -451,7 +451,7 @@ async fn corrections_are_audited_and_re_sign_when_terms_change() {
 }
 
 #[tokio::test]
-async fn yanked_releases_cannot_resume_and_unreachable_minimums_are_refused() {
+async fn yanked_releases_cannot_resume_and_unreachable_minimums_are_warned_about() {
     let h = H::new();
     assert_eq!(h.publish("5.3.0", "5.0.0").await.0, StatusCode::CREATED);
     h.ok(
@@ -464,32 +464,15 @@ async fn yanked_releases_cannot_resume_and_unreachable_minimums_are_refused() {
         let (s, v) = h.staff("PATCH", "/api/v1/releases/5.3.0", Some(body)).await;
         assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "yanked"), "{v}");
     }
+    // Above every listed model's newest release: published, with a warning that names them.
     let (s, v) = h.publish("5.4.0", "6.0.0").await;
-    assert_eq!(
-        (s, code(&v)),
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unreachable_min_from_version"
-        ),
-        "{v}"
-    );
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let w = v["warnings"][0].as_str().unwrap_or_default();
+    assert!(w.contains("6.0.0") && w.contains("NR-2000 5.3.0"), "{v}");
+    // Reachable from a published release: no warning.
     let (s, v) = h.publish("5.6.0", "5.4.0").await;
-    assert_eq!(
-        (s, code(&v)),
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unreachable_min_from_version"
-        ),
-        "{v}"
-    );
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("NR-2000 5.3.0"),
-        "{v}"
-    );
-    assert_eq!(h.publish("5.4.0", "5.3.0").await.0, StatusCode::CREATED);
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert!(v.get("warnings").is_none(), "{v}");
 }
 
 #[tokio::test]

@@ -173,8 +173,8 @@ impl Client {
 /// looks like in words: `https://` against a plain HTTP server fails the TLS handshake
 /// with a "corrupt message"; `http://` against an HTTPS server is hung up on.
 pub fn connect_failure(base: &Url, e: &reqwest::Error) -> String {
-    let chain = error_chain(e);
-    let lower = chain.to_lowercase();
+    let chain = network_cause(e);
+    let lower = error_chain(e).to_lowercase();
     let hint = if base.scheme() == "https"
         && (lower.contains("corrupt message") || lower.contains("invalidcontenttype"))
     {
@@ -196,6 +196,11 @@ pub fn connect_failure(base: &Url, e: &reqwest::Error) -> String {
             "; the server did not answer in plain HTTP, as an HTTPS server does not: if it serves HTTPS, use --server {}",
             tls.as_str().trim_end_matches('/')
         )
+    } else if lower.contains("connection refused") {
+        "; is np-server serving at that address (check --server or NP_SERVER, and the port)?"
+            .to_owned()
+    } else if e.is_timeout() {
+        "; the server did not answer in time: check that it runs and that nothing in between drops the connection".to_owned()
     } else {
         String::new()
     };
@@ -203,6 +208,34 @@ pub fn connect_failure(base: &Url, e: &reqwest::Error) -> String {
         "cannot reach the server at {}: {chain}{hint}",
         base.as_str().trim_end_matches('/')
     )
+}
+
+/// What went wrong on the way to the server, without the HTTP client's wrappers ("error
+/// sending request for url (…)", "client error (Connect)"), which repeat the URL or say
+/// nothing a user can act on.
+fn network_cause(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        let mut t = c.to_string();
+        // Each level repeats its source at its end ("tcp connect error: <source>").
+        if let Some(inner) = c.source().map(|s| s.to_string()) {
+            if let Some(head) = t.strip_suffix(&inner) {
+                t = head.trim_end_matches([':', ' ']).to_owned();
+            }
+        }
+        let wrapper = t.starts_with("error sending request for url")
+            || t.starts_with("client error (")
+            || t.is_empty();
+        if !wrapper && !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        cur = c.source();
+    }
+    if parts.is_empty() {
+        return error_chain(e);
+    }
+    parts.join(": ")
 }
 
 /// An error with its causes, for one sentence.

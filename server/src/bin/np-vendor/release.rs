@@ -363,7 +363,8 @@ fn upload(a: UploadArgs) -> CmdResult {
         .into_iter()
         .flatten()
     {
-        eprintln!("warning: {}", w.as_str().unwrap_or_default());
+        let w = crate::words::cli_message("", w.as_str().unwrap_or_default(), None);
+        eprintln!("warning: {w}");
     }
     if a.server.json {
         print_json(&v);

@@ -108,10 +108,7 @@ pub fn cli_message(code: &str, message: &str, details: Option<&Value>) -> String
         m = m.replace(route, cmd);
     }
     m = m
-        .replace(
-            "lower the minimum version to upgrade from",
-            "lower --min-from-version",
-        )
+        .replace("lower the minimum version", "lower --min-from-version")
         .replace("the minimum version to upgrade from,", "--min-from-version");
     for (field, flag) in FLAGS {
         m = replace_word(&m, field, flag);
