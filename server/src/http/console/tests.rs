@@ -533,3 +533,61 @@ async fn a_reinstatement_confirmed_for_an_older_gap_asks_again() {
     assert_eq!(a.status, StatusCode::SEE_OTHER);
     assert_eq!(h.coverage_end(), "2027-12-03");
 }
+
+#[tokio::test]
+async fn the_device_page_lists_the_boxs_receipts() {
+    let h = H::new().await;
+    let (cookie, _) = h.sign_in(&h.admin).await;
+    let path = format!("/console/devices/{SERIAL}");
+    let a = h.get(&path, Some(&cookie)).await;
+    assert!(a.text.contains("No receipts."), "{}", a.text);
+    let serial = np_common::Serial::parse(SERIAL).unwrap();
+    let receipt = np_common::device_docs::Receipt {
+        serial: serial.clone(),
+        seq: 7,
+        from_version: Some(np_common::Version::parse("1.0.0").unwrap()),
+        to_version: Some(np_common::Version::parse("2.0.0").unwrap()),
+        outcome: np_common::api::Outcome::RolledBack,
+        detail: "rolled back to slot a: the health check failed".into(),
+        at: t0(),
+        image_sha256: None,
+        request_nonce: None,
+    };
+    let key = np_common::SecretKey::from_seed(&[5; 32]);
+    let stored = crate::store::StoredReceipt {
+        envelope: np_common::device_docs::sign_device(&receipt, &key),
+        receipt,
+        received_at: t0(),
+        via: "alice".into(),
+    };
+    let filed = h
+        .state
+        .store
+        .file_receipt(&stored, Some("alice"), 100)
+        .await;
+    assert_eq!(
+        filed.unwrap(),
+        Some(crate::store::ReceiptFiled::New { latest: true })
+    );
+    let a = h.get(&path, Some(&cookie)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let section = a.text.split("id=\"receipts\"").nth(1).unwrap();
+    let row = section.split("<tbody>").nth(1).unwrap();
+    for cell in [
+        "<td>7</td>",
+        "rolled back",
+        "<td>1.0.0</td>",
+        "<td>2.0.0</td>",
+        "the health check failed",
+        "<td>alice</td>",
+    ] {
+        assert!(row.contains(cell), "{cell} missing: {row}");
+    }
+    // Filed again: a duplicate, nothing changes.
+    let again = h
+        .state
+        .store
+        .file_receipt(&stored, Some("alice"), 100)
+        .await;
+    assert_eq!(again.unwrap(), Some(crate::store::ReceiptFiled::Duplicate));
+}
