@@ -56,9 +56,11 @@ fn refusal_error(r: DeviceDocRefusal, what: &str, bad_signature: &str) -> ApiErr
         DeviceDocRefusal::UnknownBox(s) => {
             ApiError::not_found(format!("{what} names box {s}, which is not registered"))
         }
-        e @ DeviceDocRefusal::NoDeviceKey(_) => {
-            ApiError::conflict("no_device_key", format!("{what}: {e}"))
-        }
+        DeviceDocRefusal::NoDeviceKey(s) => ApiError::conflict(
+            "no_device_key",
+            format!("{what}: {}", DeviceDocRefusal::NoDeviceKey(s.clone())),
+        )
+        .with_details(serde_json::json!({ "serial": s })),
         DeviceDocRefusal::Signature(e) => ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,
             bad_signature,
