@@ -75,7 +75,8 @@ fn refusal_error(r: DeviceDocRefusal, what: &str, bad_signature: &str) -> ApiErr
         (status = 200, description = "The bundle of the newest release the box may install (tar; gzip with Content-Encoding when accepted). Header x-np-stale-request says when the request is older than what the server last heard from the box", content_type = "application/x-tar", body = Vec<u8>),
         (status = 401, description = "bad_request_signature: not signed by the box's device key", body = np_common::api::ErrorBody),
         (status = 403, description = "No release the box may install; the code and details.rule name the rule", body = np_common::api::ErrorBody)))]
-async fn bundle_for_request(
+/// Also called by the staff console with a session's caller.
+pub async fn bundle_for_request(
     State(state): State<AppState>,
     _caller: StaffCaller,
     headers: HeaderMap,
@@ -164,7 +165,8 @@ async fn file(
         (status = 200, description = "What became of each receipt", body = ReceiptUploadAnswer),
         (status = 401, description = "bad_receipt_signature: a receipt is not signed by its box's device key (nothing stored)", body = np_common::api::ErrorBody),
         (status = 409, description = "receipt_conflict: another receipt with the same seq is held (nothing stored)", body = np_common::api::ErrorBody)))]
-async fn upload_receipts(
+/// Also called by the staff console with a session's caller.
+pub async fn upload_receipts(
     State(state): State<AppState>,
     StaffCaller(caller): StaffCaller,
     ApiJson(upload): ApiJson<ReceiptUpload>,

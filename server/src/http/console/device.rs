@@ -481,3 +481,111 @@ pub async fn bundle(
         Err(e) => refused(&state, &user, &parsed, e).await,
     }
 }
+
+/// A pasted signed document (a box's request, or its receipts).
+#[derive(Debug, Deserialize)]
+pub struct PastedForm {
+    #[serde(default)]
+    document: String,
+}
+
+/// Parses pasted JSON as `T`, in the console's words.
+fn pasted<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, ApiError> {
+    serde_json::from_str(text.trim()).map_err(|e| {
+        ApiError::bad_request(
+            "bad_document",
+            format!("the pasted text is not {what}: {e}; paste the whole file"),
+        )
+    })
+}
+
+/// `POST /console/devices/{serial}/bundle-request`: the bundle for this box's signed request
+/// (pasted from the file `np-agent request` wrote), through the API's own handler.
+pub async fn bundle_request(
+    State(state): State<ConsoleState>,
+    headers: axum::http::HeaderMap,
+    super::ConsolePath(serial): super::ConsolePath<String>,
+    CsrfForm { user, form }: CsrfForm<PastedForm>,
+) -> Result<Response, ConsoleError> {
+    let caller = StaffCaller::check(user.caller.clone())?;
+    let serial = parse_serial(&serial)?;
+    let env: np_common::Envelope = match pasted(&form.document, "a signed request") {
+        Ok(e) => e,
+        Err(e) => return refused(&state, &user, &serial, e).await,
+    };
+    match np_common::device_docs::claimed_serial::<np_common::device_docs::DeviceRequest>(&env) {
+        Ok(s) if s != serial => {
+            let e = ApiError::bad_request(
+                "other_box",
+                format!("this request is from {s}, not {serial}; open that box's page"),
+            );
+            return refused(&state, &user, &serial, e).await;
+        }
+        _ => {}
+    }
+    match crate::http::offline::bundle_for_request(
+        State(state.app.clone()),
+        caller,
+        headers,
+        crate::http::error::ApiJson(env),
+    )
+    .await
+    {
+        Ok(r) => Ok(r),
+        Err(e) => refused(&state, &user, &serial, e).await,
+    }
+}
+
+/// `POST /console/devices/{serial}/receipts`: this box's signed receipts (one pasted file,
+/// or a JSON list of them), through the API's own upload handler.
+pub async fn receipts(
+    State(state): State<ConsoleState>,
+    super::ConsolePath(serial): super::ConsolePath<String>,
+    CsrfForm { user, form }: CsrfForm<PastedForm>,
+) -> Result<Response, ConsoleError> {
+    let caller = StaffCaller::check(user.caller.clone())?;
+    let serial = parse_serial(&serial)?;
+    let upload: np_common::api::ReceiptUpload = match pasted(&form.document, "a signed receipt") {
+        Ok(u) => u,
+        Err(e) => return refused(&state, &user, &serial, e).await,
+    };
+    let others: Vec<String> = upload
+        .clone()
+        .into_vec()
+        .iter()
+        .filter_map(|e| {
+            np_common::device_docs::claimed_serial::<np_common::device_docs::Receipt>(e).ok()
+        })
+        .filter(|s| *s != serial)
+        .map(|s| s.to_string())
+        .collect();
+    if let Some(s) = others.first() {
+        let e = ApiError::bad_request(
+            "other_box",
+            format!("a pasted receipt is from {s}, not {serial}; upload it on that box's page"),
+        );
+        return refused(&state, &user, &serial, e).await;
+    }
+    match crate::http::offline::upload_receipts(
+        State(state.app.clone()),
+        caller,
+        crate::http::error::ApiJson(upload),
+    )
+    .await
+    {
+        Ok(axum::Json(a)) => {
+            let new = a.receipts.iter().filter(|r| r.new).count();
+            let latest = a.receipts.iter().any(|r| r.latest);
+            let mut text = format!(
+                "{} receipt{} uploaded, {new} new.",
+                a.receipts.len(),
+                if a.receipts.len() == 1 { "" } else { "s" }
+            );
+            if latest {
+                text.push_str(" The box's record follows the newest.");
+            }
+            Ok(done(&state, &user, &serial, text))
+        }
+        Err(e) => refused(&state, &user, &serial, e).await,
+    }
+}
