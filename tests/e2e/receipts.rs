@@ -221,8 +221,12 @@ fn an_offline_box_is_answered_from_its_request_and_its_receipts_move_its_record_
         .collect();
     assert_eq!(seqs, [3, 2, 1]);
 
-    // A receipt signed by another key (another box's) is refused, and stores nothing.
-    let other = np_common::SecretKey::from_seed(&[0x42; 32]);
+    // A receipt signed by another box's device key is refused, and stores nothing.
+    let lapsed = offline_box(&srv, LAPSED, "2024-01-10", &m1);
+    let other = np_common::SecretKey::from_base64(
+        &std::fs::read_to_string(lapsed.dir.path().join("device.key")).unwrap(),
+    )
+    .unwrap();
     let mut forged: Value = payload.clone();
     forged["seq"] = json!(9);
     let forged = Envelope::sign(
@@ -242,7 +246,6 @@ fn an_offline_box_is_answered_from_its_request_and_its_receipts_move_its_record_
     assert_eq!(device(&srv, SERIAL)["last_receipt_seq"], 3);
 
     // A lapsed box's request is refused, naming the rule.
-    let lapsed = offline_box(&srv, LAPSED, "2024-01-10", &m1);
     let lreq = lapsed.dir.path().join("request.json");
     let out = lapsed.run(&["request", "--out", p(&lreq)]);
     assert_eq!(out.code, 0, "{out:?}");
@@ -261,8 +264,8 @@ fn an_offline_box_is_answered_from_its_request_and_its_receipts_move_its_record_
     assert!(out.stderr.contains("warranty_expired"), "{out:?}");
     assert!(!lapsed.dir.path().join("x.tar").exists());
 
-    // The lapsed box's request, signed by its key, is not this box's: a request whose
-    // signature does not verify is 401 bad_request_signature.
+    // A request whose signature does not verify under its box's key is 401
+    // bad_request_signature.
     let mut lenv = Envelope::parse(&std::fs::read(&lreq).unwrap()).unwrap();
     lenv.signatures[0].sig = forged.signatures[0].sig.clone();
     let (status, body) = srv.post_json("/api/v1/bundles", serde_json::to_value(&lenv).unwrap());
@@ -325,4 +328,60 @@ fn an_online_box_sends_a_receipt_its_report_could_not_deliver_at_its_next_check_
         (d["version"].as_str(), d["last_receipt_seq"].as_u64()),
         (Some("2.0.0"), Some(1))
     );
+}
+
+#[test]
+fn request_and_receipts_say_what_is_wrong_in_the_words_of_the_command_line() {
+    let a = TestAgent::offline("2099-01-01", "", &v1());
+    let req = a.dir.path().join("request.json");
+    // No device key yet: a usage error that says how to make one.
+    let out = a.run(&["request", "--out", p(&req)]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("np-agent keygen"), "{out:?}");
+    assert!(!req.exists());
+    let out = a.run(&["keygen", "--out", p(&a.dir.path().join("device.key"))]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = a.run(&["request", "--out", p(&req)]);
+    assert_eq!(out.code, 0, "{out:?}");
+    // Never over an existing file.
+    let out = a.run(&["request", "--out", p(&req)]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("already exists"), "{out:?}");
+    // Nothing happened yet: no receipts; a folder that is not there is named.
+    let dir = a.dir.path().join("usb");
+    let out = a.run(&["receipts", "--out", p(&dir)]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("is not a folder; create it first"),
+        "{out:?}"
+    );
+    std::fs::create_dir(&dir).unwrap();
+    let out = a.run(&["receipts", "--out", p(&dir)]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("the outbox holds no receipts"),
+        "{out:?}"
+    );
+    // A refused bundle leaves a receipt; copied twice, the second copy finds it there.
+    let junk = a.dir.path().join("junk.tar");
+    std::fs::write(&junk, b"not a bundle").unwrap();
+    let out = a.run(&["apply", p(&junk)]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let out = a.run(&["receipts", "--out", p(&dir)]);
+    assert!(out.stdout.contains("1 receipt from seq 1 to 1"), "{out:?}");
+    let out = a.run(&["receipts", "--out", p(&dir)]);
+    assert!(out.stdout.contains("(1 of them already there)"), "{out:?}");
+    let st = a.status();
+    assert_eq!(
+        (st["receipt_seq"].as_u64(), st["receipts_unsent"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let env =
+        Envelope::parse(&std::fs::read(dir.join("receipt-0000000001.json")).unwrap()).unwrap();
+    let r: Value = serde_json::from_slice(&env.payload_bytes().unwrap()).unwrap();
+    assert_eq!(
+        (r["outcome"].as_str(), r["from_version"].as_str()),
+        (Some("refused"), Some("1.0.0"))
+    );
+    assert!(r["to_version"].is_null(), "{r}");
 }

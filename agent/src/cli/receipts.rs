@@ -61,7 +61,7 @@ pub fn run(cfg: &Config, a: &Args) -> Result<(), AgentError> {
     }
     let already = stored.len() - copied;
     let note = if already > 0 {
-        format!(" ({already} were there already)")
+        format!(" ({already} of them already there)")
     } else {
         String::new()
     };
