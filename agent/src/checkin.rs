@@ -165,7 +165,7 @@ fn exchange(
         .filter(|seq| unsent.iter().any(|(s, _)| s == seq))
         .collect();
     crate::receipts::drop_sent(&agent.cfg.state_dir, &held);
-    agent.state.last_check = Some(agent.trust.now());
+    agent.state.last_check = Some(crate::state::whole_second(agent.trust.now()));
     let mut available = None;
     if let Some(a) = &resp.available {
         let r = agent.trust.verify_release(&a.manifest)?;

@@ -16,6 +16,7 @@ pub mod download;
 pub mod error;
 pub mod inbox;
 pub mod install;
+pub mod lock;
 pub mod receipts;
 pub mod report;
 pub mod slots;

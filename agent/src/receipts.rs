@@ -183,7 +183,7 @@ impl Agent {
             to_version: facts.to_version,
             outcome: facts.outcome,
             detail,
-            at: self.trust.now(),
+            at: crate::state::whole_second(self.trust.now()),
             image_sha256: facts.image_sha256,
             request_nonce: self.state.request_nonce.clone(),
         };

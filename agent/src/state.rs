@@ -238,9 +238,14 @@ impl State {
             version,
             outcome,
             detail,
-            at,
+            at: whole_second(at),
         });
     }
+}
+
+/// `at` in whole seconds: every time the agent records or reports is a whole second.
+pub fn whole_second(at: Timestamp) -> Timestamp {
+    Timestamp::from_second(at.as_second()).unwrap_or(at)
 }
 
 #[cfg(test)]

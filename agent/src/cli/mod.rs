@@ -18,6 +18,7 @@ pub use status::status_json;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, DEFAULT_PATH};
 use crate::error::AgentError;
+use crate::lock::{StateLock, Wait};
 use out::say;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -175,6 +176,19 @@ fn load(cli: &Cli) -> Result<Config, AgentError> {
     Ok(Config::load(&cli.config)?)
 }
 
+/// The configuration and the state folder's lock, for a command that changes the state
+/// (it waits, saying so, while `np-agent run` finishes a step). A box not provisioned yet
+/// has no state folder to lock: the command then says so itself.
+fn locked(cli: &Cli) -> Result<(Config, Option<StateLock>), AgentError> {
+    let cfg = load(cli)?;
+    let lock = if cfg.state_dir.is_dir() {
+        Some(StateLock::acquire(&cfg.state_dir, Wait::Say)?)
+    } else {
+        None
+    };
+    Ok((cfg, lock))
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<(), AgentError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -183,12 +197,30 @@ pub fn run(cli: Cli) -> Result<(), AgentError> {
         Command::GenerateMan(a) => man::run(a),
         Command::Provision(a) => provision::run(&load(&cli)?, clock, a),
         Command::Status(a) => status::run(&load(&cli)?, clock, a),
-        Command::Apply(a) => apply::run(load(&cli)?, clock, a),
-        Command::Install => local::install(load(&cli)?, clock),
-        Command::Rollback => local::rollback(load(&cli)?, clock),
-        Command::Commit => local::commit(load(&cli)?, clock),
-        Command::Check => online::check(load(&cli)?, clock),
-        Command::Request(a) => request::run(load(&cli)?, clock, a),
+        Command::Apply(a) => {
+            let (cfg, _lock) = locked(&cli)?;
+            apply::run(cfg, clock, a)
+        }
+        Command::Install => {
+            let (cfg, _lock) = locked(&cli)?;
+            local::install(cfg, clock)
+        }
+        Command::Rollback => {
+            let (cfg, _lock) = locked(&cli)?;
+            local::rollback(cfg, clock)
+        }
+        Command::Commit => {
+            let (cfg, _lock) = locked(&cli)?;
+            local::commit(cfg, clock)
+        }
+        Command::Check => {
+            let (cfg, _lock) = locked(&cli)?;
+            online::check(cfg, clock)
+        }
+        Command::Request(a) => {
+            let (cfg, _lock) = locked(&cli)?;
+            request::run(cfg, clock, a)
+        }
         Command::Receipts(a) => receipts::run(&load(&cli)?, a),
         Command::Run => online::daemon(load(&cli)?, clock),
     }

@@ -62,7 +62,7 @@ pub fn run(cfg: Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentErro
         entitlement_sequence: agent.trust.entitlement().map(|e| e.sequence),
         time_floor: Some(agent.trust.floor()),
         nonce: random_nonce()?,
-        created_at: agent.trust.now(),
+        created_at: crate::state::whole_second(agent.trust.now()),
     };
     // The nonce is kept first: the receipts of what this request leads to name it.
     agent.state.request_nonce = Some(request.nonce.clone());

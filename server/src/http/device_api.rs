@@ -192,7 +192,11 @@ async fn check_in(
         })
         .map(|p| (p.issued_at, p.envelope.clone()));
     let delivered_at = deliver.as_ref().map(|(at, _)| *at);
-    let last_result = req.last_result.clone();
+    // Whole seconds, as every time the server keeps (older agents sent nanoseconds).
+    let last_result = req.last_result.clone().map(|mut r| {
+        r.at = Timestamp::from_second(r.at.as_second()).unwrap_or(r.at);
+        r
+    });
     let changed_from = device.version.clone().filter(|v| v != &req.version);
     state
         .store
