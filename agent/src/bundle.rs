@@ -211,7 +211,8 @@ fn read_doc(entry: &mut dyn Read, size: u64, name: &'static str) -> Result<Envel
 /// raises the time floor) only once the whole bundle was accepted.
 pub fn apply(agent: &mut Agent, reader: &mut dyn Read, when: When) -> Result<Done, AgentError> {
     let mut taken: Option<(Slot, Release)> = None;
-    let staged = read_and_stage(agent, reader, &mut taken)
+    let mut seen: Option<Release> = None;
+    let staged = read_and_stage(agent, reader, &mut taken, &mut seen)
         .and_then(|(slot, env, release)| agent.finish_write(slot, &env).map(|()| (slot, release)))
         .and_then(|staged| {
             agent.trust.commit_staged()?;
@@ -231,14 +232,35 @@ pub fn apply(agent: &mut Agent, reader: &mut dyn Read, when: When) -> Result<Don
             agent.after_staged(&release, when)
         }
         Err(e) => {
+            let release = taken.as_ref().map(|(_, r)| r.clone()).or(seen);
             if let Some((slot, release)) = taken {
                 if agent.state.phase == crate::state::Phase::Downloading {
                     agent.abort_write(slot, &release, &e);
                 }
             }
+            receipt_for_refusal(agent, release.as_ref(), &e);
             Err(e)
         }
     }
+}
+
+/// A refused bundle leaves a receipt (a rollback during its trial wrote its own).
+fn receipt_for_refusal(agent: &mut Agent, release: Option<&Release>, e: &AgentError) {
+    if matches!(e, AgentError::RolledBack { .. }) {
+        return;
+    }
+    let outcome = match e.exit_code() {
+        1 => np_common::api::Outcome::Refused,
+        _ => np_common::api::Outcome::Failed,
+    };
+    let from_version = agent.running().ok().map(|r| r.version);
+    agent.write_receipt(crate::receipts::ReceiptFacts {
+        outcome,
+        from_version,
+        to_version: release.map(|r| r.version.clone()),
+        image_sha256: release.map(|r| r.image.sha256),
+        detail: format!("bundle refused: {e}"),
+    });
 }
 
 /// Reads the archive to its end: documents verified, the image streamed into the
@@ -248,6 +270,7 @@ fn read_and_stage(
     agent: &mut Agent,
     reader: &mut dyn Read,
     taken: &mut Option<(Slot, Release)>,
+    seen: &mut Option<Release>,
 ) -> Result<(Slot, Envelope, Release), AgentError> {
     let mut decoded = decode(reader)?;
     let mut archive = Archive::new(&mut decoded);
@@ -274,6 +297,7 @@ fn read_and_stage(
             Entry::Manifest => {
                 let env = read_doc(&mut archive, size, "manifest.json")?;
                 let release = agent.trust.verify_release(&env)?;
+                *seen = Some(release.clone());
                 manifest = Some((env, release));
             }
             Entry::Entitlement => {

@@ -141,11 +141,30 @@ fn exchange(
         state: agent.state.phase.api(),
         last_result: agent.state.last_result.clone(),
         nonce: nonce.clone(),
+        receipts: Vec::new(),
+    };
+    let unsent = crate::receipts::unsent(
+        &agent.cfg.state_dir,
+        np_common::api::MAX_RECEIPTS_PER_CHECK_IN,
+        np_common::api::MAX_RECEIPT_BYTES_PER_CHECK_IN,
+    );
+    let req = CheckInRequest {
+        receipts: unsent.iter().map(|(_, env)| env.clone()).collect(),
+        ..req
     };
     let resp = client.check_in(&req)?;
     agent.trust.accept_keyring(&resp.keyring)?;
     agent.trust.accept_time(&resp.time, &nonce)?;
     agent.trust.accept_entitlement(&resp.entitlement)?;
+    // The answer is the server's (its time token signs this check-in's nonce): what this
+    // check-in sent and the server now holds leaves the outbox.
+    let held: Vec<u64> = resp
+        .receipts_done
+        .iter()
+        .copied()
+        .filter(|seq| unsent.iter().any(|(s, _)| s == seq))
+        .collect();
+    crate::receipts::drop_sent(&agent.cfg.state_dir, &held);
     agent.state.last_check = Some(crate::state::whole_second(agent.trust.now()));
     let mut available = None;
     agent.state.update_available = None;

@@ -17,6 +17,7 @@ pub mod error;
 pub mod inbox;
 pub mod install;
 pub mod lock;
+pub mod receipts;
 pub mod report;
 pub mod slots;
 pub mod state;

@@ -161,8 +161,19 @@ async fn check_in(
             "the slot must be \"a\" or \"b\"",
         ));
     }
+    if req.receipts.len() > np_common::api::MAX_RECEIPTS_PER_CHECK_IN {
+        return Err(ApiError::bad_request(
+            "too_many_receipts",
+            format!(
+                "a check-in carries at most {} receipts",
+                np_common::api::MAX_RECEIPTS_PER_CHECK_IN
+            ),
+        ));
+    }
     let now = state.now();
     let serial = device.serial.clone();
+    let receipts_done =
+        crate::http::offline::file_checked_in(&state, &device, req.receipts.clone()).await?;
 
     // The box's own account: slot, phase, last result, versions it rolled back from.
     let pending = device.pending_action.clone();
@@ -277,6 +288,7 @@ async fn check_in(
             url: url_of(r),
         }),
         action: deliver.map(|(_, env)| env),
+        receipts_done,
     }))
 }
 

@@ -73,6 +73,7 @@ pub const AUDIT_ACTIONS: &[&str] = &[
     "keyring_draft",
     "keyring_install",
     "keyring_resign",
+    "receipt",
 ];
 
 impl Store {

@@ -9,12 +9,14 @@
 mod audit;
 mod devices;
 mod nonces;
+mod receipts;
 mod releases;
 mod reports;
 
 pub use audit::{AuditEntry, AuditPage, AUDIT_ACTIONS};
 pub use devices::{Change, DevicePage, MutateError};
 pub use nonces::NonceCheck;
+pub use receipts::{last_result_of, ReceiptFiled, StoredReceipt};
 pub use releases::{Halt, ReleaseChangeError, ReleaseRecord};
 pub use reports::{DeviceReport, EventRecord};
 

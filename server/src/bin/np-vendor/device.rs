@@ -182,7 +182,11 @@ pub fn run(cmd: DeviceCommand) -> CmdResult {
         DeviceCommand::Show { serial, server } => {
             let serial = check_serial(&serial)?;
             let c = Client::new(&server)?;
-            let v = c.get(&["api", "v1", "devices", &serial], &[])?;
+            let mut v = c.get(&["api", "v1", "devices", &serial], &[])?;
+            let receipts = c.get(&["api", "v1", "devices", &serial, "receipts"], &[])?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("receipts".into(), receipts);
+            }
             show(&v, server.json, "")
         }
         DeviceCommand::Edit {
@@ -549,6 +553,29 @@ pub fn show(v: &Value, json: bool, verb: &str) -> CmdResult {
             .collect();
         np_server::outln!();
         table::print(&["TERM", "START", "END"], &rows, "no terms");
+    }
+    if let Some(receipts) = v.get("receipts").and_then(Value::as_array) {
+        let rows: Vec<Vec<String>> = receipts
+            .iter()
+            .take(20)
+            .map(|s| {
+                let r = s.get("receipt").unwrap_or(&Value::Null);
+                vec![
+                    field(r, "seq"),
+                    field(r, "at"),
+                    field(r, "outcome").replace('_', " "),
+                    field(r, "from_version"),
+                    field(r, "to_version"),
+                    field(s, "via"),
+                ]
+            })
+            .collect();
+        np_server::outln!();
+        table::print(
+            &["RECEIPT", "AT", "OUTCOME", "FROM", "TO", "VIA"],
+            &rows,
+            "no receipts",
+        );
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ mod files;
 mod key;
 mod keyring_server;
 mod keyring_sign;
+mod receipt;
 mod release;
 mod sign;
 mod table;
@@ -59,6 +60,9 @@ enum Command {
     /// Publish and steer firmware releases on the server.
     #[command(subcommand)]
     Release(release::ReleaseCommand),
+    /// Upload the signed receipts of offline boxes.
+    #[command(subcommand)]
+    Receipt(receipt::ReceiptCommand),
     /// Show the server's audit log.
     Audit(audit::Args),
     /// Write the man pages (for packagers).
@@ -70,7 +74,7 @@ enum Command {
 enum BundleCommand {
     /// Build an offline bundle from a signed manifest and its image (offline).
     Build(bundle_build::Args),
-    /// Download a bundle for one box from the server.
+    /// Download a bundle for one box (by version, or for its signed request) from the server.
     Get(bundle_get::Args),
 }
 
@@ -153,6 +157,7 @@ fn main() -> ExitCode {
         Command::Bundle(BundleCommand::Get(a)) => bundle_get::run(a),
         Command::Device(c) => device::run(c),
         Command::Release(c) => release::run(c),
+        Command::Receipt(c) => receipt::run(c),
         Command::Audit(a) => audit::run(a),
         Command::GenerateMan(a) => {
             use clap::CommandFactory as _;
