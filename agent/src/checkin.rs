@@ -243,11 +243,15 @@ fn exchange(
 
     match available {
         Some((r, held)) if r.version > running.version => {
-            // Not offered, so not an attempt: nothing is recorded as this box's last
-            // result. `np-agent check` says which rule keeps it away (exit 1); the daemon
-            // logs it as held back.
+            // `np-agent check` (someone asked for the update now): refused, recorded as the
+            // box's last result, exit 1 naming the rule. The daemon only logs it as held
+            // back: a release no check-in can install is news, not an attempt, and must not
+            // overwrite the last result (or send an event) at every check-in.
             match agent.check_rule(&r) {
-                Err(e) if mode == Mode::Full && when == When::Now => Err(e),
+                Err(e) if mode == Mode::Full && when == When::Now => {
+                    agent.record_refusal(Some(&r.version), &e);
+                    Err(e)
+                }
                 Err(AgentError::Refused(refusal)) => Ok(Checked::NotOffered {
                     version: r.version,
                     held: Some(RefusalInfo {

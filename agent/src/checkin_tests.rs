@@ -1,6 +1,7 @@
 //! What a check-in does with an answer whose news it cannot use: a newest release whose
 //! manifest does not verify must not stop a staff action, and a newest release a rule keeps
-//! away is news, not an attempt (nothing is recorded as the box's last result).
+//! away is news for the daemon, not an attempt (nothing is recorded as the box's last
+//! result); `np-agent check` records and reports the refusal.
 
 use crate::bundle;
 use crate::checkin::{check_once, Checked};
@@ -127,9 +128,11 @@ fn a_newest_release_a_rule_keeps_away_is_held_not_recorded() {
         other => panic!("expected held back, got {other:?}"),
     }
     assert_eq!(agent.state.last_result, before, "not an attempt");
-    // `np-agent check`: the rule, as an error (exit 1), still not recorded.
+    // `np-agent check` (asked for now): the rule, as an error (exit 1), recorded.
     let e = check_once(&mut agent, &client, When::Now).unwrap_err();
     assert!(matches!(e, AgentError::Refused(_)), "{e}");
     assert_eq!(e.exit_code(), 1);
-    assert_eq!(agent.state.last_result, before, "not an attempt");
+    let last = agent.state.last_result.clone().unwrap();
+    assert_eq!(last.outcome, np_common::api::Outcome::Refused);
+    assert_eq!(last.version.map(|v| v.to_string()), Some("7.0.0".into()));
 }

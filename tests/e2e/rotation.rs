@@ -313,7 +313,7 @@ fn boxes_survive_release_key_online_key_rotation_and_renewal() {
     let payload: Value = serde_json::from_slice(&kr.payload_bytes().unwrap()).unwrap();
     let new_pub = std::fs::read_to_string(&new_root_pub).unwrap();
     assert_eq!(
-        payload["root_keys"][0].as_str(),
+        payload["root"]["keys"][0].as_str(),
         Some(new_pub.trim()),
         "{payload}"
     );
