@@ -11,6 +11,7 @@ mod devices;
 mod nonces;
 mod releases;
 mod reports;
+mod tallies;
 
 pub use audit::{AuditEntry, AuditPage};
 pub use devices::{Change, DevicePage, MutateError};
