@@ -410,7 +410,7 @@ fn unreachable_min_from(
         return Ok(None);
     }
     Ok(Some(format!(
-        "no box running a release published here can install {version}: the minimum version to upgrade from, {min_from}, is above the newest release of every listed model ({}); boxes on older firmware need an intermediate release, or lower the minimum version",
+        "no box running a release published here can install {version}: min_from_version {min_from} is above the newest release of every listed model ({}); boxes on older firmware need an intermediate release, or lower min_from_version",
         newest.join(", ")
     )))
 }
