@@ -93,12 +93,66 @@ impl Mark {
     }
 }
 
+/// What one mark adds to figures counted since `since`.
+fn contribution(m: &Mark, since: Option<Timestamp>) -> Figures {
+    if since.is_some_and(|s| m.attempt_at <= s) {
+        return Figures::default();
+    }
+    Figures {
+        attempts: 1,
+        failures: u64::from(m.failed_at.is_some()),
+    }
+}
+
+/// One release's marks, with its figures kept up to date as marks change: in all, and
+/// since the baseline last asked for (a resume changes it rarely; then they are counted
+/// again once).
+#[derive(Debug, Default)]
+struct Tally {
+    marks: HashMap<Serial, Mark>,
+    total: Figures,
+    since: Option<Timestamp>,
+    counted: Figures,
+}
+
+impl Tally {
+    fn put(&mut self, serial: &Serial, new: Mark) {
+        let old = self.marks.insert(serial.clone(), new);
+        let add = |f: &mut Figures, since| {
+            let n = contribution(&new, since);
+            let o = old.map(|o| contribution(&o, since)).unwrap_or_default();
+            f.attempts = (f.attempts + n.attempts).saturating_sub(o.attempts);
+            f.failures = (f.failures + n.failures).saturating_sub(o.failures);
+        };
+        add(&mut self.total, None);
+        let since = self.since;
+        add(&mut self.counted, since);
+    }
+
+    fn figures(&mut self, since: Option<Timestamp>) -> Figures {
+        if since.is_none() {
+            return self.total;
+        }
+        if since != self.since {
+            self.since = since;
+            self.counted = self.marks.values().map(|m| contribution(m, since)).fold(
+                Figures::default(),
+                |a, c| Figures {
+                    attempts: a.attempts + c.attempts,
+                    failures: a.failures + c.failures,
+                },
+            );
+        }
+        self.counted
+    }
+}
+
 /// The marks of every box, per release.
 #[derive(Debug, Default)]
-pub struct Tallies(Mutex<HashMap<Version, HashMap<Serial, Mark>>>);
+pub struct Tallies(Mutex<HashMap<Version, Tally>>);
 
 impl Tallies {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Version, HashMap<Serial, Mark>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Version, Tally>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -111,7 +165,7 @@ impl Tallies {
         now: Timestamp,
     ) -> Option<Mark> {
         let map = self.lock();
-        let old = map.get(version).and_then(|t| t.get(serial)).copied();
+        let old = map.get(version).and_then(|t| t.marks.get(serial)).copied();
         Mark::after(old, seen, now)
     }
 
@@ -129,31 +183,23 @@ impl Tallies {
             Some(t) => t,
             None => map.entry(version.clone()).or_default(),
         };
-        let new = Mark::after(tally.get(serial).copied(), seen, now)?;
-        tally.insert(serial.clone(), new);
+        let new = Mark::after(tally.marks.get(serial).copied(), seen, now)?;
+        tally.put(serial, new);
         Some(new)
     }
 
     /// Puts back a stored mark (at start).
     pub fn load(&self, version: Version, serial: Serial, mark: Mark) {
-        self.lock().entry(version).or_default().insert(serial, mark);
+        self.lock().entry(version).or_default().put(&serial, mark);
     }
 
     /// The release's figures: every box, or with `since` only the boxes whose first
     /// attempt came after it (and their failures).
     pub fn figures(&self, version: &Version, since: Option<Timestamp>) -> Figures {
-        let map = self.lock();
-        let mut f = Figures::default();
-        for m in map.get(version).into_iter().flat_map(|t| t.values()) {
-            if since.is_some_and(|s| m.attempt_at <= s) {
-                continue;
-            }
-            f.attempts += 1;
-            if m.failed_at.is_some() {
-                f.failures += 1;
-            }
-        }
-        f
+        let mut map = self.lock();
+        map.get_mut(version)
+            .map(|t| t.figures(since))
+            .unwrap_or_default()
     }
 }
 
@@ -270,5 +316,11 @@ mod tests {
         // A box first seen exactly at the resume was counted before it.
         tl.observe(&s(7), &v, Seen::Failure, at(2));
         assert_eq!(tl.figures(&v, Some(at(2))), f(2, 1));
+        // Kept up to date as marks change after the baseline was asked for.
+        tl.observe(&s(5), &v, Seen::Failure, at(4));
+        tl.observe(&s(8), &v, Seen::Attempt, at(4));
+        assert_eq!(tl.figures(&v, Some(at(2))), f(3, 2));
+        assert_eq!(tl.figures(&v, None), f(8, 7));
+        assert_eq!(tl.figures(&v, Some(at(3))), f(1, 0));
     }
 }
