@@ -11,8 +11,10 @@
 //! lock and a map lookup, no write. At start the marks are loaded back, so the figures
 //! survive a restart exactly.
 //!
-//! After staff resume a halt, the guard counts only the boxes whose first attempt came
-//! after the resume ([`Tallies::figures`] with `since`): failures never exceed attempts.
+//! After staff resume a halt, the guard counts only the boxes whose first attempt came at
+//! or after the resume ([`Tallies::figures`] with `since`; times are whole seconds, so a
+//! box that started in the very second of the resume counts as new): failures never exceed
+//! attempts.
 
 use crate::domain::plan::Figures;
 use jiff::Timestamp;
@@ -95,7 +97,7 @@ impl Mark {
 
 /// What one mark adds to figures counted since `since`.
 fn contribution(m: &Mark, since: Option<Timestamp>) -> Figures {
-    if since.is_some_and(|s| m.attempt_at <= s) {
+    if since.is_some_and(|s| m.attempt_at < s) {
         return Figures::default();
     }
     Figures {
@@ -194,7 +196,7 @@ impl Tallies {
     }
 
     /// The release's figures: every box, or with `since` only the boxes whose first
-    /// attempt came after it (and their failures).
+    /// attempt came at or after it (and their failures).
     pub fn figures(&self, version: &Version, since: Option<Timestamp>) -> Figures {
         let mut map = self.lock();
         map.get_mut(version)
@@ -313,14 +315,15 @@ mod tests {
         let f = |attempts, failures| Figures { attempts, failures };
         assert_eq!(tl.figures(&v, Some(at(2))), f(2, 1));
         assert_eq!(tl.figures(&v, None), f(6, 5));
-        // A box first seen exactly at the resume was counted before it.
+        // A box first seen in the very second of the resume is new (times are whole
+        // seconds: a box that starts right after a resume must count).
         tl.observe(&s(7), &v, Seen::Failure, at(2));
-        assert_eq!(tl.figures(&v, Some(at(2))), f(2, 1));
+        assert_eq!(tl.figures(&v, Some(at(2))), f(3, 2));
         // Kept up to date as marks change after the baseline was asked for.
         tl.observe(&s(5), &v, Seen::Failure, at(4));
         tl.observe(&s(8), &v, Seen::Attempt, at(4));
-        assert_eq!(tl.figures(&v, Some(at(2))), f(3, 2));
+        assert_eq!(tl.figures(&v, Some(at(2))), f(4, 3));
         assert_eq!(tl.figures(&v, None), f(8, 7));
-        assert_eq!(tl.figures(&v, Some(at(3))), f(1, 0));
+        assert_eq!(tl.figures(&v, Some(at(4))), f(1, 0));
     }
 }

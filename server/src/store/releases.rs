@@ -41,7 +41,7 @@ pub struct ReleaseRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub halt: Option<Halt>,
     /// When staff last resumed a halt: the guard counts only the boxes whose first attempt
-    /// came after it.
+    /// came at or after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard_since: Option<Timestamp>,
 }
