@@ -11,10 +11,10 @@
 //! lock and a map lookup, no write. At start the marks are loaded back, so the figures
 //! survive a restart exactly.
 //!
-//! After staff resume a halt, the guard counts only the boxes whose first attempt came at
-//! or after the resume ([`Tallies::figures`] with `since`; times are whole seconds, so a
-//! box that started in the very second of the resume counts as new): failures never exceed
-//! attempts.
+//! After staff resume a halt, the guard counts only the boxes whose first attempt came
+//! after the resume: a release has a guard epoch, which a resume of a halt raises, and a
+//! box's mark keeps the epoch of its first attempt ([`Tallies::figures`] with `epoch`).
+//! Failures never exceed attempts, and no clock resolution blurs what came first.
 
 use crate::domain::plan::Figures;
 use jiff::Timestamp;
@@ -64,6 +64,9 @@ impl Seen {
 pub struct Mark {
     /// When the box was first seen trying the release (server time).
     pub attempt_at: Timestamp,
+    /// The release's guard epoch then (raised by every resume of a halt).
+    #[serde(default)]
+    pub epoch: u32,
     /// When it first failed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_at: Option<Timestamp>,
@@ -74,10 +77,11 @@ pub struct Mark {
 }
 
 impl Mark {
-    /// The mark after `seen` at `now`, when it changes.
-    pub fn after(old: Option<Mark>, seen: Seen, now: Timestamp) -> Option<Mark> {
+    /// The mark after `seen` at `now` (in the release's guard `epoch`), when it changes.
+    pub fn after(old: Option<Mark>, seen: Seen, now: Timestamp, epoch: u32) -> Option<Mark> {
         let fresh = Mark {
             attempt_at: now,
+            epoch,
             failed_at: None,
             staff_rollback: false,
         };
@@ -95,9 +99,9 @@ impl Mark {
     }
 }
 
-/// What one mark adds to figures counted since `since`.
-fn contribution(m: &Mark, since: Option<Timestamp>) -> Figures {
-    if since.is_some_and(|s| m.attempt_at < s) {
+/// What one mark adds to figures counted from the guard epoch `since`.
+fn contribution(m: &Mark, since: u32) -> Figures {
+    if m.epoch < since {
         return Figures::default();
     }
     Figures {
@@ -107,13 +111,13 @@ fn contribution(m: &Mark, since: Option<Timestamp>) -> Figures {
 }
 
 /// One release's marks, with its figures kept up to date as marks change: in all, and
-/// since the baseline last asked for (a resume changes it rarely; then they are counted
+/// from the guard epoch last asked for (a resume changes it rarely; then they are counted
 /// again once).
 #[derive(Debug, Default)]
 struct Tally {
     marks: HashMap<Serial, Mark>,
     total: Figures,
-    since: Option<Timestamp>,
+    since: u32,
     counted: Figures,
 }
 
@@ -126,13 +130,13 @@ impl Tally {
             f.attempts = (f.attempts + n.attempts).saturating_sub(o.attempts);
             f.failures = (f.failures + n.failures).saturating_sub(o.failures);
         };
-        add(&mut self.total, None);
+        add(&mut self.total, 0);
         let since = self.since;
         add(&mut self.counted, since);
     }
 
-    fn figures(&mut self, since: Option<Timestamp>) -> Figures {
-        if since.is_none() {
+    fn figures(&mut self, since: u32) -> Figures {
+        if since == 0 {
             return self.total;
         }
         if since != self.since {
@@ -158,17 +162,11 @@ impl Tallies {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The mark `seen` at `now` would give the box, when it changes (nothing is kept).
-    pub fn would_change(
-        &self,
-        serial: &Serial,
-        version: &Version,
-        seen: Seen,
-        now: Timestamp,
-    ) -> Option<Mark> {
+    /// Would `seen` change the box's mark (nothing is kept)?
+    pub fn would_change(&self, serial: &Serial, version: &Version, seen: Seen) -> bool {
         let map = self.lock();
         let old = map.get(version).and_then(|t| t.marks.get(serial)).copied();
-        Mark::after(old, seen, now)
+        Mark::after(old, seen, Timestamp::UNIX_EPOCH, 0).is_some()
     }
 
     /// Counts what a report says: the box's new mark when it changed (only then is there
@@ -179,13 +177,14 @@ impl Tallies {
         version: &Version,
         seen: Seen,
         now: Timestamp,
+        epoch: u32,
     ) -> Option<Mark> {
         let mut map = self.lock();
         let tally = match map.get_mut(version) {
             Some(t) => t,
             None => map.entry(version.clone()).or_default(),
         };
-        let new = Mark::after(tally.marks.get(serial).copied(), seen, now)?;
+        let new = Mark::after(tally.marks.get(serial).copied(), seen, now, epoch)?;
         tally.put(serial, new);
         Some(new)
     }
@@ -195,12 +194,12 @@ impl Tallies {
         self.lock().entry(version).or_default().put(&serial, mark);
     }
 
-    /// The release's figures: every box, or with `since` only the boxes whose first
-    /// attempt came at or after it (and their failures).
-    pub fn figures(&self, version: &Version, since: Option<Timestamp>) -> Figures {
+    /// The release's figures counted from guard epoch `epoch`: the boxes whose first
+    /// attempt came in it or later, and their failures (epoch 0: every box).
+    pub fn figures(&self, version: &Version, epoch: u32) -> Figures {
         let mut map = self.lock();
         map.get_mut(version)
-            .map(|t| t.figures(since))
+            .map(|t| t.figures(epoch))
             .unwrap_or_default()
     }
 }
@@ -222,15 +221,15 @@ mod tests {
         let a = Serial::parse("NR-2000-123456-4").unwrap();
         let v = Version::parse("5.3.0").unwrap();
         let w = Version::parse("5.4.0").unwrap();
-        assert!(tl.observe(&a, &v, Seen::Attempt, t0).is_some());
-        assert_eq!(tl.observe(&a, &v, Seen::Attempt, t1), None);
-        let m = tl.observe(&a, &v, Seen::Failure, t1).unwrap();
+        assert!(tl.observe(&a, &v, Seen::Attempt, t0, 0).is_some());
+        assert_eq!(tl.observe(&a, &v, Seen::Attempt, t1, 0), None);
+        let m = tl.observe(&a, &v, Seen::Failure, t1, 0).unwrap();
         assert_eq!((m.attempt_at, m.failed_at), (t0, Some(t1)));
-        assert_eq!(tl.observe(&a, &v, Seen::Failure, t1), None);
-        assert!(tl.observe(&a, &w, Seen::Failure, t1).is_some());
+        assert_eq!(tl.observe(&a, &v, Seen::Failure, t1, 0), None);
+        assert!(tl.observe(&a, &w, Seen::Failure, t1, 0).is_some());
         let f = |attempts, failures| Figures { attempts, failures };
-        assert_eq!(tl.figures(&v, None), f(1, 1));
-        assert_eq!(tl.figures(&w, None), f(1, 1));
+        assert_eq!(tl.figures(&v, 0), f(1, 1));
+        assert_eq!(tl.figures(&w, 0), f(1, 1));
     }
 
     #[test]
@@ -272,12 +271,12 @@ mod tests {
         let tl = Tallies::default();
         let a = Serial::parse("NR-2000-123456-4").unwrap();
         let v = Version::parse("5.3.0").unwrap();
-        tl.observe(&a, &v, Seen::Attempt, t0);
-        tl.observe(&a, &v, Seen::StaffRollback, t0);
+        tl.observe(&a, &v, Seen::Attempt, t0, 0);
+        tl.observe(&a, &v, Seen::StaffRollback, t0, 0);
         // The box keeps reporting `rolled_back` at every check-in: still no failure.
-        assert_eq!(tl.observe(&a, &v, Seen::Failure, t0), None);
+        assert_eq!(tl.observe(&a, &v, Seen::Failure, t0, 0), None);
         assert_eq!(
-            tl.figures(&v, None),
+            tl.figures(&v, 0),
             Figures {
                 attempts: 1,
                 failures: 0
@@ -287,11 +286,7 @@ mod tests {
 
     #[test]
     fn after_a_resume_only_boxes_that_started_later_count() {
-        let at = |h: i64| {
-            t("2026-11-01T00:00:00Z")
-                .saturating_add(jiff::SignedDuration::from_hours(h))
-                .unwrap()
-        };
+        let now = t("2026-11-01T00:00:00Z");
         let tl = Tallies::default();
         let v = Version::parse("5.3.0").unwrap();
         let s = |n: u32| {
@@ -302,28 +297,27 @@ mod tests {
             ))
             .unwrap()
         };
-        // Four boxes tried it before the resume at hour 2; they fail after it.
+        // Four boxes tried it before the resume (epoch 0); they fail after it (epoch 1):
+        // their failures do not count again, so failures never exceed attempts.
         for n in 1..=4 {
-            tl.observe(&s(n), &v, Seen::Attempt, at(1));
+            tl.observe(&s(n), &v, Seen::Attempt, now, 0);
         }
         for n in 1..=4 {
-            tl.observe(&s(n), &v, Seen::Failure, at(3));
+            tl.observe(&s(n), &v, Seen::Failure, now, 1);
         }
         // Two new boxes after the resume, one fails.
-        tl.observe(&s(5), &v, Seen::Attempt, at(3));
-        tl.observe(&s(6), &v, Seen::Failure, at(3));
+        tl.observe(&s(5), &v, Seen::Attempt, now, 1);
+        tl.observe(&s(6), &v, Seen::Failure, now, 1);
         let f = |attempts, failures| Figures { attempts, failures };
-        assert_eq!(tl.figures(&v, Some(at(2))), f(2, 1));
-        assert_eq!(tl.figures(&v, None), f(6, 5));
-        // A box first seen in the very second of the resume is new (times are whole
-        // seconds: a box that starts right after a resume must count).
-        tl.observe(&s(7), &v, Seen::Failure, at(2));
-        assert_eq!(tl.figures(&v, Some(at(2))), f(3, 2));
-        // Kept up to date as marks change after the baseline was asked for.
-        tl.observe(&s(5), &v, Seen::Failure, at(4));
-        tl.observe(&s(8), &v, Seen::Attempt, at(4));
-        assert_eq!(tl.figures(&v, Some(at(2))), f(4, 3));
-        assert_eq!(tl.figures(&v, None), f(8, 7));
-        assert_eq!(tl.figures(&v, Some(at(4))), f(1, 0));
+        assert_eq!(tl.figures(&v, 1), f(2, 1));
+        assert_eq!(tl.figures(&v, 0), f(6, 5));
+        // Kept up to date as marks change after the epoch was asked for.
+        tl.observe(&s(5), &v, Seen::Failure, now, 1);
+        tl.observe(&s(7), &v, Seen::Attempt, now, 2);
+        assert_eq!(tl.figures(&v, 1), f(3, 2));
+        assert_eq!(tl.figures(&v, 0), f(7, 6));
+        assert_eq!(tl.figures(&v, 2), f(1, 0));
+        assert!(!tl.would_change(&s(7), &v, Seen::Attempt));
+        assert!(tl.would_change(&s(7), &v, Seen::Failure));
     }
 }

@@ -19,20 +19,17 @@ pub const ACTOR: &str = "rollout-guard";
 /// so. A failure to store or halt is logged, not returned: the box's report was stored
 /// already.
 pub async fn observe(state: &AppState, serial: &Serial, version: &Version, seen: Seen) {
-    let now = state.now();
-    if state
-        .tallies
-        .would_change(serial, version, seen, now)
-        .is_none()
-    {
+    if !state.tallies.would_change(serial, version, seen) {
         return;
     }
+    let now = state.now();
     let result = async {
         // Only releases are counted: a made-up version string must not grow memory.
-        if state.store.release(version)?.is_none() {
+        let Some(record) = state.store.release(version)? else {
             return Ok(());
-        }
-        let Some(mark) = state.tallies.observe(serial, version, seen, now) else {
+        };
+        let epoch = record.guard_epoch;
+        let Some(mark) = state.tallies.observe(serial, version, seen, now, epoch) else {
             return Ok(());
         };
         state.store.put_tally_mark(version, serial, &mark).await?;
@@ -62,7 +59,7 @@ pub async fn judge(state: &AppState, version: &Version) -> Result<(), StoreError
         || record.yanked
         || !trips(
             &plan.plan,
-            state.tallies.figures(version, record.guard_since),
+            state.tallies.figures(version, record.guard_epoch),
         )
     {
         return Ok(());
@@ -82,7 +79,7 @@ pub async fn judge(state: &AppState, version: &Version) -> Result<(), StoreError
                 let Some(p) = &r.plan else {
                     return Err(NoHalt);
                 };
-                let counted = state.tallies.figures(version, r.guard_since);
+                let counted = state.tallies.figures(version, r.guard_epoch);
                 if r.paused || r.yanked || !trips(&p.plan, counted) {
                     return Err(NoHalt);
                 }

@@ -137,7 +137,7 @@ pub struct ReleaseList {
 
 fn body_of(state: &AppState, r: ReleaseRecord, installs: u64) -> ReleaseBody {
     let now = state.now();
-    let Figures { attempts, failures } = state.tallies.figures(&r.release.version, None);
+    let Figures { attempts, failures } = state.tallies.figures(&r.release.version, 0);
     ReleaseBody {
         rollout_percent: r.percent_at(now),
         stage: r.plan.as_ref().map(|p| p.progress(now)),
@@ -362,7 +362,7 @@ async fn create(
         updated_at: now,
         plan: plan.map(|p| PlanState::new(p, now, req.paused)),
         halt: None,
-        guard_since: None,
+        guard_epoch: 0,
     };
     let audited = Change {
         actor: Some(&caller.name),

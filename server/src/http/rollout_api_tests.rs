@@ -333,8 +333,8 @@ async fn the_guard_figures_survive_a_restart_and_unknown_versions_are_not_counte
     let f = |attempts, failures| crate::domain::plan::Figures { attempts, failures };
     for (v, want) in [("5.3.0", f(3, 1)), ("5.4.0", f(1, 0)), ("9.9.9", f(0, 0))] {
         let v = np_common::Version::parse(v).unwrap();
-        assert_eq!(h.state.tallies.figures(&v, None), want, "{v}");
-        assert_eq!(fresh.figures(&v, None), want, "{v}");
+        assert_eq!(h.state.tallies.figures(&v, 0), want, "{v}");
+        assert_eq!(fresh.figures(&v, 0), want, "{v}");
     }
 }
 

@@ -40,10 +40,10 @@ pub struct ReleaseRecord {
     /// Why the guard paused it, while it stays paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub halt: Option<Halt>,
-    /// When staff last resumed a halt: the guard counts only the boxes whose first attempt
-    /// came at or after it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub guard_since: Option<Timestamp>,
+    /// The guard's epoch, raised by every resume of a halt: the guard counts only the
+    /// boxes whose first attempt came in the current one.
+    #[serde(default)]
+    pub guard_epoch: u32,
 }
 
 /// The guard's pause of a release.
@@ -68,7 +68,7 @@ impl ReleaseRecord {
     }
 
     /// Pauses or resumes at `now`, keeping the plan's hold clock in step. Resuming a
-    /// halt makes `now` the guard's new start: it counts only boxes that try it later.
+    /// halt starts a new guard epoch: the guard counts only boxes that try it later.
     pub fn set_paused(&mut self, paused: bool, now: Timestamp) {
         if paused == self.paused {
             return;
@@ -82,7 +82,7 @@ impl ReleaseRecord {
             }
         }
         if !paused && self.halt.take().is_some() {
-            self.guard_since = Some(now);
+            self.guard_epoch = self.guard_epoch.saturating_add(1);
         }
     }
 

@@ -65,6 +65,7 @@ mod tests {
         let s = Serial::parse("NR-2000-123456-4").unwrap();
         let m = Mark {
             attempt_at: "2026-11-01T00:00:00Z".parse().unwrap(),
+            epoch: 1,
             failed_at: Some("2026-11-01T01:00:00Z".parse().unwrap()),
             staff_rollback: false,
         };
