@@ -104,6 +104,20 @@ impl Agent {
         self.state.rolled_back_from.contains(version)
     }
 
+    /// Reads the state and the trust again from the state folder: another process (an
+    /// admin's `np-agent rollback` while `np-agent run` waits between its steps) may have
+    /// changed them. Call it with the folder's [`crate::lock::StateLock`] held.
+    pub fn reload(&mut self) -> Result<(), AgentError> {
+        self.state = State::load(&self.cfg.state_dir)?;
+        self.trust = Trust::load(
+            &self.cfg.state_dir.join("trust"),
+            &self.cfg.root_keys,
+            &self.cfg.serial,
+            self.clock.clone(),
+        )?;
+        Ok(())
+    }
+
     /// Persists the state.
     pub fn save(&self) -> Result<(), AgentError> {
         Ok(self.state.save(&self.cfg.state_dir)?)

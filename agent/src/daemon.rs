@@ -9,8 +9,9 @@ use crate::client::{Client, ServerReporter};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::AgentError;
-use crate::inbox::{Inbox, Settled, Taken, Timing};
+use crate::inbox::{escape_controls, shown_path, Inbox, Settled, Taken, Timing};
 use crate::install::When;
+use crate::lock::{StateLock, Wait};
 use crate::state::Phase;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -93,8 +94,12 @@ pub fn run(
     };
     let interval = cfg.server.as_ref().map(|s| s.check_interval);
     let poll = cfg.inbox_poll;
+    let state_dir = cfg.state_dir.clone();
+    let lock = || StateLock::acquire(&state_dir, Wait::Quiet);
+    let first = lock()?;
     let mut agent = open_agent(cfg, clock)?;
     crate::cli::start_box(&mut agent)?;
+    drop(first);
     tracing::info!(
         "np-agent running for {} ({} in slot {})",
         agent.cfg.serial,
@@ -109,6 +114,10 @@ pub fn run(
     let mut next_check = Instant::now();
     let mut failures = 0u32;
     while !shutdown.load(Ordering::SeqCst) {
+        // One step at a time under the state folder's lock, from the state on disk: an
+        // admin's command between two steps (`np-agent rollback`) is never undone.
+        let held = lock()?;
+        agent.reload()?;
         if let (Some(c), Some(iv)) = (&client, interval) {
             if Instant::now() >= next_check {
                 match checkin::check_once(&mut agent, c, When::Policy) {
@@ -139,6 +148,7 @@ pub fn run(
             take_from_inbox(&mut agent, &mut inbox, &name);
             install_staged(&mut agent);
         }
+        drop(held);
         let until = match &client {
             Some(_) => next_check.min(Instant::now() + poll),
             None => Instant::now() + poll,
@@ -155,18 +165,21 @@ pub fn run(
 
 /// Takes one inbox entry: applies it when it is a regular file, then moves it on.
 pub fn take_from_inbox(agent: &mut Agent, inbox: &mut Inbox, name: &std::ffi::OsStr) {
-    let shown = name.to_string_lossy();
+    let shown = crate::inbox::shown(name);
     let mut opened = match inbox.take(name) {
         Ok(Taken::Bundle(o)) => o,
         Ok(Taken::Aside(dest)) => {
             tracing::warn!(
                 "{shown} in the inbox is not a regular file; moved aside unread to {}",
-                dest.display()
+                shown_path(&dest)
             );
             return;
         }
         Err(e) => {
-            tracing::warn!("cannot take {shown} from the inbox: {e}");
+            tracing::warn!(
+                "cannot take {shown} from the inbox: {}",
+                escape_controls(&e.to_string())
+            );
             return;
         }
     };
@@ -174,8 +187,15 @@ pub fn take_from_inbox(agent: &mut Agent, inbox: &mut Inbox, name: &std::ffi::Os
     // Staged only: the bundle leaves the inbox before the box reboots into it (the
     // caller installs the staged update once it is settled).
     let r = crate::bundle::apply(agent, &mut opened.file, When::Stage);
-    if let Ok(d) = &r {
-        tracing::info!("bundle {shown} applied: {d}");
+    match &r {
+        Ok(crate::install::Done::Staged(v)) if agent.cfg.install.auto && agent.in_window() => {
+            tracing::info!("bundle {shown} verified: {v} staged; installing it now")
+        }
+        Ok(d) => tracing::info!(
+            "bundle {shown} applied: {}",
+            escape_controls(&d.to_string())
+        ),
+        Err(_) => {}
     }
     checkin::report_outcome(agent, &r);
     let r = r.map(|_| ());
@@ -183,14 +203,20 @@ pub fn take_from_inbox(agent: &mut Agent, inbox: &mut Inbox, name: &std::ffi::Os
         Ok(Settled::Deferred) => {
             tracing::info!("bundle {shown} is incomplete and was modified recently; waiting for the rest of the copy")
         }
-        Ok(Settled::Applied(dest)) => tracing::info!("moved {shown} to {}", dest.display()),
+        Ok(Settled::Applied(dest)) => tracing::info!("moved {shown} to {}", shown_path(&dest)),
         Ok(Settled::Rejected(dest)) => {
             if let Err(e) = &r {
-                tracing::warn!("bundle {shown} rejected: {e}");
+                tracing::warn!(
+                    "bundle {shown} rejected: {}",
+                    escape_controls(&e.to_string())
+                );
             }
-            tracing::info!("moved {shown} to {}", dest.display())
+            tracing::info!("moved {shown} to {}", shown_path(&dest))
         }
-        Err(e) => tracing::warn!("cannot move {shown} out of the inbox: {e}"),
+        Err(e) => tracing::warn!(
+            "cannot move {shown} out of the inbox: {}",
+            escape_controls(&e.to_string())
+        ),
     }
 }
 

@@ -233,6 +233,8 @@ fn the_inbox_takes_complete_files_only_and_never_deletes() {
     }
     wait_moved(&a, "processed/applied/good.tar");
     d.wait_for("applied", T);
+    // The bundle leaves the inbox before the staged update is installed.
+    d.wait_for("staged update:", T);
     assert!(
         !a.state("processed/rejected/good.tar").exists(),
         "a partial copy was taken"

@@ -348,3 +348,58 @@ fn editing_root_keys_after_provisioning_says_the_stored_trust_wins() {
     assert!(out.stderr.contains("stored keyring wins"), "{out:?}");
     assert!(out.stderr.contains("np-agent provision"), "{out:?}");
 }
+
+// A rollback typed while `np-agent run` is running stays done: the daemon takes each step
+// under the state folder's lock and reads the state again, so its older copy in memory
+// never overwrites the admin's step.
+#[test]
+fn a_rollback_typed_while_the_daemon_runs_is_not_undone() {
+    let img = image_bytes(1, 50_000);
+    let a = TestAgent::offline("2099-01-01", "", &img);
+    let k = Keys::load();
+    let new = image_bytes(2, 60_000);
+    let b = a.dir.path().join("b.tar");
+    write_bundle(
+        &b,
+        &good_entries(
+            &k,
+            &release("2.0.0", 3, &new),
+            &entitlement(SERIAL, 2, "2099-01-01"),
+            &new,
+        ),
+        false,
+    );
+    let out = a.run(&["apply", b.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(a.assert_consistent().0, "2.0.0");
+    let mut d = a.daemon();
+    let out = a.run(&["rollback"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(a.assert_consistent().0, "1.0.0");
+    // Make the daemon take a step that saves its state: a bundle it refuses by rule.
+    let old = a.dir.path().join("old.tar");
+    write_bundle(
+        &old,
+        &good_entries(
+            &k,
+            &release("0.9.0", 3, &new),
+            &entitlement(SERIAL, 2, "2099-01-01"),
+            &new,
+        ),
+        false,
+    );
+    std::fs::copy(&old, a.state("inbox/junk.tar")).unwrap();
+    let reason = a.state("processed/rejected/junk.tar.reason");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !reason.exists() {
+        assert!(Instant::now() < deadline, "junk.tar was not rejected");
+        d.wait_for("junk.tar", Duration::from_secs(60));
+    }
+    let st = a.status();
+    assert_eq!(st["version"], "1.0.0", "{st}");
+    assert_eq!(a.assert_consistent().0, "1.0.0");
+    assert_eq!(
+        st["boot_loader"]["record"]["active"], st["active_slot"],
+        "{st}"
+    );
+}

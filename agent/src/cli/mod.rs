@@ -8,6 +8,8 @@ mod man;
 mod online;
 pub mod out;
 mod provision;
+mod receipts;
+mod request;
 mod status;
 
 pub use online::start_box;
@@ -16,6 +18,7 @@ pub use status::status_json;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, DEFAULT_PATH};
 use crate::error::AgentError;
+use crate::lock::{StateLock, Wait};
 use out::say;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -128,6 +131,24 @@ pub enum Command {
         the keyring and entitlement. Refused on a box already provisioned."
     )]
     Provision(provision::Args),
+    /// Write a signed request for this box's bundle (offline boxes).
+    #[command(
+        long_about = "Write a signed request (signed with the device key) naming this box's \
+        serial, model, running version and slot, the entitlement it holds and its time \
+        floor. The vendor turns it into the one bundle this box may install \
+        (`np-vendor bundle get --request FILE`); apply that with `np-agent apply` or the \
+        inbox. The receipts of what the box then does name the request."
+    )]
+    Request(request::Args),
+    /// Copy the signed receipts of installs, rollbacks and refused bundles out.
+    #[command(
+        long_about = "Copy the signed receipts in the outbox of the state folder (one per \
+        install, rollback and refused bundle, numbered by a seq that only grows) into a \
+        folder, and say how many and from which seq. The vendor uploads them with \
+        `np-vendor receipt upload`, so that its records follow an offline box. An online box \
+        sends them with its check-ins by itself."
+    )]
+    Receipts(receipts::Args),
     /// Write the man pages (for packagers).
     #[command(
         hide = true,
@@ -155,6 +176,19 @@ fn load(cli: &Cli) -> Result<Config, AgentError> {
     Ok(Config::load(&cli.config)?)
 }
 
+/// The configuration and the state folder's lock, for a command that changes the state
+/// (it waits, saying so, while `np-agent run` finishes a step). A box not provisioned yet
+/// has no state folder to lock: the command then says so itself.
+fn locked(cli: &Cli) -> Result<(Config, Option<StateLock>), AgentError> {
+    let cfg = load(cli)?;
+    let lock = if cfg.state_dir.is_dir() {
+        Some(StateLock::acquire(&cfg.state_dir, Wait::Say)?)
+    } else {
+        None
+    };
+    Ok((cfg, lock))
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<(), AgentError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -163,11 +197,31 @@ pub fn run(cli: Cli) -> Result<(), AgentError> {
         Command::GenerateMan(a) => man::run(a),
         Command::Provision(a) => provision::run(&load(&cli)?, clock, a),
         Command::Status(a) => status::run(&load(&cli)?, clock, a),
-        Command::Apply(a) => apply::run(load(&cli)?, clock, a),
-        Command::Install => local::install(load(&cli)?, clock),
-        Command::Rollback => local::rollback(load(&cli)?, clock),
-        Command::Commit => local::commit(load(&cli)?, clock),
-        Command::Check => online::check(load(&cli)?, clock),
+        Command::Apply(a) => {
+            let (cfg, _lock) = locked(&cli)?;
+            apply::run(cfg, clock, a)
+        }
+        Command::Install => {
+            let (cfg, _lock) = locked(&cli)?;
+            local::install(cfg, clock)
+        }
+        Command::Rollback => {
+            let (cfg, _lock) = locked(&cli)?;
+            local::rollback(cfg, clock)
+        }
+        Command::Commit => {
+            let (cfg, _lock) = locked(&cli)?;
+            local::commit(cfg, clock)
+        }
+        Command::Check => {
+            let (cfg, _lock) = locked(&cli)?;
+            online::check(cfg, clock)
+        }
+        Command::Request(a) => {
+            let (cfg, _lock) = locked(&cli)?;
+            request::run(cfg, clock, a)
+        }
+        Command::Receipts(a) => receipts::run(&load(&cli)?, a),
         Command::Run => online::daemon(load(&cli)?, clock),
     }
 }

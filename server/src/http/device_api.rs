@@ -161,27 +161,39 @@ async fn check_in(
             "the slot must be \"a\" or \"b\"",
         ));
     }
+    if req.receipts.len() > np_common::api::MAX_RECEIPTS_PER_CHECK_IN {
+        return Err(ApiError::bad_request(
+            "too_many_receipts",
+            format!(
+                "a check-in carries at most {} receipts",
+                np_common::api::MAX_RECEIPTS_PER_CHECK_IN
+            ),
+        ));
+    }
     let now = state.now();
     let serial = device.serial.clone();
+    let receipts_done =
+        crate::http::offline::file_checked_in(&state, &device, req.receipts.clone()).await?;
 
     // The box's own account: slot, phase, last result, versions it rolled back from.
     let pending = device.pending_action.clone();
     let done = pending
         .as_ref()
         .is_some_and(|p| action_done_at_check_in(p, &req));
+    // Sent with every check-in until the box has acted on it or refused it: an answer
+    // lost on the way (a cut connection, a manifest the box refused) must not lose the
+    // action. The box carries out each action once (it ignores one not newer than the
+    // last it took).
     let deliver = pending
         .as_ref()
         .filter(|_| !done)
-        .filter(|p| {
-            state
-                .store
-                .device_report(&serial)
-                .map(|r| r.delivered_action != Some(p.issued_at))
-                .unwrap_or(true)
-        })
         .map(|p| (p.issued_at, p.envelope.clone()));
     let delivered_at = deliver.as_ref().map(|(at, _)| *at);
-    let last_result = req.last_result.clone();
+    // Whole seconds, as every time the server keeps (older agents sent nanoseconds).
+    let last_result = req.last_result.clone().map(|mut r| {
+        r.at = Timestamp::from_second(r.at.as_second()).unwrap_or(r.at);
+        r
+    });
     let changed_from = device.version.clone().filter(|v| v != &req.version);
     let report = state
         .store
@@ -282,6 +294,7 @@ async fn check_in(
             url: url_of(r),
         }),
         action: deliver.map(|(_, env)| env),
+        receipts_done,
     }))
 }
 

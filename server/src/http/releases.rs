@@ -288,6 +288,16 @@ async fn create(
         })?,
         None => now,
     };
+    if released_at > now + jiff::SignedDuration::from_hours(1) {
+        // Boxes refuse a manifest dated more than 24 hours ahead of their clock: such a
+        // release would break every box's check-in until that day.
+        return Err(ApiError::unprocessable(
+            "future_release_date",
+            format!(
+                "released_at {released_at} is ahead of the server's clock ({now}); boxes refuse a release dated ahead of their time, so publish it dated now (leave released_at out) and hold it with paused or a rollout plan"
+            ),
+        ));
+    }
     let min_from_version = match &req.min_from_version {
         Some(s) => parse_version("min_from_version", s)?,
         None => parse_version("min_from_version", "0.0.0")?,

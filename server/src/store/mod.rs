@@ -9,13 +9,15 @@
 mod audit;
 mod devices;
 mod nonces;
+mod receipts;
 mod releases;
 mod reports;
 mod tallies;
 
-pub use audit::{AuditEntry, AuditPage};
+pub use audit::{AuditEntry, AuditPage, AUDIT_ACTIONS};
 pub use devices::{Change, DevicePage, MutateError};
 pub use nonces::NonceCheck;
+pub use receipts::{last_result_of, ReceiptFiled, StoredReceipt};
 pub use releases::{Halt, ReleaseChangeError, ReleaseRecord};
 pub use reports::{DeviceReport, EventRecord};
 

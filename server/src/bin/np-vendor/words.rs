@@ -82,6 +82,11 @@ pub fn cli_message(code: &str, message: &str, details: Option<&Value>) -> String
                 "{s} already has a pending {what} (asked at {at}); pass --replace to replace it, or cancel it with `np-vendor device action {s} cancel`"
             );
         }
+        ("no_device_key", Some(s)) => {
+            return format!(
+                "box {s} was registered without a device key, so what it signs (a request, a receipt) cannot be checked; a box's key is registered with `np-vendor device add SERIAL --device-key FILE`, or `np-vendor device swap {s} --new-device-key FILE` for a replacement"
+            )
+        }
         _ => {}
     }
     match code {
@@ -161,5 +166,18 @@ mod tests {
             None,
         );
         assert!(!m.contains("/api/"), "{m}");
+    }
+
+    #[test]
+    fn a_box_without_a_device_key_is_explained_with_the_commands_that_register_one() {
+        let m = cli_message(
+            "no_device_key",
+            "the request: box NR-2000-123456-4 has no registered device key",
+            Some(&json!({"serial": "NR-2000-123456-4"})),
+        );
+        assert!(
+            m.contains("--device-key FILE") && m.contains("device swap NR-2000-123456-4"),
+            "{m}"
+        );
     }
 }
