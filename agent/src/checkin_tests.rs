@@ -43,6 +43,7 @@ fn server(script: Arc<Mutex<Script>>) -> FakeServer {
                     }),
                     offer: None,
                     action: s.action.as_ref().map(|a| k.sign_online(a)),
+                    receipts_done: Vec::new(),
                 };
                 Body::Bytes(200, serde_json::to_vec(&resp).unwrap())
             }

@@ -477,6 +477,7 @@ mod tests {
             state: np_common::api::Phase::Idle,
             last_result: None,
             nonce: "00".into(),
+            receipts: Vec::new(),
         };
         let started = std::time::Instant::now();
         let err = client.check_in(&req).unwrap_err();
