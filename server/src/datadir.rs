@@ -235,7 +235,9 @@ pub fn open(config: Config, clock: Clock) -> Result<AppState, DataError> {
     let store = Store::open(&dir.join("store"))?;
     let tokens = TokenCache::new(&dir);
     let state = AppState::new(store, keys, config, tokens, clock);
-    state.store.replay_reports(&state.tallies)?;
+    for (version, serial, mark) in state.store.tally_marks()? {
+        state.tallies.load(version, serial, mark);
+    }
     Ok(state)
 }
 

@@ -52,7 +52,7 @@ fn publish(srv: &TestServer, version: &str) -> Envelope {
     let (status, rel) = srv.post_json(
         "/api/v1/releases",
         json!({"version": version, "security_version": 1, "models": ["NR-2000"],
-               "min_from_version": "1.0.0",
+               "min_from_version": if version == "1.0.0" { "0.0.0" } else { "1.0.0" },
                "image": {"name": format!("n-reporter-{version}.img"), "sha256": blob["sha256"]},
                "notes": "rotation e2e"}),
     );

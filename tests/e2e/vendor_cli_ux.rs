@@ -344,8 +344,20 @@ fn yanked_releases_are_refused_and_unreachable_ones_warned_about() {
             ],
         )
     };
+    assert_eq!(upload("5.2.0", "5.0.0").code, 0);
     assert_eq!(upload("5.3.0", "5.0.0").code, 0);
     ok(&srv, &["release", "set", "5.3.0", "--yank"]);
+    // The minimum must be below the release's own version: refused before the upload.
+    for from in ["5.4.0", "6.0.0"] {
+        let out = upload("5.4.0", from);
+        assert_eq!(out.code, 2, "{out:?}");
+        assert!(
+            out.stderr.contains(&format!(
+                "--min-from-version {from} must be below --version 5.4.0"
+            )),
+            "{out:?}"
+        );
+    }
     refused(
         &srv,
         &["release", "set", "5.3.0", "--resume"],
@@ -387,13 +399,15 @@ fn yanked_releases_are_refused_and_unreachable_ones_warned_about() {
         &["(yanked)"],
     );
     assert_eq!(err.matches("(yanked)").count(), 1, "{err}");
-    // Published, with a warning on stderr that names the flag's value and the newest release.
+    // Published, with a warning on stderr that names the flag's value and the newest
+    // release that is not yanked.
     let out = upload("5.4.0", "5.3.5");
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         out.stderr.starts_with("warning: ")
-            && out.stderr.contains("5.3.5")
-            && out.stderr.contains("NR-2000 5.3.0"),
+            && out.stderr.contains("--min-from-version 5.3.5 is above")
+            && out.stderr.contains("NR-2000 5.2.0")
+            && !out.stderr.contains("5.3.0"),
         "{}",
         out.stderr
     );

@@ -195,7 +195,7 @@ async fn check_in(
         r
     });
     let changed_from = device.version.clone().filter(|v| v != &req.version);
-    state
+    let report = state
         .store
         .update_device_report(&serial, |r| {
             if let Some(v) = &changed_from {
@@ -239,8 +239,14 @@ async fn check_in(
         })
         .await
         .map_err(|e| e.into_inner())?;
+    // A rollback reported with a staff rollback action handed to this box: staff ordered
+    // it, so it is no failure of the release.
+    let staff_rollback = done
+        && pending.as_ref().is_some_and(|p| {
+            p.action == ActionKind::Rollback && report.delivered_action == Some(p.issued_at)
+        });
     if let Some(lr) = &last_result {
-        if let (Some(v), Some(seen)) = (&lr.version, Seen::of_outcome(lr.outcome)) {
+        if let (Some(v), Some(seen)) = (&lr.version, Seen::of_outcome(lr.outcome, staff_rollback)) {
             crate::http::guard::observe(&state, &serial, v, seen).await;
         }
     }
@@ -389,7 +395,11 @@ async fn event(
             .await
             .map_err(|e| e.into_inner())?;
     }
-    if let (Some(v), Some(seen)) = (&ev.version, Seen::of_event(ev.event)) {
+    // A rollback that answers the staff rollback action handed to this box is no failure.
+    let staff_rollback = device.pending_action.as_ref().is_some_and(|p| {
+        p.action == ActionKind::Rollback && report.delivered_action == Some(p.issued_at)
+    });
+    if let (Some(v), Some(seen)) = (&ev.version, Seen::of_event(ev.event, staff_rollback)) {
         crate::http::guard::observe(&state, &serial, v, seen).await;
     }
     tracing::info!(serial = %serial, event = %crate::domain::words::wire_name(&ev.event), "device event");

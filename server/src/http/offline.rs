@@ -140,7 +140,10 @@ async fn file(
     if let Some(ReceiptFiled::New { .. }) = filed {
         // The rollout guard counts it like the same outcome reported online.
         let about = crate::store::last_result_of(r).version;
-        if let (Some(v), Some(seen)) = (about, crate::domain::guard::Seen::of_outcome(r.outcome)) {
+        if let (Some(v), Some(seen)) = (
+            about,
+            crate::domain::guard::Seen::of_outcome(r.outcome, false),
+        ) {
             crate::http::guard::observe(state, &r.serial, &v, seen).await;
         }
     }

@@ -352,15 +352,7 @@ async fn each_offer_rule_is_named_in_the_answer() {
         (some("5.3.0"), some("paused"), None)
     );
     assert_eq!(
-        set(json!({"paused": false, "yanked": true})).await.status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        summary(&h.check_in("5.1.0").await),
-        (some("5.3.0"), some("yanked"), None)
-    );
-    assert_eq!(
-        set(json!({"yanked": false, "rollout_percent": 0}))
+        set(json!({"paused": false, "rollout_percent": 0}))
             .await
             .status,
         StatusCode::OK
@@ -423,6 +415,20 @@ async fn each_offer_rule_is_named_in_the_answer() {
         (Value::Null, json!("5.3.0"))
     );
     assert_eq!(d["last_result"]["outcome"], "installed");
+    // Yanked: never offered again, and it stays yanked.
+    assert_eq!(
+        set(json!({"paused": false, "yanked": true})).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        summary(&h.check_in("5.1.0").await),
+        (some("5.3.0"), some("yanked"), None)
+    );
+    let a = set(json!({"yanked": false, "rollout_percent": 0})).await;
+    assert_eq!(
+        (a.status, a.json()["error"]["code"].clone()),
+        (StatusCode::CONFLICT, json!("yanked"))
+    );
 }
 
 #[tokio::test]
@@ -750,7 +756,10 @@ async fn release_creation_checks_its_inputs() {
     );
     // N-Cloud models give the n-cloud product; released_at defaults to now.
     let a = h
-        .release("1.0.0", json!({"models": ["NC-1000"], "released_at": null}))
+        .release(
+            "1.0.0",
+            json!({"models": ["NC-1000"], "released_at": null, "min_from_version": "0.0.0"}),
+        )
         .await;
     assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.json());
     let v = a.json();

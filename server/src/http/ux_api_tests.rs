@@ -486,6 +486,7 @@ async fn corrections_are_audited_and_re_sign_when_terms_change() {
 #[tokio::test]
 async fn yanked_releases_cannot_resume_and_unreachable_minimums_are_warned_about() {
     let h = H::new();
+    assert_eq!(h.publish("5.2.0", "5.0.0").await.0, StatusCode::CREATED);
     assert_eq!(h.publish("5.3.0", "5.0.0").await.0, StatusCode::CREATED);
     h.ok(
         "PATCH",
@@ -493,15 +494,34 @@ async fn yanked_releases_cannot_resume_and_unreachable_minimums_are_warned_about
         Some(json!({"yanked": true})),
     )
     .await;
-    for body in [json!({"paused": false}), json!({"rollout_percent": 50})] {
-        let (s, v) = h.staff("PATCH", "/api/v1/releases/5.3.0", Some(body)).await;
-        assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "yanked"), "{v}");
+    for body in [
+        json!({"paused": false}),
+        json!({"rollout_percent": 50}),
+        json!({"yanked": false}),
+        json!({"yanked": false, "paused": false}),
+    ] {
+        let (s, v) = h
+            .staff("PATCH", "/api/v1/releases/5.3.0", Some(body.clone()))
+            .await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::CONFLICT, "yanked"),
+            "{body}: {v}"
+        );
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("publish a new version"), "{v}");
     }
-    // Above every listed model's newest release: published, with a warning that names them.
-    let (s, v) = h.publish("5.4.0", "6.0.0").await;
+    let (_, v) = h.staff("GET", "/api/v1/releases/5.3.0", None).await;
+    assert_eq!(v["yanked"], true, "a yanked release stays yanked: {v}");
+    // Above every listed model's newest release: published, with a warning that names
+    // them; the yanked 5.3.0 is not a model's newest.
+    let (s, v) = h.publish("7.0.0", "6.0.0").await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let w = v["warnings"][0].as_str().unwrap_or_default();
-    assert!(w.contains("6.0.0") && w.contains("NR-2000 5.3.0"), "{v}");
+    assert!(
+        w.contains("6.0.0") && w.contains("NR-2000 5.2.0") && !w.contains("5.3.0"),
+        "{v}"
+    );
     // Dated ahead of the server's clock: refused (boxes would refuse its manifest).
     let req = Request::builder()
         .method("PUT")
@@ -527,9 +547,32 @@ async fn yanked_releases_cannot_resume_and_unreachable_minimums_are_warned_about
         "{v}"
     );
     // Reachable from a published release: no warning.
-    let (s, v) = h.publish("5.6.0", "5.4.0").await;
+    let (s, v) = h.publish("7.1.0", "7.0.0").await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert!(v.get("warnings").is_none(), "{v}");
+}
+
+#[tokio::test]
+async fn a_minimum_version_at_or_above_the_release_itself_is_refused() {
+    let h = H::new();
+    for (version, min) in [("6.0.0", "6.0.0"), ("5.9.0", "6.0.0")] {
+        let (s, v) = h.publish(version, min).await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "bad_min_from_version"),
+            "{v}"
+        );
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains(&format!(
+                "must be below the release's own version {version}"
+            )),
+            "{v}"
+        );
+    }
+    let (s, v) = h.staff("GET", "/api/v1/releases", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["releases"], json!([]), "nothing was published");
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ mod nonces;
 mod receipts;
 mod releases;
 mod reports;
+mod tallies;
 
 pub use audit::{AuditEntry, AuditPage, AUDIT_ACTIONS};
 pub use devices::{Change, DevicePage, MutateError};
