@@ -18,7 +18,7 @@ use std::sync::Arc;
 /// The config's `trust.root_keys` only pin the first keyring; once one is stored, it is the
 /// trust (changed only by a keyring its root signed). Says so when the config was edited to
 /// other keys, instead of silently ignoring the edit.
-fn warn_if_root_keys_edited(cfg: &Config, trust: &Trust) {
+pub fn warn_if_root_keys_edited(cfg: &Config, trust: &Trust) {
     let Some(k) = trust.stored_keyring() else {
         return;
     };
@@ -68,7 +68,6 @@ impl Agent {
             &cfg.serial,
             clock.clone(),
         )?;
-        warn_if_root_keys_edited(&cfg, &trust);
         Ok(Agent {
             slots: Slots::from_config(&cfg),
             boot: crate::boot::open(&cfg),

@@ -98,6 +98,7 @@ pub fn run(
     let lock = || StateLock::acquire(&state_dir, Wait::Quiet);
     let first = lock()?;
     let mut agent = open_agent(cfg, clock)?;
+    crate::agent::warn_if_root_keys_edited(&agent.cfg, &agent.trust);
     crate::cli::start_box(&mut agent)?;
     drop(first);
     tracing::info!(

@@ -7,7 +7,8 @@
 #![allow(clippy::unwrap_used)]
 
 use np_tests::agent::{
-    entitlement, good_entries, image_bytes, release, write_bundle, Keys, TestAgent, SERIAL,
+    entitlement, good_entries, image_bytes, release, write_bundle, write_good_bundle, Keys,
+    TestAgent, SERIAL,
 };
 use np_tests::{bin, wait_until, Running};
 use std::os::unix::fs::PermissionsExt as _;
@@ -171,16 +172,7 @@ fn an_admin_cannot_redirect_the_inbox_or_make_root_read_another_file() {
     let src = a.dir.path().join("good.tar");
     let img = image_bytes(2, 400_000);
     let k = Keys::load();
-    write_bundle(
-        &src,
-        &good_entries(
-            &k,
-            &release("2.0.0", 3, &img),
-            &entitlement(SERIAL, 2, "2099-01-01"),
-            &img,
-        ),
-        false,
-    );
+    write_good_bundle(&src, &k, &release("2.0.0", 3, &img), 2, "2099-01-01", &img);
     std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644)).unwrap();
     ok(&as_admin(
         gid,
@@ -234,16 +226,7 @@ fn a_link_planted_while_the_bundle_is_installed_is_moved_aside_unread() {
     let src = a.dir.path().join("good.tar");
     let img = image_bytes(2, 400_000);
     let k = Keys::load();
-    write_bundle(
-        &src,
-        &good_entries(
-            &k,
-            &release("2.0.0", 3, &img),
-            &entitlement(SERIAL, 2, "2099-01-01"),
-            &img,
-        ),
-        false,
-    );
+    write_good_bundle(&src, &k, &release("2.0.0", 3, &img), 2, "2099-01-01", &img);
     std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644)).unwrap();
     ok(&as_admin(
         gid,
@@ -288,16 +271,7 @@ fn a_copy_in_progress_is_not_taken_and_a_part_file_is_ignored() {
     let src = a.dir.path().join("good.tar");
     let img = image_bytes(2, 400_000);
     let k = Keys::load();
-    write_bundle(
-        &src,
-        &good_entries(
-            &k,
-            &release("2.0.0", 3, &img),
-            &entitlement(SERIAL, 2, "2099-01-01"),
-            &img,
-        ),
-        false,
-    );
+    write_good_bundle(&src, &k, &release("2.0.0", 3, &img), 2, "2099-01-01", &img);
     let bytes = std::fs::read(&src).unwrap();
     // First half copied and closed: truncated but young, so it waits in the inbox.
     let dest = a.state("inbox/good.tar");
@@ -647,16 +621,7 @@ fn what_an_admin_drops_becomes_roots_and_its_name_cannot_forge_a_log_line() {
     let src = a.dir.path().join("good.tar");
     let img = image_bytes(2, 400_000);
     let k = Keys::load();
-    write_bundle(
-        &src,
-        &good_entries(
-            &k,
-            &release("2.0.0", 3, &img),
-            &entitlement(SERIAL, 2, "2099-01-01"),
-            &img,
-        ),
-        false,
-    );
+    write_good_bundle(&src, &k, &release("2.0.0", 3, &img), 2, "2099-01-01", &img);
     std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644)).unwrap();
     ok(&as_admin(
         gid,

@@ -95,6 +95,8 @@ fn coverage_line(v: &Value) -> String {
 /// Prints the status.
 pub fn run(cfg: &Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentError> {
     let agent = Agent::open(cfg.clone(), clock)?;
+    // Said by `status` and when the daemon starts, not by every command.
+    crate::agent::warn_if_root_keys_edited(&agent.cfg, &agent.trust);
     let v = status_json(&agent)?;
     if a.json {
         say!("{v}");

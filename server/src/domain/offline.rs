@@ -49,8 +49,10 @@ pub fn verify_from_box<T: DeviceDocument, E>(
 }
 
 /// The release an offline request is answered with: the newest one for the box's model
-/// and channel that the update rule allows (withdrawn releases never). `Err(Some(hold))`
-/// names what stops the newest release; `Err(None)`: there is no release for the model.
+/// and channel that the update rule allows and that is not paused (by staff or by the
+/// rollout guard: a halt stops offline boxes too) nor withdrawn. `Err(Some(hold))` names
+/// what stops the newest release; `Err(None)`: there is no release for the model. Staff who
+/// mean to hand over a paused release ask for it by version (`bundle get --version`).
 pub fn release_for_request<'r>(
     b: &BoxView<'_>,
     releases: &'r [ReleaseEntry],
@@ -60,11 +62,15 @@ pub fn release_for_request<'r>(
         .filter(|r| r.release.channel == b.channel && r.release.models.contains(b.model))
         .collect();
     mine.sort_by(|x, y| y.release.version.cmp(&x.release.version));
-    if let Some(r) = mine.iter().find(|r| may_install(b, r).is_ok()) {
+    if let Some(r) = mine.iter().find(|r| !r.paused && may_install(b, r).is_ok()) {
         return Ok(r);
     }
     let newest = mine.iter().find(|r| !r.yanked).or(mine.first());
-    Err(newest.and_then(|r| may_install(b, r).err()))
+    Err(newest.and_then(|r| match may_install(b, r) {
+        Err(h) => Some(h),
+        Ok(()) if r.paused => Some(Hold::Paused(r.release.version.clone())),
+        Ok(()) => None,
+    }))
 }
 
 /// Says so when the request is older than what the server last heard from the box: it
@@ -78,7 +84,7 @@ pub fn stale_request(
     if let Some(v) = &device.version {
         if &request.version < v {
             return Some(format!(
-                "the request names {} but the box reported {v} since; it may run something newer than the request says",
+                "the request names {} but the box has reported {v} after it; it may run something newer than the request says",
                 request.version
             ));
         }

@@ -19,6 +19,19 @@ pub const ACTOR: &str = "rollout-guard";
 /// so. A failure to store or halt is logged, not returned: the box's report was stored
 /// already.
 pub async fn observe(state: &AppState, serial: &Serial, version: &Version, seen: Seen) {
+    observe_at(state, serial, version, seen, None).await
+}
+
+/// [`observe`] for a report of what the box did at `done_at` (a signed receipt, which an
+/// offline box may bring long after): something done before the last resume of a halt
+/// counts in the guard epoch before it, so a late receipt cannot halt the release again.
+pub async fn observe_at(
+    state: &AppState,
+    serial: &Serial,
+    version: &Version,
+    seen: Seen,
+    done_at: Option<jiff::Timestamp>,
+) {
     if !state.tallies.would_change(serial, version, seen) {
         return;
     }
@@ -28,7 +41,10 @@ pub async fn observe(state: &AppState, serial: &Serial, version: &Version, seen:
         let Some(record) = state.store.release(version)? else {
             return Ok(());
         };
-        let epoch = record.guard_epoch;
+        let epoch = match (done_at, record.guard_since) {
+            (Some(done), Some(since)) if done < since => record.guard_epoch.saturating_sub(1),
+            _ => record.guard_epoch,
+        };
         let Some(mark) = state.tallies.observe(serial, version, seen, now, epoch) else {
             return Ok(());
         };

@@ -144,7 +144,7 @@ async fn file(
             about,
             crate::domain::guard::Seen::of_outcome(r.outcome, false),
         ) {
-            crate::http::guard::observe(state, &r.serial, &v, seen).await;
+            crate::http::guard::observe_at(state, &r.serial, &v, seen, Some(r.at)).await;
         }
     }
     if let (Some(ReceiptFiled::New { latest: true }), Outcome::RolledBack, Some(v)) =
@@ -206,7 +206,7 @@ pub async fn upload_receipts(
                 return Err(ApiError::conflict(
                     "receipt_conflict",
                     format!(
-                        "{what}: the server holds another receipt {} of {}; the box's state was reset since, so its receipts are numbered again",
+                        "{what}: the server holds another receipt {} of {}; either the box's state folder was reset and it numbers its receipts again, or this receipt is not what the box wrote",
                         receipt.seq, receipt.serial
                     ),
                 ));

@@ -415,11 +415,19 @@ async fn each_offer_rule_is_named_in_the_answer() {
         (Value::Null, json!("5.3.0"))
     );
     assert_eq!(d["last_result"]["outcome"], "installed");
+    // Yanking and resuming (or giving a percent) in one request is refused as a whole.
+    for body in [
+        json!({"paused": false, "yanked": true}),
+        json!({"rollout_percent": 40, "yanked": true}),
+    ] {
+        let a = set(body).await;
+        assert_eq!(
+            (a.status, a.json()["error"]["code"].clone()),
+            (StatusCode::CONFLICT, json!("yanked"))
+        );
+    }
     // Yanked: never offered again, and it stays yanked.
-    assert_eq!(
-        set(json!({"paused": false, "yanked": true})).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(set(json!({"yanked": true})).await.status, StatusCode::OK);
     assert_eq!(
         summary(&h.check_in("5.1.0").await),
         (some("5.3.0"), some("yanked"), None)

@@ -373,6 +373,7 @@ async fn create(
         plan: plan.map(|p| PlanState::new(p, now, req.paused)),
         halt: None,
         guard_epoch: 0,
+        guard_since: None,
     };
     let audited = Change {
         actor: Some(&caller.name),
@@ -465,9 +466,9 @@ pub async fn set(
             &version,
             &change,
             |r| {
-                // A yanked release stays yanked, and takes no resume, percent or plan
-                // (yanking and changing the rollout in one request is allowed).
-                if r.yanked {
+                // A yanked release stays yanked, and takes no resume, percent or plan,
+                // also in the request that yanks it.
+                if r.yanked || req.yanked == Some(true) {
                     let refused = [
                         (req.yanked == Some(false), "un-yanked"),
                         (req.paused == Some(false), "resumed"),

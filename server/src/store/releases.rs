@@ -44,6 +44,11 @@ pub struct ReleaseRecord {
     /// boxes whose first attempt came in the current one.
     #[serde(default)]
     pub guard_epoch: u32,
+    /// When the last resume of a halt raised [`ReleaseRecord::guard_epoch`]: a report
+    /// about something a box did before then (an offline receipt uploaded late) counts in
+    /// the epoch before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard_since: Option<Timestamp>,
 }
 
 /// The guard's pause of a release.
@@ -83,6 +88,7 @@ impl ReleaseRecord {
         }
         if !paused && self.halt.take().is_some() {
             self.guard_epoch = self.guard_epoch.saturating_add(1);
+            self.guard_since = Some(now);
         }
     }
 

@@ -109,8 +109,19 @@ pub fn draft(args: DraftArgs) -> CmdResult {
             payload["expires"].as_str().unwrap_or("?"),
             args.out.display()
         );
+        // A root rotation is signed by the old root key(s) and the new ones.
+        let keys: String = std::iter::once("root.key".to_owned())
+            .chain(args.new_root_keys.iter().map(|p| {
+                let shown = p.display().to_string();
+                shown
+                    .strip_suffix(".pub")
+                    .map(|s| format!("{s}.key"))
+                    .unwrap_or_else(|| format!("<the private key of {shown}>"))
+            }))
+            .collect::<Vec<_>>()
+            .join(" ");
         eprintln!(
-            "next: on the offline machine, np-vendor keyring sign --root-key root.key --in {} --out keyring.signed.json; then np-vendor keyring install keyring.signed.json",
+            "next: on the offline machine, np-vendor keyring sign --root-key {keys} --in {} --out keyring.signed.json; then np-vendor keyring install keyring.signed.json",
             args.out.display()
         );
     }
