@@ -3,8 +3,8 @@
 # simulated boxes (each with its own Ed25519 device key) and has them check in with signed
 # requests at each fleet size, then prints rate, p50/p99, errors, server RSS and the ratio to
 # `openssl speed ed25519` sign+verify pairs measured in the same run.
-# With --guard-compare, each size is measured at a fixed 50 %, under a plan with the rollout
-# guard, and at a fixed 50 % again, over one release (see np-bench fleet --help).
+# With --guard-compare, each size is measured without a plan (no reports: no guard work), with a
+# plan and the rollout guard counting new attempts and failures, and without again (np-bench fleet --help).
 # Usage: bench/fleet.sh [--quick] [--sizes 1000,100000] [--seconds 10] [--concurrency 64]
 #        [--guard-compare]
 set -euo pipefail

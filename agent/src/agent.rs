@@ -18,21 +18,29 @@ use std::sync::Arc;
 /// The config's `trust.root_keys` only pin the first keyring; once one is stored, it is the
 /// trust (changed only by a keyring its root signed). Says so when the config was edited to
 /// other keys, instead of silently ignoring the edit.
-fn warn_if_root_keys_edited(cfg: &Config, trust: &Trust) {
+pub fn warn_if_root_keys_edited(cfg: &Config, trust: &Trust) {
     let Some(k) = trust.stored_keyring() else {
         return;
     };
     if cfg.root_keys.iter().all(|c| k.root.keys.contains(c)) {
         return;
     }
+    let current: Vec<String> = k
+        .root
+        .keys
+        .iter()
+        .map(|p| format!("\"{}\"", p.to_base64()))
+        .collect();
     tracing::warn!(
         "{}: trust.root_keys are not the root keys of the stored keyring (version {}); the \
          stored keyring wins: the configured keys only admit the first keyring, and after that \
-         the trust changes only through a keyring signed by its current root. To trust other \
-         root keys, provision the box again: stop np-agent, move {} aside and run \
-         `np-agent provision`",
+         the trust changes only through a keyring signed by its current root. If the vendor \
+         rotated its root key, set trust.root_keys = [{}] to match. To trust root keys the \
+         keyring does not name, provision the box again: stop np-agent, move {} aside and \
+         run `np-agent provision`",
         cfg.path.display(),
         k.version,
+        current.join(", "),
         cfg.state_dir.display()
     );
 }
@@ -60,7 +68,6 @@ impl Agent {
             &cfg.serial,
             clock.clone(),
         )?;
-        warn_if_root_keys_edited(&cfg, &trust);
         Ok(Agent {
             slots: Slots::from_config(&cfg),
             boot: crate::boot::open(&cfg),

@@ -2,7 +2,8 @@
 //! block at a time and at most [`MAX_EXT_HEADER`] bytes of an extension header (PAX `x`
 //! and `g`, GNU long names `L` and `K`): an extension header's size is checked before
 //! a byte of it is read. The archive must end with tar's two zero blocks, and only zero
-//! padding may follow them.
+//! padding may follow them, at most [`MAX_TRAILING_ZEROS`] of it: a gzip "zero bomb"
+//! (gigabytes of zeros compressed to a few megabytes) is refused after that much.
 //!
 //! Error messages never quote bytes of the archive (they end up in `.reason` files that
 //! admins read).
@@ -13,6 +14,9 @@ use std::io::{self, Read};
 pub const BLOCK: usize = 512;
 /// The largest extension header (PAX records, GNU long name) the reader accepts.
 pub const MAX_EXT_HEADER: u64 = 8 * 1024;
+/// The most zero padding read after the end-of-archive blocks (tar pads to its record
+/// size, 10 KiB by default); anything more is refused as data after the end.
+pub const MAX_TRAILING_ZEROS: u64 = 1024 * 1024;
 
 /// Why an archive was refused.
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +28,7 @@ pub enum ArchiveError {
     )]
     Truncated,
     #[error(
-        "the archive has data after tar's end-of-archive blocks; only zero padding may follow them"
+        "the archive has data after tar's end-of-archive blocks; only zero padding (at most 1 MiB) may follow them"
     )]
     TrailingData,
     #[error("the archive's {kind} extension header is {size} bytes; at most {MAX_EXT_HEADER} bytes are allowed")]
@@ -228,9 +232,14 @@ impl<R: Read> Archive<R> {
             _ => return Err(ArchiveError::NoEndBlocks),
         }
         let mut buf = [0u8; 8192];
+        let mut zeros: u64 = 0;
         loop {
             let n = read_full(&mut self.inner, &mut buf)?;
             if buf[..n].iter().any(|x| *x != 0) {
+                return Err(ArchiveError::TrailingData);
+            }
+            zeros += n as u64;
+            if zeros > MAX_TRAILING_ZEROS {
                 return Err(ArchiveError::TrailingData);
             }
             if n < buf.len() {
@@ -454,6 +463,18 @@ mod tests {
         let mut good = t.clone();
         good.extend_from_slice(&[0u8; 1024 + 8192 + 100]);
         assert_eq!(read_all(&good).unwrap().len(), 1);
+        let mut padded = t.clone();
+        padded.extend_from_slice(&vec![0u8; 1024 + MAX_TRAILING_ZEROS as usize]);
+        assert_eq!(
+            read_all(&padded).unwrap().len(),
+            1,
+            "1 MiB of padding is taken"
+        );
+        padded.extend_from_slice(&[0u8; 1]);
+        assert!(
+            matches!(read_all(&padded), Err(ArchiveError::TrailingData)),
+            "one byte more is refused"
+        );
         let mut trailing = good.clone();
         trailing.extend_from_slice(b"garbage");
         assert!(matches!(

@@ -66,7 +66,7 @@ impl BundleReject {
             BundleReject::Archive(ArchiveError::TrailingData) => "trailing_data",
             BundleReject::Archive(ArchiveError::ExtensionTooLarge { .. }) => "header_too_large",
             BundleReject::Archive(ArchiveError::BadHeader { .. }) => "damaged",
-            BundleReject::Archive(ArchiveError::Read(_)) => "truncated",
+            BundleReject::Archive(ArchiveError::Read(_)) => "damaged",
             BundleReject::Open { .. } => "unreadable",
             BundleReject::NotAFile { .. } => "not_a_file",
         }
@@ -78,9 +78,7 @@ impl BundleReject {
             self,
             BundleReject::Truncated(_)
                 | BundleReject::Layout(BundleError::Missing(_))
-                | BundleReject::Archive(
-                    ArchiveError::NoEndBlocks | ArchiveError::Truncated | ArchiveError::Read(_)
-                )
+                | BundleReject::Archive(ArchiveError::NoEndBlocks | ArchiveError::Truncated)
         )
     }
 
@@ -121,9 +119,14 @@ impl BundleReject {
         }
     }
 
-    /// A read error inside the archive: it is truncated or damaged.
+    /// A read error inside the archive: truncated when the stream ended early, damaged
+    /// otherwise (a corrupt gzip stream is known bad: no more bytes will mend it).
     pub fn from_read(e: std::io::Error) -> BundleReject {
-        BundleReject::Truncated(e.to_string())
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            BundleReject::Truncated(e.to_string())
+        } else {
+            BundleReject::Archive(ArchiveError::Read(e))
+        }
     }
 }
 
@@ -204,11 +207,18 @@ fn read_doc(entry: &mut dyn Read, size: u64, name: &'static str) -> Result<Envel
 
 /// Applies the bundle read from `reader`: verify, write the inactive slot, then install
 /// per `when`. Whatever goes wrong once the inactive slot was taken, its bytes are
-/// discarded and the phase goes back to idle.
+/// discarded and the phase goes back to idle. The bundle's entitlement is stored (and
+/// raises the time floor) only once the whole bundle was accepted.
 pub fn apply(agent: &mut Agent, reader: &mut dyn Read, when: When) -> Result<Done, AgentError> {
     let mut taken: Option<(Slot, Release)> = None;
-    let staged = read_and_stage(agent, reader, &mut taken)
-        .and_then(|(slot, env, release)| agent.finish_write(slot, &env).map(|()| (slot, release)));
+    let mut seen: Option<Release> = None;
+    let staged = read_and_stage(agent, reader, &mut taken, &mut seen)
+        .and_then(|(slot, env, release)| agent.finish_write(slot, &env).map(|()| (slot, release)))
+        .and_then(|staged| {
+            agent.trust.commit_staged()?;
+            Ok(staged)
+        });
+    agent.trust.discard_staged();
     match staged {
         Ok((slot, release)) => {
             agent.event(
@@ -222,14 +232,35 @@ pub fn apply(agent: &mut Agent, reader: &mut dyn Read, when: When) -> Result<Don
             agent.after_staged(&release, when)
         }
         Err(e) => {
+            let release = taken.as_ref().map(|(_, r)| r.clone()).or(seen);
             if let Some((slot, release)) = taken {
                 if agent.state.phase == crate::state::Phase::Downloading {
                     agent.abort_write(slot, &release, &e);
                 }
             }
+            receipt_for_refusal(agent, release.as_ref(), &e);
             Err(e)
         }
     }
+}
+
+/// A refused bundle leaves a receipt (a rollback during its trial wrote its own).
+fn receipt_for_refusal(agent: &mut Agent, release: Option<&Release>, e: &AgentError) {
+    if matches!(e, AgentError::RolledBack { .. }) {
+        return;
+    }
+    let outcome = match e.exit_code() {
+        1 => np_common::api::Outcome::Refused,
+        _ => np_common::api::Outcome::Failed,
+    };
+    let from_version = agent.running().ok().map(|r| r.version);
+    agent.write_receipt(crate::receipts::ReceiptFacts {
+        outcome,
+        from_version,
+        to_version: release.map(|r| r.version.clone()),
+        image_sha256: release.map(|r| r.image.sha256),
+        detail: format!("bundle refused: {e}"),
+    });
 }
 
 /// Reads the archive to its end: documents verified, the image streamed into the
@@ -239,6 +270,7 @@ fn read_and_stage(
     agent: &mut Agent,
     reader: &mut dyn Read,
     taken: &mut Option<(Slot, Release)>,
+    seen: &mut Option<Release>,
 ) -> Result<(Slot, Envelope, Release), AgentError> {
     let mut decoded = decode(reader)?;
     let mut archive = Archive::new(&mut decoded);
@@ -265,11 +297,12 @@ fn read_and_stage(
             Entry::Manifest => {
                 let env = read_doc(&mut archive, size, "manifest.json")?;
                 let release = agent.trust.verify_release(&env)?;
+                *seen = Some(release.clone());
                 manifest = Some((env, release));
             }
             Entry::Entitlement => {
                 let env = read_doc(&mut archive, size, "entitlement.json")?;
-                match agent.trust.accept_entitlement(&env) {
+                match agent.trust.stage_entitlement(&env) {
                     Ok(_) | Err(TrustError::Doc(DocError::Replay { .. })) => {}
                     Err(e) => return Err(e.into()),
                 }

@@ -468,3 +468,85 @@ fn a_folder_is_named_as_a_folder_not_a_damaged_bundle() {
     assert!(err.to_string().contains("is a directory"), "{err}");
     assert_eq!(c.agent.state.phase, Phase::Idle);
 }
+
+#[test]
+fn a_refused_bundle_leaves_the_floor_and_the_entitlement_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = testkit::provisioned_box(dir.path(), "2026-03-01");
+    let mut c = Case { _dir: dir, agent };
+    let floor = c.agent.trust.floor_parts().clone();
+    let k = Keys::load();
+    // A valid entitlement a few hours ahead (within the skew allowed), but lapsed: the
+    // bundle is refused by the warranty rule.
+    let mut lapsed = testkit::entitlement(4, "2026-03-01", &testkit::serial());
+    lapsed.issued_at = "2026-11-23T20:00:00Z".parse().unwrap();
+    let mut e = good_entries(&r2(), NEW_IMAGE);
+    e[2] = doc("entitlement.json", &k.sign_online(&lapsed));
+    let err = refused(&mut c, &build(&e, false));
+    assert!(
+        matches!(&err, AgentError::Refused(r) if matches!(**r, Refusal::WarrantyExpired { .. })),
+        "{err}"
+    );
+    assert_eq!(
+        c.agent.trust.floor_parts(),
+        &floor,
+        "the floor did not move"
+    );
+    assert_eq!(c.agent.trust.entitlement().unwrap().sequence, 3);
+    c.agent.reload().unwrap();
+    assert_eq!(c.agent.trust.floor_parts(), &floor, "nor on disk");
+    assert_eq!(c.agent.trust.entitlement().unwrap().sequence, 3);
+}
+
+#[test]
+fn an_accepted_bundle_stores_its_entitlement_and_raises_the_floor() {
+    let mut c = case();
+    let k = Keys::load();
+    let mut fresh = testkit::entitlement(4, "2099-01-01", &testkit::serial());
+    fresh.issued_at = "2026-11-23T20:00:00Z".parse().unwrap();
+    let mut e = good_entries(&r2(), NEW_IMAGE);
+    e[2] = doc("entitlement.json", &k.sign_online(&fresh));
+    bundle::apply(&mut c.agent, &mut &build(&e, false)[..], When::Now).unwrap();
+    c.agent.reload().unwrap();
+    assert_eq!(c.agent.trust.entitlement().unwrap().sequence, 4);
+    assert!(c.agent.trust.floor() >= fresh.issued_at);
+}
+
+#[test]
+fn a_gzip_zero_bomb_is_refused_after_a_mebibyte_of_padding() {
+    use std::io::Write as _;
+    let mut c = case();
+    let mut tar = build(&good_entries(&r2(), NEW_IMAGE), false);
+    tar.resize(tar.len() + (16 << 20), 0);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&tar).unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+    let started = std::time::Instant::now();
+    let err = refused(&mut c, &bomb);
+    assert!(
+        matches!(
+            err,
+            AgentError::Bundle(BundleReject::Archive(ArchiveError::TrailingData))
+        ),
+        "{err}"
+    );
+    assert!(!err.is_truncation(), "known bad: not left to wait for more");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_damaged_gzip_stream_is_damaged_not_truncated() {
+    let mut c = case();
+    let mut gz = build(&good_entries(&r2(), NEW_IMAGE), true);
+    let mid = gz.len() / 2;
+    for b in &mut gz[mid..mid + 64] {
+        *b ^= 0x5a;
+    }
+    let err = refused(&mut c, &gz);
+    assert!(!err.is_truncation(), "{err}");
+}

@@ -141,19 +141,44 @@ fn exchange(
         state: agent.state.phase.api(),
         last_result: agent.state.last_result.clone(),
         nonce: nonce.clone(),
+        receipts: Vec::new(),
+    };
+    let unsent = crate::receipts::unsent(
+        &agent.cfg.state_dir,
+        np_common::api::MAX_RECEIPTS_PER_CHECK_IN,
+        np_common::api::MAX_RECEIPT_BYTES_PER_CHECK_IN,
+    );
+    let req = CheckInRequest {
+        receipts: unsent.iter().map(|(_, env)| env.clone()).collect(),
+        ..req
     };
     let resp = client.check_in(&req)?;
     agent.trust.accept_keyring(&resp.keyring)?;
     agent.trust.accept_time(&resp.time, &nonce)?;
     agent.trust.accept_entitlement(&resp.entitlement)?;
+    // The answer is the server's (its time token signs this check-in's nonce): what this
+    // check-in sent and the server now holds leaves the outbox.
+    let held: Vec<u64> = resp
+        .receipts_done
+        .iter()
+        .copied()
+        .filter(|seq| unsent.iter().any(|(s, _)| s == seq))
+        .collect();
+    crate::receipts::drop_sent(&agent.cfg.state_dir, &held);
     agent.state.last_check = Some(crate::state::whole_second(agent.trust.now()));
     let mut available = None;
+    agent.state.update_available = None;
     if let Some(a) = &resp.available {
-        let r = agent.trust.verify_release(&a.manifest)?;
-        agent.state.update_available = (r.version > running.version).then(|| r.version.clone());
-        available = Some((r, a.refusal.clone()));
-    } else {
-        agent.state.update_available = None;
+        // Only news: a manifest that does not verify (a release dated ahead of this box's
+        // time, a key rotated out) must not stop the staff action or the offer below.
+        match agent.trust.verify_release(&a.manifest) {
+            Ok(r) => {
+                agent.state.update_available =
+                    (r.version > running.version).then(|| r.version.clone());
+                available = Some((r, a.refusal.clone()));
+            }
+            Err(e) => tracing::warn!("the newest release the server names was refused: {e}"),
+        }
     }
     agent.save()?;
 
@@ -218,16 +243,27 @@ fn exchange(
 
     match available {
         Some((r, held)) if r.version > running.version => {
-            if let Err(e) = agent.check_rule(&r) {
-                if mode == Mode::Full {
+            // `np-agent check` (someone asked for the update now): refused, recorded as the
+            // box's last result, exit 1 naming the rule. The daemon only logs it as held
+            // back: a release no check-in can install is news, not an attempt, and must not
+            // overwrite the last result (or send an event) at every check-in.
+            match agent.check_rule(&r) {
+                Err(e) if mode == Mode::Full && when == When::Now => {
                     agent.record_refusal(Some(&r.version), &e);
-                    return Err(e);
+                    Err(e)
                 }
+                Err(AgentError::Refused(refusal)) => Ok(Checked::NotOffered {
+                    version: r.version,
+                    held: Some(RefusalInfo {
+                        rule: refusal.rule().to_owned(),
+                        message: crate::error::refusal_text(&refusal),
+                    }),
+                }),
+                _ => Ok(Checked::NotOffered {
+                    version: r.version,
+                    held,
+                }),
             }
-            Ok(Checked::NotOffered {
-                version: r.version,
-                held,
-            })
         }
         _ => Ok(Checked::UpToDate),
     }

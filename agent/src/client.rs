@@ -32,6 +32,11 @@ pub enum ClientError {
     },
     #[error("the server's answer from {url} is not valid: {message}")]
     BadAnswer { url: String, message: String },
+    #[error("the server at {url} did not finish its answer within {}s (twice server.stall_timeout); it was cut off (a slow network or a hostile server)", .after.as_secs())]
+    TooSlow {
+        url: String,
+        after: std::time::Duration,
+    },
     #[error("the server's answer from {url} is larger than {cap} bytes, the most this box reads; it is refused (a wrong server URL or a hostile server)")]
     TooLarge { url: String, cap: u64 },
 }
@@ -55,7 +60,14 @@ pub struct Client {
     serial: Serial,
     key: Arc<SecretKey>,
     clock: Arc<dyn Clock>,
+    exchange_deadline: std::time::Duration,
 }
+
+/// The whole of a small JSON exchange (check-in, an event), from connecting to the
+/// answer's last byte, may take at most this many times `server.stall_timeout`: a
+/// server that drips its answer a byte at a time never stalls, but is cut off at this.
+/// Downloads keep the stall timeout alone (they may take long while they progress).
+pub const EXCHANGE_DEADLINE_STALLS: u32 = 2;
 
 /// Installs the process-wide rustls crypto provider (ring) once.
 pub fn install_crypto_provider() {
@@ -99,6 +111,7 @@ impl Client {
             serial: cfg.serial.clone(),
             key: Arc::new(key),
             clock,
+            exchange_deadline: server.stall_timeout * EXCHANGE_DEADLINE_STALLS,
         })
     }
 
@@ -145,25 +158,43 @@ impl Client {
         rb
     }
 
+    /// A network error of an exchange that started at `started`: named as too slow
+    /// once the exchange's deadline passed.
+    fn slow_or(&self, url: &str, started: std::time::Instant, e: ClientError) -> ClientError {
+        match e {
+            ClientError::Network { .. } if started.elapsed() >= self.exchange_deadline => {
+                ClientError::TooSlow {
+                    url: url.to_owned(),
+                    after: self.exchange_deadline,
+                }
+            }
+            e => e,
+        }
+    }
+
     fn post_json<T: serde::Serialize>(
         &self,
         path: &str,
         body: &T,
     ) -> Result<reqwest::blocking::Response, ClientError> {
+        let started = std::time::Instant::now();
         let url = self.resolve(path);
         let bytes = serde_json::to_vec(body).unwrap_or_default();
         let resp = self
             .signed(reqwest::Method::POST, &url, bytes)
+            .timeout(self.exchange_deadline)
             .send()
-            .map_err(|e| send_error(&url, &e))?;
-        check_status(resp)
+            .map_err(|e| self.slow_or(&url, started, send_error(&url, &e)))?;
+        check_status(resp).map_err(|e| self.slow_or(&url, started, e))
     }
 
     /// `POST /api/v1/device/check-in`.
     pub fn check_in(&self, req: &CheckInRequest) -> Result<CheckInResponse, ClientError> {
         let path = "/api/v1/device/check-in";
+        let started = std::time::Instant::now();
         let resp = self.post_json(path, req)?;
-        let bytes = read_answer(resp, MAX_ANSWER)?;
+        let bytes = read_answer(resp, MAX_ANSWER)
+            .map_err(|e| self.slow_or(&self.resolve(path), started, e))?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer {
             url: self.resolve(path),
             message: e.to_string(),
@@ -209,7 +240,7 @@ pub fn read_answer(resp: reqwest::blocking::Response, cap: u64) -> Result<Vec<u8
                 url: url.clone(),
                 cap: t.cap,
             },
-            None => network(&url, e),
+            None => network(&url, error_chain(&e)),
         })
 }
 
@@ -402,5 +433,64 @@ mod tests {
             ),
             None
         );
+    }
+
+    /// A server on 127.0.0.1 that answers every request with headers, then one space a
+    /// tenth of a second, for a minute: it never stalls. Stops when its listener drops.
+    fn dripping_server() -> (String, std::thread::JoinHandle<()>) {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let h = std::thread::spawn(move || {
+            if let Ok((mut c, _)) = listener.accept() {
+                let mut buf = [0u8; 4096];
+                let _ = c.read(&mut buf);
+                let _ = c.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+                );
+                for _ in 0..600 {
+                    if c.write_all(b" ").is_err() {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            }
+        });
+        (url, h)
+    }
+
+    #[test]
+    fn a_dripping_check_in_answer_is_cut_off_at_the_exchange_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = crate::testkit::device_key(dir.path());
+        let (url, server) = dripping_server();
+        let agent = crate::testkit::provisioned_box_with(
+            dir.path(),
+            "2099-01-01",
+            &format!("device_key = \"{}\"", key.display()),
+            &format!("[server]\nurl = \"{url}\"\nstall_timeout = \"1s\""),
+        );
+        let client = Client::new(&agent.cfg, agent.clock.clone()).unwrap();
+        let req = CheckInRequest {
+            version: "1.0.0".parse().unwrap(),
+            slot: "a".into(),
+            state: np_common::api::Phase::Idle,
+            last_result: None,
+            nonce: "00".into(),
+            receipts: Vec::new(),
+        };
+        let started = std::time::Instant::now();
+        let err = client.check_in(&req).unwrap_err();
+        let took = started.elapsed();
+        match &err {
+            ClientError::TooSlow { after, .. } => {
+                assert_eq!(*after, std::time::Duration::from_secs(2))
+            }
+            e => panic!("{e}"),
+        }
+        assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+        assert_eq!(err.exit_code(), 3);
+        drop(client);
+        server.join().unwrap();
     }
 }

@@ -9,7 +9,7 @@ use crate::client::{Client, ServerReporter};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::AgentError;
-use crate::inbox::{Inbox, Settled, Taken, Timing};
+use crate::inbox::{escape_controls, shown_path, Inbox, Settled, Taken, Timing};
 use crate::install::When;
 use crate::lock::{StateLock, Wait};
 use crate::state::Phase;
@@ -98,6 +98,7 @@ pub fn run(
     let lock = || StateLock::acquire(&state_dir, Wait::Quiet);
     let first = lock()?;
     let mut agent = open_agent(cfg, clock)?;
+    crate::agent::warn_if_root_keys_edited(&agent.cfg, &agent.trust);
     crate::cli::start_box(&mut agent)?;
     drop(first);
     tracing::info!(
@@ -165,18 +166,21 @@ pub fn run(
 
 /// Takes one inbox entry: applies it when it is a regular file, then moves it on.
 pub fn take_from_inbox(agent: &mut Agent, inbox: &mut Inbox, name: &std::ffi::OsStr) {
-    let shown = name.to_string_lossy();
+    let shown = crate::inbox::shown(name);
     let mut opened = match inbox.take(name) {
         Ok(Taken::Bundle(o)) => o,
         Ok(Taken::Aside(dest)) => {
             tracing::warn!(
                 "{shown} in the inbox is not a regular file; moved aside unread to {}",
-                dest.display()
+                shown_path(&dest)
             );
             return;
         }
         Err(e) => {
-            tracing::warn!("cannot take {shown} from the inbox: {e}");
+            tracing::warn!(
+                "cannot take {shown} from the inbox: {}",
+                escape_controls(&e.to_string())
+            );
             return;
         }
     };
@@ -188,7 +192,10 @@ pub fn take_from_inbox(agent: &mut Agent, inbox: &mut Inbox, name: &std::ffi::Os
         Ok(crate::install::Done::Staged(v)) if agent.cfg.install.auto && agent.in_window() => {
             tracing::info!("bundle {shown} verified: {v} staged; installing it now")
         }
-        Ok(d) => tracing::info!("bundle {shown} applied: {d}"),
+        Ok(d) => tracing::info!(
+            "bundle {shown} applied: {}",
+            escape_controls(&d.to_string())
+        ),
         Err(_) => {}
     }
     checkin::report_outcome(agent, &r);
@@ -197,14 +204,20 @@ pub fn take_from_inbox(agent: &mut Agent, inbox: &mut Inbox, name: &std::ffi::Os
         Ok(Settled::Deferred) => {
             tracing::info!("bundle {shown} is incomplete and was modified recently; waiting for the rest of the copy")
         }
-        Ok(Settled::Applied(dest)) => tracing::info!("moved {shown} to {}", dest.display()),
+        Ok(Settled::Applied(dest)) => tracing::info!("moved {shown} to {}", shown_path(&dest)),
         Ok(Settled::Rejected(dest)) => {
             if let Err(e) = &r {
-                tracing::warn!("bundle {shown} rejected: {e}");
+                tracing::warn!(
+                    "bundle {shown} rejected: {}",
+                    escape_controls(&e.to_string())
+                );
             }
-            tracing::info!("moved {shown} to {}", dest.display())
+            tracing::info!("moved {shown} to {}", shown_path(&dest))
         }
-        Err(e) => tracing::warn!("cannot move {shown} out of the inbox: {e}"),
+        Err(e) => tracing::warn!(
+            "cannot move {shown} out of the inbox: {}",
+            escape_controls(&e.to_string())
+        ),
     }
 }
 

@@ -135,6 +135,8 @@ impl AgentError {
             AgentError::Trust(TrustError::Keyring(KeyringError::Payload(_))) => {
                 "the bundle's keyring is signed but its content is not valid".into()
             }
+            // The rule's name goes before the sentence already (`not_newer: …`).
+            AgentError::Refused(r) => refusal_text(r),
             other => other.to_string(),
         }
     }

@@ -10,6 +10,17 @@
 //! found at start) once it has not changed for [`Timing::quiet`]. `*.part` files and
 //! hidden files are left alone: a copy may be made as `NAME.part` and renamed.
 //!
+//! What the inbox remembers is bounded whatever the admins' group does: the watcher's
+//! events go through a queue of [`EVENT_QUEUE`] (when it is full, events are dropped
+//! and the folder is rescanned: every file then waits for [`Timing::quiet`]), and the
+//! names seen closed are at most [`MAX_CLOSED`], only names present in the folder,
+//! never ignored ones.
+//!
+//! Entries moved to `processed/` become root's (group: the inbox's group), mode 0640
+//! for a file and 0750 for a folder moved aside, so the admins' group can read what it
+//! dropped but not write there. Names are shown (logs, `.reason` files) with control
+//! characters escaped ([`shown`]).
+//!
 //! Architecture Invariant: the agent opens an inbox entry once, without following links
 //! and without blocking, checks that descriptor with `fstat` (a regular file with one
 //! name, or it is moved aside unread), reads the bundle only through it, and checks
@@ -23,7 +34,9 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Mode of `inbox/`: group-writable, setgid (files keep the admins' group), sticky (an
@@ -31,6 +44,64 @@ use std::time::{Duration, SystemTime};
 pub const INBOX_MODE: u32 = 0o3770;
 /// Mode of `processed/` and its two folders: the agent writes, the group reads.
 pub const PROCESSED_MODE: u32 = 0o750;
+/// Mode of a file moved into `processed/` (when the agent runs as root).
+pub const MOVED_FILE_MODE: u32 = 0o640;
+/// Mode of a folder moved aside into `processed/rejected/` (when running as root).
+pub const MOVED_DIR_MODE: u32 = 0o750;
+/// How many watcher events wait for the agent at most; past it they are dropped and
+/// the folder is rescanned.
+pub const EVENT_QUEUE: usize = 1024;
+/// How many names seen closed by their writer the inbox remembers at most.
+pub const MAX_CLOSED: usize = 4096;
+
+/// `name` as shown in logs and `.reason` files: control characters (a newline that
+/// would forge a log line, terminal escapes) and bytes that are not UTF-8 escaped.
+pub fn shown(name: &OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut out = String::new();
+    for chunk in name.as_bytes().utf8_chunks() {
+        escape_into(&mut out, chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// A path as shown in logs ([`shown`]).
+pub fn shown_path(path: &Path) -> String {
+    shown(path.as_os_str())
+}
+
+/// `text` with its control characters escaped (for a line of a log or a `.reason` file).
+pub fn escape_controls(text: &str) -> String {
+    let mut out = String::new();
+    escape_into(&mut out, text);
+    out
+}
+
+fn escape_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+/// The watcher's side of the bounded event queue: when it is full, the event is
+/// dropped and a rescan is asked for.
+fn queue_handler(
+    tx: SyncSender<notify::Result<notify::Event>>,
+    overflow: Arc<AtomicBool>,
+) -> impl FnMut(notify::Result<notify::Event>) + Send + 'static {
+    move |ev| {
+        if tx.try_send(ev).is_err() {
+            overflow.store(true, Ordering::Relaxed);
+        }
+    }
+}
 
 /// How long the inbox waits.
 #[derive(Debug, Clone, Copy)]
@@ -95,6 +166,7 @@ pub struct Inbox {
     timing: Timing,
     _watcher: Option<notify::RecommendedWatcher>,
     events: Option<Receiver<notify::Result<notify::Event>>>,
+    overflow: Arc<AtomicBool>,
     closed: HashSet<OsString>,
     seen: HashMap<OsString, Sig>,
     deferred: HashMap<OsString, Sig>,
@@ -139,7 +211,7 @@ fn ignored(name: &OsStr) -> bool {
 
 fn io(what: &str, path: &Path, e: impl Into<std::io::Error>) -> std::io::Error {
     let e: std::io::Error = e.into();
-    std::io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+    std::io::Error::new(e.kind(), format!("{what} {}: {e}", shown_path(path)))
 }
 
 fn is_root() -> bool {
@@ -176,8 +248,10 @@ impl Inbox {
             Mode::empty(),
         )
         .map_err(|e| io("cannot open", &inbox, e))?;
-        let (tx, rx) = channel();
-        let watcher = notify::recommended_watcher(tx).and_then(|mut w| {
+        let (tx, rx) = sync_channel(EVENT_QUEUE);
+        let overflow = Arc::new(AtomicBool::new(false));
+        let handler = queue_handler(tx, overflow.clone());
+        let watcher = notify::recommended_watcher(handler).and_then(|mut w| {
             use notify::Watcher as _;
             w.watch(&inbox, notify::RecursiveMode::NonRecursive)?;
             Ok(w)
@@ -187,7 +261,7 @@ impl Inbox {
             Err(e) => {
                 tracing::warn!(
                     "cannot watch {} ({e}); a bundle is taken once it is unchanged for {:?}",
-                    inbox.display(),
+                    shown_path(&inbox),
                     timing.quiet
                 );
                 (None, None)
@@ -202,6 +276,7 @@ impl Inbox {
             timing,
             _watcher: watcher,
             events,
+            overflow,
             closed: HashSet::new(),
             seen: HashMap::new(),
             deferred: HashMap::new(),
@@ -214,8 +289,14 @@ impl Inbox {
         use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
         use notify::EventKind;
         let Some(rx) = &self.events else { return };
+        let mut rescan = false;
+        let mut notes = Vec::new();
         while let Ok(ev) = rx.try_recv() {
-            let Ok(ev) = ev else { continue };
+            let Ok(ev) = ev else {
+                rescan = true;
+                continue;
+            };
+            rescan |= ev.need_rescan();
             let done = match ev.kind {
                 EventKind::Access(AccessKind::Close(AccessMode::Write))
                 | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => Some(true),
@@ -228,12 +309,25 @@ impl Inbox {
                 _ => ev.paths.first(),
             };
             if let (Some(done), Some(name)) = (done, path.and_then(|p| p.file_name())) {
-                if done {
-                    self.closed.insert(name.to_owned());
-                } else {
-                    self.closed.remove(name);
+                if !ignored(name) {
+                    notes.push((name.to_owned(), done));
                 }
             }
+        }
+        for (name, done) in notes {
+            if !done {
+                self.closed.remove(&name);
+            } else if self.closed.len() < MAX_CLOSED || self.closed.contains(&name) {
+                self.closed.insert(name);
+            } else {
+                rescan = true;
+            }
+        }
+        // Events were lost (the queue was full, or the kernel's): what was closed and
+        // what changed since is not known, so every file waits until it is quiet.
+        if self.overflow.swap(false, Ordering::Relaxed) || rescan {
+            tracing::debug!("inbox events were dropped; rescanning the folder");
+            self.closed.clear();
         }
     }
 
@@ -275,6 +369,7 @@ impl Inbox {
         }
         self.seen = now;
         self.deferred.retain(|n, _| self.seen.contains_key(n));
+        self.closed.retain(|n| self.seen.contains_key(n));
         out.sort();
         out
     }
@@ -329,11 +424,7 @@ impl Inbox {
             Mode::empty(),
         )
         .map_err(|e| io("cannot open", dest_dir, e))?;
-        for n in 0..1000u32 {
-            let mut cand = name.to_owned();
-            if n > 0 {
-                cand.push(format!(".{n}"));
-            }
+        for cand in free_names(name) {
             let mut reason = cand.clone();
             reason.push(".reason");
             if rustix::fs::statat(&dest_fd, &reason, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
@@ -369,12 +460,13 @@ impl Inbox {
         let mut name = dest.file_name().unwrap_or_default().to_owned();
         name.push(".reason");
         let path = fsutil::parent(dest).join(name);
-        let text = format!("{}\n", sentence.trim_end());
+        let text = format!("{}\n", escape_controls(sentence.trim_end()));
         fsutil::write_atomic_group(&path, text.as_bytes(), fsutil::GROUP_READ, self.group)
     }
 
     fn aside(&mut self, name: &OsStr, what: &str) -> std::io::Result<PathBuf> {
-        let (dest, _) = self.move_out(name, &self.rejected)?;
+        let (dest, st) = self.move_out(name, &self.rejected)?;
+        self.make_ours(&dest, &st, None);
         self.write_reason(
             &dest,
             &format!(
@@ -384,6 +476,80 @@ impl Inbox {
         )?;
         self.forget(name);
         Ok(dest)
+    }
+
+    /// When running as root: makes the entry moved to `dest` (`st` its lstat there)
+    /// root's, with the inbox's group, so the admins' group can read but not write in
+    /// `processed/`: a file gets mode 0640 (through `held`, the descriptor the bundle
+    /// was read from, when it is that file), a folder 0750 (through a descriptor opened
+    /// without following links), a link only its owner. A file with other names is left
+    /// as it is (changing it would change them). The entry's name is in a folder only
+    /// the agent writes, so it cannot be swapped under these calls.
+    fn make_ours(&self, dest: &Path, st: &rustix::fs::Stat, held: Option<&File>) {
+        if !is_root() {
+            return;
+        }
+        let (uid, gid) = (
+            Some(rustix::fs::Uid::ROOT),
+            self.group.map(rustix::fs::Gid::from_raw),
+        );
+        let file_mode = Mode::from_raw_mode(MOVED_FILE_MODE);
+        let r = match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile if st.st_nlink != 1 => Ok(()),
+            FileType::RegularFile => match held {
+                Some(f) => rustix::fs::fstat(f).and_then(|now| {
+                    if (now.st_dev, now.st_ino, now.st_nlink) != (st.st_dev, st.st_ino, 1) {
+                        return Ok(());
+                    }
+                    rustix::fs::fchown(f, uid, gid)?;
+                    rustix::fs::fchmod(f, file_mode)
+                }),
+                None => rustix::fs::open(
+                    dest,
+                    OFlags::RDONLY
+                        | OFlags::NOFOLLOW
+                        | OFlags::NONBLOCK
+                        | OFlags::NOCTTY
+                        | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .and_then(|fd| {
+                    let now = rustix::fs::fstat(&fd)?;
+                    if (now.st_dev, now.st_ino, now.st_nlink) != (st.st_dev, st.st_ino, 1) {
+                        return Ok(());
+                    }
+                    rustix::fs::fchown(&fd, uid, gid)?;
+                    rustix::fs::fchmod(&fd, file_mode)
+                }),
+            },
+            FileType::Directory => rustix::fs::open(
+                dest,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .and_then(|fd| {
+                let now = rustix::fs::fstat(&fd)?;
+                if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) {
+                    return Ok(());
+                }
+                rustix::fs::fchown(&fd, uid, gid)?;
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(MOVED_DIR_MODE))
+            }),
+            FileType::Symlink => {
+                rustix::fs::chownat(rustix::fs::CWD, dest, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+            }
+            // A fifo, socket or device: never opened; its name cannot be swapped.
+            _ => rustix::fs::chownat(rustix::fs::CWD, dest, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+                .and_then(|()| {
+                    rustix::fs::chmodat(rustix::fs::CWD, dest, file_mode, AtFlags::empty())
+                }),
+        };
+        if let Err(e) = r {
+            tracing::warn!(
+                "cannot make {} the agent's (mode and owner): {e}",
+                shown_path(dest)
+            );
+        }
     }
 
     fn forget(&mut self, name: &OsStr) {
@@ -402,7 +568,6 @@ impl Inbox {
         result: &Result<(), AgentError>,
     ) -> std::io::Result<Settled> {
         let Opened { file, name, sig } = opened;
-        drop(file);
         if let Err(e) = result {
             if e.is_truncation() && sig.age() < self.timing.young {
                 self.deferred.insert(name.clone(), sig);
@@ -417,6 +582,8 @@ impl Inbox {
         let (dest, st) = self.move_out(&name, &dest_dir)?;
         self.forget(&name);
         if (st.st_dev, st.st_ino) != (sig.dev, sig.ino) {
+            drop(file);
+            self.make_ours(&dest, &st, None);
             let dest = if result.is_ok() {
                 // Not the file that was applied: it does not belong among the applied.
                 self.move_between(&dest, &self.rejected.clone())?
@@ -430,6 +597,8 @@ impl Inbox {
             )?;
             return Ok(Settled::Rejected(dest));
         }
+        self.make_ours(&dest, &st, Some(&file));
+        drop(file);
         match result {
             Ok(()) => Ok(Settled::Applied(dest)),
             Err(e) => {
@@ -441,11 +610,7 @@ impl Inbox {
 
     fn move_between(&self, from: &Path, dest_dir: &Path) -> std::io::Result<PathBuf> {
         let name = from.file_name().unwrap_or_default();
-        for n in 0..1000u32 {
-            let mut cand = name.to_owned();
-            if n > 0 {
-                cand.push(format!(".{n}"));
-            }
+        for cand in free_names(name) {
             let to = dest_dir.join(&cand);
             match rustix::fs::renameat_with(
                 rustix::fs::CWD,
@@ -465,6 +630,33 @@ impl Inbox {
             std::io::ErrorKind::AlreadyExists,
         ))
     }
+}
+
+/// The names tried for `name` in a processed folder: NAME, NAME.1 … NAME.999, then
+/// NAME.<16 random hex digits>, so that a folder already full of one name never leaves
+/// a bundle in the inbox (read again on every poll).
+fn free_names(name: &OsStr) -> impl Iterator<Item = OsString> + '_ {
+    let numbered = (0..1000u32).map(move |n| {
+        let mut cand = name.to_owned();
+        if n > 0 {
+            cand.push(format!(".{n}"));
+        }
+        cand
+    });
+    let random = (0..16).map(move |_| {
+        let mut r = [0u8; 8];
+        if getrandom::getrandom(&mut r).is_err() {
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos() as u64;
+            r = (nanos ^ u64::from(std::process::id()).rotate_left(32)).to_be_bytes();
+        }
+        let mut cand = name.to_owned();
+        cand.push(format!(".{:016x}", u64::from_be_bytes(r)));
+        cand
+    });
+    numbered.chain(random)
 }
 
 fn kind_of(st: &rustix::fs::Stat) -> &'static str {
@@ -686,5 +878,172 @@ mod tests {
             std::fs::read(dir.path().join("processed/rejected/b.tar")).unwrap(),
             b"half a bundle"
         );
+    }
+    fn close_event(name: &str) -> notify::Result<notify::Event> {
+        use notify::event::{AccessKind, AccessMode, EventKind};
+        Ok(
+            notify::Event::new(EventKind::Access(AccessKind::Close(AccessMode::Write)))
+                .add_path(PathBuf::from("/inbox").join(name)),
+        )
+    }
+
+    #[test]
+    fn a_flood_of_events_keeps_the_queue_and_the_names_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inbox = Inbox::open(dir.path(), timing(3600, 3600)).unwrap();
+        // The watcher's queue, fed by hand.
+        let (tx, rx) = sync_channel(EVENT_QUEUE);
+        let overflow = Arc::new(AtomicBool::new(false));
+        let mut handler = queue_handler(tx, overflow.clone());
+        inbox.events = Some(rx);
+        inbox.overflow = overflow.clone();
+        // Hidden files and partial copies never enter the set.
+        for i in 0..100 {
+            handler(close_event(&format!(".h{i}")));
+            handler(close_event(&format!("b{i}.tar.part")));
+        }
+        inbox.drain_events();
+        assert!(inbox.closed.is_empty());
+        // Create/close/unlink of many names: the queue holds EVENT_QUEUE at most, the
+        // rest is dropped and a rescan asked for.
+        for i in 0..100_000 {
+            handler(close_event(&format!("f{i}.tar")));
+        }
+        assert!(overflow.load(Ordering::Relaxed));
+        assert_eq!(
+            inbox.events.as_ref().unwrap().try_iter().count(),
+            EVENT_QUEUE
+        );
+        for i in 0..100_000 {
+            handler(close_event(&format!("f{i}.tar")));
+        }
+        inbox.drain_events();
+        assert!(
+            inbox.closed.is_empty(),
+            "after dropped events nothing counts as closed"
+        );
+        assert!(!overflow.load(Ordering::Relaxed));
+        // Within the queue: at most MAX_CLOSED names, and only names in the folder.
+        let (tx, rx) = sync_channel(MAX_CLOSED * 2);
+        let mut handler = queue_handler(tx, overflow.clone());
+        inbox.events = Some(rx);
+        for i in 0..MAX_CLOSED - 1 {
+            handler(close_event(&format!("g{i}.tar")));
+        }
+        inbox.drain_events();
+        assert_eq!(inbox.closed.len(), MAX_CLOSED - 1);
+        for i in 0..10 {
+            handler(close_event(&format!("h{i}.tar")));
+        }
+        inbox.drain_events();
+        assert!(inbox.closed.len() <= MAX_CLOSED);
+        std::fs::write(dir.path().join("inbox/g1.tar"), b"x").unwrap();
+        handler(close_event("g1.tar"));
+        inbox.ready();
+        assert!(
+            inbox.closed.len() <= 1,
+            "pruned to the names present: {}",
+            inbox.closed.len()
+        );
+    }
+
+    #[test]
+    fn names_are_shown_with_control_characters_escaped() {
+        use std::os::unix::ffi::OsStrExt as _;
+        assert_eq!(shown(OsStr::new("b.tar")), "b.tar");
+        assert_eq!(
+            shown(OsStr::new("x.tar\n2026-11-29 INFO bundle applied\u{1b}[2K")),
+            "x.tar\\n2026-11-29 INFO bundle applied\\u{1b}[2K"
+        );
+        assert_eq!(shown(OsStr::from_bytes(b"a\xffb\r")), "a\\xffb\\r");
+        assert_eq!(escape_controls("one\ttwo"), "one\\ttwo");
+        // A .reason file is one line, whatever the sentence holds.
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(dir.path(), timing(0, 0)).unwrap();
+        let dest = dir.path().join("processed/rejected/n.tar");
+        inbox.write_reason(&dest, "rule: a\nforged line\n").unwrap();
+        let text =
+            std::fs::read_to_string(dir.path().join("processed/rejected/n.tar.reason")).unwrap();
+        assert_eq!(text, "rule: a\\nforged line\n");
+    }
+
+    #[test]
+    fn a_rejected_folder_full_of_one_name_falls_back_to_a_random_suffix() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inbox = Inbox::open(dir.path(), timing(0, 0)).unwrap();
+        let rejected = dir.path().join("processed/rejected");
+        std::fs::write(rejected.join("b.tar"), b"old").unwrap();
+        for n in 1..1000 {
+            std::fs::write(rejected.join(format!("b.tar.{n}")), b"old").unwrap();
+        }
+        std::fs::write(dir.path().join("inbox/b.tar"), b"a bad bundle").unwrap();
+        let Taken::Bundle(o) = inbox.take(OsStr::new("b.tar")).unwrap() else {
+            panic!()
+        };
+        let Settled::Rejected(dest) = inbox.settle(o, &refused()).unwrap() else {
+            panic!()
+        };
+        let name = dest.file_name().unwrap().to_str().unwrap().to_owned();
+        let suffix = name.strip_prefix("b.tar.").unwrap();
+        assert_eq!(suffix.len(), 16, "{name}");
+        assert!(suffix.chars().all(|c| c.is_ascii_hexdigit()), "{name}");
+        assert_eq!(std::fs::read(&dest).unwrap(), b"a bad bundle");
+        assert!(rejected.join(format!("{name}.reason")).exists());
+        assert!(!dir.path().join("inbox/b.tar").exists());
+    }
+
+    #[test]
+    fn entries_moved_out_are_roots_and_not_writable_by_the_group() {
+        use std::os::unix::fs::MetadataExt as _;
+        if !is_root() {
+            eprintln!("skipped: needs root (CI runs as root)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut inbox = Inbox::open(dir.path(), timing(0, 0)).unwrap();
+        let i = dir.path().join("inbox");
+        let group = std::fs::metadata(&i).unwrap().gid();
+        let dropper = Some(rustix::fs::Uid::from_raw(54321));
+        let theirs = |p: &Path, mode: u32| {
+            rustix::fs::chownat(rustix::fs::CWD, p, dropper, None, AtFlags::SYMLINK_NOFOLLOW)
+                .unwrap();
+            if mode != 0 {
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+        };
+        std::fs::write(i.join("good.tar"), b"applied").unwrap();
+        theirs(&i.join("good.tar"), 0o666);
+        std::fs::write(i.join("bad.tar"), b"rejected").unwrap();
+        theirs(&i.join("bad.tar"), 0o644);
+        std::fs::create_dir(i.join("d.tar")).unwrap();
+        theirs(&i.join("d.tar"), 0o777);
+        std::os::unix::fs::symlink("/nowhere", i.join("l.tar")).unwrap();
+        theirs(&i.join("l.tar"), 0);
+        for (name, ok) in [("good.tar", true), ("bad.tar", false)] {
+            let Taken::Bundle(o) = inbox.take(OsStr::new(name)).unwrap() else {
+                panic!()
+            };
+            let r = if ok { Ok(()) } else { refused() };
+            inbox.settle(o, &r).unwrap();
+        }
+        for name in ["d.tar", "l.tar"] {
+            assert!(matches!(
+                inbox.take(OsStr::new(name)).unwrap(),
+                Taken::Aside(_)
+            ));
+        }
+        let p = dir.path().join("processed");
+        for (path, mode) in [
+            (p.join("applied/good.tar"), Some(MOVED_FILE_MODE)),
+            (p.join("rejected/bad.tar"), Some(MOVED_FILE_MODE)),
+            (p.join("rejected/d.tar"), Some(MOVED_DIR_MODE)),
+            (p.join("rejected/l.tar"), None),
+        ] {
+            let md = std::fs::symlink_metadata(&path).unwrap();
+            assert_eq!((md.uid(), md.gid()), (0, group), "{}", path.display());
+            if let Some(mode) = mode {
+                assert_eq!(md.mode() & 0o7777, mode, "{}", path.display());
+            }
+        }
     }
 }

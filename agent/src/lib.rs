@@ -17,6 +17,7 @@ pub mod error;
 pub mod inbox;
 pub mod install;
 pub mod lock;
+pub mod receipts;
 pub mod report;
 pub mod slots;
 pub mod state;
@@ -25,6 +26,8 @@ pub mod trust;
 
 #[cfg(test)]
 mod bundle_tests;
+#[cfg(test)]
+mod checkin_tests;
 #[cfg(test)]
 mod rotation_tests;
 #[cfg(test)]

@@ -60,6 +60,7 @@ fn server(script: Arc<Mutex<Script>>) -> FakeServer {
                     available: None,
                     offer,
                     action: None,
+                    receipts_done: Vec::new(),
                 };
                 Body::Bytes(200, serde_json::to_vec(&resp).unwrap())
             }

@@ -163,6 +163,13 @@ pub struct State {
     pub rolled_back_from: Vec<Version>,
     /// `issued_at` of the last remote action acted on.
     pub last_action_at: Option<Timestamp>,
+    /// The `seq` of the last receipt written (receipts count up from 1, never reused).
+    #[serde(default)]
+    pub receipt_seq: u64,
+    /// The nonce of the last offline request (`np-agent request`), until an install ends:
+    /// its receipts name it.
+    #[serde(default)]
+    pub request_nonce: Option<String>,
 }
 
 impl State {
@@ -178,6 +185,8 @@ impl State {
             update_available: None,
             rolled_back_from: Vec::new(),
             last_action_at: None,
+            receipt_seq: 0,
+            request_nonce: None,
         }
     }
 

@@ -163,6 +163,20 @@ impl Agent {
         self.record_installed(&release);
         self.save()?;
         self.boot.commit(self.state.active)?;
+        let from_version = match self.state.previous {
+            Some(slot) => self.slots.release(slot).ok().flatten().map(|r| r.version),
+            None => None,
+        };
+        self.write_receipt(crate::receipts::ReceiptFacts {
+            outcome: Outcome::Installed,
+            from_version,
+            to_version: Some(release.version.clone()),
+            image_sha256: Some(release.image.sha256),
+            detail: format!(
+                "{} installed and committed in slot {}",
+                release.version, self.state.active
+            ),
+        });
         self.event(
             Some(&release.version),
             EventKind::Commit,
@@ -235,6 +249,14 @@ impl Agent {
             .record(version.clone(), Outcome::RolledBack, detail.clone(), at);
         self.save()?;
         self.event(version.as_ref(), EventKind::Rollback, &detail);
+        let now_running = self.slots.release(back).ok().flatten();
+        self.write_receipt(crate::receipts::ReceiptFacts {
+            outcome: Outcome::RolledBack,
+            from_version: version,
+            to_version: now_running.as_ref().map(|r| r.version.clone()),
+            image_sha256: now_running.map(|r| r.image.sha256),
+            detail,
+        });
         Ok(())
     }
 }

@@ -6,7 +6,13 @@
 //! keyring drops that key are they forgotten (then any valid entitlement is accepted,
 //! whatever its sequence). New documents are checked against the current keyring, which
 //! must not have expired, and a document dated more than [`MAX_AHEAD`] ahead of a clock
-//! that looks right (at or past the floor) is refused.
+//! that looks right (at or past the floor) is refused; with a clock behind the floor (a
+//! dead clock battery) the floor is the reference, and a document more than
+//! [`MAX_AHEAD_OF_FLOOR`] ahead of it is refused.
+//!
+//! The floor moves only for a document that was accepted and used: a bundle's
+//! entitlement is staged ([`Trust::stage_entitlement`]) while the bundle is checked, and
+//! committed only when the whole bundle was accepted; a refused one leaves no trace.
 //!
 //! Architecture Invariant: trusted now = max(clock, floor), and the floor only grows
 //! (except for the part a dropped key raised), so setting the clock back never extends
@@ -26,6 +32,11 @@ use std::sync::Arc;
 /// How far ahead of a right-looking system clock a document's time may be.
 pub const MAX_AHEAD: SignedDuration = SignedDuration::from_hours(24);
 
+/// How far ahead of the time floor a document's time may be when the system clock is
+/// behind the floor (a dead clock battery): an offline box may get a bundle made long
+/// after the last one, but not one from 2199. Past it, setting the clock right helps.
+pub const MAX_AHEAD_OF_FLOOR: SignedDuration = SignedDuration::from_hours(366 * 24);
+
 /// Why a trust document was refused or the store could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
@@ -41,6 +52,13 @@ pub enum TrustError {
     FromTheFuture {
         what: &'static str,
         at: Timestamp,
+        clock: Timestamp,
+    },
+    #[error("the {what} is dated {at}, more than 366 days ahead of the latest time this box trusts ({floor}), and the box's clock ({clock}) is behind that time (a dead clock battery?); it is refused. If the document is genuine, set the box's clock right and try again")]
+    AheadOfFloor {
+        what: &'static str,
+        at: Timestamp,
+        floor: Timestamp,
         clock: Timestamp,
     },
     #[error("cannot write {path}: {source}")]
@@ -96,6 +114,14 @@ struct StoredEntitlement {
     signer: KeyId,
 }
 
+/// An entitlement verified and checked, not yet stored: it takes effect (and raises the
+/// floor) only when committed.
+#[derive(Debug, Clone)]
+struct Staged {
+    stored: StoredEntitlement,
+    envelope: Envelope,
+}
+
 /// The agent's trust state.
 pub struct Trust {
     dir: PathBuf,
@@ -104,6 +130,7 @@ pub struct Trust {
     keyring: Option<AcceptedKeyring>,
     entitlement: Option<StoredEntitlement>,
     floor: Floor,
+    staged: Option<Staged>,
     clock: Arc<dyn Clock>,
 }
 
@@ -175,6 +202,7 @@ impl Trust {
             keyring,
             entitlement: None,
             floor,
+            staged: None,
             clock,
         };
         let epath = dir.join(ENTITLEMENT_FILE);
@@ -200,9 +228,14 @@ impl Trust {
         Ok(t)
     }
 
-    /// Trusted now: max(clock, floor).
+    /// Trusted now: max(clock, floor), and the `issued_at` of a staged entitlement.
     pub fn now(&self) -> Timestamp {
-        self.clock.now().max(self.floor.value())
+        let staged = self
+            .staged
+            .as_ref()
+            .map(|s| s.stored.entitlement.issued_at)
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        self.clock.now().max(self.floor.value()).max(staged)
     }
 
     /// The time floor.
@@ -233,9 +266,14 @@ impl Trust {
         Ok(k)
     }
 
-    /// The stored entitlement.
+    /// The entitlement in force: a staged one (being checked with its bundle), else the
+    /// stored one.
     pub fn entitlement(&self) -> Option<&Entitlement> {
-        self.entitlement.as_ref().map(|e| &e.entitlement)
+        self.staged
+            .as_ref()
+            .map(|s| &s.stored)
+            .or(self.entitlement.as_ref())
+            .map(|e| &e.entitlement)
     }
 
     fn write(&self, name: &str, bytes: &[u8]) -> Result<(), TrustError> {
@@ -255,11 +293,28 @@ impl Trust {
     /// battery) takes the document as the better clock. The floor itself may run up to
     /// [`MAX_AHEAD`] ahead of a right clock (skew), so "looks right" allows that much:
     /// otherwise a document 23 hours ahead would make the next one from 2199 acceptable.
+    ///
+    /// A dead clock does not switch the rule off: with the clock behind the floor, a
+    /// document more than [`MAX_AHEAD_OF_FLOOR`] ahead of the floor is refused.
     pub fn check_not_ahead(&self, what: &'static str, at: Timestamp) -> Result<(), TrustError> {
         let clock = self.clock.now();
+        let floor = self.floor.value();
         let ahead = clock.checked_add(MAX_AHEAD).unwrap_or(Timestamp::MAX);
-        if ahead >= self.floor.value() && at > ahead {
-            return Err(TrustError::FromTheFuture { what, at, clock });
+        if ahead >= floor {
+            if at > ahead {
+                return Err(TrustError::FromTheFuture { what, at, clock });
+            }
+        } else if at
+            > floor
+                .checked_add(MAX_AHEAD_OF_FLOOR)
+                .unwrap_or(Timestamp::MAX)
+        {
+            return Err(TrustError::AheadOfFloor {
+                what,
+                at,
+                floor,
+                clock,
+            });
         }
         Ok(())
     }
@@ -284,12 +339,24 @@ impl Trust {
     /// none is stored) and stores it when newer; then forgets the entitlement and the
     /// part of the floor only keys it no longer lists vouched for. Returns whether it
     /// was new. An expired stored keyring still lets a newer keyring in.
+    ///
+    /// Its expiry is checked against the clock and the floor *without* the parts of the
+    /// keys it drops: rotating out a key that vouched for a time far ahead (a wrong
+    /// server clock, a compromised key) is how a box recovers from it.
     pub fn accept_keyring(&mut self, env: &Envelope) -> Result<bool, TrustError> {
         let trusted = match &self.keyring {
             Some(k) => k.keyring.root.clone(),
             None => self.pinned.clone(),
         };
-        let accepted = accept_keyring(env, &trusted, self.keyring.as_ref(), self.now())?;
+        // Signatures, root threshold and version first; the expiry below.
+        let accepted = accept_keyring(env, &trusted, self.keyring.as_ref(), Timestamp::MIN)?;
+        let mut kept = self.floor.clone();
+        kept.keys.retain(|id, _| listed(&accepted.keyring, id));
+        if accepted.keyring.expires <= self.clock.now().max(kept.value()) {
+            return Err(TrustError::Keyring(KeyringError::Expired {
+                expires: accepted.keyring.expires,
+            }));
+        }
         if self.keyring.as_ref().map(|k| k.keyring.version) == Some(accepted.keyring.version) {
             return Ok(false);
         }
@@ -319,19 +386,58 @@ impl Trust {
     /// Verifies an entitlement for this box (never a lower sequence than the stored one)
     /// and stores it when its sequence is higher.
     pub fn accept_entitlement(&mut self, env: &Envelope) -> Result<Entitlement, TrustError> {
-        let stored = self.entitlement().map(|e| e.sequence);
+        let staged = self.verify_entitlement(env)?;
+        let e = staged.stored.entitlement.clone();
+        self.store_entitlement(staged)?;
+        Ok(e)
+    }
+
+    /// Verifies an entitlement and holds it as the one in force until
+    /// [`Trust::commit_staged`] stores it (and raises the floor) or
+    /// [`Trust::discard_staged`] forgets it: for a bundle, whose entitlement counts only
+    /// when the whole bundle is accepted.
+    pub fn stage_entitlement(&mut self, env: &Envelope) -> Result<Entitlement, TrustError> {
+        let staged = self.verify_entitlement(env)?;
+        let e = staged.stored.entitlement.clone();
+        self.staged = Some(staged);
+        Ok(e)
+    }
+
+    /// Stores the staged entitlement, if any, and raises the floor to its `issued_at`.
+    pub fn commit_staged(&mut self) -> Result<(), TrustError> {
+        match self.staged.take() {
+            Some(s) => self.store_entitlement(s),
+            None => Ok(()),
+        }
+    }
+
+    /// Forgets the staged entitlement, if any: nothing of it was stored.
+    pub fn discard_staged(&mut self) {
+        self.staged = None;
+    }
+
+    fn verify_entitlement(&self, env: &Envelope) -> Result<Staged, TrustError> {
+        let stored = self.entitlement.as_ref().map(|e| e.entitlement.sequence);
         let (e, signer) = docs::verify_signed::<Entitlement>(env, self.keyring()?)?;
         e.check_for(&self.serial, stored)?;
         self.check_not_ahead("entitlement", e.issued_at)?;
-        if stored.is_none_or(|s| e.sequence > s) {
-            self.write(ENTITLEMENT_FILE, env.to_json_pretty().as_bytes())?;
-            self.entitlement = Some(StoredEntitlement {
-                entitlement: e.clone(),
-                signer: signer.clone(),
-            });
+        Ok(Staged {
+            stored: StoredEntitlement {
+                entitlement: e,
+                signer,
+            },
+            envelope: env.clone(),
+        })
+    }
+
+    fn store_entitlement(&mut self, s: Staged) -> Result<(), TrustError> {
+        let (e, signer) = (s.stored.entitlement.clone(), s.stored.signer.clone());
+        let stored = self.entitlement.as_ref().map(|e| e.entitlement.sequence);
+        if stored.is_none_or(|seq| e.sequence > seq) {
+            self.write(ENTITLEMENT_FILE, s.envelope.to_json_pretty().as_bytes())?;
+            self.entitlement = Some(s.stored);
         }
-        self.raise_floor(e.issued_at, FloorSource::Key(signer))?;
-        Ok(e)
+        self.raise_floor(e.issued_at, FloorSource::Key(signer))
     }
 
     /// Verifies a time token answering `nonce` and raises the floor to it.
@@ -531,6 +637,88 @@ mod tests {
         let tok = token("2026-12-01T00:00:00Z", "ab");
         t.accept_time(&k.sign_online(&tok), "ab").unwrap();
         assert_eq!(t.now(), tok.now);
+        // A dead clock does not switch the future check off: the floor is the reference.
+        let far = k.sign_online(&token("2199-01-01T00:00:00Z", "cd"));
+        match t.accept_time(&far, "cd").unwrap_err() {
+            TrustError::AheadOfFloor {
+                what, at, floor, ..
+            } => {
+                assert_eq!(what, "time token");
+                assert_eq!(at, "2199-01-01T00:00:00Z".parse::<Timestamp>().unwrap());
+                assert_eq!(floor, tok.now);
+            }
+            e => panic!("{e}"),
+        }
+        let mut e = testkit::entitlement(9, "2099-01-01", &testkit::serial());
+        e.issued_at = "2199-01-01T00:00:00Z".parse().unwrap();
+        assert!(matches!(
+            t.accept_entitlement(&k.sign_online(&e)).unwrap_err(),
+            TrustError::AheadOfFloor {
+                what: "entitlement",
+                ..
+            }
+        ));
+        assert_eq!(t.floor(), tok.now, "the floor did not move");
+    }
+
+    #[test]
+    fn rotating_out_a_key_that_vouched_for_a_far_future_time_recovers_the_box() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = Keys::load();
+        let mut t = store(dir.path(), testkit::now());
+        t.accept_keyring(&k.keyring_env(1)).unwrap();
+        t.raise_floor(testkit::now(), FloorSource::Installed)
+            .unwrap();
+        // A floor poisoned by the online key (stored by an older agent, say).
+        let online = k.online.public_key().key_id();
+        let poisoned: Timestamp = "2199-01-01T00:00:00Z".parse().unwrap();
+        t.raise_floor(poisoned, FloorSource::Key(online.clone()))
+            .unwrap();
+        // A keyring that keeps the key is checked against the poisoned floor...
+        let keeps = k.keyring_with(2, &k.online, &k.release, "2099-01-01T00:00:00Z");
+        assert!(matches!(
+            t.accept_keyring(&keeps).unwrap_err(),
+            TrustError::Keyring(KeyringError::Expired { .. })
+        ));
+        // ...one that drops it against what remains once its part is forgotten.
+        let drops = k.keyring_with(2, &k.online2, &k.release, "2099-01-01T00:00:00Z");
+        assert!(t.accept_keyring(&drops).unwrap());
+        assert_eq!(t.floor(), testkit::now());
+        assert!(!t.floor_parts().keys.contains_key(&online));
+        t.keyring().unwrap();
+    }
+
+    #[test]
+    fn a_staged_entitlement_counts_only_once_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = Keys::load();
+        let mut t = store(dir.path(), testkit::now());
+        t.accept_keyring(&k.keyring_env(1)).unwrap();
+        t.accept_entitlement(&k.sign_online(&testkit::entitlement(
+            3,
+            "2099-01-01",
+            &testkit::serial(),
+        )))
+        .unwrap();
+        let before = t.floor_parts().clone();
+        let mut e = testkit::entitlement(4, "2099-01-01", &testkit::serial());
+        e.issued_at = "2026-11-23T20:00:00Z".parse().unwrap();
+        t.stage_entitlement(&k.sign_online(&e)).unwrap();
+        assert_eq!(
+            t.entitlement().unwrap().sequence,
+            4,
+            "in force while staged"
+        );
+        assert_eq!(t.now(), e.issued_at);
+        t.discard_staged();
+        assert_eq!(t.entitlement().unwrap().sequence, 3);
+        assert_eq!(t.floor_parts(), &before);
+        assert_eq!(store(dir.path(), testkit::now()).floor_parts(), &before);
+        t.stage_entitlement(&k.sign_online(&e)).unwrap();
+        t.commit_staged().unwrap();
+        let t = store(dir.path(), testkit::now());
+        assert_eq!(t.entitlement().unwrap().sequence, 4);
+        assert_eq!(t.floor(), e.issued_at);
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Simulated boxes: registration through the staff API, then signed check-ins through the
 //! device API, measured at each fleet size. With `--guard-compare`, a release is published
-//! and every size is measured three times in a row over the same release: at a fixed 50 %,
-//! under a plan whose first stage is 50 % with the rollout guard active, and at a fixed 50 %
-//! again; the boxes then report a last result for it (one in ten `rolled_back`), so the
-//! guard's counters see every check-in.
+//! for each size and the size is measured three times in a row over it: "without" (a fixed
+//! 50 %, no plan, and check-ins that report nothing about the release: the guard has
+//! nothing to do), "with" (a plan whose first stage is 50 % and the rollout guard active;
+//! every check-in reports a last result for the release, one box in ten `rolled_back`, so
+//! each box's first check-in is a new attempt, or a new attempt and failure, and the
+//! counting and threshold path runs, below the threshold so nothing halts), and "without"
+//! again.
 
 use crate::stats::{openssl_ed25519, percentile, rss_kib};
 use anyhow::{bail, Context as _};
@@ -38,14 +41,18 @@ pub struct Args {
     /// The server's pid, to report its memory.
     #[arg(long)]
     server_pid: Option<u32>,
-    /// Compare check-ins with a release under a plan and the rollout guard against the
-    /// same release at a fixed percent (needs an admin token).
+    /// Compare check-ins with a release under a plan and the rollout guard counting new
+    /// attempts and failures against the same release at a fixed percent with no reports
+    /// (needs an admin token).
     #[arg(long)]
     guard_compare: bool,
 }
 
-/// The release `--guard-compare` publishes.
-const GUARD_VERSION: &str = "2.0.0";
+/// The release `--guard-compare` publishes for the `i`-th fleet size (a fresh one per size,
+/// so that its boxes' first reports are new attempts).
+fn guard_version(i: usize) -> String {
+    format!("2.{i}.0")
+}
 
 const PATH: &str = "/api/v1/device/check-in";
 
@@ -112,20 +119,20 @@ async fn check_in(
     client: &reqwest::Client,
     server: &str,
     index: u32,
-    report: bool,
+    report: Option<&str>,
 ) -> Result<Duration, String> {
     let (serial, key) = simulated_box(index);
     let nonce = hex::encode(&Sha256::digest(format!("{index}-{:?}", Instant::now()))[..8]);
     let mut req = serde_json::json!({
         "version": "1.0.0", "slot": "a", "state": "idle", "nonce": nonce,
     });
-    if report {
+    if let Some(version) = report {
         let outcome = if index.is_multiple_of(10) {
             "rolled_back"
         } else {
             "installed"
         };
-        req["last_result"] = serde_json::json!({"version": GUARD_VERSION, "outcome": outcome,
+        req["last_result"] = serde_json::json!({"version": version, "outcome": outcome,
             "detail": "np-bench", "at": "2026-01-01T00:00:00Z"});
     }
     let body = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
@@ -177,8 +184,8 @@ async fn staff(
     Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
 }
 
-/// Publishes the release `--guard-compare` steers (a small image; fine if it exists).
-async fn publish(client: &reqwest::Client, a: &Args) -> anyhow::Result<()> {
+/// Publishes a release `--guard-compare` steers (a small image; fine if it exists).
+async fn publish(client: &reqwest::Client, a: &Args, version: &str) -> anyhow::Result<()> {
     let image = b"np-bench guard-compare image".to_vec();
     let blob = staff(
         a,
@@ -187,7 +194,7 @@ async fn publish(client: &reqwest::Client, a: &Args) -> anyhow::Result<()> {
         &[200, 201],
     )
     .await?;
-    let body = serde_json::json!({"version": GUARD_VERSION, "security_version": 1,
+    let body = serde_json::json!({"version": version, "security_version": 1,
         "models": ["NR-2000"], "min_from_version": "1.0.0",
         "image": {"sha256": blob["sha256"]}, "notes": "np-bench"});
     staff(
@@ -202,34 +209,38 @@ async fn publish(client: &reqwest::Client, a: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sets the release's rollout (`PATCH`).
-async fn steer(client: &reqwest::Client, a: &Args, body: serde_json::Value) -> anyhow::Result<()> {
-    let r = staff(
-        a,
-        client
-            .patch(format!("{}/api/v1/releases/{GUARD_VERSION}", a.server))
-            .json(&body),
-        "changing the release's rollout",
-        &[200],
-    )
-    .await?;
+/// Sets the release's rollout (`PATCH`, or `GET` with no body); answers the release.
+async fn steer(
+    client: &reqwest::Client,
+    a: &Args,
+    version: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
+    let url = format!("{}/api/v1/releases/{version}", a.server);
+    let req = match body {
+        Some(b) => client.patch(url).json(&b),
+        None => client.get(url),
+    };
+    let r = staff(a, req, "changing the release's rollout", &[200]).await?;
     if r["paused"] == true {
         bail!("the release is paused (the guard halted it?): {r}");
     }
-    Ok(())
+    Ok(r)
 }
 
-/// The phases of `--guard-compare`: a label and the rollout set before it.
-fn guard_phases() -> [(&'static str, serde_json::Value); 3] {
+/// The phases of `--guard-compare`: a label, the rollout set before it, and whether the
+/// check-ins report a last result for the release.
+fn guard_phases() -> [(&'static str, serde_json::Value, bool); 3] {
     let fixed = serde_json::json!({"plan": null, "rollout_percent": 50});
     [
-        ("fixed 50%", fixed.clone()),
+        ("without: fixed 50%, no reports", fixed.clone(), false),
         (
-            "plan 50:1h,100 + guard",
+            "with: plan 50:1h,100 + guard, reports",
             serde_json::json!({"plan": {"stages": [{"percent": 50, "hold": "1h"}, {"percent": 100}],
                 "max_failure_percent": 50, "min_attempts": 20}}),
+            true,
         ),
-        ("fixed 50% again", fixed),
+        ("without again", fixed, false),
     ]
 }
 
@@ -239,14 +250,15 @@ async fn measure(
     a: &Args,
     size: u32,
     label: &str,
-) -> anyhow::Result<f64> {
+    report: Option<&str>,
+) -> anyhow::Result<(f64, usize)> {
     let deadline = Instant::now() + Duration::from_secs(a.seconds);
     let start = Instant::now();
     let picks =
         (0..a.max_checkins).map(|n| ((n.wrapping_mul(2_654_435_761)) % u64::from(size)) as u32);
     let results: Vec<Result<Duration, String>> = stream::iter(picks)
         .take_while(|_| futures_util::future::ready(Instant::now() < deadline))
-        .map(|i| check_in(client, &a.server, i, a.guard_compare))
+        .map(|i| check_in(client, &a.server, i, report))
         .buffer_unordered(a.concurrency)
         .collect()
         .await;
@@ -280,7 +292,7 @@ async fn measure(
             rate / pairs
         );
     }
-    Ok(rate)
+    Ok((rate, lat.len()))
 }
 
 /// Runs the fleet benchmark.
@@ -291,13 +303,10 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(30))
         .build()
         .context("building the HTTP client")?;
-    if a.guard_compare {
-        publish(&client, &a).await?;
-    }
     let mut registered = 0u32;
     let mut sizes = a.sizes.clone();
     sizes.sort_unstable();
-    for &size in &sizes {
+    for (i, &size) in sizes.iter().enumerate() {
         if size > registered {
             let secs = register(&client, &a, registered, size).await?;
             let n = size - registered;
@@ -308,19 +317,35 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             registered = size;
         }
         if !a.guard_compare {
-            measure(&client, &a, size, "").await?;
+            measure(&client, &a, size, "", None).await?;
             continue;
         }
+        let version = guard_version(i);
+        publish(&client, &a, &version).await?;
         let mut rates = Vec::new();
-        for (label, body) in guard_phases() {
-            steer(&client, &a, body).await?;
-            rates.push(measure(&client, &a, size, &format!(" [{label}]")).await?);
-        }
-        if let [fixed, planned, again] = rates[..] {
-            let base = (fixed + again) / 2.0;
+        for (label, body, report) in guard_phases() {
+            steer(&client, &a, &version, Some(body)).await?;
+            let before = steer(&client, &a, &version, None).await?;
+            let report = report.then_some(version.as_str());
+            let (rate, n) = measure(&client, &a, size, &format!(" [{label}]"), report).await?;
+            let after = steer(&client, &a, &version, None).await?;
+            let delta = |k: &str| {
+                let n = |v: &serde_json::Value| v[k].as_u64().unwrap_or(0);
+                n(&after).saturating_sub(n(&before))
+            };
             println!(
-                "  plan + guard vs fixed (mean of both): {planned:.0}/s vs {base:.0}/s = {:+.1} %",
-                (planned / base - 1.0) * 100.0
+                "  the guard counted {} new attempts and {} new failures in {n} check-ins",
+                delta("attempts"),
+                delta("failures")
+            );
+            rates.push(rate);
+        }
+        if let [without, with, again] = rates[..] {
+            let base = (without + again) / 2.0;
+            println!(
+                "  with vs without (mean of both without phases): {with:.0}/s vs {base:.0}/s = {:.3} ({:+.1} %)",
+                with / base,
+                (with / base - 1.0) * 100.0
             );
         }
     }

@@ -155,7 +155,19 @@ pub struct CheckInRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_result: Option<LastResult>,
     pub nonce: String,
+    /// Signed receipts the server may not have yet (the oldest first, at most
+    /// [`MAX_RECEIPTS_PER_CHECK_IN`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receipts: Vec<Envelope>,
 }
+
+/// The most receipts one `POST /api/v1/receipts` may carry.
+pub const MAX_RECEIPTS_PER_UPLOAD: usize = 64;
+/// The most receipts one check-in may carry (the rest go with the next ones).
+pub const MAX_RECEIPTS_PER_CHECK_IN: usize = 16;
+/// The most bytes of receipt envelopes a box puts into one check-in, well inside the
+/// server's JSON body limit (a receipt is under 1 KiB, at most about 6 KiB).
+pub const MAX_RECEIPT_BYTES_PER_CHECK_IN: usize = 32 * 1024;
 
 /// The newest release for the box, and the rule that stops it if any.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -206,6 +218,10 @@ pub struct CheckInResponse {
     pub offer: Option<Offer>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<Envelope>,
+    /// The `seq` of every receipt of the check-in the server is done with: stored now, held
+    /// already, or refused for good (it logs why). The box drops them from its outbox.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receipts_done: Vec<u64>,
 }
 
 /// What a box reports about an install.
@@ -230,3 +246,46 @@ pub struct DeviceEvent {
     pub event: EventKind,
     pub detail: String,
 }
+
+/// `POST /api/v1/receipts` body: one receipt envelope, or a list of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum ReceiptUpload {
+    One(Envelope),
+    Many(Vec<Envelope>),
+}
+
+impl ReceiptUpload {
+    /// The envelopes, in the order given.
+    pub fn into_vec(self) -> Vec<Envelope> {
+        match self {
+            ReceiptUpload::One(e) => vec![e],
+            ReceiptUpload::Many(v) => v,
+        }
+    }
+}
+
+/// What the server did with one uploaded receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReceiptStored {
+    pub serial: crate::serial::Serial,
+    pub seq: u64,
+    /// False when the server already held this receipt (nothing changed).
+    pub new: bool,
+    /// True when it is now the box's newest receipt: its running version and last result
+    /// follow it.
+    pub latest: bool,
+}
+
+/// `POST /api/v1/receipts` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReceiptUploadAnswer {
+    pub receipts: Vec<ReceiptStored>,
+}
+
+/// Header of an answer to `POST /api/v1/bundles` whose request is older than what the server
+/// last heard from the box: a sentence saying so.
+pub const HEADER_STALE_REQUEST: &str = "x-np-stale-request";

@@ -10,6 +10,7 @@ pub mod api;
 pub mod bundle;
 pub mod capped;
 pub mod coverage;
+pub mod device_docs;
 pub mod docs;
 pub mod dsse;
 pub mod image;

@@ -242,8 +242,127 @@ fn entitlement_time_and_action_checks() {
     ));
 }
 
+#[test]
+fn device_documents_verify_only_under_their_own_device_key() {
+    use np_common::device_docs::{
+        claimed_serial, sign_device, verify_device, DeviceDocError, DeviceRequest, Receipt,
+    };
+    let dk = device_key().public_key();
+    let req = sign_device(&request(), &device_key());
+    assert_eq!(
+        verify_device::<DeviceRequest>(&req, &dk, &serial()),
+        Ok(request())
+    );
+    assert_eq!(claimed_serial::<DeviceRequest>(&req), Ok(serial()));
+    let rec = sign_device(&receipt(), &device_key());
+    assert_eq!(
+        verify_device::<Receipt>(&rec, &dk, &serial()),
+        Ok(receipt())
+    );
+
+    // Another box's key: refused, naming the box whose key it is not.
+    let by_other = sign_device(&receipt(), &key(6));
+    assert_eq!(
+        verify_device::<Receipt>(&by_other, &dk, &serial()),
+        Err(DeviceDocError::NotSignedByDevice {
+            kind: "receipt",
+            serial: serial().to_string()
+        })
+    );
+    // A request is not a receipt: the payloadType is checked first.
+    assert!(matches!(
+        verify_device::<Receipt>(&req, &dk, &serial()),
+        Err(DeviceDocError::Envelope(EnvelopeError::WrongType { .. }))
+    ));
+    // A payload naming another serial, even signed by the right key.
+    let mut other = receipt();
+    other.serial = np_common::Serial::parse("NR-1000-000001-7").expect("valid");
+    assert!(matches!(
+        verify_device::<Receipt>(&sign_device(&other, &device_key()), &dk, &serial()),
+        Err(DeviceDocError::Payload {
+            kind: "receipt",
+            ..
+        })
+    ));
+    // Field checks: seq 0, a long detail, a short nonce.
+    let mut zero = receipt();
+    zero.seq = 0;
+    assert!(matches!(
+        verify_device::<Receipt>(&sign_device(&zero, &device_key()), &dk, &serial()),
+        Err(DeviceDocError::Payload { .. })
+    ));
+    let mut long = receipt();
+    long.detail = "x".repeat(4097);
+    assert!(matches!(
+        verify_device::<Receipt>(&sign_device(&long, &device_key()), &dk, &serial()),
+        Err(DeviceDocError::Payload { .. })
+    ));
+    let mut short = request();
+    short.nonce = "abc".into();
+    assert!(matches!(
+        verify_device::<DeviceRequest>(&sign_device(&short, &device_key()), &dk, &serial()),
+        Err(DeviceDocError::Payload { .. })
+    ));
+    // Unknown fields are refused (a signed document means exactly what it says).
+    let extra = Envelope::sign(
+        "application/vnd.np.receipt+json",
+        br#"{"serial":"NR-2000-123456-4","seq":1,"from_version":null,"to_version":null,"outcome":"installed","detail":"","at":"2026-11-24T09:30:00Z","image_sha256":null,"x":1}"#,
+        &[&device_key()],
+    );
+    assert!(matches!(
+        verify_device::<Receipt>(&extra, &dk, &serial()),
+        Err(DeviceDocError::Payload { .. })
+    ));
+}
+
+#[test]
+fn a_receipt_names_the_version_the_box_runs_after_it() {
+    use np_common::api::Outcome;
+    let mut r = receipt();
+    assert_eq!(r.running_after(), Some(&v("5.3.0")));
+    r.outcome = Outcome::Refused;
+    assert_eq!(r.running_after(), Some(&v("5.2.1")));
+    r.outcome = Outcome::RolledBack;
+    assert_eq!(r.running_after(), Some(&v("5.3.0")));
+    r.outcome = Outcome::Failed;
+    assert_eq!(r.running_after(), Some(&v("5.2.1")));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn any_change_to_a_signed_receipt_or_request_fails(
+        flip in any::<usize>(),
+        bit in 0u8..8,
+        which in any::<bool>(),
+    ) {
+        use np_common::device_docs::{sign_device, verify_device, DeviceRequest, Receipt};
+        let dk = device_key().public_key();
+        let env = if which {
+            sign_device(&receipt(), &device_key())
+        } else {
+            sign_device(&request(), &device_key())
+        };
+        let check = |e: &Envelope| if which {
+            verify_device::<Receipt>(e, &dk, &serial()).is_ok()
+        } else {
+            verify_device::<DeviceRequest>(e, &dk, &serial()).is_ok()
+        };
+        prop_assert!(check(&env));
+        let mut p = env.payload_bytes().expect("b64");
+        let i = flip % p.len();
+        p[i] ^= 1 << bit;
+        let mut t = env.clone();
+        t.payload = B64.encode(&p);
+        prop_assert!(!check(&t));
+        let mut raw = B64.decode(&env.signatures[0].sig).expect("b64");
+        let i = flip % raw.len();
+        raw[i] ^= 1 << bit;
+        let mut t = env.clone();
+        t.signatures[0].sig = B64.encode(&raw);
+        prop_assert!(!check(&t));
+    }
 
     #[test]
     fn any_change_to_payload_type_or_signature_fails(
@@ -287,6 +406,9 @@ proptest! {
         if let Ok(env) = Envelope::parse(&bytes) {
             let _ = docs::verify::<Entitlement>(&env, &kr);
             let _ = accept_keyring(&env, &pinned(), None, ts(NOW));
+            let dk = device_key().public_key();
+            let _ = np_common::device_docs::verify_device::<np_common::device_docs::Receipt>(&env, &dk, &serial());
+            let _ = np_common::device_docs::claimed_serial::<np_common::device_docs::DeviceRequest>(&env);
         }
     }
 }

@@ -4,6 +4,7 @@
 mod support;
 
 use np_common::api::*;
+use np_common::device_docs;
 use np_common::docs::{self, Action, ActionKind, TimeToken};
 use np_common::Envelope;
 use serde::Serialize;
@@ -79,6 +80,27 @@ fn signed_documents() {
         &docs::sign(&release(), &release_key()),
     );
     check_doc("action", &action(), &docs::sign(&action(), &online()));
+    check_doc(
+        "request",
+        &request(),
+        &device_docs::sign_device(&request(), &device_key()),
+    );
+    check_doc(
+        "receipt",
+        &receipt(),
+        &device_docs::sign_device(&receipt(), &device_key()),
+    );
+    check(
+        "receipt-upload-answer.json",
+        &pretty(&ReceiptUploadAnswer {
+            receipts: vec![ReceiptStored {
+                serial: serial(),
+                seq: 12,
+                new: true,
+                latest: true,
+            }],
+        }),
+    );
 }
 
 #[test]
@@ -103,6 +125,7 @@ fn api_bodies() {
                 at: ts("2026-11-01T03:00:00Z"),
             }),
             nonce: "8f1c2a".into(),
+            receipts: vec![device_docs::sign_device(&receipt(), &device_key())],
         }),
     );
     let manifest = docs::sign(&release(), &release_key());
@@ -121,6 +144,7 @@ fn api_bodies() {
                 url: format!("/api/v1/device/blobs/{}", release().image.sha256),
             }),
             action: Some(docs::sign(&action(), &online())),
+            receipts_done: vec![12],
         }),
     );
     check(

@@ -274,7 +274,9 @@ pub fn open(config: Config, clock: Clock) -> Result<AppState, DataError> {
     let sled = SledStore::open(&dir.join("store"))?;
     let tokens = TokenCache::new(&dir);
     let state = AppState::new(Store::Sled(sled.clone()), keys, config, tokens, clock);
-    sled.replay_reports(&state.tallies)?;
+    for (version, serial, mark) in sled.tally_marks()? {
+        state.tallies.load(version, serial, mark);
+    }
     Ok(state)
 }
 
@@ -292,7 +294,9 @@ pub async fn open_with_store(
         None => TokenCache::new(&dir),
     };
     let state = AppState::new(store, keys, config, tokens, clock);
-    state.store.replay_reports(&state.tallies).await?;
+    for (version, serial, mark) in state.store.tally_marks().await? {
+        state.tallies.load(version, serial, mark);
+    }
     Ok(state)
 }
 

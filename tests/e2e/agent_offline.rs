@@ -4,7 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 use np_tests::agent::{
-    entitlement, good_entries, image_bytes, release, write_bundle, Keys, TestAgent, SERIAL,
+    entitlement, good_entries, image_bytes, release, write_bundle, write_good_bundle, Keys,
+    TestAgent, SERIAL,
 };
 use np_tests::{wait_until, Running};
 use std::time::Duration;
@@ -100,16 +101,7 @@ fn refusals_name_their_rule_and_leave_the_running_slot_alone() {
     // The bundle's own entitlement also ended on 2026-03-01 (sequence 2 replaces 1).
     let k = Keys::load();
     let img = new_image();
-    write_bundle(
-        &b,
-        &good_entries(
-            &k,
-            &release("2.0.0", 3, &img),
-            &entitlement(SERIAL, 2, "2026-03-01"),
-            &img,
-        ),
-        false,
-    );
+    write_good_bundle(&b, &k, &release("2.0.0", 3, &img), 2, "2026-03-01", &img);
     let out = a.run(&["apply", b.to_str().unwrap()]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
@@ -233,6 +225,8 @@ fn the_inbox_takes_complete_files_only_and_never_deletes() {
     }
     wait_moved(&a, "processed/applied/good.tar");
     d.wait_for("applied", T);
+    // The bundle leaves the inbox before the staged update is installed.
+    d.wait_for("staged update:", T);
     assert!(
         !a.state("processed/rejected/good.tar").exists(),
         "a partial copy was taken"
@@ -291,16 +285,7 @@ fn power_cut_at_many_points_leaves_old_or_new() {
     for (what, reached) in points {
         let a = TestAgent::offline("2099-01-01", &extra, &old);
         let b = a.dir.path().join("b.tar");
-        write_bundle(
-            &b,
-            &good_entries(
-                &k,
-                &release("2.0.0", 3, &img),
-                &entitlement(SERIAL, 2, "2099-01-01"),
-                &img,
-            ),
-            false,
-        );
+        write_good_bundle(&b, &k, &release("2.0.0", 3, &img), 2, "2099-01-01", &img);
         let mut cmd = a.cmd(&["apply", b.to_str().unwrap()]);
         cmd.current_dir(a.dir.path());
         let mut p = Running::spawn(&mut cmd);

@@ -33,7 +33,7 @@ pub(crate) fn publish(
     let (status, rel) = srv.post_json(
         "/api/v1/releases",
         json!({"version": version, "security_version": security_version, "models": ["NR-2000"],
-               "channel": "stable", "min_from_version": "1.0.0",
+               "channel": "stable", "min_from_version": if version == "1.0.0" { "0.0.0" } else { "1.0.0" },
                "image": {"name": format!("n-reporter-{version}.img"), "sha256": blob["sha256"]},
                "notes": "e2e"}),
     );

@@ -8,7 +8,7 @@
 use crate::agent_online::{device, setup, today, v1};
 use np_common::docs::Entitlement;
 use np_tests::agent::{
-    entitlement, good_entries, image_bytes, release, write_bundle, Keys, TestAgent, SERIAL,
+    entitlement, image_bytes, release, write_good_bundle, Keys, TestAgent, SERIAL,
 };
 use np_tests::server::TestServer;
 use np_tests::{bin, Output, Running};
@@ -196,16 +196,7 @@ fn status_shows_coverage_beside_the_entitlement_status() {
     let k = Keys::load();
     let new = image_bytes(2, 60_000);
     let b = a.dir.path().join("b.tar");
-    write_bundle(
-        &b,
-        &good_entries(
-            &k,
-            &release("2.0.0", 3, &new),
-            &entitlement(SERIAL, 1, "2025-01-10"),
-            &new,
-        ),
-        false,
-    );
+    write_good_bundle(&b, &k, &release("2.0.0", 3, &new), 1, "2025-01-10", &new);
     let out = a.run(&["apply", b.to_str().unwrap()]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("warranty_expired"), "{out:?}");
@@ -359,16 +350,7 @@ fn a_rollback_typed_while_the_daemon_runs_is_not_undone() {
     let k = Keys::load();
     let new = image_bytes(2, 60_000);
     let b = a.dir.path().join("b.tar");
-    write_bundle(
-        &b,
-        &good_entries(
-            &k,
-            &release("2.0.0", 3, &new),
-            &entitlement(SERIAL, 2, "2099-01-01"),
-            &new,
-        ),
-        false,
-    );
+    write_good_bundle(&b, &k, &release("2.0.0", 3, &new), 2, "2099-01-01", &new);
     let out = a.run(&["apply", b.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(a.assert_consistent().0, "2.0.0");
@@ -378,16 +360,7 @@ fn a_rollback_typed_while_the_daemon_runs_is_not_undone() {
     assert_eq!(a.assert_consistent().0, "1.0.0");
     // Make the daemon take a step that saves its state: a bundle it refuses by rule.
     let old = a.dir.path().join("old.tar");
-    write_bundle(
-        &old,
-        &good_entries(
-            &k,
-            &release("0.9.0", 3, &new),
-            &entitlement(SERIAL, 2, "2099-01-01"),
-            &new,
-        ),
-        false,
-    );
+    write_good_bundle(&old, &k, &release("0.9.0", 3, &new), 2, "2099-01-01", &new);
     std::fs::copy(&old, a.state("inbox/junk.tar")).unwrap();
     let reason = a.state("processed/rejected/junk.tar.reason");
     let deadline = Instant::now() + Duration::from_secs(60);

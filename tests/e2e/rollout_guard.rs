@@ -41,7 +41,7 @@ fn publish(srv: &TestServer, version: &str, security_version: u64, image: &[u8])
     let (status, rel) = srv.post_json(
         "/api/v1/releases",
         json!({"version": version, "security_version": security_version, "models": ["NR-2000"],
-               "channel": "stable", "min_from_version": "1.0.0",
+               "channel": "stable", "min_from_version": if version == "1.0.0" { "0.0.0" } else { "1.0.0" },
                "image": {"name": format!("n-reporter-{version}.img"), "sha256": blob["sha256"]},
                "notes": "e2e"}),
     );
@@ -84,7 +84,7 @@ fn release(srv: &TestServer) -> Value {
 
 #[test]
 fn the_guard_halts_a_release_whose_boxes_roll_back_until_staff_resume_it() {
-    let srv = TestServer::start();
+    let mut srv = TestServer::start();
     let v1 = publish(&srv, "1.0.0", 1, &image_bytes(11, 200_000));
     let healthy: Vec<TestAgent> = (1..=3).map(|n| new_box(&srv, n, "true", &v1)).collect();
     let failing: Vec<TestAgent> = (4..=6).map(|n| new_box(&srv, n, "exit 3", &v1)).collect();
@@ -98,12 +98,23 @@ fn the_guard_halts_a_release_whose_boxes_roll_back_until_staff_resume_it() {
             .contains("--stages \"10:1h,5\": stage 2: 5% is not above"),
         "{out:?}"
     );
+    // The guard's flags alone change the guard of a plan; this release has none yet.
     let out = vendor(
         &srv,
         &["release", "set", "2.0.0", "--max-failure-percent", "5"],
     );
-    assert_ne!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains("--stages"), "{out:?}");
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("release 2.0.0 has no plan") && out.stderr.contains("--stages"),
+        "{out:?}"
+    );
+    // A plan without --max-failure-percent has no automatic halt, and says so.
+    let out = vendor(&srv, &["release", "set", "2.0.0", "--stages", "100"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("note: this plan has no automatic halt"),
+        "{out:?}"
+    );
 
     let out = vendor(
         &srv,
@@ -121,6 +132,7 @@ fn the_guard_halts_a_release_whose_boxes_roll_back_until_staff_resume_it() {
     );
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("100% (stage 1 of 1)"), "{out:?}");
+    assert!(!out.stderr.contains("no automatic halt"), "{out:?}");
 
     // One healthy box installs it; three boxes fail their health check and roll back.
     let out = healthy[0].run(&["check"]);
@@ -136,7 +148,8 @@ fn the_guard_halts_a_release_whose_boxes_roll_back_until_staff_resume_it() {
             assert_eq!(release(&srv)["paused"], false);
         }
     }
-    // 3 of 4 attempts failed (75 % ≥ 60 %; the third box's download made 2 of 4, 50 %): the server paused the release by itself.
+    // 3 of 4 attempts failed (75 % ≥ 60 %; the third box's install made 2 of 4, 50 %;
+    // its download counted nothing): the server paused the release by itself.
     let r = wait_until("the guard's halt", Duration::from_secs(30), || {
         Some(release(&srv)).filter(|r| r["paused"] == true)
     });
@@ -213,6 +226,51 @@ fn the_guard_halts_a_release_whose_boxes_roll_back_until_staff_resume_it() {
         "{r}"
     );
     assert!(r.get("halt").is_none(), "{r}");
+
+    // Staff order a healthy box back: its rollback is no failure of the release.
+    let out = vendor(&srv, &["device", "action", &serial(2), "rollback"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = healthy[1].run(&["check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("rolled back by a staff action"),
+        "{out:?}"
+    );
+    assert_eq!(healthy[1].assert_consistent().0, "1.0.0");
+    let out = healthy[1].run(&["check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let r = release(&srv);
+    assert_eq!(
+        (r["attempts"].clone(), r["failures"].clone()),
+        (json!(6), json!(3)),
+        "{r}"
+    );
+
+    // Changing only the guard keeps the plan's stages and progress.
+    let out = vendor(
+        &srv,
+        &["release", "set", "2.0.0", "--min-attempts", "10", "--json"],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let v: Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(
+        (
+            v["plan"]["min_attempts"].clone(),
+            v["plan"]["max_failure_percent"].clone(),
+            v["stage"]["stage"].clone()
+        ),
+        (json!(10), json!(60), json!(1)),
+        "{v}"
+    );
+
+    // The counts survive a restart exactly.
+    srv.kill9_and_restart();
+    let r = release(&srv);
+    assert_eq!(
+        (r["attempts"].clone(), r["failures"].clone()),
+        (json!(6), json!(3)),
+        "{r}"
+    );
 
     // A yanked release cannot be resumed (409 from the server, exit 1 from np-vendor).
     let out = vendor(&srv, &["release", "set", "2.0.0", "--yank"]);

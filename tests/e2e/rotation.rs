@@ -52,7 +52,7 @@ fn publish(srv: &TestServer, version: &str) -> Envelope {
     let (status, rel) = srv.post_json(
         "/api/v1/releases",
         json!({"version": version, "security_version": 1, "models": ["NR-2000"],
-               "min_from_version": "1.0.0",
+               "min_from_version": if version == "1.0.0" { "0.0.0" } else { "1.0.0" },
                "image": {"name": format!("n-reporter-{version}.img"), "sha256": blob["sha256"]},
                "notes": "rotation e2e"}),
     );
@@ -274,4 +274,48 @@ fn boxes_survive_release_key_online_key_rotation_and_renewal() {
     let out = w.offline.run(&["apply", bundle.to_str().unwrap()]);
     assert_eq!(out.code, 1, "a manifest of a rotated-out key: {out:?}");
     assert_eq!(w.offline.assert_consistent().0, "2.0.0");
+
+    // 4. The root key itself, from the command line: a new root key made offline, a draft
+    // naming it, signed by the old root key and the new one.
+    let new_root = w.tmp.path().join("root2.key");
+    let out = w.vendor(&["key", "new", "--out", new_root.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let new_root_pub = w.tmp.path().join("root2.pub");
+    std::fs::write(&new_root_pub, &out.stdout).unwrap();
+    let draft = w.tmp.path().join("root-draft.json");
+    let signed = w.tmp.path().join("root-signed.json");
+    let out = w.vendor(&[
+        "keyring",
+        "draft",
+        "--new-root-key",
+        new_root_pub.to_str().unwrap(),
+        "--out",
+        draft.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let old_root = w.srv.data_dir.join("offline/root.key");
+    let out = w.vendor(&[
+        "keyring",
+        "sign",
+        "--root-key",
+        old_root.to_str().unwrap(),
+        new_root.to_str().unwrap(),
+        "--in",
+        draft.to_str().unwrap(),
+        "--out",
+        signed.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = w.vendor(&["keyring", "install", signed.to_str().unwrap(), "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let (_, kr) = w.srv.get_json("/api/v1/keyring");
+    let kr: Envelope = serde_json::from_value(kr).unwrap();
+    let payload: Value = serde_json::from_slice(&kr.payload_bytes().unwrap()).unwrap();
+    let new_pub = std::fs::read_to_string(&new_root_pub).unwrap();
+    assert_eq!(
+        payload["root"]["keys"][0].as_str(),
+        Some(new_pub.trim()),
+        "{payload}"
+    );
+    w.both_survive("7.0.0", "2.0.0");
 }

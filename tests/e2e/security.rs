@@ -7,7 +7,8 @@
 #![allow(clippy::unwrap_used)]
 
 use np_tests::agent::{
-    entitlement, good_entries, image_bytes, release, write_bundle, Keys, TestAgent, SERIAL,
+    entitlement, good_entries, image_bytes, release, write_bundle, write_good_bundle, Keys,
+    TestAgent, SERIAL,
 };
 use np_tests::{bin, wait_until, Running};
 use std::os::unix::fs::PermissionsExt as _;
@@ -171,16 +172,7 @@ fn an_admin_cannot_redirect_the_inbox_or_make_root_read_another_file() {
     let src = a.dir.path().join("good.tar");
     let img = image_bytes(2, 400_000);
     let k = Keys::load();
-    write_bundle(
-        &src,
-        &good_entries(
-            &k,
-            &release("2.0.0", 3, &img),
-            &entitlement(SERIAL, 2, "2099-01-01"),
-            &img,
-        ),
-        false,
-    );
+    write_good_bundle(&src, &k, &release("2.0.0", 3, &img), 2, "2099-01-01", &img);
     std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644)).unwrap();
     ok(&as_admin(
         gid,
@@ -234,16 +226,7 @@ fn a_link_planted_while_the_bundle_is_installed_is_moved_aside_unread() {
     let src = a.dir.path().join("good.tar");
     let img = image_bytes(2, 400_000);
     let k = Keys::load();
-    write_bundle(
-        &src,
-        &good_entries(
-            &k,
-            &release("2.0.0", 3, &img),
-            &entitlement(SERIAL, 2, "2099-01-01"),
-            &img,
-        ),
-        false,
-    );
+    write_good_bundle(&src, &k, &release("2.0.0", 3, &img), 2, "2099-01-01", &img);
     std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644)).unwrap();
     ok(&as_admin(
         gid,
@@ -288,16 +271,7 @@ fn a_copy_in_progress_is_not_taken_and_a_part_file_is_ignored() {
     let src = a.dir.path().join("good.tar");
     let img = image_bytes(2, 400_000);
     let k = Keys::load();
-    write_bundle(
-        &src,
-        &good_entries(
-            &k,
-            &release("2.0.0", 3, &img),
-            &entitlement(SERIAL, 2, "2099-01-01"),
-            &img,
-        ),
-        false,
-    );
+    write_good_bundle(&src, &k, &release("2.0.0", 3, &img), 2, "2099-01-01", &img);
     let bytes = std::fs::read(&src).unwrap();
     // First half copied and closed: truncated but young, so it waits in the inbox.
     let dest = a.state("inbox/good.tar");
@@ -496,4 +470,193 @@ fn keys_and_state_get_our_modes_whatever_the_umask() {
             .collect();
         assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
     }
+}
+
+/// Runs `np-agent ARGS` under `faketime` at `at` (a box whose clock battery died).
+fn at_time(a: &TestAgent, at: &str, args: &[&str]) -> np_tests::Output {
+    let mut c = Command::new("faketime");
+    c.arg(at)
+        .arg(bin("np-agent"))
+        .arg("--config")
+        .arg(&a.config)
+        .args(args)
+        .env("NP_AGENT_LOG", "info");
+    np_tests::run(&mut c, T)
+}
+
+fn faketime_or_skip() -> bool {
+    let there = Command::new("faketime")
+        .args(["2001-01-01 00:00:00", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !there {
+        let why = "needs faketime (the package faketime)";
+        assert!(std::env::var_os("CI").is_none(), "cannot run: {why}");
+        eprintln!("skipped: {why}");
+    }
+    there
+}
+
+#[test]
+fn a_future_document_never_poisons_the_floor_and_rotation_recovers_a_poisoned_box() {
+    use np_common::docs::Role;
+    use np_common::keyring::{KeyEntry, Keyring, RootSpec};
+    if !faketime_or_skip() {
+        return;
+    }
+    let k = Keys::load();
+    let a = TestAgent::offline("2099-01-01", "", &image_bytes(1, 300_000));
+    let floor = a.status()["time_floor"].clone();
+    assert_eq!(floor, "2025-06-01T00:00:00Z");
+    let dead_clock = "2001-01-01 00:00:00";
+    // 1. A dead clock and an entitlement from 2199 (a wrong server clock, or a stolen
+    //    online key): refused as from the future, and the floor does not move.
+    let img = image_bytes(2, 4096);
+    let r = release("1.1.0", 2, &img);
+    let mut far = entitlement(SERIAL, 5, "2099-01-01");
+    far.issued_at = "2199-01-01T00:00:00Z".parse().unwrap();
+    let future = a.dir.path().join("future.tar");
+    write_bundle(&future, &good_entries(&k, &r, &far, &img), false);
+    let out = at_time(&a, dead_clock, &["apply", future.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("is dated 2199-01-01T00:00:00Z, more than 366 days ahead"),
+        "{out:?}"
+    );
+    assert_eq!(a.status()["time_floor"], floor);
+    // 2. A bundle refused by a rule (a lapsed warranty) leaves the floor too, though
+    //    its entitlement was genuine and of today.
+    let mut lapsed = entitlement(SERIAL, 6, "2025-12-01");
+    lapsed.issued_at = "2026-01-01T00:00:00Z".parse().unwrap();
+    let refused = a.dir.path().join("lapsed.tar");
+    write_bundle(&refused, &good_entries(&k, &r, &lapsed, &img), false);
+    let out = at_time(&a, dead_clock, &["apply", refused.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("warranty_expired"), "{out:?}");
+    assert_eq!(a.status()["time_floor"], floor);
+    assert_eq!(a.status()["version"], "1.0.0");
+    // 3. A box an older agent let poison (the online key's part of the floor in 2199):
+    //    a root-signed keyring that drops that key and expires in 2099 is taken, and
+    //    the box works again.
+    let online = k.online.public_key().key_id();
+    std::fs::write(
+        a.state("trust/time_floor.json"),
+        serde_json::json!({
+            "keys": { online.to_string(): "2199-01-01T00:00:00Z" },
+            "installed": "2025-06-01T00:00:00Z",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    assert_eq!(a.status()["time_floor"], "2199-01-01T00:00:00Z");
+    let online2 = np_common::SecretKey::from_seed(&[0x42; 32]);
+    let entry = |sk: &np_common::SecretKey, roles: Vec<Role>| KeyEntry {
+        keyid: sk.public_key().key_id(),
+        public_key: sk.public_key(),
+        roles,
+    };
+    let v2 = Keyring {
+        version: 2,
+        expires: "2099-01-01T00:00:00Z".parse().unwrap(),
+        root: RootSpec::pinned(vec![k.root.public_key()]),
+        keys: vec![
+            entry(&online2, vec![Role::Entitlement, Role::Time]),
+            entry(&k.release, vec![Role::Release]),
+        ],
+    }
+    .sign(&[&k.root]);
+    let mut fresh = entitlement(SERIAL, 1, "2099-01-01");
+    fresh.issued_at = "2026-11-29T00:00:00Z".parse().unwrap();
+    let rotated = a.dir.path().join("rotated.tar");
+    write_bundle(
+        &rotated,
+        &[
+            ("keyring.json".into(), Some(v2.to_json())),
+            ("manifest.json".into(), Some(k.release(&r).to_json())),
+            (
+                "entitlement.json".into(),
+                Some(np_common::docs::sign(&fresh, &online2).to_json()),
+            ),
+            ("image".into(), Some(img.clone())),
+        ],
+        false,
+    );
+    let out = a.run(&["apply", rotated.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let s = a.status();
+    assert_eq!(s["version"], "1.1.0", "{s}");
+    assert!(
+        s["time_floor"].as_str().unwrap() < "2027-01-01",
+        "the rotated-out key's part is forgotten: {s}"
+    );
+}
+
+#[test]
+fn what_an_admin_drops_becomes_roots_and_its_name_cannot_forge_a_log_line() {
+    use std::os::unix::fs::MetadataExt as _;
+    if !root_or_skip() {
+        return;
+    }
+    let gid = group_id();
+    let a = packaged_box(gid, "");
+    let mut d = daemon_with_umask(&a, "077");
+    let s = a.state_dir.display().to_string();
+    // A folder, and a bad bundle whose name carries a forged log line.
+    ok(&as_admin(
+        gid,
+        &format!(
+            "umask 000; mkdir {s}/inbox/d.tar && printf 'not a bundle' > \"{s}/inbox/$(printf 'bad.tar\\nINFO forged')\""
+        ),
+    ));
+    let forged = "bad.tar\nINFO forged";
+    for name in ["d.tar", forged] {
+        let reason = a.state(&format!("processed/rejected/{name}.reason"));
+        wait_until(&format!("{name:?} to be moved aside"), T, || {
+            reason.exists().then_some(())
+        });
+    }
+    d.wait_for("moved bad.tar\\nINFO forged to", T);
+    // A good bundle, applied.
+    let src = a.dir.path().join("good.tar");
+    let img = image_bytes(2, 400_000);
+    let k = Keys::load();
+    write_good_bundle(&src, &k, &release("2.0.0", 3, &img), 2, "2099-01-01", &img);
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644)).unwrap();
+    ok(&as_admin(
+        gid,
+        &format!("umask 000; cp {} {s}/inbox/good.tar", src.display()),
+    ));
+    let applied = a.state("processed/applied/good.tar");
+    wait_until("good.tar to be applied", T, || {
+        applied.exists().then_some(())
+    });
+    for (rel, mode) in [
+        ("processed/applied/good.tar", 0o640),
+        ("processed/rejected/d.tar", 0o750),
+        (&format!("processed/rejected/{forged}"), 0o640),
+    ] {
+        let md = std::fs::symlink_metadata(a.state(rel)).unwrap();
+        assert_eq!((md.uid(), md.gid()), (0, gid), "{rel:?}");
+        assert_eq!(md.mode() & 0o7777, mode, "{rel:?}");
+    }
+    // The admin reads what was dropped, and writes nothing in processed/.
+    ok(&as_admin(
+        gid,
+        &format!("cat {s}/processed/applied/good.tar >/dev/null"),
+    ));
+    failed(&as_admin(
+        gid,
+        &format!("touch {s}/processed/rejected/d.tar/x"),
+    ));
+    failed(&as_admin(
+        gid,
+        &format!("echo x >> {s}/processed/applied/good.tar"),
+    ));
+    d.kill();
+    assert!(
+        !d.seen.iter().any(|l| l.starts_with("INFO forged")),
+        "{:#?}",
+        d.seen
+    );
 }

@@ -344,8 +344,20 @@ fn yanked_releases_are_refused_and_unreachable_ones_warned_about() {
             ],
         )
     };
+    assert_eq!(upload("5.2.0", "5.0.0").code, 0);
     assert_eq!(upload("5.3.0", "5.0.0").code, 0);
     ok(&srv, &["release", "set", "5.3.0", "--yank"]);
+    // The minimum must be below the release's own version: refused before the upload.
+    for from in ["5.4.0", "6.0.0"] {
+        let out = upload("5.4.0", from);
+        assert_eq!(out.code, 2, "{out:?}");
+        assert!(
+            out.stderr.contains(&format!(
+                "--min-from-version {from} must be below --version 5.4.0"
+            )),
+            "{out:?}"
+        );
+    }
     refused(
         &srv,
         &["release", "set", "5.3.0", "--resume"],
@@ -358,13 +370,44 @@ fn yanked_releases_are_refused_and_unreachable_ones_warned_about() {
         1,
         &["(yanked)"],
     );
-    // Published, with a warning on stderr that names the flag's value and the newest release.
+    // A bundle of a yanked release: the code once, not "(yanked) (yanked)".
+    ok(
+        &srv,
+        &[
+            "device",
+            "add",
+            SERIAL,
+            "--purchase-date",
+            &days_from_today(-30),
+            "--customer",
+            "A",
+        ],
+    );
+    let out_bundle = dir.path().join("b.npb");
+    let err = refused(
+        &srv,
+        &[
+            "bundle",
+            "get",
+            SERIAL,
+            "--version",
+            "5.3.0",
+            "--out",
+            out_bundle.to_str().expect("utf-8"),
+        ],
+        1,
+        &["(yanked)"],
+    );
+    assert_eq!(err.matches("(yanked)").count(), 1, "{err}");
+    // Published, with a warning on stderr that names the flag's value and the newest
+    // release that is not yanked.
     let out = upload("5.4.0", "5.3.5");
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         out.stderr.starts_with("warning: ")
-            && out.stderr.contains("5.3.5")
-            && out.stderr.contains("NR-2000 5.3.0"),
+            && out.stderr.contains("--min-from-version 5.3.5 is above")
+            && out.stderr.contains("NR-2000 5.2.0")
+            && !out.stderr.contains("5.3.0"),
         "{}",
         out.stderr
     );
@@ -577,4 +620,413 @@ fn plain_http_against_an_https_server_is_explained() {
         "{}",
         out.stderr
     );
+}
+
+/// An np-server serving HTTPS with the test CA's certificate; its address
+/// (`localhost:PORT`, the name the certificate is made out for) and admin token file.
+fn https_server(tmp: &std::path::Path) -> (np_tests::Running, String, std::path::PathBuf) {
+    let tls = np_tests::repo_root().join("server/tests/data/tls");
+    let toml = tmp.join("server.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "data = {:?}\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\n",
+            tmp.join("data"),
+            tls.join("TEST-ONLY-server.pem"),
+            tls.join("TEST-ONLY-server.key")
+        ),
+    )
+    .expect("server.toml");
+    let mut srv = np_tests::Running::spawn(Command::new(bin("np-server")).args([
+        "serve",
+        "--config",
+        toml.to_str().expect("utf-8"),
+    ]));
+    let line = srv.wait_for("np-server listening on https://", Duration::from_secs(30));
+    let port = line
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let token = tmp.join("data/admin-token");
+    if !srv
+        .seen
+        .iter()
+        .any(|l| l.starts_with("admin token written to "))
+    {
+        srv.wait_for("admin token written to ", Duration::from_secs(10));
+    }
+    (srv, format!("localhost:{port}"), token)
+}
+
+#[test]
+fn np_vendor_trusts_a_private_ca_with_ca_cert() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_srv, addr, token) = https_server(tmp.path());
+    let ca = np_tests::repo_root().join("server/tests/data/tls/TEST-ONLY-ca.pem");
+    let url = format!("https://{addr}");
+    let token = token.to_str().expect("utf-8").to_owned();
+    let vendor = |args: &[&str], ca_env: Option<&std::path::Path>| {
+        let mut cmd = Command::new(bin("np-vendor"));
+        cmd.args(args)
+            .env_remove("NP_CA_CERT")
+            .env_remove("NP_TOKEN");
+        if let Some(ca) = ca_env {
+            cmd.env("NP_CA_CERT", ca);
+        }
+        let out = run(&mut cmd, Duration::from_secs(60));
+        assert!(!out.stderr.contains("panicked"), "{out:?}");
+        out
+    };
+    // Without the CA: refused in words, with what to do.
+    let out = vendor(
+        &["device", "list", "--server", &url, "--token-file", &token],
+        None,
+    );
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "the server's certificate is not signed by a CA this machine trusts: pass --ca-cert FILE"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("UnknownIssuer"), "{}", out.stderr);
+    // With --ca-cert (given before the subcommand, as a global option), and with NP_CA_CERT.
+    let ca_s = ca.to_str().expect("utf-8");
+    let out = vendor(
+        &[
+            "--server",
+            &url,
+            "--token-file",
+            &token,
+            "--ca-cert",
+            ca_s,
+            "device",
+            "list",
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("no devices") || out.stdout.contains("SERIAL"),
+        "{out:?}"
+    );
+    let out = vendor(
+        &["device", "list", "--server", &url, "--token-file", &token],
+        Some(&ca),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    // A missing or bad CA file is a usage error naming the flag.
+    let missing = tmp.path().join("nope.pem");
+    let out = vendor(
+        &[
+            "device",
+            "list",
+            "--server",
+            &url,
+            "--token-file",
+            &token,
+            "--ca-cert",
+            missing.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("cannot read --ca-cert") && out.stderr.contains("no such file"),
+        "{}",
+        out.stderr
+    );
+    let out = vendor(
+        &[
+            "device",
+            "list",
+            "--server",
+            &url,
+            "--token-file",
+            &token,
+            "--ca-cert",
+            &token,
+        ],
+        None,
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("holds no PEM certificate"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn csv_import_reads_spreadsheet_files_skips_existing_and_says_where_to_resume() {
+    let srv = TestServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let purchase = days_from_today(-30);
+    let serials: Vec<String> = (0..4)
+        .map(|n| luhn_serial("NR-2000", 200_000 + n))
+        .collect();
+    // A spreadsheet's export: a byte-order mark, semicolons, CRLF.
+    let mut text = String::from("\u{feff}Serial;Purchase Date;Customer\r\n");
+    for s in &serials[..3] {
+        let _ = write!(text, "{s};{purchase};\"Fleet; North\"\r\n");
+    }
+    let first = dir.path().join("first.csv");
+    std::fs::write(&first, &text).expect("csv");
+    let out = vendor(&srv, &["device", "import", first.to_str().expect("utf-8")]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.starts_with("imported 3 boxes from "), "{out:?}");
+    assert!(out.stderr.contains("separated by semicolons"), "{out:?}");
+
+    let one = dir.path().join("one.csv");
+    std::fs::write(
+        &one,
+        format!(
+            "serial,purchase_date,customer\n{},{purchase},Solo\n",
+            serials[3]
+        ),
+    )
+    .expect("csv");
+    let out = ok(&srv, &["device", "import", one.to_str().expect("utf-8")]);
+    assert!(out.starts_with("imported 1 box from "), "{out}");
+    assert!(out.contains("in 1 request,"), "{out}");
+
+    // A line with one field.
+    let short = dir.path().join("short.csv");
+    std::fs::write(
+        &short,
+        format!(
+            "serial,purchase_date,customer\n{}\n",
+            luhn_serial("NR-2000", 299_999)
+        ),
+    )
+    .expect("csv");
+    refused(
+        &srv,
+        &["device", "import", short.to_str().expect("utf-8")],
+        1,
+        &["line 2: too few fields: it has 1 field"],
+    );
+
+    // The whole file again, with a new box, in batches of two: refused in its first batch,
+    // with --skip-existing as the way out; with it, the known boxes are skipped.
+    let mut again = String::from("serial,purchase_date,customer\n");
+    for s in &serials[..3] {
+        let _ = writeln!(again, "{s},{purchase},\"Fleet; North\"");
+    }
+    let new = luhn_serial("NR-2000", 200_010);
+    let _ = writeln!(again, "{new},{purchase},Fresh");
+    let again_f = dir.path().join("again.csv");
+    std::fs::write(&again_f, &again).expect("csv");
+    let path = again_f.to_str().expect("utf-8");
+    refused(
+        &srv,
+        &["device", "import", path, "--batch-size", "2"],
+        1,
+        &["batch 1 (from line 2)", "(exists)", "pass --skip-existing"],
+    );
+    let out = ok(
+        &srv,
+        &[
+            "device",
+            "import",
+            path,
+            "--batch-size",
+            "2",
+            "--skip-existing",
+        ],
+    );
+    assert!(out.starts_with("imported 1 box from "), "{out}");
+    assert!(out.contains(" in 2 requests, "), "{out}");
+    assert!(
+        out.trim_end()
+            .ends_with("; skipped 3 boxes registered already with the same facts"),
+        "{out}"
+    );
+
+    // A later batch refused: where to resume.
+    let mut mixed = String::from("serial,purchase_date,customer\n");
+    let fresh: Vec<String> = (20..22)
+        .map(|n| luhn_serial("NR-2000", 200_000 + n))
+        .collect();
+    for s in &fresh {
+        let _ = writeln!(mixed, "{s},{purchase},Mixed");
+    }
+    let _ = writeln!(mixed, "{},{purchase},Someone Else", serials[0]);
+    let mixed_f = dir.path().join("mixed.csv");
+    std::fs::write(&mixed_f, &mixed).expect("csv");
+    refused(
+        &srv,
+        &[
+            "device",
+            "import",
+            mixed_f.to_str().expect("utf-8"),
+            "--batch-size",
+            "2",
+            "--skip-existing",
+        ],
+        1,
+        &[
+            "batch 2 (from line 4) was refused",
+            "the 2 boxes of the batches before it are registered",
+            "resume from line 4",
+            "line 4:",
+        ],
+    );
+}
+
+#[test]
+fn device_keys_edits_swaps_filters_and_codes_read_as_words() {
+    let srv = TestServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let purchase = days_from_today(-30);
+    let missing = dir.path().join("box.pub");
+    let m = missing.to_str().expect("utf-8");
+    let err = refused(
+        &srv,
+        &[
+            "device",
+            "add",
+            SERIAL,
+            "--purchase-date",
+            &purchase,
+            "--customer",
+            "A",
+            "--device-key",
+            m,
+        ],
+        2,
+        &["no such file"],
+    );
+    assert!(!err.contains("Invalid symbol"), "{err}");
+    let key = np_common::SecretKey::from_seed(&[3; 32])
+        .public_key()
+        .to_base64();
+    let two = dir.path().join("two.pub");
+    std::fs::write(&two, format!("{key}\n{key}\n")).expect("key");
+    refused(
+        &srv,
+        &[
+            "device",
+            "add",
+            SERIAL,
+            "--purchase-date",
+            &purchase,
+            "--customer",
+            "A",
+            "--device-key",
+            two.to_str().expect("utf-8"),
+        ],
+        1,
+        &["has 2 lines"],
+    );
+    ok(
+        &srv,
+        &[
+            "device",
+            "add",
+            SERIAL,
+            "--purchase-date",
+            &purchase,
+            "--customer",
+            "A",
+        ],
+    );
+
+    // edit: which options exist; --device-key is set and audited.
+    refused(
+        &srv,
+        &["device", "edit", SERIAL],
+        2,
+        &["--customer NAME, --purchase-date YYYY-MM-DD and/or --device-key FILE"],
+    );
+    let one = dir.path().join("one.pub");
+    std::fs::write(&one, format!("{key}\n")).expect("key");
+    let out = ok(
+        &srv,
+        &[
+            "device",
+            "edit",
+            SERIAL,
+            "--device-key",
+            one.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(out.contains(&key), "{out}");
+    let audit = ok(&srv, &["audit", "--action", "edit"]);
+    assert!(audit.contains("device_key: - → "), "{audit}");
+
+    // swap without a key for the new box: warned; one line, one label.
+    let out = vendor(
+        &srv,
+        &[
+            "device",
+            "swap",
+            SERIAL,
+            "--new-serial",
+            OTHER,
+            "--reason",
+            "RMA-7",
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "warning: {OTHER} has no device key, so it cannot check in until it has one"
+        )),
+        "{out:?}"
+    );
+    assert_eq!(out.stdout.matches("moved to").count(), 1, "{}", out.stdout);
+    assert!(!out.stdout.contains("swapped; now"), "{}", out.stdout);
+    assert!(out.stdout.contains("swap reason:"), "{}", out.stdout);
+    let old = ok(&srv, &["device", "show", SERIAL]);
+    assert!(old.contains("swap reason:"), "{old}");
+
+    // A revoked box says once why it cannot change.
+    ok(&srv, &["device", "revoke", OTHER, "--reason", "chargeback"]);
+    let err = refused(
+        &srv,
+        &["device", "extend", OTHER, "--months", "1"],
+        1,
+        &["is revoked"],
+    );
+    assert_eq!(err.matches("revoked").count(), 1, "{err}");
+
+    // Filters and actions checked here, in words.
+    let err = refused(
+        &srv,
+        &["device", "list", "--running-version", "5.3"],
+        2,
+        &["--running-version \"5.3\" is not a full version: give MAJOR.MINOR.PATCH"],
+    );
+    assert!(!err.contains("unexpected end"), "{err}");
+    let err = refused(
+        &srv,
+        &["device", "list", "--coverage", "bogus"],
+        2,
+        &["is not one of covered, expired, not_yet_started"],
+    );
+    assert!(!err.contains("active"), "{err}");
+    refused(
+        &srv,
+        &["audit", "--action", "bogus"],
+        2,
+        &["not an audited action", "release_halt"],
+    );
+
+    // A --json error carries its code once, in its own field.
+    let out = run(
+        Command::new(bin("np-vendor"))
+            .args(["device", "show", SERIAL, "--json"])
+            .env("NP_SERVER", &srv.url)
+            .env("NP_TOKEN", "npt_not-a-token"),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    let v: Value = serde_json::from_str(out.stderr.trim()).expect("JSON error");
+    assert_eq!(v["error"]["code"], "unauthorized");
+    let msg = v["error"]["message"].as_str().expect("message");
+    assert!(!msg.ends_with("(unauthorized)"), "{msg}");
 }

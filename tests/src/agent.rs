@@ -133,6 +133,20 @@ pub fn good_entries(k: &Keys, r: &Release, ent: &Entitlement, image: &[u8]) -> V
 }
 
 /// Writes a tar (or tar.gz) bundle of raw entries to `path`; names are written as given.
+/// Writes a plain tar bundle of `r` and `image` for [`SERIAL`], with the keyring and an
+/// entitlement of sequence `seq` that ends on `coverage_end`.
+pub fn write_good_bundle(
+    path: &Path,
+    k: &Keys,
+    r: &Release,
+    seq: u64,
+    coverage_end: &str,
+    image: &[u8],
+) {
+    let ent = entitlement(SERIAL, seq, coverage_end);
+    write_bundle(path, &good_entries(k, r, &ent, image), false);
+}
+
 pub fn write_bundle(path: &Path, entries: &[BundleEntry], gzip: bool) {
     let file = std::fs::File::create(path).unwrap();
     let out: Box<dyn std::io::Write> = if gzip {

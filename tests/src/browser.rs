@@ -222,8 +222,15 @@ impl Browser {
 
     /// The visible text of the whole page.
     pub fn page_text(&self) -> String {
-        let body = self.find("//body");
-        self.text(&body)
+        // Read in the page itself, not through an element handle, which goes stale when
+        // the page is replaced between finding <body> and reading its text.
+        self.run(
+            "return document.body ? document.body.innerText : '';",
+            json!([]),
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
     }
 
     /// Waits until the page's text contains `needle`; returns the text.

@@ -8,6 +8,8 @@ mod man;
 mod online;
 pub mod out;
 mod provision;
+mod receipts;
+mod request;
 mod status;
 
 pub use online::start_box;
@@ -129,6 +131,24 @@ pub enum Command {
         the keyring and entitlement. Refused on a box already provisioned."
     )]
     Provision(provision::Args),
+    /// Write a signed request for this box's bundle (offline boxes).
+    #[command(
+        long_about = "Write a signed request (signed with the device key) naming this box's \
+        serial, model, running version and slot, the entitlement it holds and its time \
+        floor. The vendor turns it into the one bundle this box may install \
+        (`np-vendor bundle get --request FILE`); apply that with `np-agent apply` or the \
+        inbox. The receipts of what the box then does name the request."
+    )]
+    Request(request::Args),
+    /// Copy the signed receipts of installs, rollbacks and refused bundles out.
+    #[command(
+        long_about = "Copy the signed receipts in the outbox of the state folder (one per \
+        install, rollback and refused bundle, numbered by a seq that only grows) into a \
+        folder, and say how many and from which seq. The vendor uploads them with \
+        `np-vendor receipt upload`, so that its records follow an offline box. An online box \
+        sends them with its check-ins by itself."
+    )]
+    Receipts(receipts::Args),
     /// Write the man pages (for packagers).
     #[command(
         hide = true,
@@ -197,6 +217,11 @@ pub fn run(cli: Cli) -> Result<(), AgentError> {
             let (cfg, _lock) = locked(&cli)?;
             online::check(cfg, clock)
         }
+        Command::Request(a) => {
+            let (cfg, _lock) = locked(&cli)?;
+            request::run(cfg, clock, a)
+        }
+        Command::Receipts(a) => receipts::run(&load(&cli)?, a),
         Command::Run => online::daemon(load(&cli)?, clock),
     }
 }

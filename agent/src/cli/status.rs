@@ -72,6 +72,9 @@ pub fn status_json(agent: &Agent) -> Result<Value, AgentError> {
             .as_ref()
             .filter(|v| **v > running.version),
         "rolled_back_from": agent.state.rolled_back_from,
+        // Receipts: the last seq written and how many the outbox still holds.
+        "receipt_seq": agent.state.receipt_seq,
+        "receipts_unsent": crate::receipts::list(&agent.cfg.state_dir).map(|l| l.len()).unwrap_or(0),
     }))
 }
 
@@ -92,6 +95,8 @@ fn coverage_line(v: &Value) -> String {
 /// Prints the status.
 pub fn run(cfg: &Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentError> {
     let agent = Agent::open(cfg.clone(), clock)?;
+    // Said by `status` and when the daemon starts, not by every command.
+    crate::agent::warn_if_root_keys_edited(&agent.cfg, &agent.trust);
     let v = status_json(&agent)?;
     if a.json {
         say!("{v}");
@@ -136,6 +141,13 @@ pub fn run(cfg: &Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentErr
             Outcome::Failed => "failed",
         };
         say!("last result    {outcome} {v}: {}", r.detail);
+    }
+    let unsent = v["receipts_unsent"].as_u64().unwrap_or(0);
+    if unsent > 0 {
+        say!(
+            "receipts       {unsent} in the outbox (last seq {}); `np-agent receipts --out DIR` copies them out",
+            agent.state.receipt_seq
+        );
     }
     say!("time floor     {}", s("time_floor"));
     Ok(())

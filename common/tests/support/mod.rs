@@ -94,3 +94,36 @@ pub fn release() -> Release {
         notes: "Fixes the report scheduler.".into(),
     }
 }
+
+/// The box's own device key (signs requests and receipts).
+pub fn device_key() -> SecretKey {
+    key(5)
+}
+
+pub fn request() -> np_common::device_docs::DeviceRequest {
+    np_common::device_docs::DeviceRequest {
+        serial: serial(),
+        model: model(),
+        version: v("5.2.1"),
+        security_version: 3,
+        active_slot: np_common::device_docs::SlotName::A,
+        entitlement_sequence: Some(7),
+        time_floor: Some(ts("2026-11-20T08:00:00Z")),
+        nonce: "00112233445566778899aabbccddeeff".into(),
+        created_at: ts("2026-11-23T10:00:00Z"),
+    }
+}
+
+pub fn receipt() -> np_common::device_docs::Receipt {
+    np_common::device_docs::Receipt {
+        serial: serial(),
+        seq: 12,
+        from_version: Some(v("5.2.1")),
+        to_version: Some(v("5.3.0")),
+        outcome: np_common::api::Outcome::Installed,
+        detail: "5.3.0 installed and committed".into(),
+        at: ts("2026-11-24T09:30:00Z"),
+        image_sha256: Some(release().image.sha256),
+        request_nonce: Some("00112233445566778899aabbccddeeff".into()),
+    }
+}

@@ -4,12 +4,14 @@
 //! `keyring.json`, `manifest.json`, `entitlement.json`, `image`. The writer takes the
 //! image as an `impl Read` and copies it straight into the archive, counting and hashing
 //! it with [`ImageVerifier`] as it passes: an image whose size or SHA-256 differs from the
-//! manifest makes the write fail, and an image is never held in memory. Both
-//! `np-vendor bundle build` and the server's bundle endpoint use [`write_bundle`].
+//! manifest makes the write fail, and an image is never held in memory. The bytes around
+//! the image come from the one tar layout, [`crate::blobs::bundle_tar::BundleLayout`],
+//! which the server's bundle endpoint streams too.
 
+use crate::blobs::bundle_tar::{BundleDocs, BundleLayout};
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use np_common::bundle::{ENTITLEMENT, IMAGE, KEYRING, MANIFEST, MAX_DOC_ENTRY};
+use np_common::bundle::{ENTITLEMENT, KEYRING, MANIFEST, MAX_DOC_ENTRY};
 use np_common::docs::{Document as _, ImageRef, Release};
 use np_common::{Envelope, ImageError, ImageVerifier};
 use std::io::{self, Read, Write};
@@ -95,19 +97,18 @@ pub fn write_bundle<W: Write, R: Read>(
     }
 }
 
-fn write_tar<W: Write, R: Read>(out: W, parts: BundleParts<R>) -> Result<W, BundleWriteError> {
-    let mut tar = tar::Builder::new(out);
-    if let Some(k) = &parts.keyring {
-        append(&mut tar, KEYRING, k.len() as u64, k.as_slice())?;
-    }
-    append(
-        &mut tar,
-        MANIFEST,
-        parts.manifest.len() as u64,
-        parts.manifest.as_slice(),
+fn write_tar<W: Write, R: Read>(mut out: W, parts: BundleParts<R>) -> Result<W, BundleWriteError> {
+    let layout = BundleLayout::new(
+        BundleDocs {
+            keyring: parts.keyring,
+            manifest: parts.manifest,
+            entitlement: parts.entitlement,
+        },
+        parts.image_ref.size,
+        0,
     )?;
-    if let Some(e) = &parts.entitlement {
-        append(&mut tar, ENTITLEMENT, e.len() as u64, e.as_slice())?;
+    for b in layout.head() {
+        out.write_all(b)?;
     }
     let mut image = CheckedImage {
         inner: parts.image,
@@ -117,32 +118,18 @@ fn write_tar<W: Write, R: Read>(out: W, parts: BundleParts<R>) -> Result<W, Bund
         )),
         failure: None,
     };
-    let copied = append(&mut tar, IMAGE, parts.image_ref.size, &mut image);
+    let copied = io::copy(&mut image, &mut out);
     if let Some(e) = image.failure.take() {
         return Err(BundleWriteError::Image(e));
     }
     copied?;
-    Ok(tar.into_inner()?)
+    for b in layout.tail() {
+        out.write_all(b)?;
+    }
+    Ok(out)
 }
 
-fn append<W: Write, R: Read>(
-    tar: &mut tar::Builder<W>,
-    name: &str,
-    size: u64,
-    data: R,
-) -> Result<(), BundleWriteError> {
-    let mut h = tar::Header::new_ustar();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_size(size);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    h.set_uid(0);
-    h.set_gid(0);
-    tar.append_data(&mut h, name, data)?;
-    Ok(())
-}
-
-/// Counts and hashes the image as tar copies it. It refuses to hand out a byte past the
+/// Counts and hashes the image as it is copied. It refuses to hand out a byte past the
 /// manifest's size, and at the end of the stream it fails unless size and hash match, so
 /// the archive never gets an image entry of the wrong length.
 struct CheckedImage<R> {
@@ -176,6 +163,7 @@ impl<R: Read> Read for CheckedImage<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use np_common::bundle::IMAGE;
     use np_common::Sha256Digest;
 
     fn parts(image: &[u8], size: u64, with_docs: bool) -> BundleParts<&[u8]> {

@@ -123,9 +123,9 @@ pub async fn run(args: &Args) -> Result<(), CliError> {
     }
     let state = match pg {
         Some(pg) => {
-            // Events stored from here on by other replicas feed this one's rollout guard;
-            // those before are counted by the replay at open.
-            let mark = pg.last_event_id().await?;
+            // Marks stored from here on by other replicas feed this one's rollout guard;
+            // those before are loaded at open.
+            let mark = pg.last_tally_change().await?;
             let state =
                 datadir::open_with_store(config, crate::store::Store::Postgres(pg), system_clock())
                     .await?;

@@ -68,6 +68,37 @@ fn require_data(dir: &std::path::Path) -> Result<(), CliError> {
     }
 }
 
+/// A time to the second, as people read it (`2026-11-29T17:16:30Z`).
+fn whole_seconds(t: jiff::Timestamp) -> String {
+    t.round(jiff::Unit::Second).unwrap_or(t).to_string()
+}
+
+/// The token list as aligned columns: NAME, ROLE, CREATED.
+fn table(list: &[tokens::TokenRecord]) -> Vec<String> {
+    let name_w = list
+        .iter()
+        .map(|t| t.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let role_w = list
+        .iter()
+        .map(|t| t.role.to_string().len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let mut out = vec![format!("{:<name_w$}  {:<role_w$}  CREATED", "NAME", "ROLE")];
+    for t in list {
+        out.push(format!(
+            "{:<name_w$}  {:<role_w$}  {}",
+            t.name,
+            t.role.to_string(),
+            whole_seconds(t.created_at)
+        ));
+    }
+    out
+}
+
 /// Runs `token`.
 pub fn run(args: &Args) -> Result<(), CliError> {
     match &args.cmd {
@@ -100,13 +131,12 @@ pub fn run(args: &Args) -> Result<(), CliError> {
             if *json {
                 let v: Vec<_> = list
                     .iter()
-                    .map(|t| serde_json::json!({"name": t.name, "role": t.role, "created_at": t.created_at}))
+                    .map(|t| serde_json::json!({"name": t.name, "role": t.role, "created_at": whole_seconds(t.created_at)}))
                     .collect();
                 crate::outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
-                crate::outln!("{:<24} {:<8} CREATED", "NAME", "ROLE");
-                for t in list {
-                    crate::outln!("{:<24} {:<8} {}", t.name, t.role, t.created_at);
+                for line in table(&list) {
+                    crate::outln!("{line}");
                 }
             }
         }
@@ -123,4 +153,33 @@ pub fn run(args: &Args) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_list_is_aligned_with_whole_seconds() {
+        let at: jiff::Timestamp = "2026-11-29T17:16:30.123456789Z".parse().unwrap();
+        let rec = |name: &str, role| tokens::TokenRecord {
+            name: name.to_owned(),
+            role,
+            sha256: String::new(),
+            created_at: at,
+        };
+        let lines = table(&[
+            rec("admin", TokenRole::Admin),
+            rec("a-much-longer-name-than-24-chars", TokenRole::Release),
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "NAME                              ROLE     CREATED",
+                "admin                             admin    2026-11-29T17:16:30Z",
+                "a-much-longer-name-than-24-chars  release  2026-11-29T17:16:30Z",
+            ]
+        );
+    }
 }

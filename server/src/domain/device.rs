@@ -90,6 +90,10 @@ pub struct DeviceRecord {
     /// How the box's last update attempt ended, as it reported it.
     #[serde(default)]
     pub last_result: Option<np_common::api::LastResult>,
+    /// The `seq` of the newest signed receipt of the box the server holds: the running
+    /// version and last result follow only a receipt newer than it.
+    #[serde(default)]
+    pub last_receipt_seq: Option<u64>,
     /// The current signed entitlement envelope.
     pub entitlement: Envelope,
     /// When the box was registered.
@@ -128,6 +132,7 @@ impl DeviceRecord {
             version: None,
             pending_action: None,
             last_result: None,
+            last_receipt_seq: None,
             entitlement: Envelope {
                 payload_type: String::new(),
                 payload: String::new(),

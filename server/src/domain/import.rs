@@ -56,6 +56,20 @@ impl ImportRow {
 pub struct ImportRequest {
     /// The boxes to register.
     pub devices: Vec<ImportRow>,
+    /// Skip (and count) a box registered already with the same facts (model, customer,
+    /// purchase date, and the key when the row gives one), so that a re-run of a file is
+    /// safe; a box registered with other facts is still refused (`exists`).
+    #[serde(default)]
+    pub skip_existing: bool,
+}
+
+/// What one batch did.
+#[derive(Debug)]
+pub struct Imported {
+    /// The boxes registered now, in the order given.
+    pub registered: Vec<DeviceRecord>,
+    /// The serials skipped as registered already with the same facts.
+    pub skipped: Vec<Serial>,
 }
 
 /// Why one row was refused.
@@ -129,13 +143,22 @@ fn rejected(errors: Vec<RowError>) -> ApiError {
     .with_details(serde_json::json!({ "errors": errors }))
 }
 
+/// Does a registered box carry the facts of a row (the key only when the row gives one)?
+fn same_facts(rec: &DeviceRecord, row: &Checked) -> bool {
+    rec.model == row.model
+        && rec.customer == row.customer
+        && rec.purchase_date == row.purchase
+        && (row.device_key.is_none() || rec.device_key == row.device_key)
+}
+
 /// Registers every row in one transaction (audited `import`, one entry per box), or none:
-/// 422 `import_rejected` with `details.errors` naming each bad row's line.
+/// 422 `import_rejected` with `details.errors` naming each bad row's line. With
+/// `skip_existing`, a box registered already with the same facts is skipped, not refused.
 pub async fn import(
     state: &AppState,
     actor: &str,
     req: ImportRequest,
-) -> Result<Vec<DeviceRecord>, ApiError> {
+) -> Result<Imported, ApiError> {
     if req.devices.is_empty() || req.devices.len() > MAX_ROWS {
         return Err(ApiError::unprocessable(
             "bad_import",
@@ -177,19 +200,29 @@ pub async fn import(
         action: "import",
         at: now,
     };
+    // The rows found registered already (the closure may run again on a conflict).
+    let found = std::sync::Mutex::new(Vec::<Serial>::new());
     let written = state
         .store
         .mutate_devices(&serials, &change, |recs| {
+            let mut skipped = Vec::new();
             let taken: Vec<RowError> = rows
                 .iter()
                 .zip(recs.iter())
-                .filter(|(_, rec)| rec.is_some())
+                .filter(|(r, rec)| match rec {
+                    Some(rec) => !(req.skip_existing && same_facts(rec, r)),
+                    None => false,
+                })
                 .map(|(r, _)| row_error(r.line, r.serial.as_str(), &registry::exists(&r.serial)))
                 .collect();
             if !taken.is_empty() {
                 return Err(rejected(taken));
             }
             for (slot, r) in recs.iter_mut().zip(&rows) {
+                if slot.is_some() {
+                    skipped.push(r.serial.clone());
+                    continue;
+                }
                 *slot = Some(DeviceRecord::new(
                     r.serial.clone(),
                     r.model.clone(),
@@ -201,9 +234,20 @@ pub async fn import(
                     now,
                 ));
             }
+            if let Ok(mut f) = found.lock() {
+                *f = skipped;
+            }
             Ok(())
         })
         .await
         .map_err(MutateError::<ApiError>::into_inner)?;
-    Ok(written.into_iter().flatten().collect())
+    let skipped = found.into_inner().unwrap_or_else(|p| p.into_inner());
+    Ok(Imported {
+        registered: written
+            .into_iter()
+            .flatten()
+            .filter(|r| !skipped.contains(&r.serial))
+            .collect(),
+        skipped,
+    })
 }

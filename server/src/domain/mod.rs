@@ -3,13 +3,15 @@
 //! swap, revoke, edit), `import` (bulk registration, all or none), `validate` (request
 //! fields into domain values), `offers` (what a box is told at check-in), `rollout` (the
 //! staged-rollout bucket), `plan` (rollout plans: stages on a clock and the guard's
-//! threshold), `guard` (attempts and failures per release), `rotation` (keyring drafts,
+//! threshold), `guard` (attempts and failures per release), `offline` (requests and
+//! receipts boxes sign with their device key), `rotation` (keyring drafts,
 //! installs and re-signing) and `words` (wire names for people and logs).
 
 pub mod device;
 pub mod guard;
 pub mod import;
 pub mod offers;
+pub mod offline;
 pub mod plan;
 pub mod registry;
 pub mod rollout;

@@ -271,6 +271,22 @@ mod tests {
     }
 
     #[test]
+    fn an_offline_request_is_not_answered_with_a_paused_or_halted_release() {
+        use crate::domain::offline::release_for_request;
+        let f = Fixture::new();
+        let mut newer = entry("5.3.0", &["NR-2000"], "stable");
+        newer.paused = true;
+        let older = entry("5.2.0", &["NR-2000"], "stable");
+        let releases = vec![newer.clone(), older];
+        let r = release_for_request(&f.view(None), &releases).unwrap();
+        assert_eq!(r.release.version.to_string(), "5.2.0");
+        // Only a paused one: refused, naming the hold.
+        let only = vec![newer];
+        let hold = release_for_request(&f.view(None), &only).unwrap_err();
+        assert_eq!(hold.as_ref().map(Hold::rule), Some("paused"));
+    }
+
+    #[test]
     fn newest_due_release_is_offered() {
         let f = Fixture::new();
         let rs = vec![

@@ -42,6 +42,10 @@ pub struct EditRequest {
     /// Accept a purchase date more than [`FUTURE_DAYS`] days ahead of today.
     #[serde(default)]
     pub allow_future: bool,
+    /// The box's public key (base64), set or replaced (a box swapped in without one
+    /// cannot check in until it has one).
+    #[serde(default)]
+    pub device_key: Option<String>,
 }
 
 /// How many days ahead of today a purchase date may be without `allow_future` (time
@@ -130,18 +134,19 @@ fn require_active(d: &DeviceRecord, what: &str) -> Result<(), ApiError> {
     if d.status == Status::Active {
         return Ok(());
     }
-    let why = match (&d.status, &d.replaced_by) {
-        (Status::Replaced, Some(by)) => format!("it was replaced by {by}; {what} {by} instead"),
-        _ => "it was revoked; its coverage cannot change any more".to_owned(),
-    };
-    Err(ApiError::conflict(
-        "not_active",
-        format!(
-            "device {} is {}, so it cannot be changed: {why}",
+    // Said once: the status is the reason ("is revoked, so ..."), not repeated after it.
+    let message = match (&d.status, &d.replaced_by) {
+        (Status::Replaced, Some(by)) => format!(
+            "device {} was replaced by {by}, so it cannot be changed; {what} {by} instead",
+            d.serial
+        ),
+        _ => format!(
+            "device {} is {}, so its coverage cannot change any more",
             d.serial, d.status
         ),
-    )
-    .with_details(serde_json::json!({"status": d.status})))
+    };
+    Err(ApiError::conflict("not_active", message)
+        .with_details(serde_json::json!({"status": d.status})))
 }
 
 fn one(mut recs: Vec<Option<DeviceRecord>>) -> Result<DeviceRecord, ApiError> {
@@ -352,10 +357,11 @@ pub async fn edit(
         .as_deref()
         .map(|d| validate::date("purchase_date", d))
         .transpose()?;
-    if customer.is_none() && purchase.is_none() {
+    let device_key = validate::device_key("device_key", req.device_key.as_deref())?;
+    if customer.is_none() && purchase.is_none() && device_key.is_none() {
         return Err(ApiError::unprocessable(
             "nothing_to_change",
-            "name what to correct: the customer, the purchase date, or both",
+            "name what to correct: the customer, the purchase date, the device key, or some of them",
         ));
     }
     if let Some(p) = purchase {
@@ -378,6 +384,12 @@ pub async fn edit(
             if let Some(c) = &customer {
                 d.customer = c.clone();
                 d.updated_at = now;
+            }
+            if let Some(k) = &device_key {
+                if d.device_key.as_ref() != Some(k) {
+                    d.device_key = Some(k.clone());
+                    d.updated_at = now;
+                }
             }
             if let (Some(p), Some(t)) = (purchase, &term) {
                 if p == d.purchase_date {

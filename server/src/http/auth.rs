@@ -101,7 +101,7 @@ role_extractor!(
     /// A caller with the `admin` role.
     AdminCaller,
     [],
-    "manage tokens"
+    "draft or install signing keyrings: that needs an admin token (`np-server token create --role admin`)"
 );
 role_extractor!(
     /// Any authenticated caller (any role).

@@ -3,7 +3,10 @@
 //! streamed as tar straight from the blob file (`crate::blobs::bundle_tar`), never held in memory.
 //! A box that may not install V (the update rule, or V is yanked) gets 403 with `details.rule`.
 
-use crate::blobs::bundle_tar::{bundle_len, bundle_stream, BundleDocs};
+use crate::blobs::bundle_tar::{
+    accepts_gzip, bundle_stream, gzip_stream, BundleDocs, BundleLayout,
+};
+use crate::domain::device::DeviceRecord;
 use crate::domain::offers;
 use crate::http::auth::StaffCaller;
 use crate::http::blobs::{blob_error, not_entitled};
@@ -12,9 +15,10 @@ use crate::http::devices::path_serial;
 use crate::http::error::{ApiError, ApiPath, ApiQuery};
 use crate::http::releases::parse_version;
 use crate::state::AppState;
+use crate::store::ReleaseRecord;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
@@ -41,6 +45,7 @@ pub struct BundleQuery {
 pub async fn bundle(
     State(state): State<AppState>,
     _caller: StaffCaller,
+    headers: HeaderMap,
     ApiPath(serial): ApiPath<String>,
     ApiQuery(q): ApiQuery<BundleQuery>,
 ) -> Result<Response, ApiError> {
@@ -61,6 +66,21 @@ pub async fn bundle(
     offers::may_install_for(&view, &record.entry(view.now), parts.running_known)
         .map_err(|h| not_entitled(&h))?;
 
+    let resp = serve_bundle(&state, &device, record, &headers).await?;
+    tracing::info!(serial = %serial, version = %version, "bundle served");
+    Ok(resp)
+}
+
+/// Answers the bundle of `record` for `device` (the current keyring, the release's
+/// manifest, the box's entitlement, the image streamed from its blob), gzip-compressed
+/// (`Content-Encoding: gzip`) when the request's `Accept-Encoding` takes it, else with
+/// its exact `Content-Length`.
+pub async fn serve_bundle(
+    state: &AppState,
+    device: &DeviceRecord,
+    record: &ReleaseRecord,
+    request_headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let image = &record.release.image;
     let (file, size) = state
         .blobs
@@ -78,20 +98,36 @@ pub async fn bundle(
         manifest: record.manifest.to_json(),
         entitlement: Some(device.entitlement.to_json()),
     };
-    let len = bundle_len(&docs, size);
     let mtime = u64::try_from(record.release.released_at.as_second()).unwrap_or(0);
-    let stream = bundle_stream(docs, file, size, mtime).map_err(ApiError::internal)?;
-    let mut resp = Response::new(Body::from_stream(stream));
+    let layout = BundleLayout::new(docs, size, mtime).map_err(ApiError::internal)?;
+    let len = layout.archive_len();
+    let gzip = request_headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(accepts_gzip);
+    let stream = bundle_stream(layout, file);
+    let mut resp = if gzip {
+        Response::new(Body::from_stream(gzip_stream(stream)))
+    } else {
+        Response::new(Body::from_stream(stream))
+    };
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-tar"),
     );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    let disposition = format!("attachment; filename=\"{serial}-{version}.tar\"");
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    } else {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    let disposition = format!(
+        "attachment; filename=\"{}-{}.tar\"",
+        device.serial, record.release.version
+    );
     if let Ok(v) = HeaderValue::from_str(&disposition) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
-    tracing::info!(serial = %serial, version = %version, "bundle served");
     Ok(resp)
 }

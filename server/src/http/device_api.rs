@@ -161,29 +161,32 @@ async fn check_in(
             "the slot must be \"a\" or \"b\"",
         ));
     }
+    if req.receipts.len() > np_common::api::MAX_RECEIPTS_PER_CHECK_IN {
+        return Err(ApiError::bad_request(
+            "too_many_receipts",
+            format!(
+                "a check-in carries at most {} receipts",
+                np_common::api::MAX_RECEIPTS_PER_CHECK_IN
+            ),
+        ));
+    }
     let now = state.now();
     let serial = device.serial.clone();
+    let receipts_done =
+        crate::http::offline::file_checked_in(&state, &device, req.receipts.clone()).await?;
 
     // The box's own account: slot, phase, last result, versions it rolled back from.
     let pending = device.pending_action.clone();
     let done = pending
         .as_ref()
         .is_some_and(|p| action_done_at_check_in(p, &req));
-    // What the box was handed already (unknown when the report cannot be read: then the
-    // action is handed again, which the box ignores when it has it).
-    let handed = match pending.as_ref().filter(|_| !done) {
-        Some(_) => state
-            .store
-            .device_report(&serial)
-            .await
-            .ok()
-            .map(|r| r.delivered_action),
-        None => None,
-    };
+    // Sent with every check-in until the box has acted on it or refused it: an answer
+    // lost on the way (a cut connection, a manifest the box refused) must not lose the
+    // action. The box carries out each action once (it ignores one not newer than the
+    // last it took).
     let deliver = pending
         .as_ref()
         .filter(|_| !done)
-        .filter(|p| handed.is_none_or(|d| d != Some(p.issued_at)))
         .map(|p| (p.issued_at, p.envelope.clone()));
     let delivered_at = deliver.as_ref().map(|(at, _)| *at);
     // Whole seconds, as every time the server keeps (older agents sent nanoseconds).
@@ -192,7 +195,7 @@ async fn check_in(
         r
     });
     let changed_from = device.version.clone().filter(|v| v != &req.version);
-    state
+    let report = state
         .store
         .update_device_report(&serial, |r| {
             if let Some(v) = &changed_from {
@@ -236,8 +239,14 @@ async fn check_in(
         })
         .await
         .map_err(|e| e.into_inner())?;
+    // A rollback reported with a staff rollback action handed to this box: staff ordered
+    // it, so it is no failure of the release.
+    let staff_rollback = done
+        && pending.as_ref().is_some_and(|p| {
+            p.action == ActionKind::Rollback && report.delivered_action == Some(p.issued_at)
+        });
     if let Some(lr) = &last_result {
-        if let (Some(v), Some(seen)) = (&lr.version, Seen::of_outcome(lr.outcome)) {
+        if let (Some(v), Some(seen)) = (&lr.version, Seen::of_outcome(lr.outcome, staff_rollback)) {
             crate::http::guard::observe(&state, &serial, v, seen).await;
         }
     }
@@ -285,6 +294,7 @@ async fn check_in(
             url: url_of(r),
         }),
         action: deliver.map(|(_, env)| env),
+        receipts_done,
     }))
 }
 
@@ -385,7 +395,11 @@ async fn event(
             .await
             .map_err(|e| e.into_inner())?;
     }
-    if let (Some(v), Some(seen)) = (&ev.version, Seen::of_event(ev.event)) {
+    // A rollback that answers the staff rollback action handed to this box is no failure.
+    let staff_rollback = device.pending_action.as_ref().is_some_and(|p| {
+        p.action == ActionKind::Rollback && report.delivered_action == Some(p.issued_at)
+    });
+    if let (Some(v), Some(seen)) = (&ev.version, Seen::of_event(ev.event, staff_rollback)) {
         crate::http::guard::observe(&state, &serial, v, seen).await;
     }
     tracing::info!(serial = %serial, event = %crate::domain::words::wire_name(&ev.event), "device event");

@@ -68,6 +68,11 @@ pub struct ImportAnswer {
     pub imported: usize,
     /// Their serials, in the order given.
     pub serials: Vec<Serial>,
+    /// How many boxes were skipped as registered already with the same facts
+    /// (`skip_existing`).
+    pub skipped: usize,
+    /// Their serials.
+    pub skipped_serials: Vec<Serial>,
 }
 
 #[utoipa::path(post, path = "/api/v1/devices/import", tag = "devices", security(("staff" = [])),
@@ -78,12 +83,14 @@ async fn import_devices(
     ApiJson(req): ApiJson<ImportRequest>,
 ) -> Result<(StatusCode, Json<ImportAnswer>), ApiError> {
     let done = import::import(&state, &caller.name, req).await?;
-    tracing::info!(count = done.len(), actor = %caller.name, "devices imported");
+    tracing::info!(count = done.registered.len(), skipped = done.skipped.len(), actor = %caller.name, "devices imported");
     Ok((
         StatusCode::CREATED,
         Json(ImportAnswer {
-            imported: done.len(),
-            serials: done.into_iter().map(|d| d.serial).collect(),
+            imported: done.registered.len(),
+            serials: done.registered.into_iter().map(|d| d.serial).collect(),
+            skipped: done.skipped.len(),
+            skipped_serials: done.skipped,
         }),
     ))
 }

@@ -19,6 +19,7 @@ pub mod error;
 pub mod guard;
 pub mod keyring;
 pub mod metrics;
+pub mod offline;
 pub mod openapi;
 pub mod range;
 pub mod releases;
@@ -53,6 +54,7 @@ pub fn app(state: AppState) -> Router {
         .merge(device_api::router(&state.config.limits))
         .merge(actions::router())
         .merge(bundle::router())
+        .merge(offline::router())
         .merge(keyring::router())
         .merge(console::router(state.clone()))
         .fallback(not_found)

@@ -137,7 +137,7 @@ pub struct ReleaseList {
 
 fn body_of(state: &AppState, r: ReleaseRecord, installs: u64) -> ReleaseBody {
     let now = state.now();
-    let Figures { attempts, failures } = state.tallies.figures(&r.release.version);
+    let Figures { attempts, failures } = state.tallies.figures(&r.release.version, 0);
     ReleaseBody {
         rollout_percent: r.percent_at(now),
         stage: r.plan.as_ref().map(|p| p.progress(now)),
@@ -288,10 +288,28 @@ async fn create(
         })?,
         None => now,
     };
+    if released_at > now + jiff::SignedDuration::from_hours(1) {
+        // Boxes refuse a manifest dated more than 24 hours ahead of their clock: such a
+        // release would break every box's check-in until that day.
+        return Err(ApiError::unprocessable(
+            "future_release_date",
+            format!(
+                "released_at {released_at} is ahead of the server's clock ({now}); boxes refuse a release dated ahead of their time, so publish it dated now (leave released_at out) and hold it with paused or a rollout plan"
+            ),
+        ));
+    }
     let min_from_version = match &req.min_from_version {
         Some(s) => parse_version("min_from_version", s)?,
         None => parse_version("min_from_version", "0.0.0")?,
     };
+    if min_from_version >= version {
+        return Err(ApiError::unprocessable(
+            "bad_min_from_version",
+            format!(
+                "min_from_version {min_from_version} must be below the release's own version {version}: it is the oldest version a box may upgrade from"
+            ),
+        ));
+    }
     let warnings: Vec<String> = unreachable_min_from(&state, &version, &min_from_version, &models)
         .await?
         .into_iter()
@@ -355,7 +373,8 @@ async fn create(
         updated_at: now,
         plan: plan.map(|p| PlanState::new(p, now, req.paused)),
         halt: None,
-        guard_baseline: None,
+        guard_epoch: 0,
+        guard_since: None,
     };
     let audited = Change {
         actor: Some(&caller.name),
@@ -376,7 +395,7 @@ async fn create(
 }
 
 /// Says so when no box the server knows of could install `version`: its minimum version to
-/// upgrade from is above the newest release of every listed model. That is a warning, not a
+/// upgrade from is above the newest release (not yanked) of every listed model. That is a warning, not a
 /// refusal: boxes may run firmware the server never published (a factory image), and models
 /// with no release yet pass outright.
 async fn unreachable_min_from(
@@ -390,7 +409,7 @@ async fn unreachable_min_from(
     for m in models {
         let top = releases
             .iter()
-            .filter(|r| r.release.models.contains(m))
+            .filter(|r| !r.yanked && r.release.models.contains(m))
             .map(|r| &r.release.version)
             .max();
         match top {
@@ -403,7 +422,7 @@ async fn unreachable_min_from(
         return Ok(None);
     }
     Ok(Some(format!(
-        "no box running a release published here can install {version}: the minimum version to upgrade from, {min_from}, is above the newest release of every listed model ({}); boxes on older firmware need an intermediate release, or lower the minimum version",
+        "no box running a release published here can install {version}: min_from_version {min_from} is above the newest release of every listed model ({}); boxes on older firmware need an intermediate release, or lower min_from_version",
         newest.join(", ")
     )))
 }
@@ -437,59 +456,81 @@ pub async fn set(
         None => None,
     };
     let now = state.now();
-    let (before, after) = state
+    let change = Change {
+        actor: Some(&caller.name),
+        action: "release_set",
+        at: now,
+    };
+    let (_, after) = state
         .store
-        .update_release(&version, |r| {
-            // A release yanked before and still yanked after takes no resume, percent or
-            // plan (yanking and changing the rollout in one request is allowed).
-            let was_yanked = r.yanked;
-            if let Some(y) = req.yanked {
-                r.yanked = y;
-            }
-            if was_yanked && r.yanked {
-                let refused = [
-                    (req.paused == Some(false), "resumed"),
-                    (percent.is_some(), "given a rollout percent"),
-                    (matches!(plan, Some(Some(_))), "given a plan"),
-                ];
-                if let Some((_, what)) = refused.iter().find(|(bad, _)| *bad) {
-                    return Err(yanked(&version, what));
+        .update_release_audited(
+            &version,
+            &change,
+            |r| {
+                // A yanked release stays yanked, and takes no resume, percent or plan,
+                // also in the request that yanks it.
+                if r.yanked || req.yanked == Some(true) {
+                    let refused = [
+                        (req.yanked == Some(false), "un-yanked"),
+                        (req.paused == Some(false), "resumed"),
+                        (percent.is_some(), "given a rollout percent"),
+                        (matches!(plan, Some(Some(_))), "given a plan"),
+                    ];
+                    if let Some((_, what)) = refused.iter().find(|(bad, _)| *bad) {
+                        return Err(yanked(&version, what));
+                    }
                 }
-            }
-            match &plan {
-                Some(Some(p)) => r.plan = Some(PlanState::new(p.clone(), now, r.paused)),
-                Some(None) => r.plan = None,
-                None => {}
-            }
-            if let Some(p) = percent {
-                r.rollout_percent = p;
-                if let Some(ps) = &mut r.plan {
-                    ps.set_percent(now, p);
+                if let Some(y) = req.yanked {
+                    r.yanked = y;
                 }
-            }
-            if let Some(p) = req.paused {
-                r.set_paused(p, now, state.tallies.figures(&version));
-            }
-            r.updated_at = now;
-            Ok::<(), ApiError>(())
-        })
+                match &plan {
+                    Some(Some(p)) => match &mut r.plan {
+                        // The same stages: only the guard's settings change; the stages
+                        // and their progress stay.
+                        Some(current) if current.plan.stages == p.stages => {
+                            current.plan.max_failure_percent = p.max_failure_percent;
+                            current.plan.min_attempts = p.min_attempts;
+                        }
+                        _ => r.plan = Some(PlanState::new(p.clone(), now, r.paused)),
+                    },
+                    Some(None) => {
+                        // Without its plan the rollout stays where the plan had taken it.
+                        r.rollout_percent = r.percent_at(now);
+                        r.plan = None;
+                    }
+                    None => {}
+                }
+                if let Some(p) = percent {
+                    r.rollout_percent = p;
+                    if let Some(ps) = &mut r.plan {
+                        ps.set_percent(now, p);
+                    }
+                }
+                if let Some(p) = req.paused {
+                    r.set_paused(p, now);
+                }
+                r.updated_at = now;
+                Ok::<(), ApiError>(())
+            },
+            |before, after| (snapshot(before), snapshot(after)),
+        )
         .await
         .map_err(|e| match e {
             ReleaseChangeError::NotFound => not_found(&version),
             ReleaseChangeError::Rejected(e) => e,
             ReleaseChangeError::Store(s) => s.into(),
         })?;
-    state
-        .store
-        .append_audit(
-            now,
-            &caller.name,
-            "release_set",
-            None,
-            Some(snapshot(&before)),
-            Some(snapshot(&after)),
-        )
-        .await?;
+    // A plan whose threshold the figures already reach halts at once.
+    let after = if matches!(plan, Some(Some(_))) {
+        crate::http::guard::judge(&state, &version).await?;
+        state
+            .store
+            .release(&version)
+            .await?
+            .ok_or_else(|| not_found(&version))?
+    } else {
+        after
+    };
     let installs = state
         .store
         .install_counts()

@@ -33,6 +33,26 @@ impl H {
         a.status
     }
 
+    async fn check_in_as(&self, serial: &str, version: &str, last_result: Value) -> Value {
+        let body = serde_json::to_vec(&json!({"version": version, "slot": "a", "state": "idle",
+            "nonce": "00ff", "last_result": last_result}))
+        .unwrap();
+        let now = self.state.now();
+        let a = self
+            .device(
+                &self.key,
+                serial,
+                "POST",
+                "/api/v1/device/check-in",
+                &body,
+                now,
+                None,
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{:?}", a.json());
+        a.json()
+    }
+
     async fn set(&self, body: Value) -> (StatusCode, Value) {
         let a = self
             .staff("PATCH", "/api/v1/releases/5.3.0", Some(body))
@@ -91,12 +111,12 @@ async fn a_plan_advances_with_the_clock_and_staff_may_still_steer_it() {
         summary(&h.check_in("5.1.0").await),
         (some("5.3.0"), None, some("5.3.0"))
     );
-    // `null` drops the plan: the fixed percent (the staff's 0) is back.
+    // `null` drops the plan: the release stays at the percent the plan had reached.
     let (status, r) = h.set(json!({ "plan": null })).await;
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!(
         (r["rollout_percent"].clone(), r.get("plan"), r.get("stage")),
-        (json!(0), None, None)
+        (json!(100), None, None)
     );
 }
 
@@ -183,8 +203,11 @@ async fn the_guard_halts_a_failing_release_and_a_resume_forgets_old_failures() {
         ),
         (json!(3), json!(3), json!(false))
     );
-    // The fourth attempt makes 3 of 4 ≥ 50 %: halted by the server.
+    // A download (the image staged) is no attempt.
     assert_eq!(h.box_event(&serials[3], "download").await, StatusCode::OK);
+    assert_eq!(h.show().await["attempts"], 3);
+    // The fourth attempt makes 3 of 4 ≥ 50 %: halted by the server.
+    assert_eq!(h.box_event(&serials[3], "install").await, StatusCode::OK);
     let r = h.show().await;
     assert_eq!(r["paused"], true, "{r}");
     assert_eq!(r["halt"]["figures"], json!({"attempts": 4, "failures": 3}));
@@ -216,11 +239,21 @@ async fn the_guard_halts_a_failing_release_and_a_resume_forgets_old_failures() {
         "{text}"
     );
 
+    // A box that started before the halt is still installing it.
+    h.set_now("2026-11-23T10:30:00Z");
+    assert_eq!(h.box_event(&serials[10], "install").await, StatusCode::OK);
+
     // Staff resume: the same failures do not halt it again.
+    h.set_now("2026-11-23T11:00:00Z");
     let (status, r) = h.set(json!({"paused": false})).await;
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!((r["paused"].clone(), r.get("halt")), (json!(false), None));
+    h.set_now("2026-11-23T11:00:01Z");
+    // Boxes that tried it before the resume fail now: they counted before, not again
+    // (never more failures than attempts).
     assert_eq!(h.box_event(&serials[1], "failure").await, StatusCode::OK);
+    assert_eq!(h.box_event(&serials[3], "rollback").await, StatusCode::OK);
+    assert_eq!(h.box_event(&serials[10], "rollback").await, StatusCode::OK);
     assert_eq!(h.box_event(&serials[4], "commit").await, StatusCode::OK);
     assert_eq!(h.box_event(&serials[5], "commit").await, StatusCode::OK);
     assert_eq!(h.box_event(&serials[6], "rollback").await, StatusCode::OK);
@@ -252,27 +285,189 @@ async fn the_guard_halts_a_failing_release_and_a_resume_forgets_old_failures() {
 }
 
 #[tokio::test]
-async fn the_guard_figures_survive_a_restart() {
+async fn the_guard_figures_survive_a_restart_and_unknown_versions_are_not_counted() {
     let h = H::new().await;
     let serials: Vec<String> = (1..=3).map(serial).collect();
     for s in &serials {
         h.register(s, "2026-03-01").await;
     }
     h.publish("5.3.0", json!({})).await;
-    for (s, e) in serials.iter().zip(["rollback", "commit", "download"]) {
+    for (s, e) in serials.iter().zip(["rollback", "commit", "install"]) {
         assert_eq!(h.box_event(s, e).await, StatusCode::OK);
     }
-    // The counters rebuilt from the store match the live ones.
+    // The box that rolled back installs 5.4.0 later: its newest result no longer says it
+    // rolled back 5.3.0, and its failure still counts.
+    h.publish("5.4.0", json!({})).await;
+    h.check_in_as(
+        &serials[0],
+        "5.4.0",
+        json!({"version": "5.4.0", "outcome": "installed", "detail": "ok",
+            "at": "2026-11-23T10:00:00Z"}),
+    )
+    .await;
+    // A version that is no release is not counted, nor stored.
+    let body = serde_json::to_vec(&json!({"version": "9.9.9", "event": "failure", "detail": "x"}))
+        .unwrap();
+    let a = h
+        .device(
+            &h.key,
+            &serials[1],
+            "POST",
+            "/api/v1/device/events",
+            &body,
+            h.state.now(),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    // The counts rebuilt from the store (as at start) match the live ones.
+    let marks = h.state.store.tally_marks().await.unwrap();
+    assert!(
+        marks.iter().all(|(v, _, _)| v.to_string() != "9.9.9"),
+        "{marks:?}"
+    );
     let fresh = crate::domain::guard::Tallies::default();
-    h.state.store.replay_reports(&fresh).await.unwrap();
-    let v = np_common::Version::parse("5.3.0").unwrap();
-    assert_eq!(fresh.figures(&v), h.state.tallies.figures(&v));
+    for (v, s, m) in marks {
+        fresh.load(v, s, m);
+    }
+    let f = |attempts, failures| crate::domain::plan::Figures { attempts, failures };
+    for (v, want) in [("5.3.0", f(3, 1)), ("5.4.0", f(1, 0)), ("9.9.9", f(0, 0))] {
+        let v = np_common::Version::parse(v).unwrap();
+        assert_eq!(h.state.tallies.figures(&v, 0), want, "{v}");
+        assert_eq!(fresh.figures(&v, 0), want, "{v}");
+    }
+}
+
+#[tokio::test]
+async fn a_rollback_ordered_by_staff_is_no_failure() {
+    let h = H::new().await;
+    let other = serial(1);
+    h.register(SERIAL, "2026-03-01").await;
+    h.register(&other, "2026-03-01").await;
+    h.publish("5.3.0", json!({})).await;
+    assert_eq!(h.box_event(SERIAL, "commit").await, StatusCode::OK);
+    h.check_in("5.3.0").await;
+    let a = h
+        .staff(
+            "POST",
+            &format!("/api/v1/devices/{SERIAL}/actions"),
+            Some(json!({"action": "rollback"})),
+        )
+        .await;
+    assert!(a.status.is_success(), "{:?}", a.json());
+    h.set_now("2026-11-23T10:01:00Z");
+    // The check-in hands the action over; the box rolls back and says so.
+    assert!(h.check_in("5.3.0").await.get("action").is_some());
+    h.set_now("2026-11-23T10:02:00Z");
+    assert_eq!(h.box_event(SERIAL, "rollback").await, StatusCode::OK);
+    h.check_in_as(
+        SERIAL,
+        "5.1.0",
+        json!({"version": "5.3.0", "outcome": "rolled_back",
+            "detail": "a staff rollback action", "at": "2026-11-23T10:02:00Z"}),
+    )
+    .await;
+    // Later check-ins repeat it: still no failure.
+    h.set_now("2026-11-23T11:00:00Z");
+    h.check_in_as(
+        SERIAL,
+        "5.1.0",
+        json!({"version": "5.3.0", "outcome": "rolled_back",
+            "detail": "a staff rollback action", "at": "2026-11-23T10:02:00Z"}),
+    )
+    .await;
+    let r = h.show().await;
     assert_eq!(
-        fresh.figures(&v),
-        crate::domain::plan::Figures {
-            attempts: 3,
-            failures: 1
-        }
+        (r["attempts"].clone(), r["failures"].clone()),
+        (json!(1), json!(0)),
+        "{r}"
+    );
+    // A box that rolls back by itself (no staff action) is a failure, also when it says
+    // so only in its check-in.
+    h.check_in_as(
+        &other,
+        "5.1.0",
+        json!({"version": "5.3.0", "outcome": "rolled_back",
+            "detail": "health check failed", "at": "2026-11-23T10:59:00Z"}),
+    )
+    .await;
+    let r = h.show().await;
+    assert_eq!(
+        (r["attempts"].clone(), r["failures"].clone()),
+        (json!(2), json!(1)),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn a_plan_over_a_threshold_already_reached_halts_at_once() {
+    let h = H::new().await;
+    let serials: Vec<String> = (1..=4).map(serial).collect();
+    for s in &serials {
+        h.register(s, "2026-03-01").await;
+    }
+    h.publish("5.3.0", json!({})).await;
+    for (s, e) in serials
+        .iter()
+        .zip(["rollback", "failure", "commit", "commit"])
+    {
+        assert_eq!(h.box_event(s, e).await, StatusCode::OK);
+    }
+    assert_eq!(h.show().await["paused"], false, "no plan, no guard");
+    let (status, r) = h
+        .set(json!({"plan": {"stages": [{"percent": 100}],
+            "max_failure_percent": 50, "min_attempts": 4}}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["paused"], true, "{r}");
+    assert_eq!(r["halt"]["figures"], json!({"attempts": 4, "failures": 2}));
+}
+
+#[tokio::test]
+async fn changing_only_the_guard_keeps_the_stages_and_dropping_the_plan_freezes_its_percent() {
+    let h = H::new().await;
+    h.publish("5.3.0", json!({})).await;
+    let stages = json!([{"percent": 1, "hold": "24h"}, {"percent": 10, "hold": "24h"},
+        {"percent": 100}]);
+    let (status, _) = h.set(json!({"plan": {"stages": stages}})).await;
+    assert_eq!(status, StatusCode::OK);
+    h.set_now("2026-11-24T12:00:00Z");
+    let (status, r) = h
+        .set(json!({"plan": {"stages": stages, "max_failure_percent": 5, "min_attempts": 30}}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(
+        (
+            r["stage"]["stage"].clone(),
+            r["rollout_percent"].clone(),
+            r["stage"]["next_at"].clone(),
+            r["plan"]["max_failure_percent"].clone(),
+            r["plan"]["min_attempts"].clone()
+        ),
+        (
+            json!(2),
+            json!(10),
+            json!("2026-11-25T10:00:00Z"),
+            json!(5),
+            json!(30)
+        ),
+        "{r}"
+    );
+    // Other stages start over.
+    let (_, r) = h
+        .set(json!({"plan": {"stages": [{"percent": 5, "hold": "1h"}, {"percent": 100}]}}))
+        .await;
+    assert_eq!(
+        (r["stage"]["stage"].clone(), r["rollout_percent"].clone()),
+        (json!(1), json!(5))
+    );
+    // Without its plan the release stays at the percent the plan had reached.
+    let (status, r) = h.set(json!({ "plan": null })).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(
+        (r["rollout_percent"].clone(), r.get("plan")),
+        (json!(5), None),
+        "{r}"
     );
 }
 

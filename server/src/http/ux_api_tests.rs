@@ -395,10 +395,43 @@ async fn import_registers_a_batch_in_one_go_or_names_every_bad_line() {
         )
         .await;
     assert_eq!(again.1["error"]["details"]["errors"][0]["code"], "exists");
+    // A re-run with skip_existing skips (and counts) boxes with the same facts, registers
+    // the new ones, and still refuses a box registered with other facts.
+    let mut more: Vec<Value> = rows[..2].to_vec();
+    let mut fresh = rows[0].clone();
+    fresh["serial"] = json!(nr1000(900));
+    more.push(fresh);
+    let v = h
+        .ok(
+            "POST",
+            "/api/v1/devices/import",
+            Some(json!({"devices": more, "skip_existing": true})),
+        )
+        .await;
+    assert_eq!(
+        (v["imported"].as_u64(), v["skipped"].as_u64()),
+        (Some(1), Some(2)),
+        "{v}"
+    );
+    assert_eq!(v["serials"][0], nr1000(900));
+    let mut other = rows[0].clone();
+    other["customer"] = json!("Someone Else");
+    let (s, v) = h
+        .staff(
+            "POST",
+            "/api/v1/devices/import",
+            Some(json!({"devices": [other], "skip_existing": true})),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "import_rejected")
+    );
+    assert_eq!(v["error"]["details"]["errors"][0]["code"], "exists");
     let audit = h
         .ok("GET", "/api/v1/audit?action=import&limit=1000", None)
         .await;
-    assert_eq!(audit["entries"].as_array().unwrap().len(), 50);
+    assert_eq!(audit["entries"].as_array().unwrap().len(), 51);
 }
 
 #[tokio::test]
@@ -453,6 +486,7 @@ async fn corrections_are_audited_and_re_sign_when_terms_change() {
 #[tokio::test]
 async fn yanked_releases_cannot_resume_and_unreachable_minimums_are_warned_about() {
     let h = H::new();
+    assert_eq!(h.publish("5.2.0", "5.0.0").await.0, StatusCode::CREATED);
     assert_eq!(h.publish("5.3.0", "5.0.0").await.0, StatusCode::CREATED);
     h.ok(
         "PATCH",
@@ -460,19 +494,85 @@ async fn yanked_releases_cannot_resume_and_unreachable_minimums_are_warned_about
         Some(json!({"yanked": true})),
     )
     .await;
-    for body in [json!({"paused": false}), json!({"rollout_percent": 50})] {
-        let (s, v) = h.staff("PATCH", "/api/v1/releases/5.3.0", Some(body)).await;
-        assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "yanked"), "{v}");
+    for body in [
+        json!({"paused": false}),
+        json!({"rollout_percent": 50}),
+        json!({"yanked": false}),
+        json!({"yanked": false, "paused": false}),
+    ] {
+        let (s, v) = h
+            .staff("PATCH", "/api/v1/releases/5.3.0", Some(body.clone()))
+            .await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::CONFLICT, "yanked"),
+            "{body}: {v}"
+        );
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("publish a new version"), "{v}");
     }
-    // Above every listed model's newest release: published, with a warning that names them.
-    let (s, v) = h.publish("5.4.0", "6.0.0").await;
+    let (_, v) = h.staff("GET", "/api/v1/releases/5.3.0", None).await;
+    assert_eq!(v["yanked"], true, "a yanked release stays yanked: {v}");
+    // Above every listed model's newest release: published, with a warning that names
+    // them; the yanked 5.3.0 is not a model's newest.
+    let (s, v) = h.publish("7.0.0", "6.0.0").await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let w = v["warnings"][0].as_str().unwrap_or_default();
-    assert!(w.contains("6.0.0") && w.contains("NR-2000 5.3.0"), "{v}");
+    assert!(
+        w.contains("6.0.0") && w.contains("NR-2000 5.2.0") && !w.contains("5.3.0"),
+        "{v}"
+    );
+    // Dated ahead of the server's clock: refused (boxes would refuse its manifest).
+    let req = Request::builder()
+        .method("PUT")
+        .uri("/api/v1/blobs")
+        .header(header::AUTHORIZATION, format!("Bearer {}", h.token))
+        .body(Body::from(IMAGE))
+        .unwrap();
+    let (_, blob) = h.send(req).await;
+    let (s, v) = h
+        .staff(
+            "POST",
+            "/api/v1/releases",
+            Some(
+                json!({"version": "5.5.0", "security_version": 1, "models": ["NR-2000"],
+                "released_at": "2199-01-01T00:00:00Z", "min_from_version": "5.0.0",
+                "image": {"sha256": blob["sha256"]}}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "future_release_date"),
+        "{v}"
+    );
     // Reachable from a published release: no warning.
-    let (s, v) = h.publish("5.6.0", "5.4.0").await;
+    let (s, v) = h.publish("7.1.0", "7.0.0").await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert!(v.get("warnings").is_none(), "{v}");
+}
+
+#[tokio::test]
+async fn a_minimum_version_at_or_above_the_release_itself_is_refused() {
+    let h = H::new();
+    for (version, min) in [("6.0.0", "6.0.0"), ("5.9.0", "6.0.0")] {
+        let (s, v) = h.publish(version, min).await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "bad_min_from_version"),
+            "{v}"
+        );
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains(&format!(
+                "must be below the release's own version {version}"
+            )),
+            "{v}"
+        );
+    }
+    let (s, v) = h.staff("GET", "/api/v1/releases", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["releases"], json!([]), "nothing was published");
 }
 
 #[tokio::test]
@@ -507,4 +607,82 @@ async fn future_purchase_dates_need_allow_future_and_serials_are_normalized() {
         .await;
     assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"));
     assert_eq!(v["error"]["details"]["serial"], "NR-2000-654321-7");
+}
+
+#[tokio::test]
+async fn a_revoked_box_says_once_why_it_cannot_change() {
+    let h = H::new();
+    h.register(SERIAL, "2026-02-01").await;
+    let path = format!("/api/v1/devices/{SERIAL}");
+    h.ok(
+        "POST",
+        &format!("{path}/revoke"),
+        Some(json!({"reason": "stolen"})),
+    )
+    .await;
+    let (s, v) = h
+        .staff(
+            "POST",
+            &format!("{path}/extensions"),
+            Some(json!({"months": 12})),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "not_active"));
+    assert_eq!(
+        v["error"]["message"],
+        format!("device {SERIAL} is revoked, so its coverage cannot change any more")
+    );
+}
+
+#[tokio::test]
+async fn an_edit_sets_the_device_key_and_is_audited() {
+    let h = H::new();
+    h.ok(
+        "POST",
+        "/api/v1/devices",
+        Some(json!({"serial": SERIAL, "purchase_date": "2026-02-01", "customer": "ACME"})),
+    )
+    .await;
+    let key = np_common::SecretKey::from_seed(&[5; 32])
+        .public_key()
+        .to_base64();
+    let path = format!("/api/v1/devices/{SERIAL}");
+    let e = h.ok("PATCH", &path, Some(json!({"device_key": key}))).await;
+    assert_eq!(e["device_key"], key);
+    let audit = h.ok("GET", "/api/v1/audit?action=edit", None).await;
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{audit}");
+    assert_eq!(entries[0]["before"]["device_key"], Value::Null);
+    assert_eq!(entries[0]["after"]["device_key"], key);
+    let (s, v) = h
+        .staff("PATCH", &path, Some(json!({"device_key": "abcd"})))
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "bad_device_key")
+    );
+}
+
+#[tokio::test]
+async fn a_staff_token_on_a_keyring_draft_is_told_the_role_it_needs() {
+    let h = H::new();
+    let dir = h.state.config.data_dir.clone();
+    let staff =
+        crate::tokens::create(&dir, crate::tokens::TokenRole::Staff, "sam", h.state.now()).unwrap();
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/v1/keyring/drafts")
+        .header(header::AUTHORIZATION, format!("Bearer {staff}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
+    let (s, v) = h.send(req).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
+    let m = v["error"]["message"].as_str().unwrap();
+    assert!(
+        m.contains("may not draft or install signing keyrings"),
+        "{m}"
+    );
+    assert!(m.contains("np-server token create --role admin"), "{m}");
+    assert!(!m.contains("manage tokens"), "{m}");
 }

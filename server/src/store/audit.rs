@@ -56,6 +56,26 @@ pub(super) fn append_in(
     Ok(())
 }
 
+/// Every action the audit log records, for filters (`np-vendor audit --action`).
+pub const AUDIT_ACTIONS: &[&str] = &[
+    "register",
+    "import",
+    "edit",
+    "extend",
+    "reinstate",
+    "swap",
+    "revoke",
+    "action",
+    "action_cancel",
+    "release_create",
+    "release_set",
+    "release_halt",
+    "keyring_draft",
+    "keyring_install",
+    "keyring_resign",
+    "receipt",
+];
+
 impl SledStore {
     /// Appends an entry that is not tied to a device change (for example a release), and
     /// flushes it.

@@ -7,7 +7,7 @@
 
 use super::*;
 use crate::domain::device::DeviceRecord;
-use crate::domain::guard::Tallies;
+use crate::domain::guard::Mark;
 use np_common::api::EventKind;
 use np_common::warranty::initial_term;
 use np_common::{SecretKey, Serial};
@@ -129,7 +129,7 @@ fn t(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
-fn record(serial: &Serial, key: &SecretKey) -> DeviceRecord {
+pub(crate) fn record(serial: &Serial, key: &SecretKey) -> DeviceRecord {
     let p = jiff::civil::date(2026, 1, 1);
     DeviceRecord::new(
         serial.clone(),
@@ -167,7 +167,8 @@ fn release_record(version: &str) -> ReleaseRecord {
         updated_at: t("2026-01-01T00:00:00Z"),
         plan: None,
         halt: None,
-        guard_baseline: None,
+        guard_epoch: 0,
+        guard_since: None,
     }
 }
 
@@ -551,7 +552,7 @@ async fn releases_are_created_once_and_changed_under_a_lock(store: &Store) {
     assert_eq!(after.rollout_percent, 90);
 }
 
-async fn reports_and_events_are_kept_and_replayed(store: &Store) {
+async fn reports_and_events_are_kept(store: &Store) {
     let s = Serial::parse("NR-2000-123456-4").unwrap();
     let v: Version = "2.0.0".parse().unwrap();
     assert_eq!(
@@ -592,12 +593,187 @@ async fn reports_and_events_are_kept_and_replayed(store: &Store) {
     let details: Vec<&str> = events.iter().map(|e| e.detail.as_str()).collect();
     assert_eq!(details, ["e2", "e1"]);
     assert_eq!(store.device_events(&s, 1).await.unwrap().len(), 1);
-    let tallies = Tallies::default();
-    store.replay_reports(&tallies).await.unwrap();
-    let f = tallies.figures(&v);
-    assert_eq!((f.attempts, f.failures), (1, 1));
-    let f = tallies.figures(&"1.0.3".parse().unwrap());
-    assert_eq!(f.failures, 1);
+}
+
+async fn guard_marks_are_kept_one_per_box_and_release(store: &Store) {
+    let v: Version = "5.3.0".parse().unwrap();
+    let w: Version = "5.4.0".parse().unwrap();
+    let s = Serial::parse("NR-2000-123456-4").unwrap();
+    let m = Mark {
+        attempt_at: t("2026-11-01T00:00:00Z"),
+        epoch: 1,
+        failed_at: None,
+        staff_rollback: false,
+    };
+    assert!(store.tally_marks().await.unwrap().is_empty());
+    assert_eq!(store.put_tally_mark(&v, &s, &m).await.unwrap(), m);
+    let failed = Mark {
+        failed_at: Some(t("2026-11-01T01:00:00Z")),
+        ..m
+    };
+    assert_eq!(store.put_tally_mark(&v, &s, &failed).await.unwrap(), failed);
+    store.put_tally_mark(&w, &s, &m).await.unwrap();
+    let mut marks = store.tally_marks().await.unwrap();
+    marks.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(marks, vec![(v, s.clone(), failed), (w, s, m)]);
+}
+
+pub(crate) fn stored_receipt(
+    serial: &Serial,
+    seq: u64,
+    outcome: np_common::api::Outcome,
+    detail: &str,
+) -> StoredReceipt {
+    let receipt = np_common::device_docs::Receipt {
+        serial: serial.clone(),
+        seq,
+        from_version: Some("1.0.0".parse().unwrap()),
+        to_version: Some("2.0.0".parse().unwrap()),
+        outcome,
+        detail: detail.into(),
+        at: t("2026-01-03T00:00:00Z"),
+        image_sha256: None,
+        request_nonce: None,
+    };
+    let key = SecretKey::from_seed(&[1; 32]);
+    StoredReceipt {
+        envelope: np_common::device_docs::sign_device(&receipt, &key),
+        receipt,
+        received_at: t("2026-01-04T00:00:00Z"),
+        via: "alice".into(),
+    }
+}
+
+async fn receipts_are_filed_once_and_move_the_record_when_newest(store: &Store) {
+    use np_common::api::Outcome;
+    let key = SecretKey::from_seed(&[1; 32]);
+    let s = Serial::parse("NR-2000-123456-4").unwrap();
+    let r5 = stored_receipt(&s, 5, Outcome::Installed, "ok");
+    assert_eq!(
+        store.file_receipt(&r5, Some("alice"), 10).await.unwrap(),
+        None
+    );
+    assert_eq!(store.receipt(&s, 5).await.unwrap(), None);
+    store
+        .mutate_devices(std::slice::from_ref(&s), &change("register"), |recs| {
+            recs[0] = Some(record(&s, &key));
+            Ok::<(), ()>(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.file_receipt(&r5, Some("alice"), 10).await.unwrap(),
+        Some(ReceiptFiled::New { latest: true })
+    );
+    let d = store.device(&s).await.unwrap().unwrap();
+    assert_eq!(d.last_receipt_seq, Some(5));
+    assert_eq!(d.version, Some("2.0.0".parse().unwrap()));
+    assert_eq!(
+        store.file_receipt(&r5, Some("alice"), 10).await.unwrap(),
+        Some(ReceiptFiled::Duplicate)
+    );
+    let other5 = stored_receipt(&s, 5, Outcome::Failed, "reset");
+    assert_eq!(
+        store.file_receipt(&other5, None, 10).await.unwrap(),
+        Some(ReceiptFiled::Conflict)
+    );
+    // An older receipt is kept and moves nothing; without an actor, nothing is audited.
+    let r3 = stored_receipt(&s, 3, Outcome::Failed, "older");
+    assert_eq!(
+        store.file_receipt(&r3, None, 10).await.unwrap(),
+        Some(ReceiptFiled::New { latest: false })
+    );
+    assert_eq!(store.device(&s).await.unwrap().unwrap(), d);
+    assert_eq!(store.receipt(&s, 5).await.unwrap(), Some(r5.clone()));
+    let listed: Vec<u64> = store
+        .device_receipts(&s, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.receipt.seq)
+        .collect();
+    assert_eq!(listed, [5, 3]);
+    assert_eq!(store.device_receipts(&s, 1).await.unwrap().len(), 1);
+    let log = store
+        .audit_entries(Some(s.as_str()), None, 10)
+        .await
+        .unwrap();
+    let actions: Vec<&str> = log.entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["register", "receipt"]);
+    let events = store.device_events(&s, 10).await.unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0].event, EventKind::Failure);
+    assert_eq!(events[1].event, EventKind::Commit);
+}
+
+async fn an_audited_release_change_and_its_entry_are_one(store: &Store) {
+    let r1 = release_record("1.0.0");
+    let v1: Version = "1.0.0".parse().unwrap();
+    store
+        .insert_release(
+            &r1,
+            &Change {
+                actor: None,
+                ..change("release_create")
+            },
+            serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    let snaps = |b: &ReleaseRecord, a: &ReleaseRecord| {
+        (
+            serde_json::json!({"paused": b.paused}),
+            serde_json::json!({"paused": a.paused}),
+        )
+    };
+    let refused = store
+        .update_release_audited(
+            &v1,
+            &change("release_halt"),
+            |r| {
+                r.paused = true;
+                Err("no")
+            },
+            snaps,
+        )
+        .await;
+    assert!(matches!(refused, Err(ReleaseChangeError::Rejected("no"))));
+    assert!(store
+        .audit_entries(None, None, 10)
+        .await
+        .unwrap()
+        .entries
+        .is_empty());
+    let missing = store
+        .update_release_audited(
+            &"9.9.9".parse().unwrap(),
+            &change("release_halt"),
+            |_| Ok::<(), ()>(()),
+            snaps,
+        )
+        .await;
+    assert!(matches!(missing, Err(ReleaseChangeError::NotFound)));
+    let (before, after) = store
+        .update_release_audited(
+            &v1,
+            &change("release_halt"),
+            |r| {
+                r.paused = true;
+                Ok::<(), ()>(())
+            },
+            snaps,
+        )
+        .await
+        .unwrap();
+    assert!(!before.paused && after.paused);
+    assert!(store.release(&v1).await.unwrap().unwrap().paused);
+    let log = store.audit_entries(None, None, 10).await.unwrap();
+    assert_eq!(log.entries.len(), 1);
+    assert_eq!(log.entries[0].action, "release_halt");
+    assert_eq!(
+        log.entries[0].after,
+        Some(serde_json::json!({"paused": true}))
+    );
 }
 
 macro_rules! contract {
@@ -637,5 +813,8 @@ contract!(
     a_nonce_is_a_replay_until_it_expires,
     a_box_holds_a_bounded_number_of_nonces,
     releases_are_created_once_and_changed_under_a_lock,
-    reports_and_events_are_kept_and_replayed,
+    reports_and_events_are_kept,
+    guard_marks_are_kept_one_per_box_and_release,
+    receipts_are_filed_once_and_move_the_record_when_newest,
+    an_audited_release_change_and_its_entry_are_one,
 );

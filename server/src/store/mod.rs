@@ -16,18 +16,21 @@ mod contract_tests;
 mod devices;
 mod nonces;
 pub mod postgres;
+mod receipts;
 mod releases;
 mod reports;
+mod tallies;
 
-pub use audit::{AuditEntry, AuditPage};
+pub use audit::{AuditEntry, AuditPage, AUDIT_ACTIONS};
 pub use devices::{Change, DevicePage, MutateError};
 pub use nonces::NonceCheck;
 pub use postgres::PgStore;
-pub use releases::{Halt, ReleaseChangeError, ReleaseRecord};
+pub use receipts::{last_result_of, ReceiptFiled, StoredReceipt};
+pub use releases::{AuditSnapshots, Halt, ReleaseChangeError, ReleaseRecord};
 pub use reports::{DeviceReport, EventRecord};
 
 use crate::domain::device::DeviceRecord;
-use crate::domain::guard::Tallies;
+use crate::domain::guard::Mark;
 use jiff::Timestamp;
 use np_common::docs::Status;
 use np_common::{Serial, Version};
@@ -369,11 +372,87 @@ impl Store {
         }
     }
 
-    /// Feeds the rollout guard's counters from everything boxes reported (run at start).
-    pub async fn replay_reports(&self, tallies: &Tallies) -> Result<(), StoreError> {
+    /// Like [`Store::update_release`], and when `change.actor` is set, appends in the same
+    /// transaction its audit entry, whose snapshots `audit` gives.
+    pub async fn update_release_audited<E, F, A>(
+        &self,
+        version: &Version,
+        change: &Change<'_>,
+        f: F,
+        audit: A,
+    ) -> Result<(ReleaseRecord, ReleaseRecord), ReleaseChangeError<E>>
+    where
+        F: Fn(&mut ReleaseRecord) -> Result<(), E>,
+        A: Fn(&ReleaseRecord, &ReleaseRecord) -> AuditSnapshots,
+    {
         match self {
-            Store::Sled(s) => s.replay_reports(tallies),
-            Store::Postgres(p) => p.replay_reports(tallies).await,
+            Store::Sled(s) => s.update_release_audited(version, change, f, audit).await,
+            Store::Postgres(p) => p.update_release_audited(version, change, f, audit).await,
+        }
+    }
+
+    /// Stores a verified receipt once; when it is the box's newest, the record's running
+    /// version and last result follow it. With `actor`, the change is audited (action
+    /// `receipt`). Events past the newest `keep_events` of the box are dropped after.
+    /// `Ok(None)` when the box is not registered.
+    pub async fn file_receipt(
+        &self,
+        stored: &StoredReceipt,
+        actor: Option<&str>,
+        keep_events: usize,
+    ) -> Result<Option<ReceiptFiled>, StoreError> {
+        match self {
+            Store::Sled(s) => s.file_receipt(stored, actor, keep_events).await,
+            Store::Postgres(p) => p.file_receipt(stored, actor, keep_events).await,
+        }
+    }
+
+    /// The receipt `seq` of the box, if held.
+    pub async fn receipt(
+        &self,
+        serial: &Serial,
+        seq: u64,
+    ) -> Result<Option<StoredReceipt>, StoreError> {
+        match self {
+            Store::Sled(s) => s.receipt(serial, seq),
+            Store::Postgres(p) => p.receipt(serial, seq).await,
+        }
+    }
+
+    /// The box's newest `limit` receipts, newest (highest seq) first.
+    pub async fn device_receipts(
+        &self,
+        serial: &Serial,
+        limit: usize,
+    ) -> Result<Vec<StoredReceipt>, StoreError> {
+        match self {
+            Store::Sled(s) => s.device_receipts(serial, limit),
+            Store::Postgres(p) => p.device_receipts(serial, limit).await,
+        }
+    }
+
+    /// Stores the box's mark for the release and answers the mark as stored: on
+    /// PostgreSQL, joined with one another replica stored meanwhile.
+    pub async fn put_tally_mark(
+        &self,
+        version: &Version,
+        serial: &Serial,
+        mark: &Mark,
+    ) -> Result<Mark, StoreError> {
+        match self {
+            Store::Sled(s) => {
+                s.put_tally_mark(version, serial, mark).await?;
+                Ok(*mark)
+            }
+            Store::Postgres(p) => p.put_tally_mark(version, serial, mark).await,
+        }
+    }
+
+    /// Every stored mark of the rollout guard (read at start).
+    pub async fn tally_marks(&self) -> Result<Vec<(Version, Serial, Mark)>, StoreError> {
+        match self {
+            Store::Sled(s) => s.tally_marks(),
+            Store::Postgres(p) => p.tally_marks().await,
         }
     }
 

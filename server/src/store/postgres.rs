@@ -11,11 +11,14 @@
 //!   answers [`StoreError::Unavailable`] (503 `store_unavailable`) instead of hanging, and
 //!   the pool drops dead connections, so service resumes by itself when it is back.
 
+use super::receipts::event_kind as receipt_event_kind;
+use super::AuditSnapshots;
 use super::StoreError;
 use super::{decode, encode, AuditEntry, AuditPage, Change, DevicePage, MutateError};
+use super::{last_result_of, ReceiptFiled, StoredReceipt};
 use super::{DeviceReport, EventRecord, NonceCheck, ReleaseChangeError, ReleaseRecord};
 use crate::domain::device::DeviceRecord;
-use crate::domain::guard::{Seen, Tallies};
+use crate::domain::guard::Mark;
 use crate::tokens::TokenRecord;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use jiff::Timestamp;
@@ -30,10 +33,13 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
 /// The embedded migrations, in order: (version, SQL).
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_initial.sql")),
+    (2, include_str!("migrations/0002_receipts_tallies.sql")),
+];
 
 /// The newest schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The longest any store operation may take before it answers "unavailable".
 pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -837,73 +843,299 @@ impl PgStore {
             .collect()
     }
 
-    /// Feeds the rollout guard's counters from every stored event and report.
-    pub async fn replay_reports(&self, tallies: &Tallies) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query("SELECT serial, event FROM device_events ORDER BY id", &[])
-            .await
-            .map_err(pg)?;
-        for r in &rows {
-            let name: &str = r.get(0);
-            let Ok(serial) = Serial::parse(name) else {
-                continue;
+    /// See [`super::Store::update_release_audited`]: the row is locked, and the audit
+    /// entry is written in the same transaction.
+    pub async fn update_release_audited<E, F, A>(
+        &self,
+        version: &Version,
+        change: &Change<'_>,
+        f: F,
+        audit: A,
+    ) -> Result<(ReleaseRecord, ReleaseRecord), ReleaseChangeError<E>>
+    where
+        F: Fn(&mut ReleaseRecord) -> Result<(), E>,
+        A: Fn(&ReleaseRecord, &ReleaseRecord) -> AuditSnapshots,
+    {
+        let key = version.to_string();
+        let (key, f, audit) = (&key, &f, &audit);
+        with_retries(|| async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let rows = tx
+                .query(
+                    "SELECT record FROM releases WHERE version = $1 FOR UPDATE",
+                    &[key],
+                )
+                .await?;
+            let Some(row) = rows.first() else {
+                return Err(Fail::NotFound);
             };
-            let e: EventRecord = decode(name, r.get::<_, &str>(1).as_bytes())?;
-            if let (Some(version), Some(seen)) = (&e.version, Seen::of_event(e.event)) {
-                tallies.observe(&serial, version, seen);
+            let before: ReleaseRecord = decode(key, row.get::<_, &str>(0).as_bytes())?;
+            let mut after = before.clone();
+            f(&mut after).map_err(Fail::Rejected)?;
+            if after != before {
+                tx.execute(
+                    "UPDATE releases SET record = $2 WHERE version = $1",
+                    &[key, &text(&after)],
+                )
+                .await?;
             }
-        }
-        let rows = client
-            .query("SELECT serial, report FROM device_reports", &[])
-            .await
-            .map_err(pg)?;
-        for r in &rows {
-            let name: &str = r.get(0);
-            let Ok(serial) = Serial::parse(name) else {
-                continue;
-            };
-            let rep: DeviceReport = decode(name, r.get::<_, &str>(1).as_bytes())?;
-            if let Some(lr) = &rep.last_result {
-                if let (Some(version), Some(seen)) = (&lr.version, Seen::of_outcome(lr.outcome)) {
-                    tallies.observe(&serial, version, seen);
-                }
+            if let Some(actor) = change.actor {
+                let (b, a) = audit(&before, &after);
+                let entry = AuditEntry {
+                    id: 0,
+                    at: change.at,
+                    actor: actor.to_owned(),
+                    action: change.action.to_owned(),
+                    serial: None,
+                    before: Some(b),
+                    after: Some(a),
+                };
+                tx.execute(
+                    "INSERT INTO audit (serial, entry) VALUES (NULL, $1)",
+                    &[&text(&entry)],
+                )
+                .await?;
             }
-            for version in &rep.rolled_back_from {
-                tallies.observe(&serial, version, Seen::Failure);
-            }
-        }
-        Ok(())
+            tx.commit().await?;
+            Ok((before, after))
+        })
+        .await
+        .map_err(|e| match e {
+            Fail::NotFound => ReleaseChangeError::NotFound,
+            Fail::Rejected(e) => ReleaseChangeError::Rejected(e),
+            Fail::Store(s) => ReleaseChangeError::Store(s),
+            Fail::Pg(e) => ReleaseChangeError::Store(pg(e)),
+        })
     }
 
-    /// The newest event id (0 when there is none).
-    pub async fn last_event_id(&self) -> Result<i64, StoreError> {
+    /// See [`super::Store::file_receipt`]: the device row is locked first, so two uploads
+    /// of one box's receipts are filed one after the other.
+    pub async fn file_receipt(
+        &self,
+        stored: &StoredReceipt,
+        actor: Option<&str>,
+        keep_events: usize,
+    ) -> Result<Option<ReceiptFiled>, StoreError> {
+        let keep = limit_i64(keep_events.max(1));
+        let r = &stored.receipt;
+        let serial = r.serial.as_str();
+        let seq = to_i64(r.seq);
+        with_retries::<_, (), _>(|| async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let rows = tx
+                .query(
+                    "SELECT record FROM devices WHERE serial = $1 FOR UPDATE",
+                    &[&serial],
+                )
+                .await?;
+            let Some(row) = rows.first() else {
+                return Ok(None);
+            };
+            let old: DeviceRecord = decode(serial, row.get::<_, &str>(0).as_bytes())?;
+            let held = tx
+                .query(
+                    "SELECT receipt FROM device_receipts WHERE serial = $1 AND seq = $2",
+                    &[&serial, &seq],
+                )
+                .await?;
+            if let Some(h) = held.first() {
+                let h: StoredReceipt = decode(serial, h.get::<_, &str>(0).as_bytes())?;
+                return Ok(Some(if h.receipt == *r {
+                    ReceiptFiled::Duplicate
+                } else {
+                    ReceiptFiled::Conflict
+                }));
+            }
+            tx.execute(
+                "INSERT INTO device_receipts (serial, seq, receipt) VALUES ($1, $2, $3)",
+                &[&serial, &seq, &text(stored)],
+            )
+            .await?;
+            let event = EventRecord {
+                at: stored.received_at,
+                version: last_result_of(r).version,
+                event: receipt_event_kind(r.outcome),
+                detail: format!("receipt {} (at {}): {}", r.seq, r.at, r.detail),
+            };
+            tx.execute(
+                "INSERT INTO device_events (serial, event) VALUES ($1, $2)",
+                &[&serial, &text(&event)],
+            )
+            .await?;
+            let latest = old.last_receipt_seq.is_none_or(|s| r.seq > s);
+            let mut new = old.clone();
+            if latest {
+                new.last_receipt_seq = Some(r.seq);
+                if let Some(v) = r.running_after() {
+                    new.version = Some(v.clone());
+                }
+                new.last_result = Some(last_result_of(r));
+                tx.execute(
+                    "UPDATE devices SET record = $2 WHERE serial = $1",
+                    &[&serial, &text(&new)],
+                )
+                .await?;
+            }
+            if let Some(actor) = actor {
+                // An older receipt is kept and listed, and moves nothing: audited as such.
+                let entry = AuditEntry {
+                    id: 0,
+                    at: stored.received_at,
+                    actor: actor.to_owned(),
+                    action: "receipt".to_owned(),
+                    serial: Some(serial.to_owned()),
+                    before: Some(old.snapshot()),
+                    after: Some(new.snapshot()),
+                };
+                tx.execute(
+                    "INSERT INTO audit (serial, entry) VALUES ($1, $2)",
+                    &[&serial, &text(&entry)],
+                )
+                .await?;
+            }
+            tx.execute(
+                "DELETE FROM device_events WHERE serial = $1 AND id NOT IN \
+                 (SELECT id FROM device_events WHERE serial = $1 ORDER BY id DESC LIMIT $2)",
+                &[&serial, &keep],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(Some(ReceiptFiled::New { latest }))
+        })
+        .await
+        .map_err(fail_to_store)
+    }
+
+    /// The receipt `seq` of the box, if held.
+    pub async fn receipt(
+        &self,
+        serial: &Serial,
+        seq: u64,
+    ) -> Result<Option<StoredReceipt>, StoreError> {
         let rows = self
-            .query("SELECT coalesce(max(id), 0) FROM device_events", &[])
+            .query(
+                "SELECT receipt FROM device_receipts WHERE serial = $1 AND seq = $2",
+                &[&serial.as_str(), &to_i64(seq)],
+            )
+            .await?;
+        rows.first()
+            .map(|r| decode(serial.as_str(), r.get::<_, &str>(0).as_bytes()))
+            .transpose()
+    }
+
+    /// The box's newest `limit` receipts, newest (highest seq) first.
+    pub async fn device_receipts(
+        &self,
+        serial: &Serial,
+        limit: usize,
+    ) -> Result<Vec<StoredReceipt>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT receipt FROM device_receipts WHERE serial = $1 ORDER BY seq DESC LIMIT $2",
+                &[&serial.as_str(), &limit_i64(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| decode(serial.as_str(), r.get::<_, &str>(0).as_bytes()))
+            .collect()
+    }
+
+    /// Stores the box's mark for the release, joined with the one another replica may
+    /// have stored meanwhile ([`Mark::join`]), under a row lock; answers the mark as
+    /// stored.
+    pub async fn put_tally_mark(
+        &self,
+        version: &Version,
+        serial: &Serial,
+        mark: &Mark,
+    ) -> Result<Mark, StoreError> {
+        let v = version.to_string();
+        let v = &v;
+        with_retries::<_, (), _>(|| async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let rows = tx
+                .query(
+                    "SELECT mark FROM rollout_tallies WHERE version = $1 AND serial = $2 FOR UPDATE",
+                    &[v, &serial.as_str()],
+                )
+                .await?;
+            let joined = match rows.first() {
+                Some(r) => {
+                    let held: Mark = decode(
+                        &format!("rollout mark {version} {serial}"),
+                        r.get::<_, &str>(0).as_bytes(),
+                    )?;
+                    held.join(mark)
+                }
+                None => *mark,
+            };
+            if rows.is_empty() {
+                tx.execute(
+                    "INSERT INTO rollout_tallies (version, serial, mark) VALUES ($1, $2, $3)",
+                    &[v, &serial.as_str(), &text(&joined)],
+                )
+                .await?;
+            } else {
+                tx.execute(
+                    "UPDATE rollout_tallies SET mark = $3, changed = nextval('rollout_tallies_changes') \
+                     WHERE version = $1 AND serial = $2",
+                    &[v, &serial.as_str(), &text(&joined)],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(joined)
+        })
+        .await
+        .map_err(fail_to_store)
+    }
+
+    /// Every stored mark (keys that do not parse are skipped, as in the sled store).
+    pub async fn tally_marks(&self) -> Result<Vec<(Version, Serial, Mark)>, StoreError> {
+        Ok(self
+            .tally_marks_changed_after(-1)
+            .await?
+            .into_iter()
+            .map(|(_, v, s, m)| (v, s, m))
+            .collect())
+    }
+
+    /// The newest change number of a mark (0 when there is none).
+    pub async fn last_tally_change(&self) -> Result<i64, StoreError> {
+        let rows = self
+            .query("SELECT coalesce(max(changed), 0) FROM rollout_tallies", &[])
             .await?;
         Ok(rows.first().map(|r| r.get(0)).unwrap_or_default())
     }
 
-    /// Up to `limit` events stored after id `after` (by any replica), oldest first, with
-    /// their ids and serials.
-    pub async fn events_after(
+    /// The marks written (by any replica) with a change number above `after`, with that
+    /// number, in change order.
+    pub async fn tally_marks_changed_after(
         &self,
         after: i64,
-        limit: usize,
-    ) -> Result<Vec<(i64, String, EventRecord)>, StoreError> {
+    ) -> Result<Vec<(i64, Version, Serial, Mark)>, StoreError> {
         let rows = self
             .query(
-                "SELECT id, serial, event FROM device_events WHERE id > $1 ORDER BY id LIMIT $2",
-                &[&after, &limit_i64(limit)],
+                "SELECT changed, version, serial, mark FROM rollout_tallies WHERE changed > $1 ORDER BY changed",
+                &[&after],
             )
             .await?;
-        rows.iter()
-            .map(|r| {
-                let serial: String = r.get(1);
-                let e = decode(&serial, r.get::<_, &str>(2).as_bytes())?;
-                Ok((r.get(0), serial, e))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for r in &rows {
+            let (v, s): (&str, &str) = (r.get(1), r.get(2));
+            let (Ok(version), Ok(serial)) = (Version::parse(v), Serial::parse(s)) else {
+                continue;
+            };
+            let mark: Mark = decode(
+                &format!("rollout mark {version} {serial}"),
+                r.get::<_, &str>(3).as_bytes(),
+            )?;
+            out.push((r.get(0), version, serial, mark));
+        }
+        Ok(out)
     }
 
     /// How many registered boxes report running each version.
@@ -1031,6 +1263,8 @@ const KINDS: &[(&str, &str)] = &[
     ("device_reports", "device_reports"),
     ("device_events", "device_events"),
     ("request_nonces", "request_nonces"),
+    ("device_receipts", "device_receipts"),
+    ("rollout_tallies", "rollout_tallies"),
     ("tokens", ""),
 ];
 
@@ -1118,6 +1352,8 @@ impl PgStore {
                         "device_reports" => "INSERT INTO device_reports (serial, report) SELECT * FROM unnest($1::text[], $2::text[])",
                         "device_events" => "INSERT INTO device_events (id, serial, event) SELECT i::bigint, s, e FROM unnest($1::text[], $2::text[], $3::text[]) AS t(i, s, e)",
                         "request_nonces" => "INSERT INTO request_nonces (serial, nonce, expires) SELECT s, n, x::bigint FROM unnest($1::text[], $2::text[], $3::text[]) AS t(s, n, x)",
+                        "device_receipts" => "INSERT INTO device_receipts (serial, seq, receipt) SELECT s, q::bigint, r FROM unnest($1::text[], $2::text[], $3::text[]) AS t(s, q, r)",
+                        "rollout_tallies" => "INSERT INTO rollout_tallies (version, serial, mark) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])",
                         _ => "INSERT INTO tokens (name, sha256, record) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])",
                     };
                     let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = columns
@@ -1148,14 +1384,25 @@ impl PgStore {
                             let e: AuditEntry = decode(&format!("audit entry {id}"), &v)?;
                             vec![id.to_string(), e.serial.unwrap_or_default(), value]
                         }
-                        "device_events" | "request_nonces" => {
+                        "device_events" | "request_nonces" | "device_receipts"
+                        | "rollout_tallies" => {
                             let Some((serial, rest)) = split_serial_key(&k) else {
                                 return Err(StoreError::Corrupt {
                                     what: format!("{table} key"),
                                     reason: "no serial separator".into(),
                                 });
                             };
-                            if *table == "device_events" {
+                            if *table == "rollout_tallies" {
+                                // Key: version ++ 0x00 ++ serial.
+                                vec![serial, String::from_utf8_lossy(rest).into_owned(), value]
+                            } else if *table == "device_receipts" {
+                                let seq: [u8; 8] =
+                                    rest.try_into().map_err(|_| StoreError::Corrupt {
+                                        what: "receipt key".into(),
+                                        reason: "key of the wrong length".into(),
+                                    })?;
+                                vec![serial, u64::from_be_bytes(seq).to_string(), value]
+                            } else if *table == "device_events" {
                                 let id: [u8; 8] =
                                     rest.try_into().map_err(|_| StoreError::Corrupt {
                                         what: "event key".into(),
@@ -1341,6 +1588,36 @@ mod tests {
         };
         sled.append_device_event(&s, &e, 10).await.unwrap();
         sled.remember_nonce(&s, "ab", at, at).await.unwrap();
+        let key = np_common::SecretKey::from_seed(&[1; 32]);
+        sled.mutate_devices(
+            std::slice::from_ref(&s),
+            &Change {
+                actor: None,
+                action: "register",
+                at,
+            },
+            |recs| {
+                recs[0] = Some(crate::store::contract_tests::record(&s, &key));
+                Ok::<(), ()>(())
+            },
+        )
+        .await
+        .unwrap();
+        let receipt = crate::store::contract_tests::stored_receipt(
+            &s,
+            7,
+            np_common::api::Outcome::Installed,
+            "ok",
+        );
+        sled.file_receipt(&receipt, None, 10).await.unwrap();
+        let v: Version = "2.0.0".parse().unwrap();
+        let mark = Mark {
+            attempt_at: at,
+            epoch: 2,
+            failed_at: Some(at),
+            staff_rollback: false,
+        };
+        sled.put_tally_mark(&v, &s, &mark).await.unwrap();
         let pg = PgStore::connect(&db.url).await.unwrap();
         let copied = pg.import_sled(&sled, &[]).await.unwrap();
         let n = |kind: &str| {
@@ -1350,8 +1627,12 @@ mod tests {
                 .map(|c| (c.source, c.target))
         };
         assert_eq!(n("audit"), Some((3, 3)));
-        assert_eq!(n("device_events"), Some((1, 1)));
+        assert_eq!(n("device_events"), Some((2, 2)));
         assert_eq!(n("request_nonces"), Some((1, 1)));
+        assert_eq!(n("device_receipts"), Some((1, 1)));
+        assert_eq!(n("rollout_tallies"), Some((1, 1)));
+        assert_eq!(pg.receipt(&s, 7).await.unwrap(), Some(receipt));
+        assert_eq!(pg.tally_marks().await.unwrap(), vec![(v, s.clone(), mark)]);
         // Ids go on after the copied ones.
         let next = pg
             .append_audit(at, "alice", "next", None, None, None)
@@ -1373,13 +1654,13 @@ mod tests {
         // A kind of record this binary does not know is refused, nothing copied.
         let db2 = TestDb::create().await.unwrap();
         sled.db
-            .open_tree("receipts")
+            .open_tree("future_records")
             .unwrap()
             .insert("k", "v")
             .unwrap();
         let pg2 = PgStore::connect(&db2.url).await.unwrap();
         let err = pg2.import_sled(&sled, &[]).await.unwrap_err();
-        assert!(err.to_string().contains("\"receipts\""), "{err}");
+        assert!(err.to_string().contains("\"future_records\""), "{err}");
         assert!(pg2.counts().await.unwrap().iter().all(|(_, n)| *n == 0));
     }
 }

@@ -40,9 +40,15 @@ pub struct ReleaseRecord {
     /// Why the guard paused it, while it stays paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub halt: Option<Halt>,
-    /// The figures when staff last resumed a halt: the guard counts only what came after.
+    /// The guard's epoch, raised by every resume of a halt: the guard counts only the
+    /// boxes whose first attempt came in the current one.
+    #[serde(default)]
+    pub guard_epoch: u32,
+    /// When the last resume of a halt raised [`ReleaseRecord::guard_epoch`]: a report
+    /// about something a box did before then (an offline receipt uploaded late) counts in
+    /// the epoch before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub guard_baseline: Option<Figures>,
+    pub guard_since: Option<Timestamp>,
 }
 
 /// The guard's pause of a release.
@@ -67,8 +73,8 @@ impl ReleaseRecord {
     }
 
     /// Pauses or resumes at `now`, keeping the plan's hold clock in step. Resuming a
-    /// halt remembers the figures `current` as the guard's new baseline.
-    pub fn set_paused(&mut self, paused: bool, now: Timestamp, current: Figures) {
+    /// halt starts a new guard epoch: the guard counts only boxes that try it later.
+    pub fn set_paused(&mut self, paused: bool, now: Timestamp) {
         if paused == self.paused {
             return;
         }
@@ -81,7 +87,8 @@ impl ReleaseRecord {
             }
         }
         if !paused && self.halt.take().is_some() {
-            self.guard_baseline = Some(current);
+            self.guard_epoch = self.guard_epoch.saturating_add(1);
+            self.guard_since = Some(now);
         }
     }
 
@@ -107,6 +114,9 @@ pub enum ReleaseChangeError<E> {
     /// The store failed.
     Store(StoreError),
 }
+
+/// The audit entry of a release change: the snapshots before and after.
+pub type AuditSnapshots = (serde_json::Value, serde_json::Value);
 
 enum Abort<E> {
     NotFound,
@@ -201,6 +211,58 @@ impl SledStore {
             f(&mut after).map_err(|e| ConflictableTransactionError::Abort(Abort::Rejected(e)))?;
             if after != before {
                 t.insert(key.as_bytes(), encode(&after))?;
+            }
+            Ok((before, after))
+        });
+        let pair = result.map_err(|e| match e {
+            TransactionError::Abort(Abort::NotFound) => ReleaseChangeError::NotFound,
+            TransactionError::Abort(Abort::Rejected(e)) => ReleaseChangeError::Rejected(e),
+            TransactionError::Abort(Abort::Corrupt(s)) => ReleaseChangeError::Store(s),
+            TransactionError::Storage(s) => ReleaseChangeError::Store(StoreError::Sled(s)),
+        })?;
+        self.flush().await.map_err(ReleaseChangeError::Store)?;
+        Ok(pair)
+    }
+
+    /// Like [`Store::update_release`], and when the record changed, appends in the same
+    /// transaction the audit entry by `change.actor` whose snapshots `audit` gives.
+    pub async fn update_release_audited<E, F, A>(
+        &self,
+        version: &Version,
+        change: &Change<'_>,
+        f: F,
+        audit: A,
+    ) -> Result<(ReleaseRecord, ReleaseRecord), ReleaseChangeError<E>>
+    where
+        F: Fn(&mut ReleaseRecord) -> Result<(), E>,
+        A: Fn(&ReleaseRecord, &ReleaseRecord) -> AuditSnapshots,
+    {
+        let releases = self.releases_tree().map_err(ReleaseChangeError::Store)?;
+        let key = version.to_string();
+        let trees = (&releases, &self.audit, &self.audit_by_serial);
+        let result = trees.transaction(|(rel, audit_tree, idx)| {
+            let Some(v) = rel.get(key.as_bytes())? else {
+                return Err(ConflictableTransactionError::Abort(Abort::NotFound));
+            };
+            let before: ReleaseRecord = decode(&key, &v)
+                .map_err(|e| ConflictableTransactionError::Abort(Abort::Corrupt(e)))?;
+            let mut after = before.clone();
+            f(&mut after).map_err(|e| ConflictableTransactionError::Abort(Abort::Rejected(e)))?;
+            if after != before {
+                rel.insert(key.as_bytes(), encode(&after))?;
+            }
+            if let Some(actor) = change.actor {
+                let (b, a) = audit(&before, &after);
+                let entry = super::AuditEntry {
+                    id: audit_tree.generate_id()?,
+                    at: change.at,
+                    actor: actor.to_owned(),
+                    action: change.action.to_owned(),
+                    serial: None,
+                    before: Some(b),
+                    after: Some(a),
+                };
+                super::audit::append_in(audit_tree, idx, &entry)?;
             }
             Ok((before, after))
         });

@@ -6,7 +6,6 @@
 
 use super::{decode, encode, SledStore, StoreError};
 use crate::domain::device::DeviceRecord;
-use crate::domain::guard::{Seen, Tallies};
 use jiff::Timestamp;
 use np_common::api::{EventKind, LastResult, Phase};
 use np_common::{Serial, Version};
@@ -135,42 +134,6 @@ impl SledStore {
             out.push(decode(serial.as_str(), &v)?);
         }
         Ok(out)
-    }
-
-    /// Feeds the rollout guard's counters from everything boxes reported: every stored
-    /// event and every box's last result and rollbacks (run once at start).
-    pub fn replay_reports(&self, tallies: &Tallies) -> Result<(), StoreError> {
-        for item in self.db.open_tree(EVENTS)?.iter() {
-            let (k, v) = item?;
-            let Some(end) = k.iter().position(|b| *b == 0) else {
-                continue;
-            };
-            let name = String::from_utf8_lossy(&k[..end]);
-            let Ok(serial) = Serial::parse(&name) else {
-                continue;
-            };
-            let e: EventRecord = decode(&name, &v)?;
-            if let (Some(version), Some(seen)) = (&e.version, Seen::of_event(e.event)) {
-                tallies.observe(&serial, version, seen);
-            }
-        }
-        for item in self.db.open_tree(REPORTS)?.iter() {
-            let (k, v) = item?;
-            let name = String::from_utf8_lossy(&k);
-            let Ok(serial) = Serial::parse(&name) else {
-                continue;
-            };
-            let r: DeviceReport = decode(&name, &v)?;
-            if let Some(lr) = &r.last_result {
-                if let (Some(version), Some(seen)) = (&lr.version, Seen::of_outcome(lr.outcome)) {
-                    tallies.observe(&serial, version, seen);
-                }
-            }
-            for version in &r.rolled_back_from {
-                tallies.observe(&serial, version, Seen::Failure);
-            }
-        }
-        Ok(())
     }
 
     /// How many registered boxes report running each version.

@@ -6,6 +6,7 @@ use crate::device::check_serial;
 use crate::device_list::csv_field;
 use crate::failure::{CmdResult, Failure};
 use crate::table;
+use np_server::store::AUDIT_ACTIONS;
 use serde_json::Value;
 
 /// Arguments of `audit`.
@@ -112,12 +113,42 @@ pub fn changes(e: &Value) -> String {
     }
 }
 
+/// `--action` is one the audit log records (a typo would list nothing).
+fn check_action(a: &str) -> Result<(), Failure> {
+    if AUDIT_ACTIONS.contains(&a.trim()) {
+        return Ok(());
+    }
+    Err(Failure::usage(format!(
+        "--action {:?} is not an audited action; the actions are: {}",
+        a.chars().take(40).collect::<String>(),
+        AUDIT_ACTIONS.join(", ")
+    )))
+}
+
+/// What an entry changed; an entry about a release (no serial) names its version first.
+fn entry_changes(e: &Value) -> String {
+    let what = changes(e);
+    let serial_less = e.get("serial").is_none_or(Value::is_null);
+    let version = ["after", "before"].iter().find_map(|k| {
+        e.get(*k)
+            .and_then(|v| v.get("version"))
+            .and_then(Value::as_str)
+    });
+    match version {
+        Some(v) if serial_less => format!("release {v}: {what}"),
+        _ => what,
+    }
+}
+
 /// Runs `audit`.
 pub fn run(args: Args) -> CmdResult {
     if args.limit.is_some_and(|n| n == 0) {
         return Err(Failure::usage("--limit must be at least 1"));
     }
     let serial = args.serial.as_deref().map(check_serial).transpose()?;
+    if let Some(a) = &args.action {
+        check_action(a)?;
+    }
     let c = Client::new(&args.server)?;
     let q: Vec<(&str, String)> = [
         ("serial", serial),
@@ -158,7 +189,7 @@ pub fn run(args: Args) -> CmdResult {
                 field(e, "actor"),
                 field(e, "action"),
                 field(e, "serial"),
-                changes(e),
+                entry_changes(e),
             ]
         })
         .collect();
@@ -182,6 +213,7 @@ pub fn run(args: Args) -> CmdResult {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -192,5 +224,21 @@ mod tests {
                        "after": {"customer": "ACME", "sequence": 2, "purchase_date": "2026-01-02"}});
         assert_eq!(changes(&e), "customer: ACEM → ACME");
         assert_eq!(changes(&json!({"before": null, "after": {}})), "created");
+    }
+
+    #[test]
+    fn a_release_entry_names_its_version_and_actions_are_checked() {
+        let e = json!({"action": "release_halt", "serial": null,
+                       "before": {"version": "5.4.0", "paused": false},
+                       "after": {"version": "5.4.0", "paused": true}});
+        assert_eq!(entry_changes(&e), "release 5.4.0: paused: false → true");
+        let f = check_action("bogus").unwrap_err();
+        assert_eq!(f.exit_code(), 2);
+        assert!(
+            f.message().contains("release_halt, keyring_draft"),
+            "{}",
+            f.message()
+        );
+        assert!(check_action("edit").is_ok());
     }
 }

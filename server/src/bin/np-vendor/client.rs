@@ -27,6 +27,10 @@ pub struct ServerArgs {
     /// --token and NP_TOKEN.
     #[arg(long, env = "NP_TOKEN_FILE", value_name = "FILE")]
     token_file: Option<std::path::PathBuf>,
+    /// A PEM file with the certificate of the CA that signed the server's certificate, when
+    /// that CA is a private one (not trusted by this machine).
+    #[arg(long, env = "NP_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<std::path::PathBuf>,
     /// Print the server's JSON instead of a table, and errors as JSON on standard error.
     #[arg(long)]
     pub json: bool,
@@ -80,10 +84,17 @@ impl Client {
             })?;
         // One TLS stack (ring); installing it twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = Http::builder()
+        let mut builder = Http::builder()
+            .use_rustls_tls()
             .connect_timeout(Duration::from_secs(15))
             .timeout(None::<Duration>)
-            .user_agent(concat!("np-vendor/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("np-vendor/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &args.ca_cert {
+            for cert in read_ca_certs(path)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| Failure::io(format!("cannot start the HTTP client: {e}")))?;
         Ok(Client {
@@ -122,7 +133,7 @@ impl Client {
             Ok(b) => {
                 let e = b.error;
                 let words = crate::words::cli_message(&e.code, &e.message, e.details.as_ref());
-                (format!("{words} ({})", e.code), Some((e.code, e.details)))
+                (with_code(&words, &e.code), Some((e.code, e.details)))
             }
             Err(_) => (format!("the server answered {status}"), None),
         };
@@ -169,12 +180,87 @@ impl Client {
     }
 }
 
+/// A refusal's words with its code in parentheses at the end, once (a message that ends
+/// with its code already, such as "withdrawn (yanked)", keeps it once).
+pub fn with_code(words: &str, code: &str) -> String {
+    let tail = format!("({code})");
+    if words.trim_end().ends_with(&tail) {
+        words.trim_end().to_owned()
+    } else {
+        format!("{words} {tail}")
+    }
+}
+
+/// The certificates of a `--ca-cert` PEM file (at most 1 MiB); a missing file, or one
+/// without a certificate, is a usage error naming the flag.
+fn read_ca_certs(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, Failure> {
+    use std::io::Read as _;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| {
+        let why = if e.kind() == std::io::ErrorKind::NotFound {
+            "no such file".to_owned()
+        } else {
+            e.to_string()
+        };
+        Failure::usage(format!("cannot read --ca-cert {shown}: {why}"))
+    })?;
+    let mut pem = Vec::new();
+    file.take(1024 * 1024 + 1)
+        .read_to_end(&mut pem)
+        .map_err(|e| Failure::usage(format!("cannot read --ca-cert {shown}: {e}")))?;
+    let not_pem = || {
+        Failure::usage(format!(
+            "--ca-cert {shown} holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\"); give the CA's certificate in PEM form"
+        ))
+    };
+    if pem.len() > 1024 * 1024 {
+        return Err(not_pem());
+    }
+    let mut certs = Vec::new();
+    for der in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let der = der.map_err(|_| not_pem())?;
+        certs.push(reqwest::Certificate::from_der(der.as_ref()).map_err(|_| not_pem())?);
+    }
+    if certs.is_empty() {
+        return Err(not_pem());
+    }
+    Ok(certs)
+}
+
+/// A TLS failure in words, with what to do; `None` when the chain is not about a
+/// certificate.
+fn tls_words(lower: &str) -> Option<&'static str> {
+    if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
+        Some("the server's certificate is not signed by a CA this machine trusts: pass --ca-cert FILE with your CA's certificate (or set NP_CA_CERT)")
+    } else if lower.contains("causedasendentity") {
+        Some("the server presents a CA certificate as its own certificate: configure the server with a certificate signed by that CA, and pass the CA's certificate with --ca-cert FILE")
+    } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
+        Some("the server's certificate is not made out for this host name: use the name the certificate names in --server")
+    } else if lower.contains("expired") && lower.contains("certificate") {
+        Some("the server's certificate has expired (or this machine's clock is wrong): renew the certificate on the server")
+    } else if lower.contains("notvalidyet") {
+        Some("the server's certificate is not valid yet (or this machine's clock is wrong)")
+    } else if lower.contains("badsignature") || lower.contains("bad signature") {
+        Some("the server's certificate chain does not verify (bad signature): check the server's certificate and --ca-cert")
+    } else if lower.contains("invalid peer certificate") {
+        Some("the server's certificate was not accepted: check the server's certificate, and pass --ca-cert FILE when it comes from a private CA")
+    } else {
+        None
+    }
+}
+
 /// Why the server could not be reached, with every cause, and what a scheme mismatch
 /// looks like in words: `https://` against a plain HTTP server fails the TLS handshake
 /// with a "corrupt message"; `http://` against an HTTPS server is hung up on.
 pub fn connect_failure(base: &Url, e: &reqwest::Error) -> String {
-    let chain = network_cause(e);
     let lower = error_chain(e).to_lowercase();
+    if let Some(words) = tls_words(&lower) {
+        return format!(
+            "cannot reach the server at {}: {words}",
+            base.as_str().trim_end_matches('/')
+        );
+    }
+    let chain = network_cause(e);
     let hint = if base.scheme() == "https"
         && (lower.contains("corrupt message") || lower.contains("invalidcontenttype"))
     {
@@ -300,4 +386,61 @@ pub fn items(v: &Value) -> Vec<Value> {
         }
     }
     Vec::new()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::failure::Kind;
+
+    #[test]
+    fn a_code_is_shown_once() {
+        assert_eq!(
+            with_code("release 5.4.0 was withdrawn (yanked)", "yanked"),
+            "release 5.4.0 was withdrawn (yanked)"
+        );
+        assert_eq!(
+            with_code("no token", "unauthorized"),
+            "no token (unauthorized)"
+        );
+    }
+
+    #[test]
+    fn tls_failures_are_words_not_debug_text() {
+        let w = tls_words(&"invalid peer certificate: UnknownIssuer".to_lowercase()).unwrap();
+        assert!(w.contains("not signed by a CA this machine trusts"), "{w}");
+        assert!(w.contains("--ca-cert FILE"), "{w}");
+        let w = tls_words(
+            &"invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))".to_lowercase(),
+        )
+        .unwrap();
+        assert!(!w.contains("OtherError"), "{w}");
+        assert!(w.contains("CA certificate as its own"), "{w}");
+        assert_eq!(tls_words("tcp connect error: connection refused"), None);
+    }
+
+    #[test]
+    fn a_missing_or_bad_ca_file_is_a_usage_error_naming_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.pem");
+        let f = read_ca_certs(&missing).unwrap_err();
+        assert_eq!(f.kind(), Kind::Usage);
+        assert!(
+            f.message().starts_with("cannot read --ca-cert "),
+            "{}",
+            f.message()
+        );
+        assert!(f.message().ends_with("no such file"), "{}", f.message());
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let f = read_ca_certs(&junk).unwrap_err();
+        assert_eq!(f.kind(), Kind::Usage);
+        assert!(f.message().contains("--ca-cert") && f.message().contains("no PEM certificate"));
+        let ca = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/tls/TEST-ONLY-ca.pem"
+        );
+        assert_eq!(read_ca_certs(std::path::Path::new(ca)).unwrap().len(), 1);
+    }
 }

@@ -49,17 +49,21 @@ pub enum DeviceCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Correct a mistyped customer or purchase date (audited; a new purchase date moves
-    /// the warranty and re-signs the entitlement).
+    /// Correct a mistyped customer or purchase date, or set the box's key (audited; a new
+    /// purchase date moves the warranty and re-signs the entitlement).
     Edit {
         /// The box's serial.
         serial: String,
         /// The corrected customer.
-        #[arg(long, required_unless_present = "purchase_date")]
+        #[arg(long)]
         customer: Option<String>,
         /// The corrected purchase date, YYYY-MM-DD.
         #[arg(long, value_name = "YYYY-MM-DD")]
         purchase_date: Option<String>,
+        /// The box's public key, set or replaced: a file holding base64 (from `np-agent
+        /// keygen`), or the base64 itself.
+        #[arg(long, value_name = "FILE|BASE64")]
+        device_key: Option<String>,
         /// Accept a purchase date more than a few days in the future.
         #[arg(long)]
         allow_future: bool,
@@ -178,18 +182,31 @@ pub fn run(cmd: DeviceCommand) -> CmdResult {
         DeviceCommand::Show { serial, server } => {
             let serial = check_serial(&serial)?;
             let c = Client::new(&server)?;
-            let v = c.get(&["api", "v1", "devices", &serial], &[])?;
+            let mut v = c.get(&["api", "v1", "devices", &serial], &[])?;
+            let receipts = c.get(&["api", "v1", "devices", &serial, "receipts"], &[])?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("receipts".into(), receipts);
+            }
             show(&v, server.json, "")
         }
         DeviceCommand::Edit {
             serial,
             customer,
             purchase_date,
+            device_key,
             allow_future,
             server,
         } => {
             let serial = check_serial(&serial)?;
+            if customer.is_none() && purchase_date.is_none() && device_key.is_none() {
+                return Err(Failure::usage(
+                    "name what to correct: --customer NAME, --purchase-date YYYY-MM-DD and/or --device-key FILE",
+                ));
+            }
             let mut body = json!({});
+            if let Some(k) = device_key {
+                body["device_key"] = json!(public_key_arg(&k, "--device-key")?);
+            }
             if let Some(c) = customer {
                 body["customer"] = json!(c);
             }
@@ -255,7 +272,13 @@ pub fn run(cmd: DeviceCommand) -> CmdResult {
             let c = Client::new(&server)?;
             let path = ["api", "v1", "devices", serial.as_str(), "swap"];
             let v = c.send_json(Method::POST, &path, &body)?;
-            after_change(&c, &new_serial, &v, server.json, "swapped; now")
+            let new_key = v.get("new").and_then(|n| n.get("device_key"));
+            if new_key.is_some_and(Value::is_null) {
+                np_server::errln!(
+                    "warning: {new_serial} has no device key, so it cannot check in until it has one: set it with `np-vendor device edit {new_serial} --device-key FILE`"
+                );
+            }
+            after_change(&c, &new_serial, &v, server.json, "")
         }
         DeviceCommand::Revoke {
             serial,
@@ -354,21 +377,59 @@ pub fn check_date(flag: &str, s: &str) -> Result<(), Failure> {
     }
 }
 
-/// A public key given as a file holding base64, or as the base64 itself.
+/// A public key given as a file holding base64, or as the base64 itself. A value that
+/// cannot be base64 (a dot, say) is taken for a file name, so a missing file reads as
+/// one; a key file holds one line.
 pub fn public_key_arg(arg: &str, flag: &str) -> Result<String, Failure> {
-    let text = if Path::new(arg).is_file() {
-        std::fs::read_to_string(arg)
-            .map_err(|e| Failure::io(format!("cannot read {flag} {arg}: {e}")))?
+    let path = Path::new(arg);
+    let looks_base64 = !arg.is_empty()
+        && arg
+            .trim()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='));
+    let from_file = path.is_file();
+    let text = if from_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::usage(format!("cannot read {flag} {arg}: {}", io_words(&e))))?;
+        let lines = text.lines().filter(|l| !l.trim().is_empty()).count();
+        if lines > 1 {
+            return Err(Failure::refused(format!(
+                "{flag} {arg} has {lines} lines; a key file holds one line of base64 (the public key `np-agent keygen` printed)"
+            )));
+        }
+        text
+    } else if path.exists() {
+        return Err(Failure::usage(format!(
+            "{flag} {arg} is a folder; give the key file or the base64 key"
+        )));
+    } else if !looks_base64 || (arg.contains('/') && PublicKey::from_base64(arg).is_err()) {
+        return Err(Failure::usage(format!(
+            "cannot read {flag} {arg}: no such file (give a key file from `np-agent keygen`, or the base64 key itself)"
+        )));
     } else {
         arg.to_owned()
     };
     PublicKey::from_base64(&text)
         .map(|k| k.to_base64())
-        .map_err(|e| {
+        .map_err(|_| {
+            let what = if from_file {
+                format!("{flag} {arg} does not hold a public key")
+            } else {
+                format!("{flag} is not a public key")
+            };
             Failure::refused(format!(
-                "{flag} is not a public key file or base64 key: {e}"
+                "{what}: expected 44 characters of standard base64 (32 bytes), as `np-agent keygen` prints"
             ))
         })
+}
+
+/// An I/O error in a few words ("no such file", "permission denied").
+fn io_words(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => e.to_string(),
+    }
 }
 
 /// After a change: shows the device the answer carries (an extension answers the new
@@ -382,13 +443,14 @@ fn after_change(c: &Client, serial: &str, v: &Value, json: bool, verb: &str) -> 
         return show(d, false, verb);
     }
     if let (Some(old), Some(new)) = (v.get("old"), v.get("new")) {
+        // One line for the swap; the new box follows without a heading of its own.
         np_server::outln!(
             "{} is now {}; its coverage moved to {}",
             field(old, "serial"),
             field(old, "status"),
             field(new, "serial")
         );
-        return show(new, false, verb);
+        return show(new, false, "");
     }
     if v.get("serial").is_some() && v.get("terms").is_some() {
         return show(v, false, verb);
@@ -442,9 +504,13 @@ pub fn show(v: &Value, json: bool, verb: &str) -> CmdResult {
     if !verb.is_empty() {
         np_server::outln!("{verb} {}", field(d, "serial"));
     }
+    // Both boxes of a swap carry its reason under one label.
+    let swapped = ["replaces", "replaced_by"]
+        .iter()
+        .any(|k| d.get(*k).is_some_and(|v| !v.is_null()));
     let reason_label = match d.get("status").and_then(Value::as_str) {
         Some("revoked") => "revoke reason",
-        Some("replaced") => "swap reason",
+        _ if swapped => "swap reason",
         _ => "reason",
     };
     let lines: Vec<(&str, String)> = vec![
@@ -488,6 +554,29 @@ pub fn show(v: &Value, json: bool, verb: &str) -> CmdResult {
         np_server::outln!();
         table::print(&["TERM", "START", "END"], &rows, "no terms");
     }
+    if let Some(receipts) = v.get("receipts").and_then(Value::as_array) {
+        let rows: Vec<Vec<String>> = receipts
+            .iter()
+            .take(20)
+            .map(|s| {
+                let r = s.get("receipt").unwrap_or(&Value::Null);
+                vec![
+                    field(r, "seq"),
+                    field(r, "at"),
+                    field(r, "outcome").replace('_', " "),
+                    field(r, "from_version"),
+                    field(r, "to_version"),
+                    field(s, "via"),
+                ]
+            })
+            .collect();
+        np_server::outln!();
+        table::print(
+            &["RECEIPT", "AT", "OUTCOME", "FROM", "TO", "VIA"],
+            &rows,
+            "no receipts",
+        );
+    }
     Ok(())
 }
 
@@ -513,6 +602,42 @@ mod tests {
         assert_eq!(
             check_serial(" nr-2000-123456-4 ").unwrap(),
             "NR-2000-123456-4"
+        );
+    }
+
+    #[test]
+    fn a_device_key_names_a_missing_file_and_a_file_of_many_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("box.pub");
+        let m = missing.display().to_string();
+        let f = public_key_arg(&m, "--device-key").unwrap_err();
+        assert_eq!(f.exit_code(), 2);
+        assert!(f.message().contains(": no such file"), "{}", f.message());
+        assert!(!f.message().contains("Invalid symbol"), "{}", f.message());
+        let f = public_key_arg("box.pub", "--device-key").unwrap_err();
+        assert!(
+            f.message().contains("box.pub: no such file"),
+            "{}",
+            f.message()
+        );
+        let key = np_common::SecretKey::from_seed(&[7u8; 32])
+            .public_key()
+            .to_base64();
+        let two = dir.path().join("two.pub");
+        std::fs::write(&two, format!("{key}\n{key}\n")).unwrap();
+        let f = public_key_arg(&two.display().to_string(), "--device-key").unwrap_err();
+        assert!(f.message().contains("has 2 lines"), "{}", f.message());
+        let one = dir.path().join("one.pub");
+        std::fs::write(&one, format!("{key}\n")).unwrap();
+        assert_eq!(
+            public_key_arg(&one.display().to_string(), "--device-key").unwrap(),
+            key
+        );
+        assert_eq!(public_key_arg(&key, "--device-key").unwrap(), key);
+        let f = public_key_arg("abcd", "--device-key").unwrap_err();
+        assert_eq!(
+            f.message(),
+            "--device-key is not a public key: expected 44 characters of standard base64 (32 bytes), as `np-agent keygen` prints"
         );
     }
 }

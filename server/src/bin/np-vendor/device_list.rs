@@ -106,14 +106,39 @@ fn csv_line(cells: &[String]) -> String {
 }
 
 /// `--running-version` is checked here, so that the error names the flag rather than the
-/// server's query field.
+/// server's query field, in words rather than the version parser's.
 fn check_running_version(v: &str) -> Result<(), Failure> {
-    semver::Version::parse(v.trim()).map(|_| ()).map_err(|e| {
-        Failure::refused(format!(
-            "--running-version {v:?} is not a version such as 5.3.0: {e} (bad_version)"
+    semver::Version::parse(v.trim()).map(|_| ()).map_err(|_| {
+        Failure::usage(format!(
+            "--running-version {:?} is not a full version: give MAJOR.MINOR.PATCH, such as 5.3.0",
+            v.chars().take(40).collect::<String>()
         ))
-        .with_code("bad_version", None)
     })
+}
+
+/// Entitlement statuses and coverage words.
+const STATUSES: [&str; 3] = ["active", "revoked", "replaced"];
+const COVERAGES: [&str; 3] = ["covered", "expired", "not_yet_started"];
+
+/// `--status` takes a status or a coverage word, `--coverage` only a coverage word.
+fn check_filter(flag: &str, v: &str) -> Result<(), Failure> {
+    let word = v.trim();
+    if COVERAGES.contains(&word) || (flag == "--status" && STATUSES.contains(&word)) {
+        return Ok(());
+    }
+    let shown = v.chars().take(40).collect::<String>();
+    Err(Failure::usage(if flag == "--status" {
+        format!(
+            "--status {shown:?} is not one of {} (the entitlement) or {} (the coverage)",
+            STATUSES.join(", "),
+            COVERAGES.join(", ")
+        )
+    } else {
+        format!(
+            "--coverage {shown:?} is not one of {}",
+            COVERAGES.join(", ")
+        )
+    }))
 }
 
 /// Runs `device list`.
@@ -128,6 +153,11 @@ pub fn list(a: ListArgs) -> CmdResult {
     }
     if let Some(v) = &a.running_version {
         check_running_version(v)?;
+    }
+    for (flag, v) in [("--status", &a.status), ("--coverage", &a.coverage)] {
+        if let Some(v) = v {
+            check_filter(flag, v)?;
+        }
     }
     if a.limit.is_some_and(|n| n == 0) {
         return Err(Failure::usage("--limit must be at least 1"));
@@ -252,14 +282,25 @@ mod tests {
 
     #[test]
     fn a_bad_running_version_names_the_flag() {
-        let f = check_running_version("5.x").unwrap_err();
-        assert!(
-            f.message()
-                .starts_with("--running-version \"5.x\" is not a version"),
-            "{}",
-            f.message()
+        let f = check_running_version("5.3").unwrap_err();
+        assert_eq!(
+            f.message(),
+            "--running-version \"5.3\" is not a full version: give MAJOR.MINOR.PATCH, such as 5.3.0"
         );
-        assert_eq!(f.exit_code(), 1);
+        assert_eq!(f.exit_code(), 2);
         assert!(check_running_version("5.3.0").is_ok());
+    }
+
+    #[test]
+    fn coverage_lists_only_coverage_words() {
+        let f = check_filter("--coverage", "bogus").unwrap_err();
+        assert_eq!(
+            f.message(),
+            "--coverage \"bogus\" is not one of covered, expired, not_yet_started"
+        );
+        assert_eq!(f.exit_code(), 2);
+        assert!(check_filter("--coverage", "active").is_err());
+        assert!(check_filter("--status", "active").is_ok());
+        assert!(check_filter("--status", "expired").is_ok());
     }
 }

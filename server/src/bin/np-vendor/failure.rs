@@ -72,9 +72,16 @@ impl Failure {
             }
             .to_owned()
         });
+        // The code has its own field; the message does not repeat it at its end.
+        let message = self
+            .message
+            .trim_end()
+            .strip_suffix(&format!("({code})"))
+            .map(str::trim_end)
+            .unwrap_or(&self.message);
         let mut e = serde_json::json!({
             "code": code,
-            "message": self.message,
+            "message": message,
             "exit_code": self.exit_code(),
         });
         if let Some(d) = &self.details {
@@ -154,5 +161,9 @@ mod tests {
         assert_eq!(j["error"]["code"], "lapsed");
         assert_eq!(j["error"]["exit_code"], 1);
         assert_eq!(Failure::usage("x").to_json()["error"]["code"], "usage");
+        let j = Failure::refused("the token is not valid (unauthorized)")
+            .with_code("unauthorized", None)
+            .to_json();
+        assert_eq!(j["error"]["message"], "the token is not valid");
     }
 }

@@ -44,6 +44,14 @@ pub struct DraftArgs {
     /// years from now.
     #[arg(long, value_name = "DATE")]
     expires: Option<String>,
+    /// A root rotation: the public key file of a root key of the new keyring (repeat for
+    /// several; `np-vendor key new` writes KEY.pub). Sign the draft with the old root
+    /// key(s) and the new ones.
+    #[arg(long = "new-root-key", value_name = "FILE")]
+    new_root_keys: Vec<PathBuf>,
+    /// With --new-root-key: how many root signatures the new keyring needs (default 1).
+    #[arg(long, value_name = "N", requires = "new_root_keys")]
+    root_threshold: Option<u32>,
     /// Where to write the payload to sign (`np-vendor keyring sign --in FILE`).
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
@@ -65,6 +73,22 @@ pub fn draft(args: DraftArgs) -> CmdResult {
     if let Some(e) = &args.expires {
         body["expires"] = json!(e);
     }
+    if !args.new_root_keys.is_empty() {
+        let mut keys = Vec::new();
+        for p in &args.new_root_keys {
+            keys.push(files::read_public_key(p, "--new-root-key")?.to_base64());
+        }
+        if let Some(t) = args.root_threshold {
+            if t == 0 || t as usize > keys.len() {
+                return Err(Failure::usage(format!(
+                    "--root-threshold {t} must be between 1 and the number of --new-root-key files ({})",
+                    keys.len()
+                )));
+            }
+        }
+        body["root_keys"] = json!(keys);
+        body["root_threshold"] = json!(args.root_threshold.unwrap_or(1));
+    }
     let answer = client.send_json(
         reqwest::Method::POST,
         &["api", "v1", "keyring", "drafts"],
@@ -85,8 +109,19 @@ pub fn draft(args: DraftArgs) -> CmdResult {
             payload["expires"].as_str().unwrap_or("?"),
             args.out.display()
         );
+        // A root rotation is signed by the old root key(s) and the new ones.
+        let keys: String = std::iter::once("root.key".to_owned())
+            .chain(args.new_root_keys.iter().map(|p| {
+                let shown = p.display().to_string();
+                shown
+                    .strip_suffix(".pub")
+                    .map(|s| format!("{s}.key"))
+                    .unwrap_or_else(|| format!("<the private key of {shown}>"))
+            }))
+            .collect::<Vec<_>>()
+            .join(" ");
         eprintln!(
-            "next: on the offline machine, np-vendor keyring sign --root-key root.key --in {} --out keyring.signed.json; then np-vendor keyring install keyring.signed.json",
+            "next: on the offline machine, np-vendor keyring sign --root-key {keys} --in {} --out keyring.signed.json; then np-vendor keyring install keyring.signed.json",
             args.out.display()
         );
     }

@@ -17,6 +17,7 @@ mod files;
 mod key;
 mod keyring_server;
 mod keyring_sign;
+mod receipt;
 mod release;
 mod sign;
 mod table;
@@ -28,7 +29,11 @@ use std::process::ExitCode;
 
 /// The staff command line of NP Update & Warranty.
 #[derive(Parser)]
-#[command(name = "np-vendor", version)]
+#[command(
+    name = "np-vendor",
+    version,
+    after_help = "The server options of the online commands (--server, --token, --token-file, --ca-cert, --json) may come before the command too: np-vendor --server URL device list."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,6 +60,9 @@ enum Command {
     /// Publish and steer firmware releases on the server.
     #[command(subcommand)]
     Release(release::ReleaseCommand),
+    /// Upload the signed receipts of offline boxes.
+    #[command(subcommand)]
+    Receipt(receipt::ReceiptCommand),
     /// Show the server's audit log.
     Audit(audit::Args),
     /// Write the man pages (for packagers).
@@ -66,7 +74,7 @@ enum Command {
 enum BundleCommand {
     /// Build an offline bundle from a signed manifest and its image (offline).
     Build(bundle_build::Args),
-    /// Download a bundle for one box from the server.
+    /// Download a bundle for one box (by version, or for its signed request) from the server.
     Get(bundle_get::Args),
 }
 
@@ -78,8 +86,51 @@ fn wants_json() -> bool {
         .any(|a| a == "--json")
 }
 
+/// The server options every online command takes; those with a value.
+const SERVER_OPTIONS: [&str; 4] = ["--server", "--token", "--token-file", "--ca-cert"];
+
+/// The command line with the server options given before the subcommand
+/// (`np-vendor --server URL device list`) moved after it, where each online command
+/// takes them (they live in every online command, so that `--help` shows them there).
+fn server_options_last(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut iter = args.into_iter();
+    let mut out: Vec<std::ffi::OsString> = iter.next().into_iter().collect();
+    let mut moved = Vec::new();
+    let mut rest: Vec<std::ffi::OsString> = Vec::new();
+    while let Some(a) = iter.next() {
+        let text = a.to_string_lossy();
+        let name = text.split('=').next().unwrap_or_default();
+        if text == "--json" {
+            moved.push(a);
+        } else if SERVER_OPTIONS.contains(&name) {
+            let has_value = text.contains('=');
+            moved.push(a);
+            if !has_value {
+                if let Some(v) = iter.next() {
+                    moved.push(v);
+                }
+            }
+        } else {
+            rest.push(a);
+            break;
+        }
+    }
+    rest.extend(iter);
+    if moved.is_empty() {
+        out.extend(rest);
+        return out;
+    }
+    // Before a `--`, so that they stay options.
+    let end = rest.iter().position(|a| a == "--").unwrap_or(rest.len());
+    let tail = rest.split_off(end);
+    out.extend(rest);
+    out.extend(moved);
+    out.extend(tail);
+    out
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(server_options_last(std::env::args_os().collect())) {
         Ok(c) => c,
         Err(e) if wants_json() && e.use_stderr() => {
             let f = failure::Failure::usage(e.kind().as_str().unwrap_or("bad usage"));
@@ -106,6 +157,7 @@ fn main() -> ExitCode {
         Command::Bundle(BundleCommand::Get(a)) => bundle_get::run(a),
         Command::Device(c) => device::run(c),
         Command::Release(c) => release::run(c),
+        Command::Receipt(c) => receipt::run(c),
         Command::Audit(a) => audit::run(a),
         Command::GenerateMan(a) => {
             use clap::CommandFactory as _;
@@ -140,6 +192,52 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
     use clap::CommandFactory as _;
+
+    #[test]
+    fn server_options_before_the_subcommand_move_after_it() {
+        let v = |s: &[&str]| s.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            server_options_last(v(&[
+                "np-vendor",
+                "--server",
+                "http://x",
+                "--json",
+                "--ca-cert=ca.pem",
+                "device",
+                "list",
+                "--limit",
+                "2"
+            ])),
+            v(&[
+                "np-vendor",
+                "device",
+                "list",
+                "--limit",
+                "2",
+                "--server",
+                "http://x",
+                "--json",
+                "--ca-cert=ca.pem"
+            ])
+        );
+        assert_eq!(
+            server_options_last(v(&["np-vendor", "device", "list", "--server", "u"])),
+            v(&["np-vendor", "device", "list", "--server", "u"])
+        );
+        assert_eq!(
+            server_options_last(v(&["np-vendor", "--token", "t", "sign", "--", "x"])),
+            v(&["np-vendor", "sign", "--token", "t", "--", "x"])
+        );
+        let parsed = Cli::try_parse_from(server_options_last(v(&[
+            "np-vendor",
+            "--server",
+            "http://x",
+            "device",
+            "show",
+            "NR-2000-123456-4",
+        ])));
+        assert!(parsed.is_ok());
+    }
 
     #[test]
     fn every_option_has_help() {

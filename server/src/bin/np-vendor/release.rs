@@ -66,10 +66,9 @@ pub struct UploadArgs {
     server: ServerArgs,
 }
 
-/// Arguments of `release set`.
+/// Arguments of `release set`: one change at a time (checked by [`change_of`], so that a
+/// wrong combination is named by its flags).
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("change").required(true).multiple(false)
-    .args(["rollout", "pause", "resume", "yank", "stages", "no_plan"])))]
 pub struct SetArgs {
     /// The release's version.
     version: String,
@@ -90,14 +89,17 @@ pub struct SetArgs {
     /// (holds in d, h, m, s); it starts at its first stage now.
     #[arg(long, value_name = "STAGES")]
     stages: Option<String>,
-    /// With --stages: halt the release when this share of the boxes that tried it failed
-    /// or rolled back.
-    #[arg(long, requires = "stages", value_parser = clap::value_parser!(u8).range(1..=100))]
+    /// Halt the release when this share of the boxes that tried it failed or rolled back.
+    /// With --stages, part of the new plan; alone, it changes the guard of the release's
+    /// plan and keeps its stages and progress.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
     max_failure_percent: Option<u8>,
-    /// With --stages: how many boxes must have tried it before the guard judges (default 20).
-    #[arg(long, requires = "stages", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    /// How many boxes must have tried it before the guard judges (default 20). With
+    /// --stages or alone, as for --max-failure-percent.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     min_attempts: Option<u32>,
-    /// Drop the release's plan (and its guard); it keeps its fixed percent.
+    /// Drop the release's plan (and its guard); its rollout stays at the percent the plan
+    /// had reached.
     #[arg(long)]
     no_plan: bool,
     #[command(flatten)]
@@ -133,18 +135,26 @@ pub fn run(cmd: ReleaseCommand) -> CmdResult {
             Ok(())
         }
         ReleaseCommand::Set(a) => {
-            let body = if let Some(text) = &a.stages {
-                plan_body(text, a.max_failure_percent, a.min_attempts)?
-            } else if a.no_plan {
-                json!({ "plan": null })
-            } else if let Some(n) = a.rollout {
-                json!({"rollout_percent": n})
-            } else if a.pause {
-                json!({"paused": true})
-            } else if a.resume {
-                json!({"paused": false})
-            } else {
-                json!({"yanked": true})
+            let change = change_of(&a)?;
+            let c = Client::new(&a.server)?;
+            let body = match change {
+                SetChange::Stages(text) => {
+                    if a.max_failure_percent.is_none() {
+                        eprintln!(
+                            "note: this plan has no automatic halt; add --max-failure-percent to have the server pause the release when too many boxes fail"
+                        );
+                    }
+                    plan_body(&text, a.max_failure_percent, a.min_attempts)?
+                }
+                SetChange::Guard => {
+                    let current = c.get(&["api", "v1", "releases", a.version.as_str()], &[])?;
+                    guard_body(&a.version, &current, a.max_failure_percent, a.min_attempts)?
+                }
+                SetChange::NoPlan => json!({ "plan": null }),
+                SetChange::Rollout(n) => json!({"rollout_percent": n}),
+                SetChange::Pause => json!({"paused": true}),
+                SetChange::Resume => json!({"paused": false}),
+                SetChange::Yank => json!({"yanked": true}),
             };
             let c = Client::new(&a.server)?;
             let path = ["api", "v1", "releases", a.version.as_str()];
@@ -173,6 +183,93 @@ pub fn run(cmd: ReleaseCommand) -> CmdResult {
             Ok(())
         }
     }
+}
+
+/// The one change a `release set` asks for.
+#[derive(Debug, PartialEq)]
+enum SetChange {
+    Rollout(u8),
+    Pause,
+    Resume,
+    Yank,
+    Stages(String),
+    /// Only the guard's settings of the current plan.
+    Guard,
+    NoPlan,
+}
+
+/// The change the flags ask for: exactly one of --rollout, --pause, --resume, --yank,
+/// --stages (with --max-failure-percent and --min-attempts), the guard's flags alone, or
+/// --no-plan. A wrong combination is a usage error that names the flags.
+fn change_of(a: &SetArgs) -> Result<SetChange, Failure> {
+    let guard = a.max_failure_percent.is_some() || a.min_attempts.is_some();
+    let mut given: Vec<(&str, SetChange)> = Vec::new();
+    if let Some(n) = a.rollout {
+        given.push(("--rollout", SetChange::Rollout(n)));
+    }
+    if a.pause {
+        given.push(("--pause", SetChange::Pause));
+    }
+    if a.resume {
+        given.push(("--resume", SetChange::Resume));
+    }
+    if a.yank {
+        given.push(("--yank", SetChange::Yank));
+    }
+    if let Some(t) = &a.stages {
+        given.push(("--stages", SetChange::Stages(t.clone())));
+    } else if guard {
+        let flags = match (a.max_failure_percent.is_some(), a.min_attempts.is_some()) {
+            (true, true) => "--max-failure-percent/--min-attempts",
+            (true, false) => "--max-failure-percent",
+            _ => "--min-attempts",
+        };
+        given.push((flags, SetChange::Guard));
+    }
+    if a.no_plan {
+        given.push(("--no-plan", SetChange::NoPlan));
+    }
+    if a.no_plan && guard {
+        return Err(Failure::usage(
+            "--no-plan drops the plan and its guard: it cannot be combined with --max-failure-percent or --min-attempts",
+        ));
+    }
+    match given.len() {
+        0 => Err(Failure::usage(
+            "give the change to make: --rollout PERCENT, --pause, --resume, --yank, --stages STAGES [--max-failure-percent N] [--min-attempts N], --max-failure-percent/--min-attempts alone (the current plan's guard), or --no-plan",
+        )),
+        1 => Ok(given.remove(0).1),
+        _ => {
+            let names: Vec<&str> = given.iter().map(|(n, _)| *n).collect();
+            Err(Failure::usage(format!(
+                "{} cannot be combined: give one change at a time",
+                names.join(" and ")
+            )))
+        }
+    }
+}
+
+/// The `PATCH` body that changes only the guard of the release's current plan: the same
+/// stages (the server keeps their progress), the given settings, the current ones else.
+fn guard_body(
+    version: &str,
+    current: &Value,
+    max_failure_percent: Option<u8>,
+    min_attempts: Option<u32>,
+) -> Result<Value, Failure> {
+    let Some(plan) = current.get("plan").filter(|p| p.is_object()) else {
+        return Err(Failure::refused(format!(
+            "release {version} has no plan, so --max-failure-percent and --min-attempts have nothing to guard; give the stages too, such as --stages 1:24h,10:24h,100"
+        )));
+    };
+    let mut plan = plan.clone();
+    if let Some(p) = max_failure_percent {
+        plan["max_failure_percent"] = json!(p);
+    }
+    if let Some(n) = min_attempts {
+        plan["min_attempts"] = json!(n);
+    }
+    Ok(json!({ "plan": plan }))
 }
 
 /// The `PATCH` body of `--stages`, checked here so that mistakes are named by the flag.
@@ -301,6 +398,11 @@ fn upload(a: UploadArgs) -> CmdResult {
             a.min_from_version
         ))
     })?;
+    if from >= version {
+        return Err(Failure::usage(format!(
+            "--min-from-version {from} must be below --version {version}: it is the oldest version a box may upgrade from (0.0.0: any)"
+        )));
+    }
     for m in &a.models {
         Model::parse(m).map_err(|e| Failure::refused(format!("--models {m:?}: {e}")))?;
     }
@@ -435,6 +537,89 @@ mod tests {
         assert_eq!(
             (row[4].as_str(), row[5].as_str()),
             ("10% (stage 2 of 3)", "halted (7 of 40 failed)")
+        );
+    }
+
+    fn set_args(args: &[&str]) -> SetArgs {
+        #[derive(clap::Parser)]
+        struct P {
+            #[command(flatten)]
+            a: SetArgs,
+        }
+        let mut argv = vec!["np-vendor", "5.3.0"];
+        argv.extend_from_slice(args);
+        <P as clap::Parser>::try_parse_from(argv).unwrap().a
+    }
+
+    #[test]
+    fn the_guard_s_flags_alone_change_only_the_guard_and_bad_combinations_name_the_flags() {
+        assert_eq!(
+            change_of(&set_args(&["--min-attempts", "30"])).unwrap(),
+            SetChange::Guard
+        );
+        assert_eq!(
+            change_of(&set_args(&["--max-failure-percent", "5"])).unwrap(),
+            SetChange::Guard
+        );
+        assert_eq!(
+            change_of(&set_args(&[
+                "--stages",
+                "100",
+                "--max-failure-percent",
+                "5"
+            ]))
+            .unwrap(),
+            SetChange::Stages("100".into())
+        );
+        let e = change_of(&set_args(&[])).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.message()
+                .starts_with("give the change to make: --rollout"),
+            "{}",
+            e.message()
+        );
+        let e = change_of(&set_args(&["--pause", "--resume"])).unwrap_err();
+        assert_eq!(
+            (e.exit_code(), e.message()),
+            (
+                2,
+                "--pause and --resume cannot be combined: give one change at a time"
+            )
+        );
+        let e = change_of(&set_args(&["--rollout", "5", "--min-attempts", "3"])).unwrap_err();
+        assert_eq!(
+            e.message(),
+            "--rollout and --min-attempts cannot be combined: give one change at a time"
+        );
+        let e = change_of(&set_args(&["--no-plan", "--max-failure-percent", "3"])).unwrap_err();
+        assert!(
+            e.message().starts_with("--no-plan drops the plan"),
+            "{}",
+            e.message()
+        );
+        let e = change_of(&set_args(&["--no-plan", "--stages", "100"])).unwrap_err();
+        assert_eq!(
+            e.message(),
+            "--stages and --no-plan cannot be combined: give one change at a time"
+        );
+    }
+
+    #[test]
+    fn a_guard_change_keeps_the_current_stages_and_settings() {
+        let current = json!({"plan": {"stages": [{"percent": 1, "hold": "1d"}, {"percent": 100}],
+            "max_failure_percent": 5, "min_attempts": 20}});
+        assert_eq!(
+            guard_body("5.3.0", &current, None, Some(40)).unwrap(),
+            json!({"plan": {"stages": [{"percent": 1, "hold": "1d"}, {"percent": 100}],
+                "max_failure_percent": 5, "min_attempts": 40}})
+        );
+        let e = guard_body("5.3.0", &json!({"plan": null}), Some(5), None).unwrap_err();
+        assert_eq!(e.exit_code(), 1);
+        assert!(
+            e.message().starts_with("release 5.3.0 has no plan"),
+            "{}",
+            e.message()
         );
     }
 

@@ -82,6 +82,11 @@ pub fn cli_message(code: &str, message: &str, details: Option<&Value>) -> String
                 "{s} already has a pending {what} (asked at {at}); pass --replace to replace it, or cancel it with `np-vendor device action {s} cancel`"
             );
         }
+        ("no_device_key", Some(s)) => {
+            return format!(
+                "box {s} was registered without a device key, so what it signs (a request, a receipt) cannot be checked; a box's key is registered with `np-vendor device add SERIAL --device-key FILE`, or `np-vendor device swap {s} --new-device-key FILE` for a replacement"
+            )
+        }
         _ => {}
     }
     match code {
@@ -107,9 +112,6 @@ pub fn cli_message(code: &str, message: &str, details: Option<&Value>) -> String
     for (route, cmd) in ROUTES {
         m = m.replace(route, cmd);
     }
-    m = m
-        .replace("lower the minimum version", "lower --min-from-version")
-        .replace("the minimum version to upgrade from,", "--min-from-version");
     for (field, flag) in FLAGS {
         m = replace_word(&m, field, flag);
     }
@@ -120,6 +122,21 @@ pub fn cli_message(code: &str, message: &str, details: Option<&Value>) -> String
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_unreachable_minimum_warning_names_the_flag_without_a_stray_comma() {
+        let m = cli_message(
+            "",
+            "no box running a release published here can install 9.0.0: min_from_version 8.0.0 is above the newest release of every listed model (NR-2000 5.3.0); boxes on older firmware need an intermediate release, or lower min_from_version",
+            None,
+        );
+        assert!(
+            m.contains(": --min-from-version 8.0.0 is above the newest")
+                && m.ends_with("or lower --min-from-version")
+                && !m.contains(", is above"),
+            "{m}"
+        );
+    }
 
     #[test]
     fn remedies_name_commands_and_flags_not_routes() {
@@ -149,5 +166,18 @@ mod tests {
             None,
         );
         assert!(!m.contains("/api/"), "{m}");
+    }
+
+    #[test]
+    fn a_box_without_a_device_key_is_explained_with_the_commands_that_register_one() {
+        let m = cli_message(
+            "no_device_key",
+            "the request: box NR-2000-123456-4 has no registered device key",
+            Some(&json!({"serial": "NR-2000-123456-4"})),
+        );
+        assert!(
+            m.contains("--device-key FILE") && m.contains("device swap NR-2000-123456-4"),
+            "{m}"
+        );
     }
 }

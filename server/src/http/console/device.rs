@@ -27,6 +27,8 @@ use serde::Deserialize;
 
 /// Install events shown.
 const EVENTS_SHOWN: usize = 50;
+/// Receipts shown.
+const RECEIPTS_SHOWN: usize = 50;
 /// Audit entries read for the page (the newest are shown).
 const AUDIT_READ: usize = 1000;
 /// Audit entries shown.
@@ -50,6 +52,7 @@ struct DevicePage {
     lapsed_days: Option<i64>,
     timeline: String,
     events: Vec<EventRecord>,
+    receipts: Vec<crate::store::StoredReceipt>,
     audit: Vec<AuditRow>,
     versions: Vec<String>,
     reinstate: Option<Reinstatement>,
@@ -70,6 +73,18 @@ impl DevicePage {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default()
+    }
+
+    fn outcome(r: &crate::store::StoredReceipt) -> String {
+        serde_json::to_value(r.receipt.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+            .unwrap_or_default()
+    }
+
+    fn version(v: &Option<np_common::Version>) -> String {
+        v.as_ref()
+            .map_or_else(|| "-".to_owned(), ToString::to_string)
     }
 
     fn pending(&self) -> String {
@@ -121,6 +136,7 @@ async fn show(
     let d = registry::get(app, serial).await?;
     let today = app.today();
     let events = app.store.device_events(serial, EVENTS_SHOWN).await?;
+    let receipts = app.store.device_receipts(serial, RECEIPTS_SHOWN).await?;
     let entries = app
         .store
         .audit_entries(Some(serial.as_str()), None, AUDIT_READ)
@@ -160,6 +176,7 @@ async fn show(
             d,
             lapsed_days,
             events,
+            receipts,
             audit,
             versions: versions.iter().map(ToString::to_string).collect(),
             reinstate,
@@ -447,6 +464,7 @@ pub struct BundleForm {
 pub async fn bundle(
     State(state): State<ConsoleState>,
     user: ConsoleUser,
+    headers: axum::http::HeaderMap,
     super::ConsolePath(serial): super::ConsolePath<String>,
     super::ConsoleQuery(form): super::ConsoleQuery<BundleForm>,
 ) -> Result<Response, ConsoleError> {
@@ -458,6 +476,7 @@ pub async fn bundle(
     match bundle::bundle(
         State(state.app.clone()),
         caller,
+        headers,
         ApiPath(serial),
         ApiQuery(q),
     )
@@ -465,5 +484,113 @@ pub async fn bundle(
     {
         Ok(r) => Ok(r),
         Err(e) => refused(&state, &user, &parsed, e).await,
+    }
+}
+
+/// A pasted signed document (a box's request, or its receipts).
+#[derive(Debug, Deserialize)]
+pub struct PastedForm {
+    #[serde(default)]
+    document: String,
+}
+
+/// Parses pasted JSON as `T`, in the console's words.
+fn pasted<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, ApiError> {
+    serde_json::from_str(text.trim()).map_err(|e| {
+        ApiError::bad_request(
+            "bad_document",
+            format!("the pasted text is not {what}: {e}; paste the whole file"),
+        )
+    })
+}
+
+/// `POST /console/devices/{serial}/bundle-request`: the bundle for this box's signed request
+/// (pasted from the file `np-agent request` wrote), through the API's own handler.
+pub async fn bundle_request(
+    State(state): State<ConsoleState>,
+    headers: axum::http::HeaderMap,
+    super::ConsolePath(serial): super::ConsolePath<String>,
+    CsrfForm { user, form }: CsrfForm<PastedForm>,
+) -> Result<Response, ConsoleError> {
+    let caller = StaffCaller::check(user.caller.clone())?;
+    let serial = parse_serial(&serial)?;
+    let env: np_common::Envelope = match pasted(&form.document, "a signed request") {
+        Ok(e) => e,
+        Err(e) => return refused(&state, &user, &serial, e).await,
+    };
+    match np_common::device_docs::claimed_serial::<np_common::device_docs::DeviceRequest>(&env) {
+        Ok(s) if s != serial => {
+            let e = ApiError::bad_request(
+                "other_box",
+                format!("this request is from {s}, not {serial}; open that box's page"),
+            );
+            return refused(&state, &user, &serial, e).await;
+        }
+        _ => {}
+    }
+    match crate::http::offline::bundle_for_request(
+        State(state.app.clone()),
+        caller,
+        headers,
+        crate::http::error::ApiJson(env),
+    )
+    .await
+    {
+        Ok(r) => Ok(r),
+        Err(e) => refused(&state, &user, &serial, e).await,
+    }
+}
+
+/// `POST /console/devices/{serial}/receipts`: this box's signed receipts (one pasted file,
+/// or a JSON list of them), through the API's own upload handler.
+pub async fn receipts(
+    State(state): State<ConsoleState>,
+    super::ConsolePath(serial): super::ConsolePath<String>,
+    CsrfForm { user, form }: CsrfForm<PastedForm>,
+) -> Result<Response, ConsoleError> {
+    let caller = StaffCaller::check(user.caller.clone())?;
+    let serial = parse_serial(&serial)?;
+    let upload: np_common::api::ReceiptUpload = match pasted(&form.document, "a signed receipt") {
+        Ok(u) => u,
+        Err(e) => return refused(&state, &user, &serial, e).await,
+    };
+    let others: Vec<String> = upload
+        .clone()
+        .into_vec()
+        .iter()
+        .filter_map(|e| {
+            np_common::device_docs::claimed_serial::<np_common::device_docs::Receipt>(e).ok()
+        })
+        .filter(|s| *s != serial)
+        .map(|s| s.to_string())
+        .collect();
+    if let Some(s) = others.first() {
+        let e = ApiError::bad_request(
+            "other_box",
+            format!("a pasted receipt is from {s}, not {serial}; upload it on that box's page"),
+        );
+        return refused(&state, &user, &serial, e).await;
+    }
+    match crate::http::offline::upload_receipts(
+        State(state.app.clone()),
+        caller,
+        crate::http::error::ApiJson(upload),
+    )
+    .await
+    {
+        Ok(axum::Json(a)) => {
+            let new = a.receipts.iter().filter(|r| r.new).count();
+            let latest = a.receipts.iter().any(|r| r.latest);
+            let mut text = format!(
+                "{} receipt{} uploaded, {new} new.",
+                a.receipts.len(),
+                if a.receipts.len() == 1 { "" } else { "s" }
+            );
+            if latest {
+                text.push_str(" The box's record follows the newest.");
+            }
+            Ok(done(&state, &user, &serial, text))
+        }
+        Err(e) => refused(&state, &user, &serial, e).await,
     }
 }

@@ -82,6 +82,14 @@ pub fn router(state: AppState) -> Router<AppState> {
             get(device::entitlement),
         )
         .route("/console/devices/{serial}/bundle", get(device::bundle))
+        .route(
+            "/console/devices/{serial}/bundle-request",
+            post(device::bundle_request).get(device_form_opened),
+        )
+        .route(
+            "/console/devices/{serial}/receipts",
+            post(device::receipts).get(device_form_opened),
+        )
         .route("/console/releases", get(releases::page))
         .route(
             "/console/releases/{version}",

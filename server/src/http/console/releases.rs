@@ -28,13 +28,37 @@ pub struct ReleaseRow {
 
 impl ReleaseRow {
     fn state(&self) -> String {
-        if self.body.yanked {
-            "yanked".to_owned()
-        } else if self.body.paused {
-            format!("paused at {}%", self.body.rollout_percent)
-        } else {
-            format!("rolling out to {}%", self.body.rollout_percent)
-        }
+        let b = &self.body;
+        rollout_words(
+            b.yanked,
+            b.paused,
+            b.halt.as_ref(),
+            b.rollout_percent,
+            b.stage,
+        )
+    }
+}
+
+/// The rollout in words: yanked; halted by the guard with its figures; paused; or rolling
+/// out; with the plan's stage when the release has a plan.
+fn rollout_words(
+    yanked: bool,
+    paused: bool,
+    halt: Option<&crate::store::Halt>,
+    percent: u8,
+    stage: Option<crate::domain::plan::Progress>,
+) -> String {
+    let stage = stage
+        .map(|s| format!(", stage {} of {}", s.stage, s.stages))
+        .unwrap_or_default();
+    match (yanked, paused, halt) {
+        (true, _, _) => "yanked".to_owned(),
+        (false, true, Some(h)) => format!(
+            "halted ({} of {} failed) at {percent}%{stage}",
+            h.figures.failures, h.figures.attempts
+        ),
+        (false, true, None) => format!("paused at {percent}%{stage}"),
+        (false, false, _) => format!("rolling out to {percent}%{stage}"),
     }
 }
 
@@ -202,5 +226,44 @@ pub async fn change(
             Ok(Redirect::to("/console/releases").into_response())
         }
         Err(e) => show(&state, &user, e.status, Some(Notice::error(e.message))).await,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::domain::plan::{Figures, Progress};
+    use crate::store::Halt;
+
+    #[test]
+    fn a_halted_release_shows_the_guard_s_figures_and_its_stage() {
+        let halt = Halt {
+            at: "2026-11-01T00:00:00Z".parse().unwrap(),
+            figures: Figures {
+                attempts: 40,
+                failures: 7,
+            },
+            max_failure_percent: 5,
+        };
+        let stage = Progress {
+            stage: 2,
+            stages: 3,
+            percent: 10,
+            next_at: None,
+        };
+        assert_eq!(
+            rollout_words(false, true, Some(&halt), 10, Some(stage)),
+            "halted (7 of 40 failed) at 10%, stage 2 of 3"
+        );
+        assert_eq!(
+            rollout_words(false, true, None, 10, Some(stage)),
+            "paused at 10%, stage 2 of 3"
+        );
+        assert_eq!(
+            rollout_words(false, false, None, 20, None),
+            "rolling out to 20%"
+        );
+        assert_eq!(rollout_words(true, true, Some(&halt), 10, None), "yanked");
     }
 }

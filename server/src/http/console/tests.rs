@@ -534,3 +534,160 @@ async fn a_reinstatement_confirmed_for_an_older_gap_asks_again() {
     assert_eq!(a.status, StatusCode::SEE_OTHER);
     assert_eq!(h.coverage_end().await, "2027-12-03");
 }
+
+#[tokio::test]
+async fn the_device_page_lists_the_boxs_receipts() {
+    let h = H::new().await;
+    let (cookie, _) = h.sign_in(&h.admin).await;
+    let path = format!("/console/devices/{SERIAL}");
+    let a = h.get(&path, Some(&cookie)).await;
+    assert!(a.text.contains("No receipts."), "{}", a.text);
+    let serial = np_common::Serial::parse(SERIAL).unwrap();
+    let receipt = np_common::device_docs::Receipt {
+        serial: serial.clone(),
+        seq: 7,
+        from_version: Some(np_common::Version::parse("1.0.0").unwrap()),
+        to_version: Some(np_common::Version::parse("2.0.0").unwrap()),
+        outcome: np_common::api::Outcome::RolledBack,
+        detail: "rolled back to slot a: the health check failed".into(),
+        at: t0(),
+        image_sha256: None,
+        request_nonce: None,
+    };
+    let key = np_common::SecretKey::from_seed(&[5; 32]);
+    let stored = crate::store::StoredReceipt {
+        envelope: np_common::device_docs::sign_device(&receipt, &key),
+        receipt,
+        received_at: t0(),
+        via: "alice".into(),
+    };
+    let filed = h
+        .state
+        .store
+        .file_receipt(&stored, Some("alice"), 100)
+        .await;
+    assert_eq!(
+        filed.unwrap(),
+        Some(crate::store::ReceiptFiled::New { latest: true })
+    );
+    let a = h.get(&path, Some(&cookie)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let section = a.text.split("id=\"receipts\"").nth(1).unwrap();
+    let row = section.split("<tbody>").nth(1).unwrap();
+    for cell in [
+        "<td>7</td>",
+        "rolled back",
+        "<td>1.0.0</td>",
+        "<td>2.0.0</td>",
+        "the health check failed",
+        "<td>alice</td>",
+    ] {
+        assert!(row.contains(cell), "{cell} missing: {row}");
+    }
+    // Filed again: a duplicate, nothing changes.
+    let again = h
+        .state
+        .store
+        .file_receipt(&stored, Some("alice"), 100)
+        .await;
+    assert_eq!(again.unwrap(), Some(crate::store::ReceiptFiled::Duplicate));
+}
+
+#[tokio::test]
+async fn receipts_and_requests_pasted_into_the_device_page_go_through_the_api() {
+    let h = H::new().await;
+    let key = np_common::SecretKey::from_seed(&[6; 32]);
+    let other = "NR-2000-654321-7";
+    crate::domain::registry::register(
+        &h.state,
+        "setup",
+        crate::domain::registry::RegisterRequest {
+            serial: other.into(),
+            model: None,
+            purchase_date: "2026-06-01".into(),
+            customer: "ACME".into(),
+            device_key: Some(key.public_key().to_base64()),
+            allow_future: false,
+        },
+    )
+    .await
+    .unwrap();
+    let (cookie, csrf) = h.sign_in(&h.admin).await;
+    let receipt = np_common::device_docs::Receipt {
+        serial: np_common::Serial::parse(other).unwrap(),
+        seq: 1,
+        from_version: Some(np_common::Version::parse("1.0.0").unwrap()),
+        to_version: Some(np_common::Version::parse("2.0.0").unwrap()),
+        outcome: np_common::api::Outcome::Installed,
+        detail: "2.0.0 installed and committed in slot b".into(),
+        at: t0(),
+        image_sha256: None,
+        request_nonce: None,
+    };
+    let env = np_common::device_docs::sign_device(&receipt, &key).to_json_pretty();
+    let form = |doc: &str| {
+        serde_urlencoded::to_string([("csrf", csrf.as_str()), ("document", doc)]).unwrap()
+    };
+    // Pasted on another box's page: refused, naming the box it is from.
+    let a = h
+        .post(
+            &format!("/console/devices/{SERIAL}/receipts"),
+            Some(&cookie),
+            &form(&env),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
+    assert!(a.text.contains(&format!("is from {other}")), "{}", a.text);
+    // Junk is named as such.
+    let a = h
+        .post(
+            &format!("/console/devices/{other}/receipts"),
+            Some(&cookie),
+            &form("{\"x\""),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
+    assert!(a.text.contains("paste the whole file"), "{}", a.text);
+    // On its own page: stored, and listed.
+    let a = h
+        .post(
+            &format!("/console/devices/{other}/receipts"),
+            Some(&cookie),
+            &form(&env),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.text);
+    let page = h
+        .get(&format!("/console/devices/{other}"), Some(&cookie))
+        .await;
+    assert!(
+        page.text.contains("1 receipt uploaded, 1 new."),
+        "{}",
+        page.text
+    );
+    assert!(page
+        .text
+        .contains("2.0.0 installed and committed in slot b"));
+    // A request of a box with no device key on record: the API's 409, on the page.
+    let req = np_common::device_docs::DeviceRequest {
+        serial: np_common::Serial::parse(SERIAL).unwrap(),
+        model: np_common::Model::parse("NR-2000").unwrap(),
+        version: np_common::Version::parse("1.0.0").unwrap(),
+        security_version: 1,
+        active_slot: np_common::device_docs::SlotName::A,
+        entitlement_sequence: None,
+        time_floor: None,
+        nonce: "00112233445566778899aabbccddeeff".into(),
+        created_at: t0(),
+    };
+    let renv = np_common::device_docs::sign_device(&req, &key).to_json_pretty();
+    let a = h
+        .post(
+            &format!("/console/devices/{SERIAL}/bundle-request"),
+            Some(&cookie),
+            &form(&renv),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    assert!(a.text.contains("no registered device key"), "{}", a.text);
+}
