@@ -171,7 +171,7 @@ fn an_offline_box_is_answered_from_its_request_and_its_receipts_move_its_record_
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         out.stderr
-            .contains("warning: the request names 1.0.0 but the box reported 2.0.0"),
+            .contains("warning: the request names 1.0.0 but the box has reported 2.0.0 after it"),
         "{out:?}"
     );
 

@@ -118,7 +118,7 @@ fn publish(srv: &TestServer, version: &str, sv: u64, image: &[u8]) -> Envelope {
     let (status, rel) = srv.post_json(
         "/api/v1/releases",
         json!({"version": version, "security_version": sv, "models": ["NR-2000"],
-               "channel": "stable", "min_from_version": "1.0.0",
+               "channel": "stable", "min_from_version": if version == "1.0.0" { "0.1.0" } else { "1.0.0" },
                "image": {"name": format!("n-reporter-{version}.img"), "sha256": blob["sha256"]}}),
     );
     assert_eq!(status, 201, "{rel}");
@@ -519,7 +519,7 @@ fn migrate_store_moves_a_sled_folder_and_its_boxes_keep_working() {
     );
     assert_eq!(
         (out.code, out.stdout.trim()),
-        (0, "schema version 1"),
+        (0, "schema version 2"),
         "{}",
         out.stderr
     );

@@ -273,6 +273,44 @@ mod tests {
     }
 
     #[test]
+    fn two_marks_of_one_box_join_into_what_both_saw() {
+        let (t0, t1) = (t("2026-11-01T00:00:00Z"), t("2026-11-01T01:00:00Z"));
+        let early = Mark {
+            attempt_at: t0,
+            epoch: 0,
+            failed_at: None,
+            staff_rollback: false,
+        };
+        let late = Mark {
+            attempt_at: t1,
+            epoch: 1,
+            failed_at: Some(t1),
+            staff_rollback: true,
+        };
+        let want = Mark {
+            attempt_at: t0,
+            epoch: 0,
+            failed_at: Some(t1),
+            staff_rollback: true,
+        };
+        assert_eq!(early.join(&late), want);
+        assert_eq!(late.join(&early), want);
+        let tl = Tallies::default();
+        let a = Serial::parse("NR-2000-123456-4").unwrap();
+        let v = Version::parse("5.3.0").unwrap();
+        assert!(tl.join(&v, &a, late));
+        assert!(tl.join(&v, &a, early));
+        assert!(!tl.join(&v, &a, early), "nothing new");
+        assert_eq!(
+            tl.figures(&v, 0),
+            Figures {
+                attempts: 1,
+                failures: 1
+            }
+        );
+    }
+
+    #[test]
     fn a_download_or_a_refusal_is_no_attempt() {
         assert_eq!(Seen::of_event(EventKind::Download, false), None);
         assert_eq!(Seen::of_event(EventKind::Refusal, false), None);

@@ -1532,6 +1532,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_mark_from_another_replica_is_joined_not_overwritten_and_followed() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let a = PgStore::connect(&db.url).await.unwrap();
+        let b = PgStore::connect(&db.url).await.unwrap();
+        let v: Version = "2.0.0".parse().unwrap();
+        let s = Serial::parse("NR-2000-123456-4").unwrap();
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let t1: Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
+        let start = a.last_tally_change().await.unwrap();
+        // Replica a saw the box try and fail; replica b, not knowing, saw it try later.
+        let failed = Mark {
+            attempt_at: t0,
+            epoch: 0,
+            failed_at: Some(t0),
+            staff_rollback: false,
+        };
+        assert_eq!(a.put_tally_mark(&v, &s, &failed).await.unwrap(), failed);
+        let late = Mark {
+            attempt_at: t1,
+            epoch: 1,
+            failed_at: None,
+            staff_rollback: false,
+        };
+        assert_eq!(b.put_tally_mark(&v, &s, &late).await.unwrap(), failed);
+        assert_eq!(
+            a.tally_marks().await.unwrap(),
+            vec![(v.clone(), s.clone(), failed)]
+        );
+        // Each write raises the change number the other replica follows.
+        let changed = a.tally_marks_changed_after(start).await.unwrap();
+        assert_eq!(changed.len(), 1);
+        let (n, ..) = changed[0];
+        assert_eq!(n, a.last_tally_change().await.unwrap());
+        assert!(a.tally_marks_changed_after(n).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn tokens_live_in_the_database() {
         let Some(db) = TestDb::create().await else {
             return;
