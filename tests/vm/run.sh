@@ -32,7 +32,17 @@ done
 case "$cuts" in ''|*[!0-9]*) echo "tests/vm/run.sh: --cuts needs a number, got '$cuts'" >&2; exit 2 ;; esac
 
 cannot() { echo "VM test cannot run: $*"; exit 2; }
-fail() { echo "VM test FAILED: $*"; [ -n "${LAST_LOG:-}" ] && { echo "--- last serial log ($LAST_LOG):"; tail -n 40 "$LAST_LOG"; }; exit 1; }
+fail() {
+    echo "VM test FAILED: $*"
+    [ -n "${LAST_LOG:-}" ] && { echo "--- last serial log ($LAST_LOG):"; tail -n 40 "$LAST_LOG"; }
+    # Keep this run's logs (not the disk) for a look afterwards: the next run starts afresh.
+    if [ -n "${run:-}" ] && [ -d "$run" ]; then
+        kept=$repo/target/vm/failed-$(date -u +%Y%m%dT%H%M%S)
+        mkdir -p "$kept" && cp "$run"/*.log* "$run"/grubenv "$kept"/ 2>/dev/null || true
+        echo "--- logs kept in $kept"
+    fi
+    exit 1
+}
 say() { echo "[vm $(date -u +%H:%M:%S)] $*"; }
 
 need() { command -v "$1" >/dev/null 2>&1 || cannot "$1 is missing (apt-get install $2)"; }
