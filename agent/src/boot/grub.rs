@@ -236,10 +236,28 @@ impl GrubBoot {
             .to_env(&mut env)
             .map_err(|e| self.corrupt(e.to_string()))?;
         let block = env.to_block().map_err(|e| self.corrupt(e.to_string()))?;
-        fsutil::write_atomic(&self.path, &block, fsutil::PRIVATE).map_err(|source| BootError::Io {
+        let io = |source| BootError::Io {
             path: self.path.clone(),
             source,
-        })
+        };
+        // In place, as GRUB's own `save_env` writes it: GRUB reads the block through the
+        // file system's blocks on disk and never replays a journal, so after a power cut
+        // a block replaced by a rename can read as "invalid environment block" (its new
+        // inode still only in the journal), and GRUB then boots slot a, which may be the
+        // half-written one. Overwriting the same 1024 bytes changes no metadata GRUB
+        // reads. A block of another size (or none yet) is created fresh instead.
+        match fsutil::open_own_rw(&self.path) {
+            Ok(f) if f.metadata().map(|m| m.len()).ok() == Some(block.len() as u64) => {
+                use std::os::unix::fs::FileExt as _;
+                f.write_all_at(&block, 0).map_err(io)?;
+                f.sync_all().map_err(io)
+            }
+            Ok(_) => fsutil::write_atomic(&self.path, &block, fsutil::PRIVATE).map_err(io),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fsutil::write_atomic(&self.path, &block, fsutil::PRIVATE).map_err(io)
+            }
+            Err(e) => Err(io(e)),
+        }
     }
 
     /// Reads, changes and writes back (only when something changed).
@@ -399,6 +417,26 @@ mod tests {
         let b5 = GrubBoot::new(&p, 5, None);
         b5.commit(Slot::B).unwrap();
         assert_eq!(b5.read().unwrap().1.max_tries, 5);
+    }
+
+    /// The block is rewritten in place (same file, same inode), as GRUB's `save_env` does,
+    /// so that GRUB, which reads the disk without replaying a journal, never finds the
+    /// name pointing at an inode that is still only in the journal after a power cut.
+    #[test]
+    fn a_block_is_rewritten_in_place_once_it_exists() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("grubenv");
+        let b = GrubBoot::new(&p, 3, None);
+        b.provision(Slot::A).unwrap();
+        let ino = std::fs::metadata(&p).unwrap().ino();
+        b.activate(Slot::B).unwrap();
+        b.commit(Slot::B).unwrap();
+        b.mark_bad(Slot::A).unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!(m.ino(), ino, "the same file, written in place");
+        assert_eq!(m.len(), 1024);
+        assert_eq!(b.read().unwrap().1.first, Slot::B);
     }
 
     /// What GRUB does with these variables, boot after boot: a slot that never comes up is
