@@ -29,7 +29,8 @@ pub enum DeviceCommand {
         /// different one is refused.
         #[arg(long)]
         model: Option<String>,
-        /// The box's public key: a file holding base64 (from `np-agent keygen`), or the
+        /// The box's public key: a file holding the base64 `np-agent keygen` prints (not its
+        /// private --out file), or the
         /// base64 itself.
         #[arg(long, value_name = "FILE|BASE64")]
         device_key: Option<String>,
@@ -404,7 +405,7 @@ pub fn public_key_arg(arg: &str, flag: &str) -> Result<String, Failure> {
         )));
     } else if !looks_base64 || (arg.contains('/') && PublicKey::from_base64(arg).is_err()) {
         return Err(Failure::usage(format!(
-            "cannot read {flag} {arg}: no such file (give a key file from `np-agent keygen`, or the base64 key itself)"
+            "cannot read {flag} {arg}: no such file (give the file holding the public key `np-agent keygen` printed, e.g. `np-agent keygen --out device.key > device.pub`, or the base64 key itself; never the private key file)"
         )));
     } else {
         arg.to_owned()
