@@ -61,6 +61,25 @@ fn ok(o: &std::process::Output) {
     assert!(o.status.success(), "{o:?}");
 }
 
+/// A member of the admins' group (`gid`) copies a good 2.0.0 bundle into the inbox (the
+/// shell `prefix` runs first, such as a umask); returns once it is in `processed/applied`.
+fn admin_drops_a_good_bundle(a: &TestAgent, gid: u32, prefix: &str) {
+    let src = a.dir.path().join("good.tar");
+    let img = image_bytes(2, 400_000);
+    let k = Keys::load();
+    write_good_bundle(&src, &k, &release("2.0.0", 3, &img), 2, "2099-01-01", &img);
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let s = a.state_dir.display();
+    ok(&as_admin(
+        gid,
+        &format!("{prefix}cp {} {s}/inbox/good.tar", src.display()),
+    ));
+    let applied = a.state("processed/applied/good.tar");
+    wait_until("good.tar to be applied", T, || {
+        applied.exists().then_some(())
+    });
+}
+
 fn failed(o: &std::process::Output) {
     assert!(!o.status.success(), "the attacker step worked: {o:?}");
 }
@@ -169,19 +188,7 @@ fn an_admin_cannot_redirect_the_inbox_or_make_root_read_another_file() {
             .is_symlink()
     );
     // A bundle a good admin drops is still applied (the fifo did not block the daemon).
-    let src = a.dir.path().join("good.tar");
-    let img = image_bytes(2, 400_000);
-    let k = Keys::load();
-    write_good_bundle(&src, &k, &release("2.0.0", 3, &img), 2, "2099-01-01", &img);
-    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644)).unwrap();
-    ok(&as_admin(
-        gid,
-        &format!("cp {} {s}/inbox/good.tar", src.display()),
-    ));
-    let applied = a.state("processed/applied/good.tar");
-    wait_until("good.tar to be applied", T, || {
-        applied.exists().then_some(())
-    });
+    admin_drops_a_good_bundle(&a, gid, "");
     d.wait_for("moved good.tar", T);
     assert_eq!(a.assert_consistent().0, "2.0.0");
     assert_eq!(
@@ -618,19 +625,7 @@ fn what_an_admin_drops_becomes_roots_and_its_name_cannot_forge_a_log_line() {
     }
     d.wait_for("moved bad.tar\\nINFO forged to", T);
     // A good bundle, applied.
-    let src = a.dir.path().join("good.tar");
-    let img = image_bytes(2, 400_000);
-    let k = Keys::load();
-    write_good_bundle(&src, &k, &release("2.0.0", 3, &img), 2, "2099-01-01", &img);
-    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644)).unwrap();
-    ok(&as_admin(
-        gid,
-        &format!("umask 000; cp {} {s}/inbox/good.tar", src.display()),
-    ));
-    let applied = a.state("processed/applied/good.tar");
-    wait_until("good.tar to be applied", T, || {
-        applied.exists().then_some(())
-    });
+    admin_drops_a_good_bundle(&a, gid, "umask 000; ");
     for (rel, mode) in [
         ("processed/applied/good.tar", 0o640),
         ("processed/rejected/d.tar", 0o750),
