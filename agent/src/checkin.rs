@@ -194,6 +194,8 @@ fn exchange(
                         return Ok(Checked::RolledBack);
                     }
                     ActionKind::Upgrade => forced = action.version,
+                    // Gathered and posted by the diagnostics support (issue 15).
+                    ActionKind::Diagnostics => {}
                 }
             }
             Err(TrustError::Doc(DocError::StaleAction { .. })) => {}

@@ -94,6 +94,7 @@ fn a_newest_release_that_does_not_verify_does_not_stop_a_staff_rollback() {
             action: ActionKind::Rollback,
             version: None,
             issued_at: testkit::now(),
+            case: None,
         });
     }
     let client = Client::new(&agent.cfg, agent.clock.clone()).unwrap();

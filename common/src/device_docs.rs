@@ -1,6 +1,7 @@
 //! The documents a box signs with its own device key (docs/formats.md, "Documents a box
 //! signs"): the offline `request` (what an air-gapped box runs, so that staff can make the
-//! one bundle it needs) and the `receipt` (what it did: an install, a rollback, a refusal).
+//! one bundle it needs), the `receipt` (what it did: an install, a rollback, a refusal) and
+//! the `diagnostics` report a box sends for a support case.
 //!
 //! They are DSSE envelopes like the others, but verified against one key, the device key
 //! registered for the box's serial, not against the keyring.
@@ -24,6 +25,8 @@ pub trait DeviceDocument: Serialize + DeserializeOwned {
     const PAYLOAD_TYPE: &'static str;
     /// Short kind name for messages.
     const KIND: &'static str;
+    /// The largest JSON payload accepted for this kind.
+    const MAX_PAYLOAD: usize = 64 * 1024;
     /// The box that signed it (by its own word).
     fn serial(&self) -> &Serial;
     /// Field checks beyond the JSON shape (lengths, formats).
@@ -141,7 +144,93 @@ impl DeviceDocument for Receipt {
     }
 }
 
+/// The most a diagnostics document's JSON payload may hold.
+pub const MAX_DIAGNOSTICS_BYTES: usize = 256 * 1024;
+
+/// Whether `id` has the shape of a support case id: 1 to 64 ASCII letters, digits and `-`.
+pub fn is_case_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// The versions in a box's two slots, as its agent knows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DiagnosticsSlots {
+    pub active: SlotName,
+    /// The slot the kernel command line says was booted, when the box reads one.
+    pub booted: Option<SlotName>,
+    pub a: Option<Version>,
+    pub b: Option<Version>,
+}
+
+/// What the box's health command printed when the report was gathered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DiagnosticsHealth {
+    /// Its exit code (none: it was killed, timed out or could not start).
+    pub exit_code: Option<i32>,
+    /// Its standard output and error, redacted and cut to a bound.
+    pub output: String,
+}
+
+/// A box's diagnostics report for a support case, signed by its device key
+/// (docs/formats.md). Never holds a key, a token or a secret from the agent's config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Diagnostics {
+    pub serial: Serial,
+    /// The case the `diagnostics` action named.
+    pub case: String,
+    /// The `issued_at` of the action that asked for it.
+    pub requested_at: Timestamp,
+    /// When the box gathered it.
+    pub at: Timestamp,
+    /// The agent's version.
+    pub agent_version: String,
+    /// `np-agent status --json`, redacted.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub status: serde_json::Value,
+    /// The last events the agent recorded, newest last.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub events: Vec<serde_json::Value>,
+    pub slots: DiagnosticsSlots,
+    /// Free bytes in the state folder's file system.
+    pub state_free_bytes: Option<u64>,
+    /// The health command's output (none: no health command is configured).
+    pub health: Option<DiagnosticsHealth>,
+    /// Set when something was cut to keep the report within its bound.
+    pub truncated: bool,
+}
+
+impl DeviceDocument for Diagnostics {
+    const PAYLOAD_TYPE: &'static str = "application/vnd.np.diagnostics+json";
+    const KIND: &'static str = "diagnostics";
+    const MAX_PAYLOAD: usize = MAX_DIAGNOSTICS_BYTES;
+    fn serial(&self) -> &Serial {
+        &self.serial
+    }
+    fn check(&self) -> Result<(), String> {
+        if !is_case_id(&self.case) {
+            return Err("case must be 1 to 64 letters, digits or '-'".into());
+        }
+        Ok(())
+    }
+}
+
 fn parse_payload<T: DeviceDocument>(payload: &[u8]) -> Result<T, DeviceDocError> {
+    if payload.len() > T::MAX_PAYLOAD {
+        return Err(DeviceDocError::Payload {
+            kind: T::KIND,
+            reason: format!(
+                "it is {} bytes; at most {} are accepted",
+                payload.len(),
+                T::MAX_PAYLOAD
+            ),
+        });
+    }
     let doc: T = serde_json::from_slice(payload).map_err(|e| DeviceDocError::Payload {
         kind: T::KIND,
         reason: e.to_string(),
@@ -195,4 +284,68 @@ pub fn verify_device<T: DeviceDocument>(
 pub fn sign_device<T: DeviceDocument>(doc: &T, key: &crate::keys::SecretKey) -> Envelope {
     let payload = serde_json::to_vec(doc).unwrap_or_default();
     Envelope::sign(T::PAYLOAD_TYPE, &payload, &[key])
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::keys::SecretKey;
+
+    fn report(serial: &Serial, health_output: String) -> Diagnostics {
+        Diagnostics {
+            serial: serial.clone(),
+            case: "C-17".into(),
+            requested_at: "2026-12-01T10:00:00Z".parse().unwrap(),
+            at: "2026-12-01T10:05:00Z".parse().unwrap(),
+            agent_version: "1.0.0".into(),
+            status: serde_json::json!({"version": "5.2.0"}),
+            events: vec![serde_json::json!({"event": "commit"})],
+            slots: DiagnosticsSlots {
+                active: SlotName::A,
+                booted: Some(SlotName::A),
+                a: Some(Version::parse("5.2.0").unwrap()),
+                b: None,
+            },
+            state_free_bytes: Some(1 << 30),
+            health: Some(DiagnosticsHealth {
+                exit_code: Some(0),
+                output: health_output,
+            }),
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn a_diagnostics_report_verifies_under_the_device_key_only() {
+        let serial: Serial = "NR-2000-123456-4".parse().unwrap();
+        let key = SecretKey::from_seed(&[7; 32]);
+        let other = SecretKey::from_seed(&[8; 32]);
+        let doc = report(&serial, "ok".into());
+        let env = sign_device(&doc, &key);
+        assert_eq!(claimed_serial::<Diagnostics>(&env).unwrap(), serial);
+        let got: Diagnostics = verify_device(&env, &key.public_key(), &serial).unwrap();
+        assert_eq!(got, doc);
+        assert!(matches!(
+            verify_device::<Diagnostics>(&env, &other.public_key(), &serial),
+            Err(DeviceDocError::NotSignedByDevice { .. })
+        ));
+        // A receipt's type is not a diagnostics report.
+        assert!(verify_device::<Receipt>(&env, &key.public_key(), &serial).is_err());
+    }
+
+    #[test]
+    fn a_report_over_its_bound_or_with_a_bad_case_id_is_refused() {
+        let serial: Serial = "NR-2000-123456-4".parse().unwrap();
+        let key = SecretKey::from_seed(&[7; 32]);
+        let big = sign_device(&report(&serial, "x".repeat(MAX_DIAGNOSTICS_BYTES)), &key);
+        let err = verify_device::<Diagnostics>(&big, &key.public_key(), &serial).unwrap_err();
+        assert!(err.to_string().contains("at most 262144"), "{err}");
+        let mut bad = report(&serial, String::new());
+        bad.case = "C 17/../x".into();
+        let env = sign_device(&bad, &key);
+        let err = verify_device::<Diagnostics>(&env, &key.public_key(), &serial).unwrap_err();
+        assert!(err.to_string().contains("case must be"), "{err}");
+        assert!(is_case_id("C-1") && !is_case_id("") && !is_case_id(&"9".repeat(65)));
+    }
 }

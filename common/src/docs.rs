@@ -278,6 +278,8 @@ impl Document for Release {
 pub enum ActionKind {
     Upgrade,
     Rollback,
+    /// Gather a diagnostics report for a support case and post it, signed by the device key.
+    Diagnostics,
 }
 
 /// A remote action (docs/formats.md).
@@ -288,6 +290,9 @@ pub struct Action {
     pub action: ActionKind,
     pub version: Option<Version>,
     pub issued_at: Timestamp,
+    /// The support case a `diagnostics` action is for (absent for the other actions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<String>,
 }
 
 impl Document for Action {

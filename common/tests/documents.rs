@@ -229,6 +229,7 @@ fn entitlement_time_and_action_checks() {
         action: ActionKind::Rollback,
         version: None,
         issued_at: ts(NOW),
+        case: None,
     };
     let aenv = docs::sign(&act, &online());
     assert!(Action::verify_for(&aenv, &kr, &serial(), Some(ts("2026-11-22T00:00:00Z"))).is_ok());

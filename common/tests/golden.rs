@@ -61,6 +61,7 @@ fn action() -> Action {
         action: ActionKind::Upgrade,
         version: Some(v("5.3.0")),
         issued_at: ts("2026-11-23T10:05:00Z"),
+        case: None,
     }
 }
 

@@ -393,6 +393,7 @@ pub async fn resign(
                                 action: p.action,
                                 version: p.version.clone(),
                                 issued_at: p.issued_at,
+                                case: None,
                             };
                             p.envelope = docs::sign(&action, &keys.entitlement);
                         }

@@ -93,6 +93,13 @@ pub async fn create(
             ))
         }
         (ActionKind::Rollback, None) => None,
+        // Not from here: staff ask for diagnostics on a support case.
+        (ActionKind::Diagnostics, _) => {
+            return Err(ApiError::unprocessable(
+                "bad_action",
+                "diagnostics are requested on a support case, not as a device action",
+            ))
+        }
         (ActionKind::Upgrade, Some(v)) => {
             let v = parse_version("version", v)?;
             let releases = state.store.releases().await?;
@@ -129,6 +136,7 @@ pub async fn create(
         action: kind,
         version: version.clone(),
         issued_at,
+        case: None,
     };
     let pending = PendingAction {
         action: kind,

@@ -124,6 +124,8 @@ fn action_done_at_check_in(p: &PendingAction, req: &CheckInRequest) -> bool {
                 || reported_after.is_some_and(|r| r.version == p.version)
         }
         ActionKind::Rollback => reported_after.is_some(),
+        // Done when the box posts its report, not at a check-in.
+        ActionKind::Diagnostics => false,
     }
 }
 
@@ -136,6 +138,7 @@ fn action_done_by_event(p: &PendingAction, e: &DeviceEvent) -> bool {
     match p.action {
         ActionKind::Upgrade => terminal && e.version == p.version,
         ActionKind::Rollback => terminal && e.event != EventKind::Commit,
+        ActionKind::Diagnostics => false,
     }
 }
 

@@ -98,6 +98,7 @@ pub fn run(args: Args) -> CmdResult {
             let what = match a.action {
                 ActionKind::Upgrade => "upgrade",
                 ActionKind::Rollback => "rollback",
+                ActionKind::Diagnostics => "diagnostics",
             };
             np_server::outln!(
                 "verified action {what}{version} for {} issued {}; signed by {}",
