@@ -137,7 +137,28 @@ impl Agent {
             Some(v) => tracing::info!(event, version = %v, "{detail}"),
             None => tracing::info!(event, "{detail}"),
         }
+        self.journal(event, version, detail);
         self.reporter.event(version, kind, detail);
+    }
+
+    /// Records an event of the box's own (such as `diagnostics`) in its journal and the
+    /// log only: the server does not take it as an install event.
+    pub fn note(&self, event: &str, detail: &str) {
+        tracing::info!(event, "{detail}");
+        self.journal(event, None, detail);
+    }
+
+    /// Appends to the event journal (best effort: a failure is logged).
+    fn journal(&self, event: &str, version: Option<&Version>, detail: &str) {
+        let entry = crate::journal::Entry {
+            at: crate::state::whole_second(self.trust.now()),
+            event: event.to_owned(),
+            version: version.cloned(),
+            detail: detail.to_owned(),
+        };
+        if let Err(e) = crate::journal::append(&self.cfg.state_dir, entry) {
+            tracing::warn!("cannot record the {event} event in the journal: {e}");
+        }
     }
 
     /// Records a refusal as the last result and reports it.

@@ -181,6 +181,8 @@ fn exchange(
         }
     }
     agent.save()?;
+    // Diagnostics a failed post left in the outbox go again now that the server answers.
+    crate::diagnostics::send_queued(agent, client);
 
     let mut forced: Option<Version> = None;
     if let Some(env) = &resp.action {
@@ -194,8 +196,7 @@ fn exchange(
                         return Ok(Checked::RolledBack);
                     }
                     ActionKind::Upgrade => forced = action.version,
-                    // Gathered and posted by the diagnostics support (issue 15).
-                    ActionKind::Diagnostics => {}
+                    ActionKind::Diagnostics => crate::diagnostics::act(agent, client, &action),
                 }
             }
             Err(TrustError::Doc(DocError::StaleAction { .. })) => {}

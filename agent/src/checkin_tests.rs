@@ -15,17 +15,35 @@ use std::sync::{Arc, Mutex};
 
 const IMAGE_2: &[u8] = b"firmware 2.0.0";
 
-/// What the fake server answers at the next check-in.
+/// What the fake server answers at the next check-in, and what it was sent.
 #[derive(Default)]
-struct Script {
-    available: Option<Release>,
-    action: Option<Action>,
+pub(crate) struct Script {
+    pub available: Option<Release>,
+    pub action: Option<Action>,
+    /// The status `POST /api/v1/device/diagnostics` answers (0: 202).
+    pub diagnostics_status: u16,
+    /// The bodies posted to `/api/v1/device/diagnostics`, in order.
+    pub diagnostics: Vec<Vec<u8>>,
 }
 
-fn server(script: Arc<Mutex<Script>>) -> FakeServer {
+pub(crate) fn server(script: Arc<Mutex<Script>>) -> FakeServer {
     FakeServer::start(Arc::new(move |_method: &str, path: &str, body: &[u8]| {
         let k = Keys::load();
         match path {
+            "/api/v1/device/diagnostics" => {
+                let mut s = script.lock().unwrap();
+                s.diagnostics.push(body.to_vec());
+                match s.diagnostics_status {
+                    0 => Body::Bytes(202, b"{}".to_vec()),
+                    st => Body::Bytes(
+                        st,
+                        format!(
+                            "{{\"error\":{{\"code\":\"scripted\",\"message\":\"answered {st}\"}}}}"
+                        )
+                        .into_bytes(),
+                    ),
+                }
+            }
             "/api/v1/device/check-in" => {
                 let req: CheckInRequest = serde_json::from_slice(body).unwrap();
                 let ent = testkit::entitlement(4, "2099-01-01", &testkit::serial());
@@ -55,13 +73,22 @@ fn server(script: Arc<Mutex<Script>>) -> FakeServer {
 
 /// A box running 2.0.0 (1.0.0 in the other slot) that checks in with the fake server.
 fn box_on_2(dir: &std::path::Path, srv: &FakeServer) -> crate::agent::Agent {
+    box_on_2_with(dir, srv, "")
+}
+
+/// As [`box_on_2`], with more TOML after `[server]` (e.g. an `[install]` table).
+pub(crate) fn box_on_2_with(
+    dir: &std::path::Path,
+    srv: &FakeServer,
+    tail: &str,
+) -> crate::agent::Agent {
     let k = Keys::load();
     let key = testkit::device_key(dir);
     let mut agent = testkit::provisioned_box_with(
         dir,
         "2099-01-01",
         &format!("device_key = \"{}\"", key.display()),
-        &format!("[server]\nurl = \"{}\"", srv.url),
+        &format!("[server]\nurl = \"{}\"\n{tail}", srv.url),
     );
     let r2 = testkit::release("2.0.0", 2, IMAGE_2);
     let b = tar_bundle(

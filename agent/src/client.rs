@@ -206,6 +206,12 @@ impl Client {
         self.post_json("/api/v1/device/events", ev).map(|_| ())
     }
 
+    /// `POST /api/v1/device/diagnostics`: a signed diagnostics envelope for a case.
+    pub fn diagnostics(&self, env: &np_common::Envelope) -> Result<(), ClientError> {
+        self.post_json("/api/v1/device/diagnostics", env)
+            .map(|_| ())
+    }
+
     /// `GET` a blob, from byte `offset` (a `Range` request when above 0).
     pub fn get_blob(
         &self,

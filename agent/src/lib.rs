@@ -12,12 +12,15 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod diagnostics;
 pub mod download;
 pub mod error;
 pub mod inbox;
 pub mod install;
+pub mod journal;
 pub mod lock;
 pub mod receipts;
+pub mod redact;
 pub mod report;
 pub mod slots;
 pub mod state;
@@ -28,6 +31,8 @@ pub mod trust;
 mod bundle_tests;
 #[cfg(test)]
 mod checkin_tests;
+#[cfg(test)]
+mod diagnostics_tests;
 #[cfg(test)]
 mod rotation_tests;
 #[cfg(test)]
