@@ -156,6 +156,10 @@ fn a_failed_post_is_sent_again_at_the_next_check_in_and_a_refusal_is_dropped() {
     assert_eq!(queued.len(), 1);
     let mode = std::fs::metadata(&queued[0]).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        crate::cli::status_json(&agent).unwrap()["diagnostics_unsent"],
+        1
+    );
     assert!(!journal_details(&agent).iter().any(|d| d.contains("sent")));
 
     // The server is back: the same signed report goes again, and leaves the outbox.
@@ -166,6 +170,10 @@ fn a_failed_post_is_sent_again_at_the_next_check_in_and_a_refusal_is_dropped() {
     assert_eq!(posted[0], posted[1]);
     assert_eq!(verified(&agent, &posted[1]).0.case, "C-20");
     assert!(diagnostics::queued(&agent.cfg.state_dir).is_empty());
+    assert_eq!(
+        crate::cli::status_json(&agent).unwrap()["diagnostics_unsent"],
+        0
+    );
     assert!(journal_details(&agent)
         .iter()
         .any(|d| d == "diagnostics sent for case C-20"));

@@ -75,6 +75,8 @@ pub fn status_json(agent: &Agent) -> Result<Value, AgentError> {
         // Receipts: the last seq written and how many the outbox still holds.
         "receipt_seq": agent.state.receipt_seq,
         "receipts_unsent": crate::receipts::list(&agent.cfg.state_dir).map(|l| l.len()).unwrap_or(0),
+        // Diagnostics reports for support cases waiting to be sent (a failed post).
+        "diagnostics_unsent": crate::diagnostics::queued(&agent.cfg.state_dir).len(),
     }))
 }
 
@@ -141,6 +143,10 @@ pub fn run(cfg: &Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentErr
             Outcome::Failed => "failed",
         };
         say!("last result    {outcome} {v}: {}", r.detail);
+    }
+    let waiting = v["diagnostics_unsent"].as_u64().unwrap_or(0);
+    if waiting > 0 {
+        say!("diagnostics    {waiting} report(s) for support cases wait for the next check-in");
     }
     let unsent = v["receipts_unsent"].as_u64().unwrap_or(0);
     if unsent > 0 {
