@@ -1,6 +1,8 @@
 //! One check-in (the update cycle: docs/formats.md): send the box's state, verify the keyring, time token
 //! and entitlement before anything is used, note the newest release, act on a staff
-//! action, and install an offer through the shared install path.
+//! action (a rollback, an upgrade, or diagnostics for a support case: `diagnostics.rs`,
+//! whose outbox is also sent again here), and install an offer through the shared
+//! install path.
 //!
 //! When an action ends (a staff rollback or upgrade, `np-agent rollback`, an install), the
 //! box tells the server at once with a report check-in (the same signed check-in, whose
