@@ -475,6 +475,50 @@ mod tests {
     }
 
     #[test]
+    fn odd_text_never_panics_and_comes_back_whole_when_it_holds_no_secret() {
+        let s = Secrets::new(Some("not base64 ✓"), vec!["émoji✓secret".into()]);
+        let pieces = [
+            "",
+            "-----BEGIN",
+            "-----BEGIN PRIVATE KEY",
+            "-----END",
+            "://",
+            "a://@",
+            "é://ü:ö@",
+            "token",
+            "token=",
+            "token:\"",
+            "token='",
+            "Bearer",
+            "Bearer ",
+            "%",
+            "%é1",
+            "%4",
+            "✓",
+            "password=>",
+            "\u{0}",
+            "=",
+            ":",
+            "@",
+            "[redacted",
+            "émoji✓secre",
+        ];
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let text = format!("{a}{b}{c}");
+                    let _ = s.redact(&text);
+                    let _ = s.redact_cut(&text);
+                    let _ = url_secrets(&text);
+                    let _ = percent_decode(&text);
+                }
+            }
+        }
+        let plain = "ünïcode ✓ text, 100% fine: slot=a";
+        assert_eq!(s.redact(plain), plain);
+    }
+
+    #[test]
     fn json_values_under_secret_names_are_replaced() {
         let s = Secrets::default();
         let mut v = serde_json::json!({"serial": "x", "auth": {"token": 5, "url": "http://u:p@h"}});
