@@ -20,9 +20,16 @@ use std::time::{Duration, Instant};
 /// Options of `np-bench fleet`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The np-server to load; only loopback addresses are accepted.
-    #[arg(long, env = "NP_SERVER", default_value = "http://127.0.0.1:8080")]
-    server: String,
+    /// The np-server to load; only loopback addresses are accepted. Several (comma-separated,
+    /// replicas on one database) share the load: box i registers and checks in through
+    /// server i mod n; staff requests go to the first.
+    #[arg(
+        long = "server",
+        env = "NP_SERVER",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8080"
+    )]
+    servers: Vec<String>,
     /// A staff or admin token, to register the boxes.
     #[arg(long, env = "NP_TOKEN", hide_env_values = true)]
     token: String,
@@ -38,9 +45,9 @@ pub struct Args {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
-    /// The server's pid, to report its memory.
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// The servers' pids (comma-separated), to report their memory.
+    #[arg(long = "server-pid", value_delimiter = ',')]
+    server_pids: Vec<u32>,
     /// Compare check-ins with a release under a plan and the rollout guard counting new
     /// attempts and failures against the same release at a fixed percent with no reports
     /// (needs an admin token).
@@ -68,6 +75,21 @@ fn simulated_box(index: u32) -> (String, SecretKey) {
     (serial, SecretKey::from_seed(&seed))
 }
 
+impl Args {
+    /// The server box `index` talks to.
+    fn server_for(&self, index: u32) -> &str {
+        let n = self.servers.len().max(1);
+        self.servers
+            .get(index as usize % n)
+            .map_or("http://127.0.0.1:8080", String::as_str)
+    }
+
+    /// The server staff requests go to.
+    fn first_server(&self) -> &str {
+        self.server_for(0)
+    }
+}
+
 fn check_loopback(url: &str) -> anyhow::Result<()> {
     let u = reqwest::Url::parse(url).with_context(|| format!("--server {url:?} is not a URL"))?;
     match u.host_str() {
@@ -90,7 +112,7 @@ async fn register(client: &reqwest::Client, a: &Args, from: u32, to: u32) -> any
                 "device_key": key.public_key().to_base64(),
             });
             let req = client
-                .post(format!("{}/api/v1/devices", a.server))
+                .post(format!("{}/api/v1/devices", a.server_for(i)))
                 .bearer_auth(&a.token)
                 .json(&body);
             async move {
@@ -189,7 +211,9 @@ async fn publish(client: &reqwest::Client, a: &Args, version: &str) -> anyhow::R
     let image = b"np-bench guard-compare image".to_vec();
     let blob = staff(
         a,
-        client.put(format!("{}/api/v1/blobs", a.server)).body(image),
+        client
+            .put(format!("{}/api/v1/blobs", a.first_server()))
+            .body(image),
         "uploading the image",
         &[200, 201],
     )
@@ -200,7 +224,7 @@ async fn publish(client: &reqwest::Client, a: &Args, version: &str) -> anyhow::R
     staff(
         a,
         client
-            .post(format!("{}/api/v1/releases", a.server))
+            .post(format!("{}/api/v1/releases", a.first_server()))
             .json(&body),
         "publishing the release",
         &[201, 409],
@@ -216,7 +240,7 @@ async fn steer(
     version: &str,
     body: Option<serde_json::Value>,
 ) -> anyhow::Result<serde_json::Value> {
-    let url = format!("{}/api/v1/releases/{version}", a.server);
+    let url = format!("{}/api/v1/releases/{version}", a.first_server());
     let req = match body {
         Some(b) => client.patch(url).json(&b),
         None => client.get(url),
@@ -258,7 +282,7 @@ async fn measure(
         (0..a.max_checkins).map(|n| ((n.wrapping_mul(2_654_435_761)) % u64::from(size)) as u32);
     let results: Vec<Result<Duration, String>> = stream::iter(picks)
         .take_while(|_| futures_util::future::ready(Instant::now() < deadline))
-        .map(|i| check_in(client, &a.server, i, report))
+        .map(|i| check_in(client, a.server_for(i), i, report))
         .buffer_unordered(a.concurrency)
         .collect()
         .await;
@@ -280,8 +304,19 @@ async fn measure(
     if let Some(first) = errors.first() {
         println!("  first error: {first}");
     }
-    if let Some((rss, hwm)) = a.server_pid.and_then(rss_kib) {
-        println!("  server RSS {} MiB (peak {} MiB)", rss / 1024, hwm / 1024);
+    let mut total = 0;
+    for &pid in &a.server_pids {
+        if let Some((rss, hwm)) = rss_kib(pid) {
+            total += rss;
+            println!(
+                "  server pid {pid} RSS {} MiB (peak {} MiB)",
+                rss / 1024,
+                hwm / 1024
+            );
+        }
+    }
+    if a.server_pids.len() > 1 {
+        println!("  servers' RSS together {} MiB", total / 1024);
     }
     if let Some((sign, verify)) = openssl_ed25519() {
         // A check-in costs the box one signature and the server one verification plus the
@@ -297,7 +332,12 @@ async fn measure(
 
 /// Runs the fleet benchmark.
 pub async fn run(a: Args) -> anyhow::Result<()> {
-    check_loopback(&a.server)?;
+    if a.servers.is_empty() {
+        bail!("--server names no server");
+    }
+    for s in &a.servers {
+        check_loopback(s)?;
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(a.concurrency)
         .timeout(Duration::from_secs(30))
@@ -363,6 +403,24 @@ mod tests {
         assert!(np_common::Serial::parse(&a).is_ok());
         assert!(np_common::Serial::parse(&b).is_ok());
         assert_ne!(ka.public_key(), kb.public_key());
+    }
+
+    #[test]
+    fn boxes_are_spread_over_the_servers_and_staff_uses_the_first() {
+        let a = Args {
+            servers: vec!["http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()],
+            token: String::new(),
+            sizes: vec![10],
+            seconds: 1,
+            max_checkins: 1,
+            concurrency: 1,
+            server_pids: vec![],
+            guard_compare: false,
+        };
+        assert_eq!(a.server_for(0), "http://127.0.0.1:1");
+        assert_eq!(a.server_for(1), "http://127.0.0.1:2");
+        assert_eq!(a.server_for(7), "http://127.0.0.1:2");
+        assert_eq!(a.first_server(), "http://127.0.0.1:1");
     }
 
     #[test]
