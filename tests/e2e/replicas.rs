@@ -478,7 +478,49 @@ fn migrate_store_moves_a_sled_folder_and_its_boxes_keep_working() {
     let sam = out.stdout.trim().to_owned();
     let (_, before) = srv.get_json(&format!("/api/v1/devices/{SERIAL}"));
     let (_, log_before) = srv.get_json("/api/v1/audit?limit=1000");
+    // While the sled server runs, migrate-store refuses: the copy would not be consistent.
+    let out = run(
+        Command::new(bin("np-server"))
+            .args(["migrate-store", "--data"])
+            .arg(&srv.data_dir)
+            .args(["--to", &db.url]),
+        T,
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("an np-server is running on this data folder"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        db.query("SELECT count(*) FROM pg_tables WHERE tablename = 'devices'"),
+        "0",
+        "refused before touching the database"
+    );
     srv.process.kill();
+    // Serving the folder on the empty database before migrating is refused, naming the fix.
+    let out = run(
+        Command::new(bin("np-server"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&srv.data_dir)
+            .args(["--store", &db.url]),
+        T,
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "np-server migrate-store --data {}",
+            srv.data_dir.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("--ignore-embedded-store"),
+        "{}",
+        out.stderr
+    );
 
     let data = srv.data_dir.clone();
     let files_before = snapshot(&data);
@@ -801,9 +843,32 @@ fn a_replica_with_another_data_folders_keys_is_refused_and_changes_nothing() {
         );
         assert!(err.contains("Copy keyring.json and keys/"), "{err}");
         assert!(!err.contains("np_test:np_test"), "no password: {err}");
+        assert!(
+            !err.contains("NOTICE") && !err.contains("skipping"),
+            "quiet: {err}"
+        );
         assert_eq!(devices_snapshot(&db), devices, "nothing re-signed");
         assert_eq!(db.query("SELECT record FROM installed_keyring"), recorded);
     }
+    // A wrong password is one sentence naming the URL without it.
+    let wrong = db
+        .url
+        .replace("np_test:np_test@", "np_test:not-the-password@");
+    let out = run(
+        Command::new(bin("np-server"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&a.data_dir)
+            .args(["--store", &wrong]),
+        T,
+    );
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("authentication failed for user np_test"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("not-the-password"), "{}", out.stderr);
     // The replicas that belong still serve what they signed.
     let (status, ent) = a.get_json(&format!("/api/v1/devices/{SERIAL}/entitlement"));
     assert_eq!(status, 200, "{ent}");
@@ -931,6 +996,27 @@ fn a_replica_behind_a_keyring_install_refuses_to_sign_until_its_folder_catches_u
     assert_eq!(status, 200, "{d}");
     assert_eq!(health(&a).0, 200);
 
+    // A replica started from B's lagging folder is refused, naming both keyrings.
+    let lagging = tmp.path().join("data-c");
+    copy_data(&b.data_dir, &lagging);
+    let out = run(
+        Command::new(bin("np-server"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&lagging)
+            .args(["--store", &db.url]),
+        T,
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("version 2 (keys") && out.stderr.contains("version 1 (keys"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("installed through another replica"),
+        "{}",
+        out.stderr
+    );
     // The operator copies A's keys and keyring into B's folder: B switches by itself.
     copy_data(&a.data_dir.join("keys"), &b.data_dir.join("keys"));
     std::fs::copy(
