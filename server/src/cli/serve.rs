@@ -1,7 +1,10 @@
 //! `np-server serve`: loads the config (or `--data`/`--listen`), binds, initializes a missing
 //! data folder (the first admin token goes to a terminal or to a 0600 file, never to a
-//! journal), re-signs what does not verify under the installed keyring, prints `np-server listening on URL` on stderr, and serves until
-//! SIGTERM or SIGINT, finishing requests in flight.
+//! journal), compares the data folder's keyring with the one the store records (refusing
+//! another folder's or an older one), re-signs what does not verify under the installed
+//! keyring, prints `np-server listening on URL` on stderr, and serves until SIGTERM or
+//! SIGINT, finishing requests in flight. On PostgreSQL it refuses an empty database beside
+//! a populated embedded store (a forgotten `migrate-store`) unless told otherwise.
 
 use super::CliError;
 use crate::config::{default_config, ServerToml, DEFAULT_LISTEN};
@@ -41,9 +44,9 @@ fn embedded_devices(dir: &std::path::Path) -> Option<usize> {
     if !path.is_dir() {
         return None;
     }
-    let sled = crate::store::SledStore::open(&path).ok()?;
-    let n = sled.db.open_tree("devices").ok()?.len();
-    Some(n)
+    crate::store::SledStore::open(&path)
+        .ok()
+        .map(|s| s.device_count())
 }
 
 /// Refuses to start on an empty database when the data folder's embedded store holds

@@ -5,8 +5,11 @@
 //! (`np_common::keyring::accept_keyring` against the installed keyring's root), its version
 //! must be higher, and every key it lists must be one the server holds. Then the new keys
 //! move into `keys/`, the rotated-out ones into `keys/retired/`, `keyring.json` is replaced
-//! (the commit point), the server signs with the new keys, and [`resign`] re-signs every
-//! release manifest, entitlement and pending action.
+//! (the commit point), the store records the new keyring (so that other replicas stop
+//! signing with the old keys: `crate::domain::replica_keys`), the server signs with the new
+//! keys, and [`resign`] re-signs every release manifest, entitlement and pending action.
+//! A draft's new private keys exist only in the data folder of the replica that made it,
+//! so the install goes through that replica.
 //!
 //! Architecture Invariant: a document the server hands out always verifies under the keyring
 //! it hands out: after an install, and at every start (a crash between the keyring write and

@@ -529,6 +529,11 @@ impl SledStore {
         })
     }
 
+    /// How many devices are registered (a quick count, for the start-up checks).
+    pub fn device_count(&self) -> usize {
+        self.devices.len()
+    }
+
     /// Makes every write done so far durable; call before answering a write.
     ///
     /// sled 0.34's `flush_async` deadlocks when polled concurrently (sled issue #1308),
