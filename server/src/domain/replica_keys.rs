@@ -192,6 +192,91 @@ pub async fn check(state: &AppState, max_age: Duration) -> Result<(), ReplicaKey
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::contract_tests::keyring_record;
+    use jiff::Timestamp;
+
+    fn now() -> Timestamp {
+        "2026-12-01T00:00:00Z".parse().unwrap()
+    }
+
+    /// A data folder (sled) opened as a server would.
+    fn server(dir: &std::path::Path) -> AppState {
+        if !dir.join("keyring.json").exists() {
+            datadir::init(dir, now()).unwrap();
+        }
+        datadir::open(
+            crate::config::default_config(dir),
+            crate::state::fixed_clock(now()),
+        )
+        .unwrap()
+    }
+
+    /// Writes a keyring of `version` (same keys) into `dir`, signed by its root key.
+    fn bump_keyring(dir: &std::path::Path, version: u64) {
+        let keys = datadir::load_keys(dir).unwrap();
+        let root_text = std::fs::read_to_string(dir.join("offline/root.key")).unwrap();
+        let root = np_common::SecretKey::from_base64(root_text.trim()).unwrap();
+        let next = np_common::keyring::Keyring {
+            version,
+            ..keys.keyring.clone()
+        };
+        let envelope = next.sign(&[&root]);
+        std::fs::write(dir.join("keyring.json"), envelope.to_json_pretty()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_start_records_its_keyring_and_refuses_another_or_an_older_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        // Nothing recorded: ours is.
+        let state = server(&dir);
+        at_start(&state).await.unwrap();
+        let ours = KeyringRecord::of(&state.keys());
+        assert_eq!(
+            state.store.keyring_record().await.unwrap(),
+            Some(ours.clone())
+        );
+        // Again: the same keyring passes and changes nothing.
+        at_start(&state).await.unwrap();
+        // Installed while alone (or before the record existed): ours, newer, is recorded.
+        drop(state);
+        bump_keyring(&dir, 2);
+        let state = server(&dir);
+        at_start(&state).await.unwrap();
+        assert_eq!(
+            state.store.keyring_record().await.unwrap().unwrap().version,
+            2
+        );
+        // The store moved on (an install elsewhere): refused, naming both, nothing written.
+        let newer = keyring_record(3, 4);
+        state.store.advance_keyring(&newer).await.unwrap();
+        let err = at_start(&state).await.unwrap_err().to_string();
+        assert!(
+            err.contains("version 3 (keys") && err.contains("version 2 (keys"),
+            "{err}"
+        );
+        assert!(err.contains("installed through another replica"), "{err}");
+        assert_eq!(state.store.keyring_record().await.unwrap(), Some(newer));
+    }
+
+    #[tokio::test]
+    async fn another_folders_keyring_is_refused_whatever_its_version() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let state = server(&dir);
+        // The store holds another server's version 1 (another root, other keys).
+        let theirs = keyring_record(1, 2);
+        state.store.advance_keyring(&theirs).await.unwrap();
+        let err = at_start(&state).await.unwrap_err().to_string();
+        assert!(err.contains("same version but other keys"), "{err}");
+        // A higher version does not help: it is not signed by the store's root.
+        drop(state);
+        bump_keyring(&dir, 5);
+        let state = server(&dir);
+        let err = at_start(&state).await.unwrap_err().to_string();
+        assert!(err.contains("is not signed by the root"), "{err}");
+        assert_eq!(state.store.keyring_record().await.unwrap(), Some(theirs));
+    }
 
     #[test]
     fn the_watch_remembers_for_its_interval_and_says_when_the_outcome_changes() {

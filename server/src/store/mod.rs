@@ -12,7 +12,7 @@
 
 mod audit;
 #[cfg(test)]
-mod contract_tests;
+pub(crate) mod contract_tests;
 mod devices;
 mod keyring;
 mod nonces;
