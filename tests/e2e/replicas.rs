@@ -831,7 +831,8 @@ fn a_replica_with_another_data_folders_keys_is_refused_and_changes_nothing() {
             Command::new(bin("np-server"))
                 .args(["serve", "--listen", "127.0.0.1:0", "--data"])
                 .arg(&other)
-                .args(["--store", &db.url]),
+                .args(["--store", &db.url])
+                .env("RUST_LOG", "info"),
             T,
         );
         assert_eq!(out.code, 1, "{}", out.stderr);

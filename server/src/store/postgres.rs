@@ -193,9 +193,7 @@ impl PgStore {
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(10))
             .tcp_user_timeout(OP_TIMEOUT)
-            .application_name("np-server")
-            // NOTICEs (`... already exists, skipping`) are not worth a log line.
-            .options("-c client_min_messages=warning");
+            .application_name("np-server");
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -1257,13 +1255,24 @@ fn fail_to_store(e: Fail<()>) -> StoreError {
 
 /// Applies what the database lacks, each migration in its own transaction.
 async fn apply_migrations(client: &mut Object) -> Result<i64, StoreError> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS np_schema_migrations (\
-               version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+    // Made only when missing (under the migration lock): `CREATE ... IF NOT EXISTS` would
+    // send a NOTICE at every start, which the driver logs.
+    let exists = client
+        .query_one(
+            "SELECT to_regclass('np_schema_migrations') IS NOT NULL",
+            &[],
         )
         .await
         .map_err(pg)?;
+    if !exists.get::<_, bool>(0) {
+        client
+            .batch_execute(
+                "CREATE TABLE np_schema_migrations (\
+                   version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .await
+            .map_err(pg)?;
+    }
     let row = client
         .query_one(
             "SELECT coalesce(max(version), 0) FROM np_schema_migrations",
