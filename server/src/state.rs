@@ -101,6 +101,8 @@ pub struct Inner {
     keys: std::sync::RwLock<Arc<ServerKeys>>,
     /// Held while a keyring draft is made or a keyring installed (one at a time).
     pub rotation: tokio::sync::Mutex<()>,
+    /// The last comparison of this replica's keyring with the store's.
+    pub keyring_watch: crate::domain::replica_keys::KeyringWatch,
     /// The configuration.
     pub config: Config,
     /// Request metrics.
@@ -139,6 +141,7 @@ impl AppState {
             store,
             keys: std::sync::RwLock::new(Arc::new(keys)),
             rotation: tokio::sync::Mutex::new(()),
+            keyring_watch: crate::domain::replica_keys::KeyringWatch::default(),
             config,
             metrics: Metrics::default(),
             tokens,

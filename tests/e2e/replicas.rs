@@ -1,7 +1,9 @@
 //! Several `np-server serve` replicas on one PostgreSQL database and one blob folder:
 //! parallel changes of one box split across them lose nothing, a token made for the
 //! database works on every replica, a box checks in on either and upgrades, and a
-//! device request replayed to the other replica is still a replay.
+//! device request replayed to the other replica is still a replay. Replicas agree on the
+//! keyring: one with another data folder's keys is refused at start, one whose folder
+//! lags behind an install answers 503 `keyring_stale` until its folder catches up.
 
 #![allow(clippy::unwrap_used)]
 
@@ -67,7 +69,9 @@ fn two_replicas(db: &PgDb, tmp: &Path) -> (TestServer, TestServer) {
     );
     let data_b = tmp.join("data-b");
     copy_data(&data_a, &data_b);
+    // A configured blob folder must exist (as a shared mount does): /healthz checks it.
     let blobs = tmp.join("blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
     let toml_a = tmp.join("a.toml");
     std::fs::write(
         &toml_a,
@@ -474,7 +478,49 @@ fn migrate_store_moves_a_sled_folder_and_its_boxes_keep_working() {
     let sam = out.stdout.trim().to_owned();
     let (_, before) = srv.get_json(&format!("/api/v1/devices/{SERIAL}"));
     let (_, log_before) = srv.get_json("/api/v1/audit?limit=1000");
+    // While the sled server runs, migrate-store refuses: the copy would not be consistent.
+    let out = run(
+        Command::new(bin("np-server"))
+            .args(["migrate-store", "--data"])
+            .arg(&srv.data_dir)
+            .args(["--to", &db.url]),
+        T,
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("an np-server is running on this data folder"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        db.query("SELECT count(*) FROM pg_tables WHERE tablename = 'devices'"),
+        "0",
+        "refused before touching the database"
+    );
     srv.process.kill();
+    // Serving the folder on the empty database before migrating is refused, naming the fix.
+    let out = run(
+        Command::new(bin("np-server"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&srv.data_dir)
+            .args(["--store", &db.url]),
+        T,
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "np-server migrate-store --data {}",
+            srv.data_dir.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("--ignore-embedded-store"),
+        "{}",
+        out.stderr
+    );
 
     let data = srv.data_dir.clone();
     let files_before = snapshot(&data);
@@ -519,7 +565,7 @@ fn migrate_store_moves_a_sled_folder_and_its_boxes_keep_working() {
     );
     assert_eq!(
         (out.code, out.stdout.trim()),
-        (0, "schema version 2"),
+        (0, "schema version 3"),
         "{}",
         out.stderr
     );
@@ -710,4 +756,311 @@ fn the_rollout_guard_counts_reports_received_by_every_replica() {
     assert!(r.to_string().contains("halt"), "{r}");
     let (_, log) = a.get_json("/api/v1/audit?action=release_halt");
     assert_eq!(log["entries"].as_array().map(Vec::len), Some(1), "{log}");
+}
+
+/// Every device row (serial and record), to show the database was left untouched.
+fn devices_snapshot(db: &PgDb) -> String {
+    db.query("SELECT coalesce(string_agg(serial || '=' || record, '|' ORDER BY serial), '') FROM devices")
+}
+
+/// Registers a box with `key` through `srv`, covered from today.
+fn register_box(srv: &TestServer, serial: &str, device_key: &str) {
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string();
+    let (status, d) = srv.post_json(
+        "/api/v1/devices",
+        json!({"serial": serial, "purchase_date": today, "customer": "ACME",
+               "device_key": device_key}),
+    );
+    assert_eq!(status, 201, "{d}");
+}
+
+fn vendor(srv: &TestServer, args: &[&str]) -> np_tests::Output {
+    run(
+        Command::new(bin("np-vendor"))
+            .args(args)
+            .env("NP_SERVER", &srv.url)
+            .env("NP_TOKEN", &srv.admin_token)
+            .env_remove("NP_TOKEN_FILE"),
+        T,
+    )
+}
+
+fn health(srv: &TestServer) -> (u16, String) {
+    let resp = srv
+        .client()
+        .get(format!("{}/healthz", srv.url))
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.text().unwrap_or_default())
+}
+
+#[test]
+fn a_replica_with_another_data_folders_keys_is_refused_and_changes_nothing() {
+    let Some(db) = PgDb::create() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _b) = two_replicas(&db, tmp.path());
+    let key = np_common::SecretKey::from_seed(&[7; 32]);
+    register_box(&a, SERIAL, &key.public_key().to_base64());
+    let (status, d) = a.post_json(
+        &format!("/api/v1/devices/{SERIAL}/extensions"),
+        json!({"months": 1}),
+    );
+    assert_eq!(status, 200, "{d}");
+    let devices = devices_snapshot(&db);
+    assert!(devices.contains("\"sequence\":2"), "{devices}");
+    let recorded = db.query("SELECT record FROM installed_keyring");
+    assert!(recorded.contains("\"version\":1"), "{recorded}");
+
+    // Another server's data folder (its own keys, keyring version 1 too).
+    let other = tmp.path().join("other");
+    let out = run(
+        Command::new(bin("np-server"))
+            .args(["init", "--data"])
+            .arg(&other),
+        T,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for _ in 0..2 {
+        let out = run(
+            Command::new(bin("np-server"))
+                .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+                .arg(&other)
+                .args(["--store", &db.url])
+                .env("RUST_LOG", "info"),
+            T,
+        );
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        let err = &out.stderr;
+        assert!(err.contains("same version but other keys"), "{err}");
+        assert!(
+            err.matches("version 1 (keys ").count() == 2,
+            "both keyrings named: {err}"
+        );
+        assert!(err.contains("Copy keyring.json and keys/"), "{err}");
+        assert!(!err.contains("np_test:np_test"), "no password: {err}");
+        assert!(
+            !err.contains("NOTICE") && !err.contains("skipping"),
+            "quiet: {err}"
+        );
+        assert_eq!(devices_snapshot(&db), devices, "nothing re-signed");
+        assert_eq!(db.query("SELECT record FROM installed_keyring"), recorded);
+    }
+    // A wrong password is one sentence naming the URL without it.
+    let wrong = db
+        .url
+        .replace("np_test:np_test@", "np_test:not-the-password@");
+    let out = run(
+        Command::new(bin("np-server"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&a.data_dir)
+            .args(["--store", &wrong]),
+        T,
+    );
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("authentication failed for user np_test"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("not-the-password"), "{}", out.stderr);
+    // The replicas that belong still serve what they signed.
+    let (status, ent) = a.get_json(&format!("/api/v1/devices/{SERIAL}/entitlement"));
+    assert_eq!(status, 200, "{ent}");
+}
+
+#[test]
+fn a_replica_behind_a_keyring_install_refuses_to_sign_until_its_folder_catches_up() {
+    let Some(db) = PgDb::create() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = two_replicas(&db, tmp.path());
+    let v1 = image_bytes(11, 100_000);
+    let agent = TestAgent::new(
+        SERIAL,
+        &a.root_public_key,
+        &format!(
+            "[server]\nurl = \"{}\"\ncheck_interval = \"1h\"\nstall_timeout = \"10s\"\n",
+            b.url
+        ),
+    );
+    let key_path = agent.dir.path().join("device.key");
+    let out = agent.run(&["keygen", "--out", key_path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    register_box(&a, SERIAL, out.stdout.trim());
+    let manifest = publish(&a, "1.0.0", 1, &v1);
+    let (_, keyring) = b.get_json("/api/v1/keyring");
+    let (_, ent) = b.get_json(&format!("/api/v1/devices/{SERIAL}/entitlement"));
+    agent.provision(
+        &serde_json::from_value(keyring).unwrap(),
+        &manifest,
+        &v1,
+        Some(&serde_json::from_value(ent).unwrap()),
+    );
+    let out = agent.run(&["check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+
+    // The entitlement key rotated: drafted on A, signed offline with the root key.
+    let draft = tmp.path().join("draft.json");
+    let signed = tmp.path().join("signed.json");
+    let out = vendor(
+        &a,
+        &[
+            "keyring",
+            "draft",
+            "--rotate",
+            "entitlement",
+            "--out",
+            draft.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let root = a.data_dir.join("offline/root.key");
+    let out = vendor(
+        &a,
+        &[
+            "keyring",
+            "sign",
+            "--root-key",
+            root.to_str().unwrap(),
+            "--in",
+            draft.to_str().unwrap(),
+            "--out",
+            signed.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    // B does not hold the draft's new key: it says to install through A.
+    let out = vendor(&b, &["keyring", "install", signed.to_str().unwrap()]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("install the keyring through that same replica"),
+        "{out:?}"
+    );
+    assert!(db.query("SELECT version FROM installed_keyring") == "1");
+    let out = vendor(
+        &a,
+        &["keyring", "install", signed.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(db.query("SELECT version FROM installed_keyring"), "2");
+
+    // B's folder still holds version 1: it refuses what would sign, and says so.
+    let (status, text) =
+        np_tests::wait_until("B's /healthz to say its keyring is stale", T, || {
+            let h = health(&b);
+            (h.0 == 503).then_some(h)
+        });
+    assert_eq!(status, 503);
+    assert!(text.contains("keyring_stale"), "{text}");
+    assert!(
+        text.contains("version 1") && text.contains("version 2"),
+        "{text}"
+    );
+    let (status, body) = b.post_json(
+        &format!("/api/v1/devices/{SERIAL}/extensions"),
+        json!({"months": 1}),
+    );
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (503, &json!("keyring_stale")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("copy keyring.json and keys/"),
+        "{body}"
+    );
+    let (status, body) = b.get_json("/api/v1/keyring");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (503, &json!("keyring_stale")),
+        "{body}"
+    );
+    let out = agent.run(&["check"]);
+    assert_ne!(
+        out.code, 0,
+        "a stale replica does not answer a check-in: {out:?}"
+    );
+    // Reads that do not sign still work on B.
+    let (status, d) = b.get_json(&format!("/api/v1/devices/{SERIAL}"));
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(health(&a).0, 200);
+
+    // A replica started from B's lagging folder is refused, naming both keyrings.
+    let lagging = tmp.path().join("data-c");
+    copy_data(&b.data_dir, &lagging);
+    let out = run(
+        Command::new(bin("np-server"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&lagging)
+            .args(["--store", &db.url]),
+        T,
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("version 2 (keys") && out.stderr.contains("version 1 (keys"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("installed through another replica"),
+        "{}",
+        out.stderr
+    );
+    // The operator copies A's keys and keyring into B's folder: B switches by itself.
+    copy_data(&a.data_dir.join("keys"), &b.data_dir.join("keys"));
+    std::fs::copy(
+        a.data_dir.join("keyring.json"),
+        b.data_dir.join("keyring.json"),
+    )
+    .unwrap();
+    np_tests::wait_until("B to switch to the new keyring", T, || {
+        (health(&b).0 == 200).then_some(())
+    });
+    let out = agent.run(&["check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let kr: Envelope =
+        serde_json::from_slice(&std::fs::read(agent.state("trust/keyring.json")).unwrap()).unwrap();
+    let kr: np_common::keyring::Keyring =
+        serde_json::from_slice(&kr.payload_bytes().unwrap()).unwrap();
+    assert_eq!(kr.version, 2, "the box holds the new keyring");
+    let ent: Envelope =
+        serde_json::from_slice(&std::fs::read(agent.state("trust/entitlement.json")).unwrap())
+            .unwrap();
+    np_common::docs::verify::<np_common::docs::Entitlement>(&ent, &kr)
+        .expect("the box's entitlement verifies under the new keyring");
+    let (status, d) = b.post_json(
+        &format!("/api/v1/devices/{SERIAL}/extensions"),
+        json!({"months": 1}),
+    );
+    assert_eq!(status, 200, "{d}");
+}
+
+#[test]
+fn healthz_answers_503_naming_a_missing_blob_folder() {
+    let Some(db) = PgDb::create() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = two_replicas(&db, tmp.path());
+    let blobs = tmp.path().join("blobs");
+    std::fs::remove_dir_all(&blobs).unwrap();
+    for srv in [&a, &b] {
+        let (status, text) = health(srv);
+        assert_eq!(status, 503, "{text}");
+        assert!(text.contains(&blobs.display().to_string()), "{text}");
+    }
+    std::fs::create_dir_all(&blobs).unwrap();
+    assert_eq!(health(&a).0, 200);
 }

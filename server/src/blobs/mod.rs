@@ -59,6 +59,9 @@ pub struct BlobStore {
     root: PathBuf,
     tmp: PathBuf,
     max_size: u64,
+    /// A configured folder (`[blobs] dir`, perhaps a shared mount) must exist; the
+    /// default DATA/blobs is made on first use.
+    configured: bool,
 }
 
 /// Removes a temporary file unless the upload completed.
@@ -95,6 +98,7 @@ impl BlobStore {
             root,
             tmp,
             max_size,
+            configured: false,
         }
     }
 
@@ -121,7 +125,43 @@ impl BlobStore {
             root: root.to_path_buf(),
             tmp,
             max_size,
+            configured: true,
         }
+    }
+
+    /// Whether uploads can land here (for `/healthz`): the folder exists (a configured
+    /// one is never made here: a missing shared mount must show) and a file can be made
+    /// and removed in its `tmp/`. Answers the sentence that names the folder.
+    pub async fn check_writable(&self) -> Result<(), String> {
+        let failed = |what: &str, e: std::io::Error| {
+            format!("the blob folder {} {what}: {e}", self.root.display())
+        };
+        if self.configured {
+            match tokio::fs::metadata(&self.root).await {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(format!(
+                        "the blob folder {} is not a folder",
+                        self.root.display()
+                    ))
+                }
+                Err(e) => return Err(failed("cannot be read", e)),
+            }
+        }
+        tokio::fs::create_dir_all(&self.tmp)
+            .await
+            .map_err(|e| failed("is not writable", e))?;
+        let mut name = [0u8; 8];
+        getrandom::getrandom(&mut name)
+            .map_err(|e| failed("is not writable", std::io::Error::other(e.to_string())))?;
+        let probe = self
+            .tmp
+            .join(format!("healthz-{}.probe", hex::encode(name)));
+        tokio::fs::write(&probe, b"")
+            .await
+            .map_err(|e| failed("is not writable", e))?;
+        let _ = tokio::fs::remove_file(&probe).await;
+        Ok(())
     }
 
     /// The largest blob accepted.

@@ -44,7 +44,7 @@ pub const FIRST_TOKEN_FILE: &str = "admin-token";
 /// What `serve` shows when it created the data folder. The admin token is printed only
 /// on a terminal; otherwise (a service whose output lands in a journal) it is written to a
 /// new 0600 file in the data folder and only the file's path is printed.
-pub fn print_first_start(dir: &Path, out: &InitOutput) -> Result<(), CliError> {
+pub fn print_first_start(dir: &Path, out: &InitOutput, hint: &str) -> Result<(), CliError> {
     use std::io::IsTerminal as _;
     if std::io::stdout().is_terminal() {
         crate::outln!("admin token: {}", out.admin_token);
@@ -59,9 +59,8 @@ pub fn print_first_start(dir: &Path, out: &InitOutput) -> Result<(), CliError> {
         crate::outln!("admin token written to {} (mode 0600)", path.display());
         crate::errln!(
             "np-server: the first admin token is in {}; read it, then delete the file. Make \
-             another at any time with: np-server token create --data {} --role admin --name NAME",
-            path.display(),
-            dir.display()
+             another at any time with: {hint}",
+            path.display()
         );
     }
     print_root(dir, out);

@@ -1,7 +1,8 @@
 //! `np-server migrate-store --data DIR --to URL`: copies the embedded store of a data
 //! folder (and its tokens) into an empty PostgreSQL database, then checks the count of
 //! every kind of record. The folder is left untouched: sled reads a copy of `DIR/store`
-//! in a temporary folder. Stop the server first (a running server keeps writing).
+//! in a temporary folder. A server running on the folder is refused (the copy holds the
+//! store's lock, the one a server takes).
 
 use super::CliError;
 use crate::store::{PgStore, SledStore};
@@ -33,6 +34,26 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Takes the lock an np-server holds on the embedded store while it serves (sled's
+/// exclusive lock on `store/db`), or refuses, naming the server that holds it.
+fn lock_store(data: &Path, store_dir: &Path) -> Result<std::fs::File, CliError> {
+    let path = store_dir.join("db");
+    let file = std::fs::File::open(&path)
+        .map_err(|e| CliError::Io(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(CliError::Refused(format!(
+            "--data {}: an np-server is running on this data folder (it holds the lock of {}); stop it first, so that the copy is consistent and no change made meanwhile is lost",
+            data.display(),
+            store_dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(CliError::Io(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// Runs `migrate-store`.
 pub fn run(args: &Args) -> Result<(), CliError> {
     let store_dir = args.data.join("store");
@@ -42,6 +63,9 @@ pub fn run(args: &Args) -> Result<(), CliError> {
             args.data.display()
         )));
     }
+    // The lock a server running on this folder holds (sled's, on store/db): held for the
+    // whole copy, so no server writes meanwhile and the copy is of one moment.
+    let _lock = lock_store(&args.data, &store_dir)?;
     let tokens = crate::tokens::list(&args.data)?;
     let tmp = tempfile::tempdir()
         .map_err(|e| CliError::Io(format!("cannot make a temporary folder: {e}")))?;

@@ -1,7 +1,10 @@
 //! `np-server serve`: loads the config (or `--data`/`--listen`), binds, initializes a missing
 //! data folder (the first admin token goes to a terminal or to a 0600 file, never to a
-//! journal), re-signs what does not verify under the installed keyring, prints `np-server listening on URL` on stderr, and serves until
-//! SIGTERM or SIGINT, finishing requests in flight.
+//! journal), compares the data folder's keyring with the one the store records (refusing
+//! another folder's or an older one), re-signs what does not verify under the installed
+//! keyring, prints `np-server listening on URL` on stderr, and serves until SIGTERM or
+//! SIGINT, finishing requests in flight. On PostgreSQL it refuses an empty database beside
+//! a populated embedded store (a forgotten `migrate-store`) unless told otherwise.
 
 use super::CliError;
 use crate::config::{default_config, ServerToml, DEFAULT_LISTEN};
@@ -27,6 +30,61 @@ pub struct Args {
     /// it); overrides `[store] url`.
     #[command(flatten)]
     pub store: super::StoreArg,
+    /// Start on a PostgreSQL database that holds no devices even though the data folder
+    /// holds an embedded store with records (without it, serve refuses: copy them first
+    /// with `np-server migrate-store`).
+    #[arg(long)]
+    pub ignore_embedded_store: bool,
+}
+
+/// How many devices the embedded store in `dir` holds (`None`: no store there, or it
+/// cannot be read, for example because a server runs on it).
+fn embedded_devices(dir: &std::path::Path) -> Option<usize> {
+    let path = dir.join("store");
+    if !path.is_dir() {
+        return None;
+    }
+    crate::store::SledStore::open(&path)
+        .ok()
+        .map(|s| s.device_count())
+}
+
+/// Refuses to start on an empty database when the data folder's embedded store holds
+/// records: the operator most likely forgot `migrate-store`, and boxes would be told they
+/// are unknown.
+async fn refuse_forgotten_migration(
+    dir: &std::path::Path,
+    pg: &crate::store::PgStore,
+    url: &str,
+    ignore: bool,
+) -> Result<(), CliError> {
+    let Some(n) = embedded_devices(dir).filter(|n| *n > 0) else {
+        return Ok(());
+    };
+    let devices = pg
+        .counts()
+        .await?
+        .into_iter()
+        .find(|(kind, _)| *kind == "devices")
+        .map_or(0, |(_, n)| n);
+    if devices > 0 {
+        return Ok(());
+    }
+    let shown = url
+        .parse::<tokio_postgres::Config>()
+        .map(|c| crate::store::shown_url(&c))
+        .unwrap_or_else(|_| "URL".into());
+    let message = format!(
+        "the PostgreSQL database holds no devices, but {}/store (the embedded store) holds {n}: copy them first with `np-server migrate-store --data {} --to {shown}` (stop any server on that folder), or pass --ignore-embedded-store to start on the empty database anyway",
+        dir.display(),
+        dir.display()
+    );
+    if ignore {
+        tracing::warn!("{message}");
+        Ok(())
+    } else {
+        Err(CliError::Refused(message))
+    }
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.
@@ -114,12 +172,17 @@ pub async fn run(args: &Args) -> Result<(), CliError> {
         None => None,
     };
     let dir = config.data_dir.clone();
+    if let (Some(pg), Some(url)) = (&pg, &config.store_url) {
+        refuse_forgotten_migration(&dir, pg, url, args.ignore_embedded_store).await?;
+    }
+    let hint =
+        super::token::admin_token_hint(&dir, args.config.as_deref(), args.store.url.as_deref());
     if datadir::is_fresh(&dir) {
         let out = match &pg {
             Some(pg) => datadir::init_with_store(&dir, pg, jiff::Timestamp::now()).await?,
             None => datadir::init(&dir, jiff::Timestamp::now())?,
         };
-        super::init::print_first_start(&dir, &out)?;
+        super::init::print_first_start(&dir, &out, &hint)?;
     }
     let state = match pg {
         Some(pg) => {
@@ -137,6 +200,12 @@ pub async fn run(args: &Args) -> Result<(), CliError> {
         }
         None => datadir::open(config, system_clock())?,
     };
+    crate::domain::replica_keys::at_start(&state)
+        .await
+        .map_err(|e| match e {
+            crate::domain::replica_keys::ReplicaKeysError::Store(s) => CliError::from(s),
+            other => CliError::Refused(other.to_string()),
+        })?;
     let (releases, devices) =
         crate::domain::rotation::resign(&state, crate::domain::rotation::Only::Stale, state.now())
             .await
@@ -156,8 +225,7 @@ pub async fn run(args: &Args) -> Result<(), CliError> {
     if !crate::tokens::any_used(&dir) {
         eprintln!(
             "np-server: no staff token has been used on this server yet. If you do not have the \
-             admin token, make one: np-server token create --data {} --role admin --name NAME",
-            dir.display()
+             admin token, make one: {hint}"
         );
     }
     let scheme = if tls.is_some() { "https" } else { "http" };

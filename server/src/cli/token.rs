@@ -1,4 +1,5 @@
-//! `np-server token create|list|revoke --data DIR [--store URL]`: manages staff tokens in
+//! `np-server token create|list|revoke (--data DIR [--store URL] | --config server.toml)`:
+//! manages staff tokens in
 //! the data folder (they live outside the sled store, so this works while `serve` runs),
 //! or, with a PostgreSQL store, in the database that every replica reads.
 
@@ -13,16 +14,57 @@ pub struct Args {
     cmd: Cmd,
 }
 
+/// Where the tokens live: the data folder and the store, from `--config` (as `serve`
+/// takes it) or the flags, which override it.
+#[derive(Debug, clap::Args)]
+struct Where {
+    /// A `server.toml` (the one `serve` runs with): its data folder and `[store] url`;
+    /// `--data` and `--store` override them.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The data folder.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The PostgreSQL store, when the server runs on one.
+    #[command(flatten)]
+    store: super::StoreArg,
+}
+
+impl Where {
+    /// The data folder and the PostgreSQL URL, if any.
+    fn resolve(&self) -> Result<(PathBuf, Option<String>), CliError> {
+        let toml = match &self.config {
+            Some(p) => Some(
+                crate::config::ServerToml::load(p).map_err(|e| CliError::Usage(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let from_toml = toml.as_ref().map(crate::config::ServerToml::config);
+        let data = match (&self.data, &from_toml) {
+            (Some(d), _) => d.clone(),
+            (None, Some(c)) => c.data_dir.clone(),
+            (None, None) => {
+                return Err(CliError::Usage(
+                    "token needs --data DIR or --config server.toml".into(),
+                ))
+            }
+        };
+        let url = self
+            .store
+            .url
+            .clone()
+            .or_else(|| from_toml.and_then(|c| c.store_url));
+        require_data(&data)?;
+        Ok((data, url))
+    }
+}
+
 #[derive(Debug, clap::Subcommand)]
 enum Cmd {
     /// Creates a token and prints it alone on stdout (it is shown only once).
     Create {
-        /// The data folder.
-        #[arg(long)]
-        data: PathBuf,
-        /// The PostgreSQL store, when the server runs on one.
         #[command(flatten)]
-        store: super::StoreArg,
+        at: Where,
         /// What the token may do.
         #[arg(long, value_enum)]
         role: TokenRole,
@@ -32,28 +74,74 @@ enum Cmd {
     },
     /// Lists token names, roles and creation times.
     List {
-        /// The data folder.
-        #[arg(long)]
-        data: PathBuf,
-        /// The PostgreSQL store, when the server runs on one.
         #[command(flatten)]
-        store: super::StoreArg,
+        at: Where,
         /// Prints JSON.
         #[arg(long)]
         json: bool,
     },
     /// Revokes the token with this name.
     Revoke {
-        /// The data folder.
-        #[arg(long)]
-        data: PathBuf,
-        /// The PostgreSQL store, when the server runs on one.
         #[command(flatten)]
-        store: super::StoreArg,
+        at: Where,
         /// The token's name.
         #[arg(long)]
         name: String,
     },
+}
+
+/// `url` with its password (if any) replaced by `PASSWORD`, and whether it had one.
+fn without_password(url: &str) -> (String, bool) {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return (url.to_owned(), false);
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return (url.to_owned(), false);
+    };
+    match rest[..at].find(':') {
+        Some(colon) => (
+            format!(
+                "{}{}:PASSWORD{}",
+                &url[..scheme_end],
+                &rest[..colon],
+                &rest[at..]
+            ),
+            true,
+        ),
+        None => (url.to_owned(), false),
+    }
+}
+
+/// The command that makes an admin token for a server started with `config` and/or data
+/// folder `dir`, and the store URL `store_flag` given by `--store` or `NP_STORE_URL` (not
+/// by the config), as `serve` and `init` print it: it works as printed, except that a
+/// password in the URL is never printed (`PASSWORD` stands in for it).
+pub fn admin_token_hint(
+    dir: &std::path::Path,
+    config: Option<&std::path::Path>,
+    store_flag: Option<&str>,
+) -> String {
+    let mut cmd = String::from("np-server token create");
+    if let Some(c) = config {
+        cmd.push_str(&format!(" --config {}", c.display()));
+    }
+    cmd.push_str(&format!(" --data {}", dir.display()));
+    let mut note = "";
+    if let Some(url) = store_flag {
+        let from_env = std::env::var("NP_STORE_URL").is_ok_and(|v| v == url);
+        if from_env {
+            note = " (with NP_STORE_URL set as for this server)";
+        } else {
+            let (shown, masked) = without_password(url);
+            cmd.push_str(&format!(" --store '{shown}'"));
+            if masked {
+                note = " (with the database password in place of PASSWORD)";
+            }
+        }
+    }
+    format!("{cmd} --role admin --name NAME{note}")
 }
 
 fn require_data(dir: &std::path::Path) -> Result<(), CliError> {
@@ -102,16 +190,11 @@ fn table(list: &[tokens::TokenRecord]) -> Vec<String> {
 /// Runs `token`.
 pub fn run(args: &Args) -> Result<(), CliError> {
     match &args.cmd {
-        Cmd::Create {
-            data,
-            store,
-            role,
-            name,
-        } => {
-            require_data(data)?;
+        Cmd::Create { at, role, name } => {
+            let (data, url) = at.resolve()?;
             let now = jiff::Timestamp::now();
-            let t = match &store.url {
-                None => tokens::create(data, *role, name, now)?,
+            let t = match &url {
+                None => tokens::create(&data, *role, name, now)?,
                 Some(url) => super::block_on(async {
                     let s = super::connect_store(url).await?;
                     Ok(tokens::create_in(&s, *role, name, now).await?)
@@ -119,10 +202,10 @@ pub fn run(args: &Args) -> Result<(), CliError> {
             };
             crate::outln!("{t}");
         }
-        Cmd::List { data, store, json } => {
-            require_data(data)?;
-            let list = match &store.url {
-                None => tokens::list(data)?,
+        Cmd::List { at, json } => {
+            let (data, url) = at.resolve()?;
+            let list = match &url {
+                None => tokens::list(&data)?,
                 Some(url) => super::block_on(async {
                     let s = super::connect_store(url).await?;
                     Ok(tokens::list_in(&s).await?)
@@ -140,10 +223,10 @@ pub fn run(args: &Args) -> Result<(), CliError> {
                 }
             }
         }
-        Cmd::Revoke { data, store, name } => {
-            require_data(data)?;
-            match &store.url {
-                None => tokens::revoke(data, name)?,
+        Cmd::Revoke { at, name } => {
+            let (data, url) = at.resolve()?;
+            match &url {
+                None => tokens::revoke(&data, name)?,
                 Some(url) => super::block_on(async {
                     let s = super::connect_store(url).await?;
                     Ok(tokens::revoke_in(&s, name).await?)
@@ -159,6 +242,57 @@ pub fn run(args: &Args) -> Result<(), CliError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hint_names_the_store_but_never_its_password() {
+        let dir = std::path::Path::new("/srv/np");
+        assert_eq!(
+            admin_token_hint(dir, None, None),
+            "np-server token create --data /srv/np --role admin --name NAME"
+        );
+        let hint = admin_token_hint(dir, None, Some("postgres://np:s3cret@db:5432/np"));
+        assert_eq!(
+            hint,
+            "np-server token create --data /srv/np --store 'postgres://np:PASSWORD@db:5432/np' --role admin --name NAME (with the database password in place of PASSWORD)"
+        );
+        assert_eq!(
+            admin_token_hint(dir, None, Some("postgres://np@db/np")),
+            "np-server token create --data /srv/np --store 'postgres://np@db/np' --role admin --name NAME"
+        );
+        let with_config =
+            admin_token_hint(dir, Some(std::path::Path::new("/etc/np/server.toml")), None);
+        assert!(
+            with_config
+                .starts_with("np-server token create --config /etc/np/server.toml --data /srv/np"),
+            "{with_config}"
+        );
+    }
+
+    #[test]
+    fn token_takes_config_as_serve_does() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        crate::datadir::init(&data, jiff::Timestamp::now()).unwrap();
+        let toml = tmp.path().join("server.toml");
+        std::fs::write(&toml, format!("data = {:?}\n", data.display().to_string())).unwrap();
+        let cli =
+            Cli::try_parse_from(["token", "list", "--config", toml.to_str().unwrap()]).unwrap();
+        let Cmd::List { at, .. } = &cli.args.cmd else {
+            panic!("not a list")
+        };
+        assert_eq!(at.resolve().unwrap(), (data.clone(), None));
+        let cli = Cli::try_parse_from(["token", "list"]).unwrap();
+        let Cmd::List { at, .. } = &cli.args.cmd else {
+            panic!("not a list")
+        };
+        assert!(matches!(at.resolve(), Err(CliError::Usage(m)) if m.contains("--config")));
+    }
 
     #[test]
     fn the_list_is_aligned_with_whole_seconds() {

@@ -14,6 +14,7 @@ pub mod offers;
 pub mod offline;
 pub mod plan;
 pub mod registry;
+pub mod replica_keys;
 pub mod rollout;
 pub mod rotation;
 pub mod validate;

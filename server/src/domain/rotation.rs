@@ -5,8 +5,11 @@
 //! (`np_common::keyring::accept_keyring` against the installed keyring's root), its version
 //! must be higher, and every key it lists must be one the server holds. Then the new keys
 //! move into `keys/`, the rotated-out ones into `keys/retired/`, `keyring.json` is replaced
-//! (the commit point), the server signs with the new keys, and [`resign`] re-signs every
-//! release manifest, entitlement and pending action.
+//! (the commit point), the store records the new keyring (so that other replicas stop
+//! signing with the old keys: `crate::domain::replica_keys`), the server signs with the new
+//! keys, and [`resign`] re-signs every release manifest, entitlement and pending action.
+//! A draft's new private keys exist only in the data folder of the replica that made it,
+//! so the install goes through that replica.
 //!
 //! Architecture Invariant: a document the server hands out always verifies under the keyring
 //! it hands out: after an install, and at every start (a crash between the keyring write and
@@ -15,7 +18,7 @@
 use crate::datadir::{self, DataError};
 use crate::domain::device::DeviceRecord;
 use crate::state::AppState;
-use crate::store::{Change, StoreError};
+use crate::store::{Change, KeyringRecord, StoreError};
 use jiff::{Timestamp, ToSpan as _};
 use np_common::docs::{self, Action, Entitlement, Release, Role};
 use np_common::keyring::{accept_keyring, KeyEntry, Keyring, KeyringError, RootSpec};
@@ -58,8 +61,17 @@ pub enum RotationError {
         got: u64,
     },
     /// The keyring lists a key whose private half this server does not hold.
-    #[error("the keyring lists key {0}, which this server does not hold; install a keyring made from a draft of this server")]
+    #[error("the keyring lists key {0}, whose private key is not in this server's data folder (keys/ or keys/pending/): a draft's new private keys stay in the data folder of the replica that made the draft, so install the keyring through that same replica (or first copy that replica's keys/pending/ into this one's data folder)")]
     UnknownKey(KeyId),
+    /// The store already records a keyring of this version or newer (installed through
+    /// another replica).
+    #[error("the database already records keyring version {stored}, installed through another replica, so version {got} cannot be installed here; copy keyring.json and keys/ from that replica's data folder into this one's")]
+    InstalledElsewhere {
+        /// The version the store records.
+        stored: u64,
+        /// The version given.
+        got: u64,
+    },
     /// No key of the keyring holds a role the server signs with.
     #[error("no key of the keyring holds the role {0}; every role needs a key")]
     MissingRole(Role),
@@ -234,6 +246,15 @@ pub async fn install(
     let all: Vec<SecretKey> = held.iter().chain(&pending).cloned().collect();
     let keys = datadir::server_keys(envelope.clone(), next.clone(), &all)
         .map_err(RotationError::MissingRole)?;
+    let record = KeyringRecord::of(&keys);
+    if let Some(stored) = state.store.keyring_record().await? {
+        if stored.version >= next.version && !stored.same_keyring(&record) {
+            return Err(RotationError::InstalledElsewhere {
+                stored: stored.version,
+                got: next.version,
+            });
+        }
+    }
 
     // Commit: new keys into keys/, rotated-out ones into keys/retired/, then keyring.json.
     let in_next = |p: &PublicKey| next.keys.iter().any(|k| k.public_key == *p);
@@ -275,6 +296,17 @@ pub async fn install(
         })
         .map(|k| k.keyid.clone())
         .collect();
+    // The store records the new keyring before anything is signed with it: from then on
+    // every replica's signing writes wait for it, then see it and refuse until their
+    // folder holds it too; writes signed with the old keys before it are re-signed below.
+    let stored = state.store.advance_keyring(&record).await?;
+    if !stored.same_keyring(&record) {
+        return Err(RotationError::InstalledElsewhere {
+            stored: stored.version,
+            got: next.version,
+        });
+    }
+    state.store.expect_keyring(next.version);
     state.set_keys(keys);
     let (releases_resigned, devices_resigned) = resign(state, Only::All, now).await?;
     // Anything signed with the old keys while the first pass ran.

@@ -43,6 +43,7 @@ impl From<RotationError> for ApiError {
             },
             RotationError::NotNewer { .. } => "keyring_not_newer",
             RotationError::UnknownKey(_) => "unknown_key",
+            RotationError::InstalledElsewhere { .. } => "keyring_not_newer",
             RotationError::MissingRole(_) => "missing_role",
             RotationError::Data(_) | RotationError::Store(_) => return ApiError::internal(e),
         };

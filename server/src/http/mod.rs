@@ -61,6 +61,10 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            keyring_gate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             state.config.conn.request_timeout,
             request_deadline,
         ))
@@ -119,17 +123,57 @@ pub async fn run(
     conn::serve(listener, state, None, shutdown).await
 }
 
+/// Whether a request may sign, or serve the keyring: every change (any method but GET
+/// and HEAD), the keyring and offline bundles.
+fn may_sign(req: &axum::extract::Request) -> bool {
+    let path = req.uri().path();
+    !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) || path == "/api/v1/keyring"
+        || path.ends_with("/bundle")
+}
+
+/// Answers 503 `keyring_stale` to a request that may sign while the store's keyring is
+/// newer than the one this replica holds (`crate::domain::replica_keys`). A store that
+/// cannot be asked lets the request through: it fails on its own with `store_unavailable`.
+async fn keyring_gate(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if may_sign(&req) {
+        use crate::domain::replica_keys::{check, ReplicaKeysError, RECHECK};
+        if let Err(ReplicaKeysError::Stale(message)) = check(&state, RECHECK).await {
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "keyring_stale", message)
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
 #[utoipa::path(get, path = "/healthz", tag = "server",
     responses(
         (status = 200, description = "Ready", content_type = "text/plain", body = String),
-        (status = 503, description = "The store (PostgreSQL) cannot be reached", content_type = "text/plain", body = String)))]
+        (status = 503, description = "Not ready, and why: the store (PostgreSQL) cannot be reached, the keyring is stale (`keyring_stale`: another replica installed a newer one), or the blob folder is missing or not writable", content_type = "text/plain", body = String)))]
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    use crate::domain::replica_keys::{check, ReplicaKeysError, RECHECK};
+    let unavailable = |body: String| (StatusCode::SERVICE_UNAVAILABLE, body);
     let (status, body) = match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ok\n"),
         Err(e) => {
             tracing::warn!(error = %e, "health check: the store cannot be reached");
-            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+            unavailable("store unavailable\n".to_owned())
         }
+        Ok(()) => match check(&state, RECHECK).await {
+            Err(ReplicaKeysError::Stale(m)) => unavailable(format!("keyring_stale: {m}\n")),
+            _ => match state.blobs.check_writable().await {
+                Err(m) => {
+                    tracing::warn!("health check: {m}");
+                    unavailable(format!("blobs_unavailable: {m}\n"))
+                }
+                Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+            },
+        },
     };
     (
         status,

@@ -776,6 +776,74 @@ async fn an_audited_release_change_and_its_entry_are_one(store: &Store) {
     );
 }
 
+/// A keyring record of `version` whose online key is made from `seed`.
+pub(crate) fn keyring_record(version: u64, seed: u8) -> KeyringRecord {
+    use np_common::docs::Role;
+    use np_common::keyring::{KeyEntry, Keyring, RootSpec};
+    let root = SecretKey::from_seed(&[9; 32]);
+    let online = SecretKey::from_seed(&[seed; 32]);
+    let keyring = Keyring {
+        version,
+        expires: t("2030-01-01T00:00:00Z"),
+        root: RootSpec::pinned(vec![root.public_key()]),
+        keys: vec![KeyEntry {
+            keyid: online.public_key().key_id(),
+            public_key: online.public_key(),
+            roles: vec![Role::Entitlement, Role::Time, Role::Release],
+        }],
+    };
+    let envelope = keyring.sign(&[&root]);
+    KeyringRecord {
+        version,
+        key_ids: vec![online.public_key().key_id().to_string()],
+        envelope: String::from_utf8(envelope.to_json()).unwrap(),
+    }
+}
+
+async fn the_keyring_record_only_moves_forward(store: &Store) {
+    assert_eq!(store.keyring_record().await.unwrap(), None);
+    let v1 = keyring_record(1, 1);
+    // None recorded: the first wins.
+    assert_eq!(store.advance_keyring(&v1).await.unwrap(), v1);
+    // The same version with other keys does not replace it: the caller sees the first.
+    let other = keyring_record(1, 2);
+    let held = store.advance_keyring(&other).await.unwrap();
+    assert_eq!(held, v1);
+    assert!(!held.same_keyring(&other));
+    assert!(held.same_keyring(&v1));
+    // A newer one replaces it; an older one then changes nothing.
+    let v2 = keyring_record(2, 3);
+    assert_eq!(store.advance_keyring(&v2).await.unwrap(), v2);
+    assert_eq!(store.advance_keyring(&v1).await.unwrap(), v2);
+    assert_eq!(store.keyring_record().await.unwrap(), Some(v2.clone()));
+    assert!(
+        v2.describe().starts_with("version 2 (keys "),
+        "{}",
+        v2.describe()
+    );
+}
+
+async fn replicas_recording_their_keyring_together_agree_on_one(store: &Store) {
+    let records: Vec<KeyringRecord> = (1..=8).map(|seed| keyring_record(1, seed)).collect();
+    let runs: Vec<_> = records
+        .iter()
+        .map(|r| {
+            let (store, r) = (store.clone(), r.clone());
+            tokio::spawn(async move { store.advance_keyring(&r).await.unwrap() })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for r in runs {
+        answers.push(r.await.unwrap());
+    }
+    let winner = store.keyring_record().await.unwrap().unwrap();
+    assert!(records.contains(&winner));
+    assert!(
+        answers.iter().all(|a| *a == winner),
+        "every caller sees the winner"
+    );
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod on_sled {
@@ -817,4 +885,6 @@ contract!(
     guard_marks_are_kept_one_per_box_and_release,
     receipts_are_filed_once_and_move_the_record_when_newest,
     an_audited_release_change_and_its_entry_are_one,
+    the_keyring_record_only_moves_forward,
+    replicas_recording_their_keyring_together_agree_on_one,
 );

@@ -12,9 +12,11 @@
 
 mod audit;
 #[cfg(test)]
-mod contract_tests;
+pub(crate) mod contract_tests;
 mod devices;
+mod keyring;
 mod nonces;
+mod pg_connect;
 pub mod postgres;
 mod receipts;
 mod releases;
@@ -23,7 +25,9 @@ mod tallies;
 
 pub use audit::{AuditEntry, AuditPage, AUDIT_ACTIONS};
 pub use devices::{Change, DevicePage, MutateError};
+pub use keyring::KeyringRecord;
 pub use nonces::NonceCheck;
+pub use pg_connect::shown_url;
 pub use postgres::PgStore;
 pub use receipts::{last_result_of, ReceiptFiled, StoredReceipt};
 pub use releases::{AuditSnapshots, Halt, ReleaseChangeError, ReleaseRecord};
@@ -52,6 +56,24 @@ pub enum StoreError {
     /// PostgreSQL refused a statement.
     #[error("the database failed: {0}")]
     Postgres(String),
+    /// PostgreSQL cannot be reached or refuses us at start (`url` has no password).
+    #[error("cannot connect to the PostgreSQL store at {url}: {reason}; check {check}")]
+    Connect {
+        /// The URL without its password.
+        url: String,
+        /// What went wrong, in a few words.
+        reason: String,
+        /// What to check.
+        check: String,
+    },
+    /// The database's keyring is newer than the one this replica signs under.
+    #[error("this replica signs under keyring version {ours}, but the database's keyring is version {stored}, installed through another replica: copy keyring.json and keys/ from that replica's data folder into this one's (or share the folder); this replica switches to them by itself within seconds")]
+    KeyringStale {
+        /// The version this replica signs under.
+        ours: u64,
+        /// The version the database records.
+        stored: u64,
+    },
     /// The database has a newer schema than this binary knows.
     #[error("the database's schema is version {found}, newer than version {known} that this np-server knows; run a newer np-server (replicas of different versions must not share a database)")]
     SchemaTooNew {
@@ -94,6 +116,11 @@ impl From<StoreError> for crate::http::error::ApiError {
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
                 "the server's database cannot be reached; try again shortly",
+            ),
+            StoreError::KeyringStale { .. } => crate::http::error::ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "keyring_stale",
+                e.to_string(),
             ),
             other => crate::http::error::ApiError::internal(other),
         }
@@ -500,6 +527,11 @@ impl SledStore {
             nonce_count: Arc::default(),
             db,
         })
+    }
+
+    /// How many devices are registered (a quick count, for the start-up checks).
+    pub fn device_count(&self) -> usize {
+        self.devices.len()
     }
 
     /// Makes every write done so far durable; call before answering a write.

@@ -36,10 +36,11 @@ use tokio_postgres::NoTls;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_receipts_tallies.sql")),
+    (3, include_str!("migrations/0003_keyring.sql")),
 ];
 
 /// The newest schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The longest any store operation may take before it answers "unavailable".
 pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,6 +62,8 @@ const BATCH: i64 = 500;
 pub struct PgStore {
     pool: Pool,
     nonce_count: Arc<AtomicU64>,
+    /// The keyring version this process signs under (0: none, writes are not guarded).
+    signs_under: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -173,6 +176,7 @@ impl PgStore {
     /// advisory lock, and refuses a database of a newer schema.
     pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
         let store = PgStore::connect_only(url)?;
+        super::pg_connect::first_contact(url).await?;
         store.migrate().await?;
         Ok(store)
     }
@@ -208,6 +212,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             nonce_count: Arc::default(),
+            signs_under: Arc::default(),
         })
     }
 
@@ -236,6 +241,38 @@ impl PgStore {
         Ok(version)
     }
 
+    /// See [`super::Store::expect_keyring`].
+    pub(super) fn expect_keyring(&self, version: u64) {
+        self.signs_under.store(version, Ordering::SeqCst);
+    }
+
+    /// Refuses a write that may sign when the recorded keyring is newer than the one this
+    /// process signs under. The record's row stays share-locked until the transaction
+    /// ends, so an install (which updates it) waits for the writes in flight, and every
+    /// write after it sees the new version.
+    async fn guard_keyring<E>(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+    ) -> Result<(), Fail<E>> {
+        let ours = self.signs_under.load(Ordering::SeqCst);
+        if ours == 0 {
+            return Ok(());
+        }
+        let rows = tx
+            .query(
+                "SELECT version FROM installed_keyring WHERE id = 1 FOR SHARE",
+                &[],
+            )
+            .await?;
+        let stored = rows
+            .first()
+            .map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or_default());
+        if stored > ours {
+            return Err(Fail::Store(StoreError::KeyringStale { ours, stored }));
+        }
+        Ok(())
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         timed(async {
@@ -249,7 +286,7 @@ impl PgStore {
         .await
     }
 
-    async fn query(
+    pub(super) async fn query(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -362,6 +399,7 @@ impl PgStore {
         with_retries(|| async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
+            self.guard_keyring(&tx).await?;
             let keys: Vec<&str> = serials.iter().map(Serial::as_str).collect();
             let rows = tx
                 .query(
@@ -660,6 +698,7 @@ impl PgStore {
         with_retries::<bool, (), _>(|| async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
+            self.guard_keyring(&tx).await?;
             let n = tx
                 .execute(
                     "INSERT INTO releases (version, record) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -710,6 +749,7 @@ impl PgStore {
         with_retries(|| async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
+            self.guard_keyring(&tx).await?;
             let rows = tx
                 .query(
                     "SELECT record FROM releases WHERE version = $1 FOR UPDATE",
@@ -861,6 +901,7 @@ impl PgStore {
         with_retries(|| async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
+            self.guard_keyring(&tx).await?;
             let rows = tx
                 .query(
                     "SELECT record FROM releases WHERE version = $1 FOR UPDATE",
@@ -1214,13 +1255,24 @@ fn fail_to_store(e: Fail<()>) -> StoreError {
 
 /// Applies what the database lacks, each migration in its own transaction.
 async fn apply_migrations(client: &mut Object) -> Result<i64, StoreError> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS np_schema_migrations (\
-               version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+    // Made only when missing (under the migration lock): `CREATE ... IF NOT EXISTS` would
+    // send a NOTICE at every start, which the driver logs.
+    let exists = client
+        .query_one(
+            "SELECT to_regclass('np_schema_migrations') IS NOT NULL",
+            &[],
         )
         .await
         .map_err(pg)?;
+    if !exists.get::<_, bool>(0) {
+        client
+            .batch_execute(
+                "CREATE TABLE np_schema_migrations (\
+                   version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .await
+            .map_err(pg)?;
+    }
     let row = client
         .query_one(
             "SELECT coalesce(max(version), 0) FROM np_schema_migrations",
@@ -1268,8 +1320,9 @@ const KINDS: &[(&str, &str)] = &[
     ("tokens", ""),
 ];
 
-/// sled trees that are derived from others (rebuilt, not copied).
-const DERIVED_TREES: &[&str] = &["audit_by_serial", "__sled__default"];
+/// sled trees that are derived from others (rebuilt, not copied), and the keyring record
+/// (not copied: the first replica that starts on the database records its own).
+const DERIVED_TREES: &[&str] = &["audit_by_serial", "__sled__default", "keyring"];
 
 /// Rows sent per statement while copying.
 const IMPORT_BATCH: usize = 1_000;
@@ -1527,7 +1580,8 @@ mod tests {
         let err = PgStore::connect(&format!("postgres://np:np@127.0.0.1:{port}/np"))
             .await
             .unwrap_err();
-        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+        assert!(matches!(err, StoreError::Connect { .. }), "{err}");
+        assert!(err.to_string().contains("connection refused"), "{err}");
         assert!(started.elapsed() < OP_TIMEOUT + CONNECT_TIMEOUT);
     }
 
