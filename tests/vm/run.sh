@@ -38,7 +38,7 @@ fail() {
     # Keep this run's logs (not the disk) for a look afterwards: the next run starts afresh.
     if [ -n "${run:-}" ] && [ -d "$run" ]; then
         kept=$repo/target/vm/failed-$(date -u +%Y%m%dT%H%M%S)
-        mkdir -p "$kept" && cp "$run"/*.log* "$run"/grubenv "$kept"/ 2>/dev/null || true
+        mkdir -p "$kept" && cp "$run"/*.log* "$run"/grubenv "$run"/grubenv.bak "$kept"/ 2>/dev/null || true
         echo "--- logs kept in $kept"
     fi
     exit 1
@@ -211,7 +211,24 @@ for k in sys.argv[2].split("."): v=v.get(k) if isinstance(v,dict) else None
 print("" if v is None else v)' "$STATUS" "$1"
 }
 data_cat() { debugfs -R "cat $1" "$DATA" 2>/dev/null; }
-grubenv_list() { data_cat /np/grubenv > "$run/grubenv"; grub-editenv "$run/grubenv" list; }
+# grubenv_list: the variables GRUB uses (the primary when it carries NP_ORDER, else the
+# backup grubenv.bak); both copies are kept in $run for a look after a failure.
+grubenv_list() {
+    data_cat /np/grubenv > "$run/grubenv"
+    data_cat /np/grubenv.bak > "$run/grubenv.bak"
+    if grub-editenv "$run/grubenv" list 2>/dev/null | grep -q '^NP_ORDER='; then
+        grub-editenv "$run/grubenv" list
+    else
+        grub-editenv "$run/grubenv.bak" list
+    fi
+}
+# grubenv_copies WHAT: once the agent is idle both copies must be whole and the same.
+grubenv_copies() {
+    grubenv_list >/dev/null
+    [ "$(stat -c %s "$run/grubenv")" = 1024 ] || fail "$1: the grubenv is not a 1024-byte block"
+    cmp -s "$run/grubenv" "$run/grubenv.bak" ||
+        fail "$1: grubenv and grubenv.bak differ: $(grub-editenv "$run/grubenv" list | tr '\n' ' ')/ $(grub-editenv "$run/grubenv.bak" list 2>&1 | tr '\n' ' ')"
+}
 drop_bundle() { # FILE NAME
     debugfs -w -R "write $1 /np/state/inbox/$2" "$DATA" >/dev/null 2>&1 || fail "cannot write $2 into the inbox"
 }
@@ -246,6 +263,7 @@ grep -q "NP-VM: health check passes" "$LAST_LOG" || fail "install: no health che
 expect_env NP_ORDER "b a"
 expect_env NP_B_OK 1
 expect_env NP_B_TRY 0
+grubenv_copies install
 INSTALL_SECS=${APPLY:-20}
 say "install: PASS (slots $SLOTS; apply to reboot ${INSTALL_SECS}s)"
 
@@ -266,6 +284,7 @@ case "$detail" in
 esac
 expect_env NP_A_OK 0
 expect_env NP_ORDER "b a"
+grubenv_copies panic
 say "panic: PASS (slots $SLOTS; $detail)"
 
 # --- 3. a firmware whose health check fails: np-agent rolls back ---
@@ -282,6 +301,7 @@ case "$(json last_result.detail)" in
     *) fail "health: the detail does not name the health check: $(json last_result.detail)" ;;
 esac
 expect_env NP_A_OK 0
+grubenv_copies health
 say "health: PASS (slots $SLOTS)"
 
 # --- 4. power cuts during installs ---
@@ -319,6 +339,7 @@ while [ "$done_cuts" -lt "$cuts" ]; do
         fail "$what: the box runs ${st_v:-nothing} (${st_p:-no status}), not a committed $v"
     first=$(grubenv_list | sed -n 's/^NP_ORDER=\(.\).*/\1/p')
     expect "$what: GRUB tries the active slot first" "$first" "$(json active_slot)"
+    grubenv_copies "$what"
     say "$what; then booted slots ${SLOTS:-none}: $v committed in slot $(json active_slot)"
 done
 say "all scenarios passed; $BOOTS boots in all"

@@ -177,21 +177,86 @@ impl GrubSlots {
     }
 }
 
-/// Drives GRUB through its environment block.
+/// The backup copy of the block at `primary`: the same name with `.bak` appended
+/// (`/boot/efi/EFI/np/grubenv` → `/boot/efi/EFI/np/grubenv.bak`), in the same folder, so
+/// that GRUB finds it on the same partition.
+pub fn backup_path(primary: &Path) -> PathBuf {
+    let mut name = primary.as_os_str().to_owned();
+    name.push(".bak");
+    PathBuf::from(name)
+}
+
+/// One of the two copies of the block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// The configured `[boot] grubenv`.
+    Primary,
+    /// [`backup_path`] of it.
+    Backup,
+}
+
+impl Which {
+    fn name(self) -> &'static str {
+        match self {
+            Which::Primary => "primary",
+            Which::Backup => "backup",
+        }
+    }
+}
+
+/// What one copy holds: its bytes (`None`: no such file), or why it could not be read.
+type Raw = Result<Option<Vec<u8>>, std::io::Error>;
+
+/// Both copies as read, and the one in force: the primary when it parses and carries
+/// `NP_ORDER` (as GRUB's script decides), else the backup when it does.
+#[derive(Debug)]
+struct Loaded {
+    primary: Raw,
+    backup: Raw,
+    /// The copy in force and its variables; `None` when neither qualifies.
+    in_force: Option<(Which, GrubEnv)>,
+}
+
+impl Loaded {
+    fn bytes(&self, c: Which) -> Option<&[u8]> {
+        match c {
+            Which::Primary => self.primary.as_ref().ok()?.as_deref(),
+            Which::Backup => self.backup.as_ref().ok()?.as_deref(),
+        }
+    }
+}
+
+/// Drives GRUB through its environment block, kept twice: the primary (`[boot] grubenv`)
+/// and a backup beside it ([`backup_path`]). Both are rewritten in place and fsynced, one
+/// after the other, the copy in force last (normally: backup, then primary), so that a
+/// power cut can tear at most the one being written while the other is whole.
 #[derive(Debug, Clone)]
 pub struct GrubBoot {
     path: PathBuf,
+    backup: PathBuf,
     max_tries: u32,
     reboot_command: Option<String>,
 }
 
+/// Writes one copy of the block (the real writer, or a test's).
+type Put<'a> = dyn FnMut(&Path, &[u8]) -> Result<(), BootError> + 'a;
+
 impl GrubBoot {
-    /// The block at `path`; `max_tries` is `install.max_boot_attempts`.
+    /// The block at `path` (and its backup beside it); `max_tries` is
+    /// `install.max_boot_attempts`.
     pub fn new(path: &Path, max_tries: u32, reboot_command: Option<String>) -> GrubBoot {
         GrubBoot {
             path: path.to_owned(),
+            backup: backup_path(path),
             max_tries,
             reboot_command,
+        }
+    }
+
+    fn path_of(&self, c: Which) -> &Path {
+        match c {
+            Which::Primary => &self.path,
+            Which::Backup => &self.backup,
         }
     }
 
@@ -202,74 +267,157 @@ impl GrubBoot {
         }
     }
 
-    /// Reads the whole block and the protocol's variables.
+    /// Reads the block in force and the protocol's variables.
     pub fn read(&self) -> Result<(GrubEnv, GrubSlots), BootError> {
-        let env = self.read_env()?;
-        let slots = GrubSlots::from_env(&env).map_err(|m| self.corrupt(m))?;
-        Ok((env, slots))
+        let loaded = self.load();
+        self.in_force(&loaded)
     }
 
-    /// Reads the whole block.
-    fn read_env(&self) -> Result<GrubEnv, BootError> {
+    /// The copy in force and its variables, or why there is none (both copies named).
+    fn in_force(&self, loaded: &Loaded) -> Result<(GrubEnv, GrubSlots), BootError> {
+        if let Some((_, env)) = &loaded.in_force {
+            let slots = GrubSlots::from_env(env).map_err(|m| self.corrupt(m))?;
+            return Ok((env.clone(), slots));
+        }
+        // Neither copy is usable: say why for each.
+        let why = |c: Which, raw: &Raw| -> Result<String, BootError> {
+            match raw {
+                Ok(None) => Ok("there is no such file".to_owned()),
+                Ok(Some(bytes)) => Ok(match GrubEnv::parse(bytes) {
+                    Err(e) => e.to_string(),
+                    Ok(_) => format!("{VAR_ORDER} is missing"),
+                }),
+                Err(e) => Err(BootError::Io {
+                    path: self.path_of(c).to_owned(),
+                    source: std::io::Error::new(e.kind(), e.to_string()),
+                }),
+            }
+        };
+        match (&loaded.primary, &loaded.backup) {
+            (Ok(None), Ok(None)) => Err(BootError::Missing {
+                path: self.path.clone(),
+            }),
+            (p, b) => {
+                let p = why(Which::Primary, p)?;
+                let b = why(Which::Backup, b)?;
+                Err(self.corrupt(format!(
+                    "{p} (and its backup {}: {b})",
+                    self.backup.display()
+                )))
+            }
+        }
+    }
+
+    /// Reads one copy: its bytes (at most one more than a block, to see a longer file),
+    /// `None` when it does not exist.
+    fn read_raw(path: &Path) -> Raw {
         let mut bytes = Vec::with_capacity(super::grubenv::BLOCK_SIZE);
-        match std::fs::File::open(&self.path) {
+        match std::fs::File::open(path) {
             Ok(f) => f
                 .take(super::grubenv::BLOCK_SIZE as u64 + 1)
                 .read_to_end(&mut bytes)
-                .map(|_| ()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(BootError::Missing {
-                    path: self.path.clone(),
-                })
-            }
+                .map(|_| Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
-        .map_err(|source| BootError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
-        GrubEnv::parse(&bytes).map_err(|e| self.corrupt(e.to_string()))
     }
 
-    fn write(&self, mut env: GrubEnv, slots: GrubSlots) -> Result<(), BootError> {
-        slots
-            .to_env(&mut env)
-            .map_err(|e| self.corrupt(e.to_string()))?;
-        let block = env.to_block().map_err(|e| self.corrupt(e.to_string()))?;
+    /// Reads both copies and picks the one in force.
+    fn load(&self) -> Loaded {
+        let primary = Self::read_raw(&self.path);
+        let backup = Self::read_raw(&self.backup);
+        let usable = |raw: &Raw| -> Option<GrubEnv> {
+            let env = GrubEnv::parse(raw.as_ref().ok()?.as_deref()?).ok()?;
+            env.get(VAR_ORDER).is_some_and(|v| !v.is_empty()).then_some(env)
+        };
+        let in_force = match (usable(&primary), usable(&backup)) {
+            (Some(env), _) => Some((Which::Primary, env)),
+            (None, Some(env)) => Some((Which::Backup, env)),
+            (None, None) => None,
+        };
+        Loaded {
+            primary,
+            backup,
+            in_force,
+        }
+    }
+
+    /// Writes one copy: in place when it is a 1024-byte file of ours, else created fresh.
+    fn write_copy(path: &Path, block: &[u8]) -> Result<(), BootError> {
         let io = |source| BootError::Io {
-            path: self.path.clone(),
+            path: path.to_owned(),
             source,
         };
         // In place, as GRUB's own `save_env` writes it: GRUB reads the block through the
         // file system's blocks on disk and never replays a journal, so after a power cut
         // a block replaced by a rename can read as "invalid environment block" (its new
-        // inode still only in the journal), and GRUB then boots slot a, which may be the
-        // half-written one. Overwriting the same 1024 bytes changes no metadata GRUB
-        // reads. A block of another size (or none yet) is created fresh instead.
-        match fsutil::open_own_rw(&self.path) {
+        // inode still only in the journal). Overwriting the same 1024 bytes changes no
+        // metadata GRUB reads. A copy of another size (or none yet) is created fresh
+        // (a new file, never through a link) and renamed into place.
+        match fsutil::open_own_rw(path) {
             Ok(f) if f.metadata().map(|m| m.len()).ok() == Some(block.len() as u64) => {
                 use std::os::unix::fs::FileExt as _;
-                f.write_all_at(&block, 0).map_err(io)?;
+                f.write_all_at(block, 0).map_err(io)?;
                 f.sync_all().map_err(io)
             }
-            Ok(_) => fsutil::write_atomic(&self.path, &block, fsutil::PRIVATE).map_err(io),
+            Ok(_) => fsutil::write_atomic(path, block, fsutil::PRIVATE).map_err(io),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fsutil::write_atomic(&self.path, &block, fsutil::PRIVATE).map_err(io)
+                fsutil::write_atomic(path, block, fsutil::PRIVATE).map_err(io)
             }
             Err(e) => Err(io(e)),
         }
     }
 
-    /// Reads, changes and writes back (only when something changed).
-    fn update(&self, change: impl FnOnce(&mut GrubSlots)) -> Result<(), BootError> {
-        let (env, old) = self.read()?;
+    /// The copies to write for `block`, in order: those that do not hold it yet, the copy
+    /// in force last. While the first is written the one in force is whole; while the
+    /// one in force is written the other already holds the new block. So a power cut
+    /// tears at most one copy and the other is whole, with the old or the new state.
+    fn plan(&self, loaded: &Loaded, block: &[u8]) -> Vec<Which> {
+        let order = match loaded.in_force {
+            Some((Which::Backup, _)) => [Which::Primary, Which::Backup],
+            _ => [Which::Backup, Which::Primary],
+        };
+        order
+            .into_iter()
+            .filter(|&c| loaded.bytes(c) != Some(block))
+            .collect()
+    }
+
+    /// Writes `slots` into `env` and the block into the copies that need it.
+    fn write(
+        &self,
+        loaded: &Loaded,
+        mut env: GrubEnv,
+        slots: GrubSlots,
+        put: &mut Put<'_>,
+    ) -> Result<(), BootError> {
+        slots
+            .to_env(&mut env)
+            .map_err(|e| self.corrupt(e.to_string()))?;
+        let block = env.to_block().map_err(|e| self.corrupt(e.to_string()))?;
+        for c in self.plan(loaded, &block) {
+            put(self.path_of(c), &block)?;
+        }
+        Ok(())
+    }
+
+    /// Reads, changes and writes back the copies that do not hold the result: a torn or
+    /// stale copy is repaired even when the variables do not change.
+    fn update_with(
+        &self,
+        change: impl FnOnce(&mut GrubSlots),
+        put: &mut Put<'_>,
+    ) -> Result<(), BootError> {
+        let loaded = self.load();
+        let (env, old) = self.in_force(&loaded)?;
         let mut new = old;
         new.max_tries = self.max_tries;
         change(&mut new);
-        if new == old {
-            return Ok(());
-        }
-        self.write(env, new)
+        self.write(&loaded, env, new, put)
+    }
+
+    fn update(&self, change: impl FnOnce(&mut GrubSlots)) -> Result<(), BootError> {
+        self.update_with(change, &mut Self::write_copy)
     }
 }
 
@@ -279,13 +427,34 @@ impl BootControl for GrubBoot {
     }
 
     fn provision(&self, slot: Slot) -> Result<(), BootError> {
-        // Variables other than ours (a saved_entry, say) survive a provision.
-        let env = match self.read_env() {
-            Ok(env) => env,
-            Err(BootError::Missing { .. } | BootError::Corrupt { .. }) => GrubEnv::new(),
-            Err(e) => return Err(e),
+        // Variables other than ours (a saved_entry, say) survive a provision: they are
+        // taken from the copy in force, or from the first copy that parses.
+        let loaded = self.load();
+        let env = match &loaded.in_force {
+            Some((_, env)) => env.clone(),
+            None => [Which::Primary, Which::Backup]
+                .into_iter()
+                .find_map(|c| GrubEnv::parse(loaded.bytes(c)?).ok())
+                .unwrap_or_default(),
         };
-        self.write(env, GrubSlots::provisioned(slot, self.max_tries))
+        for c in [Which::Primary, Which::Backup] {
+            let raw = match c {
+                Which::Primary => &loaded.primary,
+                Which::Backup => &loaded.backup,
+            };
+            if let Err(e) = raw {
+                return Err(BootError::Io {
+                    path: self.path_of(c).to_owned(),
+                    source: std::io::Error::new(e.kind(), e.to_string()),
+                });
+            }
+        }
+        self.write(
+            &loaded,
+            env,
+            GrubSlots::provisioned(slot, self.max_tries),
+            &mut Self::write_copy,
+        )
     }
 
     fn activate(&self, slot: Slot) -> Result<(), BootError> {
@@ -313,14 +482,21 @@ impl BootControl for GrubBoot {
     }
 
     fn record(&self) -> Result<serde_json::Value, BootError> {
-        let (env, _) = self.read()?;
+        let loaded = self.load();
+        let (env, _) = self.in_force(&loaded)?;
         let mut vars = serde_json::Map::new();
         for (n, v) in env.vars() {
             if n.starts_with("NP_") {
                 vars.insert(n.clone(), json!(v));
             }
         }
-        Ok(json!({ "grubenv": self.path, "variables": vars }))
+        let in_force = loaded.in_force.as_ref().map(|(c, _)| c.name());
+        Ok(json!({
+            "grubenv": self.path,
+            "backup": self.backup,
+            "in_force": in_force,
+            "variables": vars,
+        }))
     }
 }
 
@@ -336,8 +512,53 @@ mod tests {
         e.to_block().unwrap()
     }
 
+    /// The variables in force; and both copies hold the same block.
     fn vars(b: &GrubBoot) -> Vec<(String, String)> {
+        let p = std::fs::read(&b.path).unwrap();
+        assert_eq!(p, std::fs::read(&b.backup).unwrap(), "the copies differ");
         b.read().unwrap().0.vars().to_vec()
+    }
+
+    /// GRUB's `save_env --file FILE NAMES...`: sets NAMES in FILE's block, in place; fails
+    /// (writing nothing) when FILE is not a block.
+    fn save_env(file: &Path, from: &GrubEnv, names: &[&str]) -> bool {
+        let Ok(mut env) = std::fs::read(file).map_err(|_| ()).and_then(|b| GrubEnv::parse(&b).map_err(|_| ())) else {
+            return false;
+        };
+        for n in names {
+            env.set(n, from.get(n).unwrap()).unwrap();
+        }
+        std::fs::write(file, env.to_block().unwrap()).unwrap();
+        true
+    }
+
+    /// What `deploy/grub/np-ab.cfg` does on a boot: the primary if it carries NP_ORDER,
+    /// else the backup; the try counted and saved into both copies, the one in use last.
+    fn grub_boot(b: &GrubBoot) -> Slot {
+        let load = |p: &Path| {
+            std::fs::read(p)
+                .ok()
+                .and_then(|bytes| GrubEnv::parse(&bytes).ok())
+                .filter(|e| e.get(VAR_ORDER).is_some())
+        };
+        let (src, mut env) = match (load(&b.path), load(&b.backup)) {
+            (Some(e), _) => (Which::Primary, e),
+            (None, Some(e)) => (Which::Backup, e),
+            (None, None) => panic!("GRUB would boot slot a, then b: no readable copy"),
+        };
+        let mut s = GrubSlots::from_env(&env).unwrap();
+        let slot = s.boot();
+        s.to_env(&mut env).unwrap();
+        let tries = [var_try(Slot::A), var_try(Slot::B)];
+        if src == Which::Backup {
+            let all = [VAR_ORDER, "NP_A_OK", "NP_A_TRY", "NP_B_OK", "NP_B_TRY", VAR_MAX_TRIES];
+            save_env(&b.path, &env, &all);
+            assert!(save_env(&b.backup, &env, &tries));
+        } else {
+            save_env(&b.backup, &env, &tries);
+            assert!(save_env(&b.path, &env, &tries));
+        }
+        slot
     }
 
     fn v(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -388,9 +609,7 @@ mod tests {
         };
         assert_eq!(vars(&b), base("a b", "1", "0", "0", "0"));
         // GRUB boots a and counts a try; the agent comes up on committed a: TRY back to 0.
-        let mut s = b.read().unwrap().1;
-        assert_eq!(s.boot(), Slot::A);
-        b.write(b.read().unwrap().0, s).unwrap();
+        assert_eq!(grub_boot(&b), Slot::A);
         assert_eq!(vars(&b), base("a b", "1", "1", "0", "0"));
         b.started(Slot::A).unwrap();
         assert_eq!(vars(&b), base("a b", "1", "0", "0", "0"));
@@ -402,9 +621,7 @@ mod tests {
         assert_eq!(vars(&b), base("b a", "1", "0", "1", "0"));
         assert_eq!(b.tries(Slot::B).unwrap(), Some(0));
         // GRUB tries b once; the agent commits it.
-        let mut s = b.read().unwrap().1;
-        assert_eq!(s.boot(), Slot::B);
-        b.write(b.read().unwrap().0, s).unwrap();
+        assert_eq!(grub_boot(&b), Slot::B);
         assert_eq!(vars(&b), base("b a", "1", "0", "1", "1"));
         b.commit(Slot::B).unwrap();
         assert_eq!(vars(&b), base("b a", "1", "0", "1", "0"));
