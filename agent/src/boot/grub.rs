@@ -328,7 +328,9 @@ impl GrubBoot {
         let backup = Self::read_raw(&self.backup);
         let usable = |raw: &Raw| -> Option<GrubEnv> {
             let env = GrubEnv::parse(raw.as_ref().ok()?.as_deref()?).ok()?;
-            env.get(VAR_ORDER).is_some_and(|v| !v.is_empty()).then_some(env)
+            env.get(VAR_ORDER)
+                .is_some_and(|v| !v.is_empty())
+                .then_some(env)
         };
         let in_force = match (usable(&primary), usable(&backup)) {
             (Some(env), _) => Some((Which::Primary, env)),
@@ -427,34 +429,7 @@ impl BootControl for GrubBoot {
     }
 
     fn provision(&self, slot: Slot) -> Result<(), BootError> {
-        // Variables other than ours (a saved_entry, say) survive a provision: they are
-        // taken from the copy in force, or from the first copy that parses.
-        let loaded = self.load();
-        let env = match &loaded.in_force {
-            Some((_, env)) => env.clone(),
-            None => [Which::Primary, Which::Backup]
-                .into_iter()
-                .find_map(|c| GrubEnv::parse(loaded.bytes(c)?).ok())
-                .unwrap_or_default(),
-        };
-        for c in [Which::Primary, Which::Backup] {
-            let raw = match c {
-                Which::Primary => &loaded.primary,
-                Which::Backup => &loaded.backup,
-            };
-            if let Err(e) = raw {
-                return Err(BootError::Io {
-                    path: self.path_of(c).to_owned(),
-                    source: std::io::Error::new(e.kind(), e.to_string()),
-                });
-            }
-        }
-        self.write(
-            &loaded,
-            env,
-            GrubSlots::provisioned(slot, self.max_tries),
-            &mut Self::write_copy,
-        )
+        self.provision_with(slot, &mut Self::write_copy)
     }
 
     fn activate(&self, slot: Slot) -> Result<(), BootError> {
@@ -500,6 +475,40 @@ impl BootControl for GrubBoot {
     }
 }
 
+impl GrubBoot {
+    /// `provision`, each copy written by `put`.
+    fn provision_with(&self, slot: Slot, put: &mut Put<'_>) -> Result<(), BootError> {
+        // Variables other than ours (a saved_entry, say) survive a provision: they are
+        // taken from the copy in force, or from the first copy that parses.
+        let loaded = self.load();
+        let env = match &loaded.in_force {
+            Some((_, env)) => env.clone(),
+            None => [Which::Primary, Which::Backup]
+                .into_iter()
+                .find_map(|c| GrubEnv::parse(loaded.bytes(c)?).ok())
+                .unwrap_or_default(),
+        };
+        for c in [Which::Primary, Which::Backup] {
+            let raw = match c {
+                Which::Primary => &loaded.primary,
+                Which::Backup => &loaded.backup,
+            };
+            if let Err(e) = raw {
+                return Err(BootError::Io {
+                    path: self.path_of(c).to_owned(),
+                    source: std::io::Error::new(e.kind(), e.to_string()),
+                });
+            }
+        }
+        self.write(
+            &loaded,
+            env,
+            GrubSlots::provisioned(slot, self.max_tries),
+            put,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,7 +531,10 @@ mod tests {
     /// GRUB's `save_env --file FILE NAMES...`: sets NAMES in FILE's block, in place; fails
     /// (writing nothing) when FILE is not a block.
     fn save_env(file: &Path, from: &GrubEnv, names: &[&str]) -> bool {
-        let Ok(mut env) = std::fs::read(file).map_err(|_| ()).and_then(|b| GrubEnv::parse(&b).map_err(|_| ())) else {
+        let Ok(mut env) = std::fs::read(file)
+            .map_err(|_| ())
+            .and_then(|b| GrubEnv::parse(&b).map_err(|_| ()))
+        else {
             return false;
         };
         for n in names {
@@ -551,7 +563,14 @@ mod tests {
         s.to_env(&mut env).unwrap();
         let tries = [var_try(Slot::A), var_try(Slot::B)];
         if src == Which::Backup {
-            let all = [VAR_ORDER, "NP_A_OK", "NP_A_TRY", "NP_B_OK", "NP_B_TRY", VAR_MAX_TRIES];
+            let all = [
+                VAR_ORDER,
+                "NP_A_OK",
+                "NP_A_TRY",
+                "NP_B_OK",
+                "NP_B_TRY",
+                VAR_MAX_TRIES,
+            ];
             save_env(&b.path, &env, &all);
             assert!(save_env(&b.backup, &env, &tries));
         } else {
@@ -767,8 +786,453 @@ mod tests {
         };
         assert!(out.status.success(), "{out:?}");
         assert_eq!(
-            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stdout.clone()).unwrap(),
             "NP_ORDER=b a\nNP_A_OK=1\nNP_A_TRY=0\nNP_B_OK=1\nNP_B_TRY=0\nNP_MAX_TRIES=2\n"
         );
+        let bak = std::process::Command::new("grub-editenv")
+            .arg(backup_path(&p))
+            .arg("list")
+            .output()
+            .unwrap();
+        assert!(bak.status.success(), "{bak:?}");
+        assert_eq!(bak.stdout, out.stdout, "the backup lists the same");
+    }
+
+    /// Both copies' bytes, to put back between simulated power cuts.
+    fn snapshot(b: &GrubBoot) -> [Option<Vec<u8>>; 2] {
+        [std::fs::read(&b.path).ok(), std::fs::read(&b.backup).ok()]
+    }
+
+    fn restore(b: &GrubBoot, snap: &[Option<Vec<u8>>; 2]) {
+        for (p, bytes) in [(&b.path, &snap[0]), (&b.backup, &snap[1])] {
+            match bytes {
+                Some(bytes) => std::fs::write(p, bytes).unwrap(),
+                None => {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
+    }
+
+    /// A provisioned block (slot a committed, b activated: the copies are not the
+    /// provisioned default), in a new folder.
+    fn two_copies() -> (tempfile::TempDir, GrubBoot) {
+        let dir = tempfile::tempdir().unwrap();
+        let b = GrubBoot::new(&dir.path().join("grubenv"), 3, None);
+        b.provision(Slot::A).unwrap();
+        b.activate(Slot::B).unwrap();
+        (dir, b)
+    }
+
+    /// Records the copies written, in order, and writes them.
+    fn recording(log: &mut Vec<PathBuf>) -> impl FnMut(&Path, &[u8]) -> Result<(), BootError> + '_ {
+        |p: &Path, bytes: &[u8]| {
+            log.push(p.to_owned());
+            GrubBoot::write_copy(p, bytes)
+        }
+    }
+
+    #[test]
+    fn provision_keeps_the_block_twice() {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("grubenv");
+        assert_eq!(backup_path(&p), dir.path().join("grubenv.bak"));
+        // As the VM build and the README do: grub-editenv creates the primary, the agent
+        // creates the backup beside it.
+        std::fs::write(&p, GrubEnv::new().to_block().unwrap()).unwrap();
+        let b = GrubBoot::new(&p, 3, None);
+        b.provision(Slot::A).unwrap();
+        let bak = dir.path().join("grubenv.bak");
+        let m = std::fs::metadata(&bak).unwrap();
+        assert_eq!(m.len(), 1024);
+        assert_eq!(m.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read(&p).unwrap(), std::fs::read(&bak).unwrap());
+        let inodes = (
+            std::fs::metadata(&p).unwrap().ino(),
+            std::fs::metadata(&bak).unwrap().ino(),
+        );
+        // Every change goes into both, each in place.
+        b.activate(Slot::B).unwrap();
+        b.commit(Slot::B).unwrap();
+        assert_eq!(vars(&b)[0], ("NP_ORDER".to_string(), "b a".to_string()));
+        assert_eq!(
+            (
+                std::fs::metadata(&p).unwrap().ino(),
+                std::fs::metadata(&bak).unwrap().ino()
+            ),
+            inodes
+        );
+        let rec = b.record().unwrap();
+        assert_eq!(rec["in_force"], "primary");
+        assert_eq!(rec["backup"], bak.to_str().unwrap());
+        // A backup that is a link someone planted is not written through.
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, b.read().unwrap().0.to_block().unwrap()).unwrap();
+        std::fs::remove_file(&bak).unwrap();
+        std::os::unix::fs::symlink(&target, &bak).unwrap();
+        assert!(matches!(b.mark_bad(Slot::A), Err(BootError::Io { ref path, .. }) if *path == bak));
+        assert_eq!(
+            std::fs::read(&target).unwrap(),
+            std::fs::read(&p).unwrap(),
+            "nothing written through the link"
+        );
+    }
+
+    /// A torn primary (a power cut in the middle of its in-place write): the backup is in
+    /// force, and the next change rewrites the primary first, then the backup.
+    #[test]
+    fn a_torn_primary_gives_way_to_the_backup_and_is_repaired() {
+        let (_dir, b) = two_copies();
+        let good = std::fs::read(&b.path).unwrap();
+        let state = b.read().unwrap().1;
+        assert_eq!(state.first, Slot::B);
+        // Half new, half old, where a long variable grew across the sector boundary: the
+        // first sector of a block with a 600-byte value, the second of one with 300.
+        let with = |n: usize| {
+            let mut e = b.read().unwrap().0;
+            e.set("note", &"n".repeat(n)).unwrap();
+            e.to_block().unwrap()
+        };
+        let mut half = with(600)[..512].to_vec();
+        half.extend_from_slice(&with(300)[512..]);
+        assert!(
+            GrubEnv::parse(&half).is_err(),
+            "the mix must not be a block"
+        );
+        let mut zeros = good[..512].to_vec();
+        zeros.resize(1024, 0);
+        let mut garbage = good.clone();
+        for (i, x) in garbage[512..].iter_mut().enumerate() {
+            *x = (i * 7 + 3) as u8;
+        }
+        let empty = GrubEnv::new().to_block().unwrap();
+        let cases: Vec<(&str, Option<Vec<u8>>)> = vec![
+            ("zeros in the second sector", Some(zeros)),
+            ("garbage in the second sector", Some(garbage)),
+            ("half old, half new", Some(half)),
+            ("a 1023-byte file", Some(good[..1023].to_vec())),
+            ("a block without NP_ORDER", Some(empty)),
+            ("no primary at all", None),
+        ];
+        for (what, torn) in cases {
+            match &torn {
+                Some(bytes) => std::fs::write(&b.path, bytes).unwrap(),
+                None => std::fs::remove_file(&b.path).unwrap(),
+            }
+            assert_eq!(b.read().unwrap().1, state, "{what}: the backup's state");
+            assert_eq!(b.tries(Slot::B).unwrap(), Some(0), "{what}");
+            assert_eq!(b.record().unwrap()["in_force"], "backup", "{what}");
+            // A change that changes no variable still repairs the primary, first.
+            let mut log = Vec::new();
+            b.update_with(|s| s.commit(Slot::A), &mut recording(&mut log))
+                .unwrap();
+            assert_eq!(log, std::slice::from_ref(&b.path), "{what}");
+            assert_eq!(std::fs::read(&b.path).unwrap(), good, "{what}: repaired");
+            assert_eq!(b.record().unwrap()["in_force"], "primary", "{what}");
+            // A real change with a torn primary: primary first, then the backup.
+            std::fs::write(&b.path, &good[..700]).unwrap();
+            let mut log = Vec::new();
+            b.update_with(|s| s.mark_bad(Slot::A), &mut recording(&mut log))
+                .unwrap();
+            assert_eq!(log, [b.path.clone(), b.backup.clone()], "{what}");
+            assert!(!b.read().unwrap().1.a_ok);
+            vars(&b);
+            std::fs::write(&b.path, &good).unwrap();
+            std::fs::write(&b.backup, &good).unwrap();
+        }
+    }
+
+    /// A torn backup: the primary is in force, and the backup is rewritten (even when no
+    /// variable changes, as at every start of the agent).
+    #[test]
+    fn a_torn_backup_is_ignored_and_repaired() {
+        let (_dir, b) = two_copies();
+        let good = std::fs::read(&b.path).unwrap();
+        let state = b.read().unwrap().1;
+        let mut torn = good[..512].to_vec();
+        torn.resize(1024, 0);
+        for bak in [Some(torn), Some(b"# GRUB".to_vec()), None] {
+            match &bak {
+                Some(bytes) => std::fs::write(&b.backup, bytes).unwrap(),
+                None => std::fs::remove_file(&b.backup).unwrap(),
+            }
+            assert_eq!(b.read().unwrap().1, state);
+            assert_eq!(b.record().unwrap()["in_force"], "primary");
+            let mut log = Vec::new();
+            b.update_with(|s| s.commit(Slot::A), &mut recording(&mut log))
+                .unwrap();
+            assert_eq!(log, std::slice::from_ref(&b.backup));
+            vars(&b);
+            // Nothing to repair: nothing written.
+            let mut log = Vec::new();
+            b.update_with(|s| s.commit(Slot::A), &mut recording(&mut log))
+                .unwrap();
+            assert!(log.is_empty(), "{log:?}");
+        }
+    }
+
+    #[test]
+    fn no_usable_copy_is_an_error_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = GrubBoot::new(&dir.path().join("grubenv"), 3, None);
+        // Both missing: the box was never provisioned.
+        for r in [
+            b.commit(Slot::A),
+            b.tries(Slot::A).map(|_| ()),
+            b.record().map(|_| ()),
+        ] {
+            assert!(matches!(r, Err(BootError::Missing { .. })), "{r:?}");
+        }
+        // Both torn: refused, nothing written, both copies named.
+        let mut torn = GrubSlots::provisioned(Slot::A, 3);
+        torn.activate(Slot::B);
+        let mut env = GrubEnv::new();
+        torn.to_env(&mut env).unwrap();
+        let block = env.to_block().unwrap();
+        let mut p = block[..512].to_vec();
+        p.resize(1024, 0);
+        std::fs::write(&b.path, &p).unwrap();
+        std::fs::write(&b.backup, &block[..100]).unwrap();
+        let e = b.started(Slot::A).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, BootError::Corrupt { .. }), "{msg}");
+        assert!(
+            msg.contains("grubenv.bak") && msg.contains("1024 bytes, this one is 100"),
+            "{msg}"
+        );
+        assert!(msg.contains("without a newline"), "{msg}");
+        assert_eq!(std::fs::read(&b.path).unwrap(), p);
+        assert_eq!(std::fs::read(&b.backup).unwrap(), &block[..100]);
+        // Primary missing, backup torn.
+        std::fs::remove_file(&b.path).unwrap();
+        let msg = b.activate(Slot::A).unwrap_err().to_string();
+        assert!(
+            msg.contains("no such file") && msg.contains("grubenv.bak"),
+            "{msg}"
+        );
+        // provision starts afresh from there, both copies whole.
+        b.provision(Slot::A).unwrap();
+        assert_eq!(vars(&b)[0], ("NP_ORDER".to_string(), "a b".to_string()));
+    }
+
+    /// The order of the writes, and a failure between them: the backup is written first,
+    /// so a cut before the primary leaves the primary's (old) state in force, whole, and
+    /// the next change brings the backup back in line.
+    #[test]
+    fn the_backup_is_written_before_the_primary() {
+        let (_dir, b) = two_copies();
+        assert_eq!(grub_boot(&b), Slot::B);
+        let old = b.read().unwrap().1;
+        let mut log = Vec::new();
+        b.update_with(|s| s.commit(Slot::B), &mut recording(&mut log))
+            .unwrap();
+        assert_eq!(log, [b.backup.clone(), b.path.clone()]);
+        vars(&b);
+        // The power goes after the backup is written.
+        let before = snapshot(&b);
+        let mut log = Vec::new();
+        let r = b.update_with(|s| s.mark_bad(Slot::B), &mut |p: &Path, bytes: &[u8]| {
+            log.push(p.to_owned());
+            if p == b.path {
+                return Err(BootError::Io {
+                    path: p.to_owned(),
+                    source: std::io::Error::other("injected power cut"),
+                });
+            }
+            GrubBoot::write_copy(p, bytes)
+        });
+        assert!(matches!(r, Err(BootError::Io { .. })));
+        assert_eq!(log, [b.backup.clone(), b.path.clone()]);
+        assert_eq!(std::fs::read(&b.path).unwrap(), before[0].clone().unwrap());
+        let mut committed = old;
+        committed.commit(Slot::B);
+        assert_eq!(b.read().unwrap().1, committed, "the primary, old and whole");
+        assert!(
+            !GrubSlots::from_env(&GrubEnv::parse(&std::fs::read(&b.backup).unwrap()).unwrap())
+                .unwrap()
+                .b_ok
+        );
+        // Retried: both copies hold the new state.
+        b.mark_bad(Slot::B).unwrap();
+        assert_eq!(vars(&b)[0], ("NP_ORDER".to_string(), "a b".to_string()));
+        // A stale backup with the same variables as the primary in force is rewritten
+        // even by a change that changes nothing.
+        std::fs::write(&b.backup, before[1].clone().unwrap()).unwrap();
+        b.mark_bad(Slot::B).unwrap();
+        vars(&b);
+    }
+
+    use super::super::grubenv::BLOCK_SIZE;
+
+    type Tear = fn(&[u8], Option<&[u8]>) -> Vec<u8>;
+
+    /// A writer that writes `k` copies, then tears the next one (or leaves it, with no
+    /// tear) and fails: a power cut.
+    fn cut_in(
+        k: usize,
+        tear: Option<&Tear>,
+    ) -> impl FnMut(&Path, &[u8]) -> Result<(), BootError> + '_ {
+        let mut n = 0;
+        move |p: &Path, bytes: &[u8]| {
+            n += 1;
+            if n <= k {
+                return GrubBoot::write_copy(p, bytes);
+            }
+            if let Some(tear) = tear {
+                // What was there, as the 1024 bytes on the disk the write goes to.
+                let mut prev = std::fs::read(p).ok();
+                if let Some(v) = &mut prev {
+                    v.resize(BLOCK_SIZE, 0);
+                }
+                std::fs::write(p, tear(bytes, prev.as_deref())).unwrap();
+            }
+            Err(BootError::Io {
+                path: p.to_owned(),
+                source: std::io::Error::other("power cut"),
+            })
+        }
+    }
+
+    /// A power cut at every instant of every transition (before a write, or in the middle
+    /// of one, tearing it in several ways): one copy is always whole and in force, with the
+    /// old or the new state, and the next transition repairs the other.
+    #[test]
+    fn a_power_cut_at_any_instant_leaves_a_whole_copy() {
+        type Change = Box<dyn Fn(&GrubBoot, &mut Put<'_>) -> Result<(), BootError>>;
+        let up =
+            |f: fn(&mut GrubSlots)| -> Change { Box::new(move |b, put| b.update_with(f, put)) };
+        let steps: Vec<(&str, Change)> = vec![
+            (
+                "provision a",
+                Box::new(|b, put| b.provision_with(Slot::A, put)),
+            ),
+            ("started a", up(|s| s.commit(Slot::A))),
+            ("mark b bad", up(|s| s.mark_bad(Slot::B))),
+            ("activate b", up(|s| s.activate(Slot::B))),
+            ("commit b", up(|s| s.commit(Slot::B))),
+            ("activate a", up(|s| s.activate(Slot::A))),
+            ("mark a bad", up(|s| s.mark_bad(Slot::A))),
+            ("started b", up(|s| s.commit(Slot::B))),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let b = GrubBoot::new(&dir.path().join("grubenv"), 3, None);
+        // Another tool's long variable makes the two sectors of a block differ.
+        let mut e = GrubEnv::new();
+        e.set("note", &"n".repeat(480)).unwrap();
+        std::fs::write(&b.path, e.to_block().unwrap()).unwrap();
+        let tears: [Tear; 4] = [
+            // the first sector new, the second old (or zeros where there was none)
+            |new, old| {
+                let mut t = new[..512].to_vec();
+                t.extend_from_slice(old.map_or(&[0u8; 512][..], |o| &o[512..]));
+                t
+            },
+            // the first sector old, the second new
+            |new, old| {
+                let mut t = old.map_or(vec![0u8; 512], |o| o[..512].to_vec());
+                t.extend_from_slice(&new[512..]);
+                t
+            },
+            // the first 100 bytes only
+            |new, old| {
+                let mut t = old.map_or(vec![0u8; 1024], |o| o.to_vec());
+                t[..100].copy_from_slice(&new[..100]);
+                t
+            },
+            // a file cut short
+            |new, _| new[..300].to_vec(),
+        ];
+        let mut cuts = 0;
+        for (what, step) in &steps {
+            let before = snapshot(&b);
+            let old = b.read().ok().map(|r| r.1);
+            step(&b, &mut GrubBoot::write_copy).unwrap();
+            let new = b.read().unwrap().1;
+            vars(&b);
+            let writes = {
+                restore(&b, &before);
+                let mut log = Vec::new();
+                step(&b, &mut recording(&mut log)).unwrap();
+                log.len()
+            };
+            for k in 0..writes {
+                for tear in tears.iter().map(Some).chain([None]) {
+                    restore(&b, &before);
+                    let r = step(&b, &mut cut_in(k, tear));
+                    assert!(r.is_err());
+                    cuts += 1;
+                    let got = b.read().map(|r| r.1);
+                    match (&got, old) {
+                        (Ok(s), Some(o)) => assert!(
+                            *s == o || *s == new,
+                            "{what}, cut in write {k}: {s:?} is neither old nor new"
+                        ),
+                        (Ok(s), None) => assert_eq!(*s, new, "{what}, cut in write {k}"),
+                        // Before the first provision there is no state to keep.
+                        (Err(_), None) => {}
+                        (Err(e), Some(_)) => panic!("{what}, cut in write {k}: {e}"),
+                    }
+                    // A second cut, in the next change (GRUB counting a try, say) made
+                    // over the torn copy, leaves a whole copy too, old or new.
+                    if let Ok(state) = &got {
+                        let torn = snapshot(&b);
+                        let count = |s: &mut GrubSlots| s.a_try += 1;
+                        let mut counted = *state;
+                        count(&mut counted);
+                        for k2 in 0..2 {
+                            for tear2 in tears.iter().map(Some).chain([None]) {
+                                restore(&b, &torn);
+                                let _ = b.update_with(count, &mut cut_in(k2, tear2));
+                                match b.read() {
+                                    Ok(r) => assert!(
+                                        r.1 == *state || r.1 == counted,
+                                        "{what}, cuts in writes {k} and {k2}: {:?}",
+                                        r.1
+                                    ),
+                                    Err(e) => panic!("{what}, cut in write {k}, then {k2}: {e}"),
+                                }
+                                cuts += 1;
+                            }
+                        }
+                        restore(&b, &torn);
+                        b.update(|_| {}).unwrap();
+                        assert!(got.as_ref().is_ok_and(|s| b.read().unwrap().1 == *s));
+                        vars(&b);
+                    }
+                }
+            }
+            // Leave the step done, for the next one.
+            restore(&b, &before);
+            step(&b, &mut GrubBoot::write_copy).unwrap();
+            assert_eq!(b.read().unwrap().1, new);
+            // GRUB boots in between, as it would.
+            if *what == "activate b" {
+                assert_eq!(grub_boot(&b), Slot::B);
+            }
+        }
+        assert!(cuts >= 400, "{cuts} cuts");
+    }
+
+    /// GRUB's side with a torn primary: it boots from the backup, rewrites our variables
+    /// into the primary (when its header is whole) and counts the try in both.
+    #[test]
+    fn grub_boots_from_the_backup_when_the_primary_is_torn() {
+        let (_dir, b) = two_copies();
+        let good = std::fs::read(&b.path).unwrap();
+        // The header whole, the rest not a block: GRUB's save_env repairs it.
+        let mut torn = GrubEnv::new().to_block().unwrap();
+        torn[600] = b'x';
+        std::fs::write(&b.path, &torn).unwrap();
+        assert!(GrubEnv::parse(&torn).is_err());
+        assert_eq!(grub_boot(&b), Slot::B);
+        assert_eq!(b.tries(Slot::B).unwrap(), Some(1));
+        // The header torn too: GRUB can only count in the backup; the agent repairs.
+        std::fs::write(&b.path, &good[512..]).unwrap();
+        assert_eq!(grub_boot(&b), Slot::B);
+        assert_eq!(b.tries(Slot::B).unwrap(), Some(2));
+        b.commit(Slot::B).unwrap();
+        assert_eq!(b.tries(Slot::B).unwrap(), Some(0));
+        vars(&b);
     }
 }
