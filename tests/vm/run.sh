@@ -8,6 +8,8 @@
 #   panic     a 3.0.0 whose kernel panics is given up by GRUB after max_boot_attempts
 #             boots; np-agent, back on slot b, reports rolled_back;
 #   health    a 4.0.0 that fails its health check is rolled back by np-agent;
+#   torn      the primary grubenv torn (its first sector gone): GRUB boots from the
+#             backup grubenv.bak, np-agent rewrites the primary;
 #   cuts      N times: a newer bundle, the VM killed (SIGKILL to QEMU: a power cut) at a
 #             random instant of the install, then booted normally: every boot must reach a
 #             committed firmware and the box must end on the new version.
@@ -304,7 +306,24 @@ expect_env NP_A_OK 0
 grubenv_copies health
 say "health: PASS (slots $SLOTS)"
 
-# --- 4. power cuts during installs ---
+# --- 4. a torn primary grubenv: GRUB boots from its backup, np-agent repairs it ---
+grubenv_list >/dev/null
+{ head -c 512 /dev/zero; tail -c 512 "$run/grubenv"; } > "$run/grubenv.torn"
+debugfs -w -R "rm /np/grubenv" "$DATA" >/dev/null 2>&1 || fail "torn: cannot remove /np/grubenv"
+debugfs -w -R "write $run/grubenv.torn /np/grubenv" "$DATA" >/dev/null 2>&1 ||
+    fail "torn: cannot write the torn /np/grubenv"
+debugfs -w -R "sif /np/grubenv mode 0100600" "$DATA" >/dev/null 2>&1 || true
+grub-editenv "$run/grubenv.torn" list >/dev/null 2>&1 && fail "torn: the torn block still reads"
+run_vm torn
+expect "torn: boots that did not reach user space" "$BRICKED" 0
+expect "torn: booted slots" "$SLOTS" "b"
+grep -aq "NP-GRUB: block backup" "$LAST_LOG" || fail "torn: GRUB did not boot from the backup"
+expect "torn: version" "$(json version)" "2.0.0"
+expect "torn: phase" "$(json phase)" "idle"
+grubenv_copies torn
+say "torn: PASS (GRUB booted slot b from grubenv.bak; np-agent rewrote grubenv)"
+
+# --- 5. power cuts during installs ---
 cut_boots=0 bricked=0 done_cuts=0 round=0
 while [ "$done_cuts" -lt "$cuts" ]; do
     round=$((round + 1))

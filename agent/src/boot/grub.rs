@@ -10,8 +10,16 @@
 //!
 //! GRUB boots the first slot in `NP_ORDER` whose OK is 1 and whose TRY is below
 //! `NP_MAX_TRIES`, or else the other one. Each change here reads the block, changes the
-//! variables in memory ([`GrubSlots`]) and writes the whole block atomically (temp file,
-//! fsync, rename, fsync the folder). A block that is missing or does not parse is an error.
+//! variables in memory ([`GrubSlots`]) and rewrites the whole block in place, fsynced.
+//!
+//! The block is kept twice: the primary (`[boot] grubenv`) and its backup beside it
+//! ([`backup_path`]: `grubenv.bak`). The copy in force is the primary when it parses and
+//! carries `NP_ORDER`, else the backup (GRUB's script decides alike). A change writes the
+//! copies that do not hold the new block, one after the other, the copy in force last
+//! (normally the backup, then the primary), so a power cut tears at most the one being
+//! written and the other is whole, with the old or the new state; the next change repairs a
+//! torn or stale copy. With neither copy usable, every change is an error naming both.
+//! The reasoning per step of the protocol is in `docs/formats.md`.
 
 use super::command::reboot_with;
 use super::grubenv::GrubEnv;
