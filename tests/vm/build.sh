@@ -3,7 +3,8 @@
 # every input (np-agent, np-vendor, the kernel, busybox, GRUB, OVMF, these scripts, the
 # GRUB script of deploy/grub and the TEST-ONLY keys). Prints the cache folder. Holds:
 #   disk.img       GPT: ESP (GRUB + deploy/grub/np-ab.cfg), np-root-a (firmware 1.0.0,
-#                  provisioned), np-root-b (empty), np-data (state folder and grubenv)
+#                  provisioned), np-root-b (empty), np-data (state folder, grubenv and
+#                  its backup grubenv.bak)
 #   OVMF_VARS.fd   the UEFI variables to copy for each run
 #   fw-good.img, fw-panic.img, fw-unhealthy.img   firmware images (ext4 root file systems)
 #   bundle-2.0.0.tar (good), bundle-3.0.0.tar (kernel panics), bundle-4.0.0.tar (fails
@@ -143,6 +144,10 @@ TOML
 "$bins/np-agent" --config "$p/agent.toml" provision --manifest "$tr/release-1.0.0.env" \
     --image "$cache/fw-factory.img" --keyring "$tr/keyring.env" --entitlement "$tr/entitlement.env"
 grub-editenv "$p/data/np/grubenv" list
+# The agent keeps the block twice: the primary and its backup beside it (grubenv.bak), the
+# same 1024 bytes once provisioned.
+grub-editenv "$p/data/np/grubenv.bak" list
+cmp "$p/data/np/grubenv" "$p/data/np/grubenv.bak"
 
 # --- the EFI system partition: a standalone GRUB with the shipped script embedded ---
 grub-mkstandalone -O x86_64-efi -o "$t/BOOTX64.EFI" \

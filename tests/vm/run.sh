@@ -8,6 +8,8 @@
 #   panic     a 3.0.0 whose kernel panics is given up by GRUB after max_boot_attempts
 #             boots; np-agent, back on slot b, reports rolled_back;
 #   health    a 4.0.0 that fails its health check is rolled back by np-agent;
+#   torn      the primary grubenv torn (its first sector gone): GRUB boots from the
+#             backup grubenv.bak, np-agent rewrites the primary;
 #   cuts      N times: a newer bundle, the VM killed (SIGKILL to QEMU: a power cut) at a
 #             random instant of the install, then booted normally: every boot must reach a
 #             committed firmware and the box must end on the new version.
@@ -38,7 +40,7 @@ fail() {
     # Keep this run's logs (not the disk) for a look afterwards: the next run starts afresh.
     if [ -n "${run:-}" ] && [ -d "$run" ]; then
         kept=$repo/target/vm/failed-$(date -u +%Y%m%dT%H%M%S)
-        mkdir -p "$kept" && cp "$run"/*.log* "$run"/grubenv "$kept"/ 2>/dev/null || true
+        mkdir -p "$kept" && cp "$run"/*.log* "$run"/grubenv "$run"/grubenv.bak "$kept"/ 2>/dev/null || true
         echo "--- logs kept in $kept"
     fi
     exit 1
@@ -211,7 +213,24 @@ for k in sys.argv[2].split("."): v=v.get(k) if isinstance(v,dict) else None
 print("" if v is None else v)' "$STATUS" "$1"
 }
 data_cat() { debugfs -R "cat $1" "$DATA" 2>/dev/null; }
-grubenv_list() { data_cat /np/grubenv > "$run/grubenv"; grub-editenv "$run/grubenv" list; }
+# grubenv_list: the variables GRUB uses (the primary when it carries NP_ORDER, else the
+# backup grubenv.bak); both copies are kept in $run for a look after a failure.
+grubenv_list() {
+    data_cat /np/grubenv > "$run/grubenv"
+    data_cat /np/grubenv.bak > "$run/grubenv.bak"
+    if grub-editenv "$run/grubenv" list 2>/dev/null | grep -q '^NP_ORDER='; then
+        grub-editenv "$run/grubenv" list
+    else
+        grub-editenv "$run/grubenv.bak" list
+    fi
+}
+# grubenv_copies WHAT: once the agent is idle both copies must be whole and the same.
+grubenv_copies() {
+    grubenv_list >/dev/null
+    [ "$(stat -c %s "$run/grubenv")" = 1024 ] || fail "$1: the grubenv is not a 1024-byte block"
+    cmp -s "$run/grubenv" "$run/grubenv.bak" ||
+        fail "$1: grubenv and grubenv.bak differ: $(grub-editenv "$run/grubenv" list | tr '\n' ' ')/ $(grub-editenv "$run/grubenv.bak" list 2>&1 | tr '\n' ' ')"
+}
 drop_bundle() { # FILE NAME
     debugfs -w -R "write $1 /np/state/inbox/$2" "$DATA" >/dev/null 2>&1 || fail "cannot write $2 into the inbox"
 }
@@ -246,6 +265,7 @@ grep -q "NP-VM: health check passes" "$LAST_LOG" || fail "install: no health che
 expect_env NP_ORDER "b a"
 expect_env NP_B_OK 1
 expect_env NP_B_TRY 0
+grubenv_copies install
 INSTALL_SECS=${APPLY:-20}
 say "install: PASS (slots $SLOTS; apply to reboot ${INSTALL_SECS}s)"
 
@@ -266,6 +286,7 @@ case "$detail" in
 esac
 expect_env NP_A_OK 0
 expect_env NP_ORDER "b a"
+grubenv_copies panic
 say "panic: PASS (slots $SLOTS; $detail)"
 
 # --- 3. a firmware whose health check fails: np-agent rolls back ---
@@ -282,9 +303,27 @@ case "$(json last_result.detail)" in
     *) fail "health: the detail does not name the health check: $(json last_result.detail)" ;;
 esac
 expect_env NP_A_OK 0
+grubenv_copies health
 say "health: PASS (slots $SLOTS)"
 
-# --- 4. power cuts during installs ---
+# --- 4. a torn primary grubenv: GRUB boots from its backup, np-agent repairs it ---
+grubenv_list >/dev/null
+{ head -c 512 /dev/zero; tail -c 512 "$run/grubenv"; } > "$run/grubenv.torn"
+debugfs -w -R "rm /np/grubenv" "$DATA" >/dev/null 2>&1 || fail "torn: cannot remove /np/grubenv"
+debugfs -w -R "write $run/grubenv.torn /np/grubenv" "$DATA" >/dev/null 2>&1 ||
+    fail "torn: cannot write the torn /np/grubenv"
+debugfs -w -R "sif /np/grubenv mode 0100600" "$DATA" >/dev/null 2>&1 || true
+grub-editenv "$run/grubenv.torn" list >/dev/null 2>&1 && fail "torn: the torn block still reads"
+run_vm torn
+expect "torn: boots that did not reach user space" "$BRICKED" 0
+expect "torn: booted slots" "$SLOTS" "b"
+grep -aq "NP-GRUB: block backup" "$LAST_LOG" || fail "torn: GRUB did not boot from the backup"
+expect "torn: version" "$(json version)" "2.0.0"
+expect "torn: phase" "$(json phase)" "idle"
+grubenv_copies torn
+say "torn: PASS (GRUB booted slot b from grubenv.bak; np-agent rewrote grubenv)"
+
+# --- 5. power cuts during installs ---
 cut_boots=0 bricked=0 done_cuts=0 round=0
 while [ "$done_cuts" -lt "$cuts" ]; do
     round=$((round + 1))
@@ -319,6 +358,7 @@ while [ "$done_cuts" -lt "$cuts" ]; do
         fail "$what: the box runs ${st_v:-nothing} (${st_p:-no status}), not a committed $v"
     first=$(grubenv_list | sed -n 's/^NP_ORDER=\(.\).*/\1/p')
     expect "$what: GRUB tries the active slot first" "$first" "$(json active_slot)"
+    grubenv_copies "$what"
     say "$what; then booted slots ${SLOTS:-none}: $v committed in slot $(json active_slot)"
 done
 say "all scenarios passed; $BOOTS boots in all"

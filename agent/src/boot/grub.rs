@@ -10,8 +10,16 @@
 //!
 //! GRUB boots the first slot in `NP_ORDER` whose OK is 1 and whose TRY is below
 //! `NP_MAX_TRIES`, or else the other one. Each change here reads the block, changes the
-//! variables in memory ([`GrubSlots`]) and writes the whole block atomically (temp file,
-//! fsync, rename, fsync the folder). A block that is missing or does not parse is an error.
+//! variables in memory ([`GrubSlots`]) and rewrites the whole block in place, fsynced.
+//!
+//! The block is kept twice: the primary (`[boot] grubenv`) and its backup beside it
+//! ([`backup_path`]: `grubenv.bak`). The copy in force is the primary when it parses and
+//! carries `NP_ORDER`, else the backup (GRUB's script decides alike). A change writes the
+//! copies that do not hold the new block, one after the other, the copy in force last
+//! (normally the backup, then the primary), so a power cut tears at most the one being
+//! written and the other is whole, with the old or the new state; the next change repairs a
+//! torn or stale copy. With neither copy usable, every change is an error naming both.
+//! The reasoning per step of the protocol is in `docs/formats.md`.
 
 use super::command::reboot_with;
 use super::grubenv::GrubEnv;
@@ -177,21 +185,86 @@ impl GrubSlots {
     }
 }
 
-/// Drives GRUB through its environment block.
+/// The backup copy of the block at `primary`: the same name with `.bak` appended
+/// (`/boot/efi/EFI/np/grubenv` → `/boot/efi/EFI/np/grubenv.bak`), in the same folder, so
+/// that GRUB finds it on the same partition.
+pub fn backup_path(primary: &Path) -> PathBuf {
+    let mut name = primary.as_os_str().to_owned();
+    name.push(".bak");
+    PathBuf::from(name)
+}
+
+/// One of the two copies of the block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// The configured `[boot] grubenv`.
+    Primary,
+    /// [`backup_path`] of it.
+    Backup,
+}
+
+impl Which {
+    fn name(self) -> &'static str {
+        match self {
+            Which::Primary => "primary",
+            Which::Backup => "backup",
+        }
+    }
+}
+
+/// What one copy holds: its bytes (`None`: no such file), or why it could not be read.
+type Raw = Result<Option<Vec<u8>>, std::io::Error>;
+
+/// Both copies as read, and the one in force: the primary when it parses and carries
+/// `NP_ORDER` (as GRUB's script decides), else the backup when it does.
+#[derive(Debug)]
+struct Loaded {
+    primary: Raw,
+    backup: Raw,
+    /// The copy in force and its variables; `None` when neither qualifies.
+    in_force: Option<(Which, GrubEnv)>,
+}
+
+impl Loaded {
+    fn bytes(&self, c: Which) -> Option<&[u8]> {
+        match c {
+            Which::Primary => self.primary.as_ref().ok()?.as_deref(),
+            Which::Backup => self.backup.as_ref().ok()?.as_deref(),
+        }
+    }
+}
+
+/// Drives GRUB through its environment block, kept twice: the primary (`[boot] grubenv`)
+/// and a backup beside it ([`backup_path`]). Both are rewritten in place and fsynced, one
+/// after the other, the copy in force last (normally: backup, then primary), so that a
+/// power cut can tear at most the one being written while the other is whole.
 #[derive(Debug, Clone)]
 pub struct GrubBoot {
     path: PathBuf,
+    backup: PathBuf,
     max_tries: u32,
     reboot_command: Option<String>,
 }
 
+/// Writes one copy of the block (the real writer, or a test's).
+type Put<'a> = dyn FnMut(&Path, &[u8]) -> Result<(), BootError> + 'a;
+
 impl GrubBoot {
-    /// The block at `path`; `max_tries` is `install.max_boot_attempts`.
+    /// The block at `path` (and its backup beside it); `max_tries` is
+    /// `install.max_boot_attempts`.
     pub fn new(path: &Path, max_tries: u32, reboot_command: Option<String>) -> GrubBoot {
         GrubBoot {
             path: path.to_owned(),
+            backup: backup_path(path),
             max_tries,
             reboot_command,
+        }
+    }
+
+    fn path_of(&self, c: Which) -> &Path {
+        match c {
+            Which::Primary => &self.path,
+            Which::Backup => &self.backup,
         }
     }
 
@@ -202,74 +275,159 @@ impl GrubBoot {
         }
     }
 
-    /// Reads the whole block and the protocol's variables.
+    /// Reads the block in force and the protocol's variables.
     pub fn read(&self) -> Result<(GrubEnv, GrubSlots), BootError> {
-        let env = self.read_env()?;
-        let slots = GrubSlots::from_env(&env).map_err(|m| self.corrupt(m))?;
-        Ok((env, slots))
+        let loaded = self.load();
+        self.in_force(&loaded)
     }
 
-    /// Reads the whole block.
-    fn read_env(&self) -> Result<GrubEnv, BootError> {
+    /// The copy in force and its variables, or why there is none (both copies named).
+    fn in_force(&self, loaded: &Loaded) -> Result<(GrubEnv, GrubSlots), BootError> {
+        if let Some((_, env)) = &loaded.in_force {
+            let slots = GrubSlots::from_env(env).map_err(|m| self.corrupt(m))?;
+            return Ok((env.clone(), slots));
+        }
+        // Neither copy is usable: say why for each.
+        let why = |c: Which, raw: &Raw| -> Result<String, BootError> {
+            match raw {
+                Ok(None) => Ok("there is no such file".to_owned()),
+                Ok(Some(bytes)) => Ok(match GrubEnv::parse(bytes) {
+                    Err(e) => e.to_string(),
+                    Ok(_) => format!("{VAR_ORDER} is missing"),
+                }),
+                Err(e) => Err(BootError::Io {
+                    path: self.path_of(c).to_owned(),
+                    source: std::io::Error::new(e.kind(), e.to_string()),
+                }),
+            }
+        };
+        match (&loaded.primary, &loaded.backup) {
+            (Ok(None), Ok(None)) => Err(BootError::Missing {
+                path: self.path.clone(),
+            }),
+            (p, b) => {
+                let p = why(Which::Primary, p)?;
+                let b = why(Which::Backup, b)?;
+                Err(self.corrupt(format!(
+                    "{p} (and its backup {}: {b})",
+                    self.backup.display()
+                )))
+            }
+        }
+    }
+
+    /// Reads one copy: its bytes (at most one more than a block, to see a longer file),
+    /// `None` when it does not exist.
+    fn read_raw(path: &Path) -> Raw {
         let mut bytes = Vec::with_capacity(super::grubenv::BLOCK_SIZE);
-        match std::fs::File::open(&self.path) {
+        match std::fs::File::open(path) {
             Ok(f) => f
                 .take(super::grubenv::BLOCK_SIZE as u64 + 1)
                 .read_to_end(&mut bytes)
-                .map(|_| ()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(BootError::Missing {
-                    path: self.path.clone(),
-                })
-            }
+                .map(|_| Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
-        .map_err(|source| BootError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
-        GrubEnv::parse(&bytes).map_err(|e| self.corrupt(e.to_string()))
     }
 
-    fn write(&self, mut env: GrubEnv, slots: GrubSlots) -> Result<(), BootError> {
-        slots
-            .to_env(&mut env)
-            .map_err(|e| self.corrupt(e.to_string()))?;
-        let block = env.to_block().map_err(|e| self.corrupt(e.to_string()))?;
+    /// Reads both copies and picks the one in force.
+    fn load(&self) -> Loaded {
+        let primary = Self::read_raw(&self.path);
+        let backup = Self::read_raw(&self.backup);
+        let usable = |raw: &Raw| -> Option<GrubEnv> {
+            let env = GrubEnv::parse(raw.as_ref().ok()?.as_deref()?).ok()?;
+            env.get(VAR_ORDER)
+                .is_some_and(|v| !v.is_empty())
+                .then_some(env)
+        };
+        let in_force = match (usable(&primary), usable(&backup)) {
+            (Some(env), _) => Some((Which::Primary, env)),
+            (None, Some(env)) => Some((Which::Backup, env)),
+            (None, None) => None,
+        };
+        Loaded {
+            primary,
+            backup,
+            in_force,
+        }
+    }
+
+    /// Writes one copy: in place when it is a 1024-byte file of ours, else created fresh.
+    fn write_copy(path: &Path, block: &[u8]) -> Result<(), BootError> {
         let io = |source| BootError::Io {
-            path: self.path.clone(),
+            path: path.to_owned(),
             source,
         };
         // In place, as GRUB's own `save_env` writes it: GRUB reads the block through the
         // file system's blocks on disk and never replays a journal, so after a power cut
         // a block replaced by a rename can read as "invalid environment block" (its new
-        // inode still only in the journal), and GRUB then boots slot a, which may be the
-        // half-written one. Overwriting the same 1024 bytes changes no metadata GRUB
-        // reads. A block of another size (or none yet) is created fresh instead.
-        match fsutil::open_own_rw(&self.path) {
+        // inode still only in the journal). Overwriting the same 1024 bytes changes no
+        // metadata GRUB reads. A copy of another size (or none yet) is created fresh
+        // (a new file, never through a link) and renamed into place.
+        match fsutil::open_own_rw(path) {
             Ok(f) if f.metadata().map(|m| m.len()).ok() == Some(block.len() as u64) => {
                 use std::os::unix::fs::FileExt as _;
-                f.write_all_at(&block, 0).map_err(io)?;
+                f.write_all_at(block, 0).map_err(io)?;
                 f.sync_all().map_err(io)
             }
-            Ok(_) => fsutil::write_atomic(&self.path, &block, fsutil::PRIVATE).map_err(io),
+            Ok(_) => fsutil::write_atomic(path, block, fsutil::PRIVATE).map_err(io),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fsutil::write_atomic(&self.path, &block, fsutil::PRIVATE).map_err(io)
+                fsutil::write_atomic(path, block, fsutil::PRIVATE).map_err(io)
             }
             Err(e) => Err(io(e)),
         }
     }
 
-    /// Reads, changes and writes back (only when something changed).
-    fn update(&self, change: impl FnOnce(&mut GrubSlots)) -> Result<(), BootError> {
-        let (env, old) = self.read()?;
+    /// The copies to write for `block`, in order: those that do not hold it yet, the copy
+    /// in force last. While the first is written the one in force is whole; while the
+    /// one in force is written the other already holds the new block. So a power cut
+    /// tears at most one copy and the other is whole, with the old or the new state.
+    fn plan(&self, loaded: &Loaded, block: &[u8]) -> Vec<Which> {
+        let order = match loaded.in_force {
+            Some((Which::Backup, _)) => [Which::Primary, Which::Backup],
+            _ => [Which::Backup, Which::Primary],
+        };
+        order
+            .into_iter()
+            .filter(|&c| loaded.bytes(c) != Some(block))
+            .collect()
+    }
+
+    /// Writes `slots` into `env` and the block into the copies that need it.
+    fn write(
+        &self,
+        loaded: &Loaded,
+        mut env: GrubEnv,
+        slots: GrubSlots,
+        put: &mut Put<'_>,
+    ) -> Result<(), BootError> {
+        slots
+            .to_env(&mut env)
+            .map_err(|e| self.corrupt(e.to_string()))?;
+        let block = env.to_block().map_err(|e| self.corrupt(e.to_string()))?;
+        for c in self.plan(loaded, &block) {
+            put(self.path_of(c), &block)?;
+        }
+        Ok(())
+    }
+
+    /// Reads, changes and writes back the copies that do not hold the result: a torn or
+    /// stale copy is repaired even when the variables do not change.
+    fn update_with(
+        &self,
+        change: impl FnOnce(&mut GrubSlots),
+        put: &mut Put<'_>,
+    ) -> Result<(), BootError> {
+        let loaded = self.load();
+        let (env, old) = self.in_force(&loaded)?;
         let mut new = old;
         new.max_tries = self.max_tries;
         change(&mut new);
-        if new == old {
-            return Ok(());
-        }
-        self.write(env, new)
+        self.write(&loaded, env, new, put)
+    }
+
+    fn update(&self, change: impl FnOnce(&mut GrubSlots)) -> Result<(), BootError> {
+        self.update_with(change, &mut Self::write_copy)
     }
 }
 
@@ -279,13 +437,7 @@ impl BootControl for GrubBoot {
     }
 
     fn provision(&self, slot: Slot) -> Result<(), BootError> {
-        // Variables other than ours (a saved_entry, say) survive a provision.
-        let env = match self.read_env() {
-            Ok(env) => env,
-            Err(BootError::Missing { .. } | BootError::Corrupt { .. }) => GrubEnv::new(),
-            Err(e) => return Err(e),
-        };
-        self.write(env, GrubSlots::provisioned(slot, self.max_tries))
+        self.provision_with(slot, &mut Self::write_copy)
     }
 
     fn activate(&self, slot: Slot) -> Result<(), BootError> {
@@ -313,14 +465,55 @@ impl BootControl for GrubBoot {
     }
 
     fn record(&self) -> Result<serde_json::Value, BootError> {
-        let (env, _) = self.read()?;
+        let loaded = self.load();
+        let (env, _) = self.in_force(&loaded)?;
         let mut vars = serde_json::Map::new();
         for (n, v) in env.vars() {
             if n.starts_with("NP_") {
                 vars.insert(n.clone(), json!(v));
             }
         }
-        Ok(json!({ "grubenv": self.path, "variables": vars }))
+        let in_force = loaded.in_force.as_ref().map(|(c, _)| c.name());
+        Ok(json!({
+            "grubenv": self.path,
+            "backup": self.backup,
+            "in_force": in_force,
+            "variables": vars,
+        }))
+    }
+}
+
+impl GrubBoot {
+    /// `provision`, each copy written by `put`.
+    fn provision_with(&self, slot: Slot, put: &mut Put<'_>) -> Result<(), BootError> {
+        // Variables other than ours (a saved_entry, say) survive a provision: they are
+        // taken from the copy in force, or from the first copy that parses.
+        let loaded = self.load();
+        let env = match &loaded.in_force {
+            Some((_, env)) => env.clone(),
+            None => [Which::Primary, Which::Backup]
+                .into_iter()
+                .find_map(|c| GrubEnv::parse(loaded.bytes(c)?).ok())
+                .unwrap_or_default(),
+        };
+        for c in [Which::Primary, Which::Backup] {
+            let raw = match c {
+                Which::Primary => &loaded.primary,
+                Which::Backup => &loaded.backup,
+            };
+            if let Err(e) = raw {
+                return Err(BootError::Io {
+                    path: self.path_of(c).to_owned(),
+                    source: std::io::Error::new(e.kind(), e.to_string()),
+                });
+            }
+        }
+        self.write(
+            &loaded,
+            env,
+            GrubSlots::provisioned(slot, self.max_tries),
+            put,
+        )
     }
 }
 
@@ -336,8 +529,63 @@ mod tests {
         e.to_block().unwrap()
     }
 
+    /// The variables in force; and both copies hold the same block.
     fn vars(b: &GrubBoot) -> Vec<(String, String)> {
+        let p = std::fs::read(&b.path).unwrap();
+        assert_eq!(p, std::fs::read(&b.backup).unwrap(), "the copies differ");
         b.read().unwrap().0.vars().to_vec()
+    }
+
+    /// GRUB's `save_env --file FILE NAMES...`: sets NAMES in FILE's block, in place; fails
+    /// (writing nothing) when FILE is not a block.
+    fn save_env(file: &Path, from: &GrubEnv, names: &[&str]) -> bool {
+        let Ok(mut env) = std::fs::read(file)
+            .map_err(|_| ())
+            .and_then(|b| GrubEnv::parse(&b).map_err(|_| ()))
+        else {
+            return false;
+        };
+        for n in names {
+            env.set(n, from.get(n).unwrap()).unwrap();
+        }
+        std::fs::write(file, env.to_block().unwrap()).unwrap();
+        true
+    }
+
+    /// What `deploy/grub/np-ab.cfg` does on a boot: the primary if it carries NP_ORDER,
+    /// else the backup; the try counted and saved into both copies, the one in use last.
+    fn grub_boot(b: &GrubBoot) -> Slot {
+        let load = |p: &Path| {
+            std::fs::read(p)
+                .ok()
+                .and_then(|bytes| GrubEnv::parse(&bytes).ok())
+                .filter(|e| e.get(VAR_ORDER).is_some())
+        };
+        let (src, mut env) = match (load(&b.path), load(&b.backup)) {
+            (Some(e), _) => (Which::Primary, e),
+            (None, Some(e)) => (Which::Backup, e),
+            (None, None) => panic!("GRUB would boot slot a, then b: no readable copy"),
+        };
+        let mut s = GrubSlots::from_env(&env).unwrap();
+        let slot = s.boot();
+        s.to_env(&mut env).unwrap();
+        let tries = [var_try(Slot::A), var_try(Slot::B)];
+        if src == Which::Backup {
+            let all = [
+                VAR_ORDER,
+                "NP_A_OK",
+                "NP_A_TRY",
+                "NP_B_OK",
+                "NP_B_TRY",
+                VAR_MAX_TRIES,
+            ];
+            save_env(&b.path, &env, &all);
+            assert!(save_env(&b.backup, &env, &tries));
+        } else {
+            save_env(&b.backup, &env, &tries);
+            assert!(save_env(&b.path, &env, &tries));
+        }
+        slot
     }
 
     fn v(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -388,9 +636,7 @@ mod tests {
         };
         assert_eq!(vars(&b), base("a b", "1", "0", "0", "0"));
         // GRUB boots a and counts a try; the agent comes up on committed a: TRY back to 0.
-        let mut s = b.read().unwrap().1;
-        assert_eq!(s.boot(), Slot::A);
-        b.write(b.read().unwrap().0, s).unwrap();
+        assert_eq!(grub_boot(&b), Slot::A);
         assert_eq!(vars(&b), base("a b", "1", "1", "0", "0"));
         b.started(Slot::A).unwrap();
         assert_eq!(vars(&b), base("a b", "1", "0", "0", "0"));
@@ -402,9 +648,7 @@ mod tests {
         assert_eq!(vars(&b), base("b a", "1", "0", "1", "0"));
         assert_eq!(b.tries(Slot::B).unwrap(), Some(0));
         // GRUB tries b once; the agent commits it.
-        let mut s = b.read().unwrap().1;
-        assert_eq!(s.boot(), Slot::B);
-        b.write(b.read().unwrap().0, s).unwrap();
+        assert_eq!(grub_boot(&b), Slot::B);
         assert_eq!(vars(&b), base("b a", "1", "0", "1", "1"));
         b.commit(Slot::B).unwrap();
         assert_eq!(vars(&b), base("b a", "1", "0", "1", "0"));
@@ -550,8 +794,453 @@ mod tests {
         };
         assert!(out.status.success(), "{out:?}");
         assert_eq!(
-            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stdout.clone()).unwrap(),
             "NP_ORDER=b a\nNP_A_OK=1\nNP_A_TRY=0\nNP_B_OK=1\nNP_B_TRY=0\nNP_MAX_TRIES=2\n"
         );
+        let bak = std::process::Command::new("grub-editenv")
+            .arg(backup_path(&p))
+            .arg("list")
+            .output()
+            .unwrap();
+        assert!(bak.status.success(), "{bak:?}");
+        assert_eq!(bak.stdout, out.stdout, "the backup lists the same");
+    }
+
+    /// Both copies' bytes, to put back between simulated power cuts.
+    fn snapshot(b: &GrubBoot) -> [Option<Vec<u8>>; 2] {
+        [std::fs::read(&b.path).ok(), std::fs::read(&b.backup).ok()]
+    }
+
+    fn restore(b: &GrubBoot, snap: &[Option<Vec<u8>>; 2]) {
+        for (p, bytes) in [(&b.path, &snap[0]), (&b.backup, &snap[1])] {
+            match bytes {
+                Some(bytes) => std::fs::write(p, bytes).unwrap(),
+                None => {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
+    }
+
+    /// A provisioned block (slot a committed, b activated: the copies are not the
+    /// provisioned default), in a new folder.
+    fn two_copies() -> (tempfile::TempDir, GrubBoot) {
+        let dir = tempfile::tempdir().unwrap();
+        let b = GrubBoot::new(&dir.path().join("grubenv"), 3, None);
+        b.provision(Slot::A).unwrap();
+        b.activate(Slot::B).unwrap();
+        (dir, b)
+    }
+
+    /// Records the copies written, in order, and writes them.
+    fn recording(log: &mut Vec<PathBuf>) -> impl FnMut(&Path, &[u8]) -> Result<(), BootError> + '_ {
+        |p: &Path, bytes: &[u8]| {
+            log.push(p.to_owned());
+            GrubBoot::write_copy(p, bytes)
+        }
+    }
+
+    #[test]
+    fn provision_keeps_the_block_twice() {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("grubenv");
+        assert_eq!(backup_path(&p), dir.path().join("grubenv.bak"));
+        // As the VM build and the README do: grub-editenv creates the primary, the agent
+        // creates the backup beside it.
+        std::fs::write(&p, GrubEnv::new().to_block().unwrap()).unwrap();
+        let b = GrubBoot::new(&p, 3, None);
+        b.provision(Slot::A).unwrap();
+        let bak = dir.path().join("grubenv.bak");
+        let m = std::fs::metadata(&bak).unwrap();
+        assert_eq!(m.len(), 1024);
+        assert_eq!(m.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read(&p).unwrap(), std::fs::read(&bak).unwrap());
+        let inodes = (
+            std::fs::metadata(&p).unwrap().ino(),
+            std::fs::metadata(&bak).unwrap().ino(),
+        );
+        // Every change goes into both, each in place.
+        b.activate(Slot::B).unwrap();
+        b.commit(Slot::B).unwrap();
+        assert_eq!(vars(&b)[0], ("NP_ORDER".to_string(), "b a".to_string()));
+        assert_eq!(
+            (
+                std::fs::metadata(&p).unwrap().ino(),
+                std::fs::metadata(&bak).unwrap().ino()
+            ),
+            inodes
+        );
+        let rec = b.record().unwrap();
+        assert_eq!(rec["in_force"], "primary");
+        assert_eq!(rec["backup"], bak.to_str().unwrap());
+        // A backup that is a link someone planted is not written through.
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, b.read().unwrap().0.to_block().unwrap()).unwrap();
+        std::fs::remove_file(&bak).unwrap();
+        std::os::unix::fs::symlink(&target, &bak).unwrap();
+        assert!(matches!(b.mark_bad(Slot::A), Err(BootError::Io { ref path, .. }) if *path == bak));
+        assert_eq!(
+            std::fs::read(&target).unwrap(),
+            std::fs::read(&p).unwrap(),
+            "nothing written through the link"
+        );
+    }
+
+    /// A torn primary (a power cut in the middle of its in-place write): the backup is in
+    /// force, and the next change rewrites the primary first, then the backup.
+    #[test]
+    fn a_torn_primary_gives_way_to_the_backup_and_is_repaired() {
+        let (_dir, b) = two_copies();
+        let good = std::fs::read(&b.path).unwrap();
+        let state = b.read().unwrap().1;
+        assert_eq!(state.first, Slot::B);
+        // Half new, half old, where a long variable grew across the sector boundary: the
+        // first sector of a block with a 600-byte value, the second of one with 300.
+        let with = |n: usize| {
+            let mut e = b.read().unwrap().0;
+            e.set("note", &"n".repeat(n)).unwrap();
+            e.to_block().unwrap()
+        };
+        let mut half = with(600)[..512].to_vec();
+        half.extend_from_slice(&with(300)[512..]);
+        assert!(
+            GrubEnv::parse(&half).is_err(),
+            "the mix must not be a block"
+        );
+        let mut zeros = good[..512].to_vec();
+        zeros.resize(1024, 0);
+        let mut garbage = good.clone();
+        for (i, x) in garbage[512..].iter_mut().enumerate() {
+            *x = (i * 7 + 3) as u8;
+        }
+        let empty = GrubEnv::new().to_block().unwrap();
+        let cases: Vec<(&str, Option<Vec<u8>>)> = vec![
+            ("zeros in the second sector", Some(zeros)),
+            ("garbage in the second sector", Some(garbage)),
+            ("half old, half new", Some(half)),
+            ("a 1023-byte file", Some(good[..1023].to_vec())),
+            ("a block without NP_ORDER", Some(empty)),
+            ("no primary at all", None),
+        ];
+        for (what, torn) in cases {
+            match &torn {
+                Some(bytes) => std::fs::write(&b.path, bytes).unwrap(),
+                None => std::fs::remove_file(&b.path).unwrap(),
+            }
+            assert_eq!(b.read().unwrap().1, state, "{what}: the backup's state");
+            assert_eq!(b.tries(Slot::B).unwrap(), Some(0), "{what}");
+            assert_eq!(b.record().unwrap()["in_force"], "backup", "{what}");
+            // A change that changes no variable still repairs the primary, first.
+            let mut log = Vec::new();
+            b.update_with(|s| s.commit(Slot::A), &mut recording(&mut log))
+                .unwrap();
+            assert_eq!(log, std::slice::from_ref(&b.path), "{what}");
+            assert_eq!(std::fs::read(&b.path).unwrap(), good, "{what}: repaired");
+            assert_eq!(b.record().unwrap()["in_force"], "primary", "{what}");
+            // A real change with a torn primary: primary first, then the backup.
+            std::fs::write(&b.path, &good[..700]).unwrap();
+            let mut log = Vec::new();
+            b.update_with(|s| s.mark_bad(Slot::A), &mut recording(&mut log))
+                .unwrap();
+            assert_eq!(log, [b.path.clone(), b.backup.clone()], "{what}");
+            assert!(!b.read().unwrap().1.a_ok);
+            vars(&b);
+            std::fs::write(&b.path, &good).unwrap();
+            std::fs::write(&b.backup, &good).unwrap();
+        }
+    }
+
+    /// A torn backup: the primary is in force, and the backup is rewritten (even when no
+    /// variable changes, as at every start of the agent).
+    #[test]
+    fn a_torn_backup_is_ignored_and_repaired() {
+        let (_dir, b) = two_copies();
+        let good = std::fs::read(&b.path).unwrap();
+        let state = b.read().unwrap().1;
+        let mut torn = good[..512].to_vec();
+        torn.resize(1024, 0);
+        for bak in [Some(torn), Some(b"# GRUB".to_vec()), None] {
+            match &bak {
+                Some(bytes) => std::fs::write(&b.backup, bytes).unwrap(),
+                None => std::fs::remove_file(&b.backup).unwrap(),
+            }
+            assert_eq!(b.read().unwrap().1, state);
+            assert_eq!(b.record().unwrap()["in_force"], "primary");
+            let mut log = Vec::new();
+            b.update_with(|s| s.commit(Slot::A), &mut recording(&mut log))
+                .unwrap();
+            assert_eq!(log, std::slice::from_ref(&b.backup));
+            vars(&b);
+            // Nothing to repair: nothing written.
+            let mut log = Vec::new();
+            b.update_with(|s| s.commit(Slot::A), &mut recording(&mut log))
+                .unwrap();
+            assert!(log.is_empty(), "{log:?}");
+        }
+    }
+
+    #[test]
+    fn no_usable_copy_is_an_error_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = GrubBoot::new(&dir.path().join("grubenv"), 3, None);
+        // Both missing: the box was never provisioned.
+        for r in [
+            b.commit(Slot::A),
+            b.tries(Slot::A).map(|_| ()),
+            b.record().map(|_| ()),
+        ] {
+            assert!(matches!(r, Err(BootError::Missing { .. })), "{r:?}");
+        }
+        // Both torn: refused, nothing written, both copies named.
+        let mut torn = GrubSlots::provisioned(Slot::A, 3);
+        torn.activate(Slot::B);
+        let mut env = GrubEnv::new();
+        torn.to_env(&mut env).unwrap();
+        let block = env.to_block().unwrap();
+        let mut p = block[..512].to_vec();
+        p.resize(1024, 0);
+        std::fs::write(&b.path, &p).unwrap();
+        std::fs::write(&b.backup, &block[..100]).unwrap();
+        let e = b.started(Slot::A).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, BootError::Corrupt { .. }), "{msg}");
+        assert!(
+            msg.contains("grubenv.bak") && msg.contains("1024 bytes, this one is 100"),
+            "{msg}"
+        );
+        assert!(msg.contains("without a newline"), "{msg}");
+        assert_eq!(std::fs::read(&b.path).unwrap(), p);
+        assert_eq!(std::fs::read(&b.backup).unwrap(), &block[..100]);
+        // Primary missing, backup torn.
+        std::fs::remove_file(&b.path).unwrap();
+        let msg = b.activate(Slot::A).unwrap_err().to_string();
+        assert!(
+            msg.contains("no such file") && msg.contains("grubenv.bak"),
+            "{msg}"
+        );
+        // provision starts afresh from there, both copies whole.
+        b.provision(Slot::A).unwrap();
+        assert_eq!(vars(&b)[0], ("NP_ORDER".to_string(), "a b".to_string()));
+    }
+
+    /// The order of the writes, and a failure between them: the backup is written first,
+    /// so a cut before the primary leaves the primary's (old) state in force, whole, and
+    /// the next change brings the backup back in line.
+    #[test]
+    fn the_backup_is_written_before_the_primary() {
+        let (_dir, b) = two_copies();
+        assert_eq!(grub_boot(&b), Slot::B);
+        let old = b.read().unwrap().1;
+        let mut log = Vec::new();
+        b.update_with(|s| s.commit(Slot::B), &mut recording(&mut log))
+            .unwrap();
+        assert_eq!(log, [b.backup.clone(), b.path.clone()]);
+        vars(&b);
+        // The power goes after the backup is written.
+        let before = snapshot(&b);
+        let mut log = Vec::new();
+        let r = b.update_with(|s| s.mark_bad(Slot::B), &mut |p: &Path, bytes: &[u8]| {
+            log.push(p.to_owned());
+            if p == b.path {
+                return Err(BootError::Io {
+                    path: p.to_owned(),
+                    source: std::io::Error::other("injected power cut"),
+                });
+            }
+            GrubBoot::write_copy(p, bytes)
+        });
+        assert!(matches!(r, Err(BootError::Io { .. })));
+        assert_eq!(log, [b.backup.clone(), b.path.clone()]);
+        assert_eq!(std::fs::read(&b.path).unwrap(), before[0].clone().unwrap());
+        let mut committed = old;
+        committed.commit(Slot::B);
+        assert_eq!(b.read().unwrap().1, committed, "the primary, old and whole");
+        assert!(
+            !GrubSlots::from_env(&GrubEnv::parse(&std::fs::read(&b.backup).unwrap()).unwrap())
+                .unwrap()
+                .b_ok
+        );
+        // Retried: both copies hold the new state.
+        b.mark_bad(Slot::B).unwrap();
+        assert_eq!(vars(&b)[0], ("NP_ORDER".to_string(), "a b".to_string()));
+        // A stale backup with the same variables as the primary in force is rewritten
+        // even by a change that changes nothing.
+        std::fs::write(&b.backup, before[1].clone().unwrap()).unwrap();
+        b.mark_bad(Slot::B).unwrap();
+        vars(&b);
+    }
+
+    use super::super::grubenv::BLOCK_SIZE;
+
+    type Tear = fn(&[u8], Option<&[u8]>) -> Vec<u8>;
+
+    /// A writer that writes `k` copies, then tears the next one (or leaves it, with no
+    /// tear) and fails: a power cut.
+    fn cut_in(
+        k: usize,
+        tear: Option<&Tear>,
+    ) -> impl FnMut(&Path, &[u8]) -> Result<(), BootError> + '_ {
+        let mut n = 0;
+        move |p: &Path, bytes: &[u8]| {
+            n += 1;
+            if n <= k {
+                return GrubBoot::write_copy(p, bytes);
+            }
+            if let Some(tear) = tear {
+                // What was there, as the 1024 bytes on the disk the write goes to.
+                let mut prev = std::fs::read(p).ok();
+                if let Some(v) = &mut prev {
+                    v.resize(BLOCK_SIZE, 0);
+                }
+                std::fs::write(p, tear(bytes, prev.as_deref())).unwrap();
+            }
+            Err(BootError::Io {
+                path: p.to_owned(),
+                source: std::io::Error::other("power cut"),
+            })
+        }
+    }
+
+    /// A power cut at every instant of every transition (before a write, or in the middle
+    /// of one, tearing it in several ways): one copy is always whole and in force, with the
+    /// old or the new state, and the next transition repairs the other.
+    #[test]
+    fn a_power_cut_at_any_instant_leaves_a_whole_copy() {
+        type Change = Box<dyn Fn(&GrubBoot, &mut Put<'_>) -> Result<(), BootError>>;
+        let up =
+            |f: fn(&mut GrubSlots)| -> Change { Box::new(move |b, put| b.update_with(f, put)) };
+        let steps: Vec<(&str, Change)> = vec![
+            (
+                "provision a",
+                Box::new(|b, put| b.provision_with(Slot::A, put)),
+            ),
+            ("started a", up(|s| s.commit(Slot::A))),
+            ("mark b bad", up(|s| s.mark_bad(Slot::B))),
+            ("activate b", up(|s| s.activate(Slot::B))),
+            ("commit b", up(|s| s.commit(Slot::B))),
+            ("activate a", up(|s| s.activate(Slot::A))),
+            ("mark a bad", up(|s| s.mark_bad(Slot::A))),
+            ("started b", up(|s| s.commit(Slot::B))),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let b = GrubBoot::new(&dir.path().join("grubenv"), 3, None);
+        // Another tool's long variable makes the two sectors of a block differ.
+        let mut e = GrubEnv::new();
+        e.set("note", &"n".repeat(480)).unwrap();
+        std::fs::write(&b.path, e.to_block().unwrap()).unwrap();
+        let tears: [Tear; 4] = [
+            // the first sector new, the second old (or zeros where there was none)
+            |new, old| {
+                let mut t = new[..512].to_vec();
+                t.extend_from_slice(old.map_or(&[0u8; 512][..], |o| &o[512..]));
+                t
+            },
+            // the first sector old, the second new
+            |new, old| {
+                let mut t = old.map_or(vec![0u8; 512], |o| o[..512].to_vec());
+                t.extend_from_slice(&new[512..]);
+                t
+            },
+            // the first 100 bytes only
+            |new, old| {
+                let mut t = old.map_or(vec![0u8; 1024], |o| o.to_vec());
+                t[..100].copy_from_slice(&new[..100]);
+                t
+            },
+            // a file cut short
+            |new, _| new[..300].to_vec(),
+        ];
+        let mut cuts = 0;
+        for (what, step) in &steps {
+            let before = snapshot(&b);
+            let old = b.read().ok().map(|r| r.1);
+            step(&b, &mut GrubBoot::write_copy).unwrap();
+            let new = b.read().unwrap().1;
+            vars(&b);
+            let writes = {
+                restore(&b, &before);
+                let mut log = Vec::new();
+                step(&b, &mut recording(&mut log)).unwrap();
+                log.len()
+            };
+            for k in 0..writes {
+                for tear in tears.iter().map(Some).chain([None]) {
+                    restore(&b, &before);
+                    let r = step(&b, &mut cut_in(k, tear));
+                    assert!(r.is_err());
+                    cuts += 1;
+                    let got = b.read().map(|r| r.1);
+                    match (&got, old) {
+                        (Ok(s), Some(o)) => assert!(
+                            *s == o || *s == new,
+                            "{what}, cut in write {k}: {s:?} is neither old nor new"
+                        ),
+                        (Ok(s), None) => assert_eq!(*s, new, "{what}, cut in write {k}"),
+                        // Before the first provision there is no state to keep.
+                        (Err(_), None) => {}
+                        (Err(e), Some(_)) => panic!("{what}, cut in write {k}: {e}"),
+                    }
+                    // A second cut, in the next change (GRUB counting a try, say) made
+                    // over the torn copy, leaves a whole copy too, old or new.
+                    if let Ok(state) = &got {
+                        let torn = snapshot(&b);
+                        let count = |s: &mut GrubSlots| s.a_try += 1;
+                        let mut counted = *state;
+                        count(&mut counted);
+                        for k2 in 0..2 {
+                            for tear2 in tears.iter().map(Some).chain([None]) {
+                                restore(&b, &torn);
+                                let _ = b.update_with(count, &mut cut_in(k2, tear2));
+                                match b.read() {
+                                    Ok(r) => assert!(
+                                        r.1 == *state || r.1 == counted,
+                                        "{what}, cuts in writes {k} and {k2}: {:?}",
+                                        r.1
+                                    ),
+                                    Err(e) => panic!("{what}, cut in write {k}, then {k2}: {e}"),
+                                }
+                                cuts += 1;
+                            }
+                        }
+                        restore(&b, &torn);
+                        b.update(|_| {}).unwrap();
+                        assert!(got.as_ref().is_ok_and(|s| b.read().unwrap().1 == *s));
+                        vars(&b);
+                    }
+                }
+            }
+            // Leave the step done, for the next one.
+            restore(&b, &before);
+            step(&b, &mut GrubBoot::write_copy).unwrap();
+            assert_eq!(b.read().unwrap().1, new);
+            // GRUB boots in between, as it would.
+            if *what == "activate b" {
+                assert_eq!(grub_boot(&b), Slot::B);
+            }
+        }
+        assert!(cuts >= 400, "{cuts} cuts");
+    }
+
+    /// GRUB's side with a torn primary: it boots from the backup, rewrites our variables
+    /// into the primary (when its header is whole) and counts the try in both.
+    #[test]
+    fn grub_boots_from_the_backup_when_the_primary_is_torn() {
+        let (_dir, b) = two_copies();
+        let good = std::fs::read(&b.path).unwrap();
+        // The header whole, the rest not a block: GRUB's save_env repairs it.
+        let mut torn = GrubEnv::new().to_block().unwrap();
+        torn[600] = b'x';
+        std::fs::write(&b.path, &torn).unwrap();
+        assert!(GrubEnv::parse(&torn).is_err());
+        assert_eq!(grub_boot(&b), Slot::B);
+        assert_eq!(b.tries(Slot::B).unwrap(), Some(1));
+        // The header torn too: GRUB can only count in the backup; the agent repairs.
+        std::fs::write(&b.path, &good[512..]).unwrap();
+        assert_eq!(grub_boot(&b), Slot::B);
+        assert_eq!(b.tries(Slot::B).unwrap(), Some(2));
+        b.commit(Slot::B).unwrap();
+        assert_eq!(b.tries(Slot::B).unwrap(), Some(0));
+        vars(&b);
     }
 }

@@ -37,8 +37,9 @@ pub enum BootError {
     Cmdline { path: PathBuf, message: String },
 }
 
-/// Switches slots and restarts the box. Every method writes the boot loader's record in one
-/// atomic step, so a power cut leaves the old or the new record, never half of one.
+/// Switches slots and restarts the box. Every method writes the boot loader's record so
+/// that a power cut leaves the old or the new record, never half of one (one atomic step,
+/// or for GRUB two copies written one after the other).
 pub trait BootControl {
     /// `file`, `command` or `grub`.
     fn name(&self) -> &'static str;
