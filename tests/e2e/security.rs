@@ -190,6 +190,8 @@ fn an_admin_cannot_redirect_the_inbox_or_make_root_read_another_file() {
     // A bundle a good admin drops is still applied (the fifo did not block the daemon).
     admin_drops_a_good_bundle(&a, gid, "");
     d.wait_for("moved good.tar", T);
+    // The bundle leaves the inbox before the staged update is installed.
+    d.wait_for("staged update:", T);
     assert_eq!(a.assert_consistent().0, "2.0.0");
     assert_eq!(
         std::fs::read(a.state("slots/a/image")).unwrap(),
