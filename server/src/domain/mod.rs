@@ -6,7 +6,8 @@
 //! threshold), `guard` (attempts and failures per release), `offline` (requests and
 //! receipts boxes sign with their device key), `rotation` (keyring drafts,
 //! installs and re-signing), `case` (support cases, their status machine and the RMA
-//! clock), `service_hours` (the vendor's hours and the service time between two
+//! clock), `support` (support-case operations for the API and
+//! the console), `service_hours` (the vendor's hours and the service time between two
 //! instants) and `words` (wire names for people and logs).
 
 pub mod case;
@@ -20,5 +21,6 @@ pub mod registry;
 pub mod rollout;
 pub mod rotation;
 pub mod service_hours;
+pub mod support;
 pub mod validate;
 pub mod words;
