@@ -566,6 +566,8 @@ pub async fn change_rma(
             c.open_rma_mut().map_err(rule_error)?;
             if let Some(plan) = swap {
                 plan.apply(state, recs, now)?;
+                // The old box is gone: it will not answer a diagnostics request.
+                c.diagnostics_pending = None;
             }
             c.end_rma(
                 actor,
