@@ -619,8 +619,9 @@ pub async fn request_diagnostics(
         if d.device_key.is_none() {
             return Err(ApiError::conflict(
                 "no_device_key",
-                format!("device {serial} has no device key registered, so it cannot check in or sign a report; set its key first"),
-            ));
+                format!("device {serial} has no device key registered, so it can neither check in nor sign a diagnostics report; register its public key first"),
+            )
+            .with_details(serde_json::json!({"serial": serial, "for": "diagnostics"})));
         }
         if let Some(other) = d
             .pending_diagnostics

@@ -1524,7 +1524,12 @@ const KINDS: &[(&str, &str)] = &[
 ];
 
 /// sled trees that are derived from others (rebuilt, not copied).
-const DERIVED_TREES: &[&str] = &["audit_by_serial", "cases_by_serial", "__sled__default"];
+const DERIVED_TREES: &[&str] = &[
+    "audit_by_serial",
+    "cases_by_serial",
+    "case_counter",
+    "__sled__default",
+];
 
 /// Rows sent per statement while copying.
 const IMPORT_BATCH: usize = 1_000;

@@ -100,6 +100,11 @@ pub fn cli_message(code: &str, message: &str, details: Option<&Value>) -> String
                 "device {s} was replaced by {by}; open the case for {by}: `np-vendor case open {by} --summary TEXT`"
             );
         }
+        ("no_device_key", Some(s)) if text(details, "for").as_deref() == Some("diagnostics") => {
+            return format!(
+                "box {s} has no device key registered, so it can neither check in nor sign a diagnostics report; set its public key with `np-vendor device edit {s} --device-key FILE`"
+            )
+        }
         ("no_device_key", Some(s)) => {
             return format!(
                 "box {s} was registered without a device key, so what it signs (a request, a receipt) cannot be checked; a box's key is registered with `np-vendor device add SERIAL --device-key FILE`, or `np-vendor device swap {s} --new-device-key FILE` for a replacement"
