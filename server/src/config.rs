@@ -1,6 +1,7 @@
 //! `server.toml`: where the data lives, where to listen, TLS, limits, the model catalog
 //! and an optional download mirror. Unknown keys are refused so a typo is not ignored.
 
+use crate::domain::service_hours::{ServiceHours, ServiceHoursError};
 use crate::http::conn::ConnLimits;
 use crate::state::{Config, Limits};
 use np_common::serial::CatalogEntry;
@@ -63,6 +64,30 @@ pub struct BlobsToml {
     pub dir: Option<PathBuf>,
 }
 
+/// `[support]`: the vendor's service hours (docs/api.md, "Support cases").
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupportToml {
+    /// An IANA time zone (default `Asia/Taipei`).
+    pub time_zone: Option<String>,
+    /// Opening hours, `HH:MM-HH:MM` (default `09:00-20:00`).
+    pub hours: Option<String>,
+    /// Working days, such as `mon-fri` (the default) or `mon-fri,sat`.
+    pub days: Option<String>,
+}
+
+impl SupportToml {
+    /// The service hours these settings describe (defaults for what is absent).
+    pub fn service_hours(&self) -> Result<ServiceHours, ServiceHoursError> {
+        use crate::domain::service_hours::{DEFAULT_DAYS, DEFAULT_HOURS, DEFAULT_TIME_ZONE};
+        ServiceHours::parse(
+            self.time_zone.as_deref().unwrap_or(DEFAULT_TIME_ZONE),
+            self.hours.as_deref().unwrap_or(DEFAULT_HOURS),
+            self.days.as_deref().unwrap_or(DEFAULT_DAYS),
+        )
+    }
+}
+
 /// The contents of `server.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,6 +108,8 @@ pub struct ServerToml {
     pub store: Option<StoreToml>,
     /// The blob folder.
     pub blobs: Option<BlobsToml>,
+    /// Service hours for support cases.
+    pub support: Option<SupportToml>,
 }
 
 /// Why `server.toml` cannot be used.
@@ -127,6 +154,9 @@ impl ServerToml {
                 return Err("`models` is empty; remove it to use the built-in catalog".into());
             }
         }
+        if let Some(support) = &t.support {
+            support.service_hours().map_err(|e| e.to_string())?;
+        }
         Ok(t)
     }
 
@@ -159,6 +189,12 @@ impl ServerToml {
             conn,
             store_url: self.store.as_ref().and_then(|s| s.url.clone()),
             blobs_dir: self.blobs.as_ref().and_then(|b| b.dir.clone()),
+            // Checked by `parse`; a hand-built ServerToml with bad hours gets the default.
+            support: self
+                .support
+                .as_ref()
+                .and_then(|s| s.service_hours().ok())
+                .unwrap_or_default(),
         }
     }
 }
@@ -173,6 +209,7 @@ pub fn default_config(data_dir: &Path) -> Config {
         conn: ConnLimits::default(),
         store_url: None,
         blobs_dir: None,
+        support: ServiceHours::default(),
     }
 }
 
@@ -220,6 +257,27 @@ mod tests {
             ServerToml::parse("data = \"x\"").unwrap().config().conn,
             ConnLimits::default()
         );
+    }
+
+    #[test]
+    fn service_hours_are_read_and_checked_at_start() {
+        let c = ServerToml::parse("data = \"x\"").unwrap().config();
+        assert_eq!(c.support.to_string(), "09:00-20:00 Asia/Taipei");
+        let c = ServerToml::parse(
+            "data = \"x\"\n[support]\ntime_zone = \"America/New_York\"\nhours = \"08:30-17:00\"\ndays = \"mon-sat\"\n",
+        )
+        .unwrap()
+        .config();
+        assert_eq!(c.support.to_string(), "08:30-17:00 America/New_York");
+        let e = ServerToml::parse("data = \"x\"\n[support]\ntime_zone = \"Asia/Taipie\"\n")
+            .unwrap_err();
+        assert!(e.contains("[support] time_zone \"Asia/Taipie\""), "{e}");
+        let e =
+            ServerToml::parse("data = \"x\"\n[support]\nhours = \"20:00-09:00\"\n").unwrap_err();
+        assert!(e.contains("[support] hours"), "{e}");
+        let e = ServerToml::parse("data = \"x\"\n[support]\ndays = \"weekdays\"\n").unwrap_err();
+        assert!(e.contains("[support] days"), "{e}");
+        assert!(ServerToml::parse("data = \"x\"\n[support]\nzone = \"UTC\"\n").is_err());
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub struct Config {
     pub store_url: Option<String>,
     /// The blob folder (`[blobs] dir`); `None`: DATA/blobs.
     pub blobs_dir: Option<PathBuf>,
+    /// The vendor's service hours (`[support]`), for support cases' first response.
+    pub support: crate::domain::service_hours::ServiceHours,
 }
 
 /// Everything a handler needs; cheap to clone.

@@ -19,6 +19,27 @@ pub struct PendingAction {
     pub issued_at: Timestamp,
     /// The signed action envelope handed to the box.
     pub envelope: Envelope,
+    /// The support case of a `diagnostics` action (absent for the other actions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<String>,
+}
+
+impl PendingAction {
+    /// The signed action document this stands for.
+    pub fn document(&self, serial: &Serial) -> docs::Action {
+        docs::Action {
+            serial: serial.clone(),
+            action: self.action,
+            version: self.version.clone(),
+            issued_at: self.issued_at,
+            case: self.case.clone(),
+        }
+    }
+
+    /// Signs the action again with `key` (after a key rotation), keeping every field.
+    pub fn resign(&mut self, serial: &Serial, key: &SecretKey) {
+        self.envelope = docs::sign(&self.document(serial), key);
+    }
 }
 
 pub use np_common::coverage::Coverage;
@@ -87,6 +108,11 @@ pub struct DeviceRecord {
     pub version: Option<Version>,
     /// A staff action for the next check-in.
     pub pending_action: Option<PendingAction>,
+    /// A `diagnostics` action for a support case, kept apart from `pending_action` so
+    /// that neither replaces the other; check-in hands the older of the two first
+    /// (docs/api.md, "Diagnostics").
+    #[serde(default)]
+    pub pending_diagnostics: Option<PendingAction>,
     /// How the box's last update attempt ended, as it reported it.
     #[serde(default)]
     pub last_result: Option<np_common::api::LastResult>,
@@ -131,6 +157,7 @@ impl DeviceRecord {
             last_check_in: None,
             version: None,
             pending_action: None,
+            pending_diagnostics: None,
             last_result: None,
             last_receipt_seq: None,
             entitlement: Envelope {
@@ -182,8 +209,10 @@ impl DeviceRecord {
         let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
         if let Some(o) = v.as_object_mut() {
             o.remove("entitlement");
-            if let Some(serde_json::Value::Object(a)) = o.get_mut("pending_action") {
-                a.remove("envelope");
+            for slot in ["pending_action", "pending_diagnostics"] {
+                if let Some(serde_json::Value::Object(a)) = o.get_mut(slot) {
+                    a.remove("envelope");
+                }
             }
         }
         v

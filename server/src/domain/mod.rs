@@ -5,8 +5,12 @@
 //! staged-rollout bucket), `plan` (rollout plans: stages on a clock and the guard's
 //! threshold), `guard` (attempts and failures per release), `offline` (requests and
 //! receipts boxes sign with their device key), `rotation` (keyring drafts,
-//! installs and re-signing) and `words` (wire names for people and logs).
+//! installs and re-signing), `case` (support cases, their status machine and the RMA
+//! clock), `support` (support-case operations for the API and
+//! the console), `service_hours` (the vendor's hours and the service time between two
+//! instants) and `words` (wire names for people and logs).
 
+pub mod case;
 pub mod device;
 pub mod guard;
 pub mod import;
@@ -17,5 +21,7 @@ pub mod registry;
 pub mod replica_keys;
 pub mod rollout;
 pub mod rotation;
+pub mod service_hours;
+pub mod support;
 pub mod validate;
 pub mod words;

@@ -129,8 +129,8 @@ pub fn check_purchase_date(
     })))
 }
 
-/// Refuses a change to a box that is no longer active.
-fn require_active(d: &DeviceRecord, what: &str) -> Result<(), ApiError> {
+/// Refuses a change to a box that is no longer active (409 `not_active`).
+pub fn require_active(d: &DeviceRecord, what: &str) -> Result<(), ApiError> {
     if d.status == Status::Active {
         return Ok(());
     }
@@ -235,6 +235,114 @@ pub async fn extend(
     one(recs)
 }
 
+/// A checked swap request: what [`SwapPlan::apply`] does to the two records, in the
+/// transaction that writes them (the swap route, and an RMA that ends in a swap).
+#[derive(Debug, Clone)]
+pub struct SwapPlan {
+    old_serial: Serial,
+    new_serial: Serial,
+    new_model: np_common::Model,
+    new_key: Option<np_common::PublicKey>,
+    reason: String,
+}
+
+impl SwapPlan {
+    /// Checks the request's own fields (`bad_serial`, `bad_model`, `bad_device_key`,
+    /// `swap_not_allowed` for a box swapped for itself).
+    pub fn new(
+        state: &AppState,
+        old_serial: &Serial,
+        req: &SwapRequest,
+    ) -> Result<SwapPlan, ApiError> {
+        let new_serial = validate::serial(&req.new_serial)?;
+        let given = req.new_model.as_deref().map(validate::model).transpose()?;
+        let new_model = state
+            .config
+            .catalog
+            .device_model(&new_serial, given.as_ref())
+            .map_err(validate::model_error)?;
+        let new_key = validate::device_key("new_device_key", req.new_device_key.as_deref())?;
+        let reason = validate::text("reason", &req.reason, MAX_TEXT)?;
+        if &new_serial == old_serial {
+            return Err(ApiError::unprocessable(
+                "swap_not_allowed",
+                format!(
+                    "a box cannot be swapped for itself ({old_serial}); name the replacement's serial"
+                ),
+            ));
+        }
+        Ok(SwapPlan {
+            old_serial: old_serial.clone(),
+            new_serial,
+            new_model,
+            new_key,
+            reason,
+        })
+    }
+
+    /// The replacement's serial.
+    pub fn new_serial(&self) -> &Serial {
+        &self.new_serial
+    }
+
+    /// The two serials a swap changes: (old, new).
+    pub fn serials(&self) -> [Serial; 2] {
+        [self.old_serial.clone(), self.new_serial.clone()]
+    }
+
+    /// The swap rule on the records of [`SwapPlan::serials`]: the old box must be active,
+    /// the new model of the same family and the same or a higher tier
+    /// (`swap_not_allowed`), the new serial unregistered (`exists`). The old box becomes
+    /// `replaced`; the new one takes every term; both entitlements are re-signed.
+    pub fn apply(
+        &self,
+        state: &AppState,
+        recs: &mut [Option<DeviceRecord>],
+        now: jiff::Timestamp,
+    ) -> Result<(), ApiError> {
+        let (old_serial, new_serial) = (&self.old_serial, &self.new_serial);
+        let old = recs
+            .first_mut()
+            .and_then(Option::as_mut)
+            .ok_or_else(|| unknown(old_serial))?;
+        require_active(old, "swap")?;
+        state
+            .config
+            .catalog
+            .check_swap(&old.model, &self.new_model)
+            .map_err(validate::model_error)?;
+        if recs.get(1).is_some_and(Option::is_some) {
+            return Err(exists(new_serial));
+        }
+        let Some(old) = recs.first_mut().and_then(Option::as_mut) else {
+            return Err(unknown(old_serial));
+        };
+        old.status = Status::Replaced;
+        old.replaced_by = Some(new_serial.clone());
+        old.status_reason = Some(self.reason.clone());
+        old.pending_action = None;
+        old.pending_diagnostics = None;
+        old.reissue(&state.keys().entitlement, now);
+        let mut new = DeviceRecord::new(
+            new_serial.clone(),
+            self.new_model.clone(),
+            old.customer.clone(),
+            old.purchase_date,
+            old.terms.clone(),
+            self.new_key.clone(),
+            &state.keys().entitlement,
+            now,
+        );
+        new.replaces = Some(old_serial.clone());
+        new.status_reason = Some(self.reason.clone());
+        match recs.get_mut(1) {
+            Some(slot) => *slot = Some(new),
+            None => return Err(ApiError::internal("a swap without the new box's slot")),
+        }
+        Ok(())
+    }
+}
+
 /// Swaps a failed box for a new one of the same family and the same or a higher tier:
 /// the new box takes every term; the old one becomes `replaced`. Returns (old, new).
 pub async fn swap(
@@ -243,62 +351,17 @@ pub async fn swap(
     old_serial: &Serial,
     req: SwapRequest,
 ) -> Result<(DeviceRecord, DeviceRecord), ApiError> {
-    let new_serial = validate::serial(&req.new_serial)?;
-    let given = req.new_model.as_deref().map(validate::model).transpose()?;
-    let catalog = &state.config.catalog;
-    let new_model = catalog
-        .device_model(&new_serial, given.as_ref())
-        .map_err(validate::model_error)?;
-    let new_key = validate::device_key("new_device_key", req.new_device_key.as_deref())?;
-    let reason = validate::text("reason", &req.reason, MAX_TEXT)?;
-    if &new_serial == old_serial {
-        return Err(ApiError::unprocessable(
-            "swap_not_allowed",
-            format!(
-                "a box cannot be swapped for itself ({old_serial}); name the replacement's serial"
-            ),
-        ));
-    }
+    let plan = SwapPlan::new(state, old_serial, &req)?;
     let now = state.now();
     let change = Change {
         actor: Some(actor),
         action: "swap",
         at: now,
     };
-    let serials = [old_serial.clone(), new_serial.clone()];
     let mut recs = state
         .store
-        .mutate_devices(&serials, &change, |recs| {
-            let old = recs[0].as_mut().ok_or_else(|| unknown(old_serial))?;
-            require_active(old, "swap")?;
-            catalog
-                .check_swap(&old.model, &new_model)
-                .map_err(validate::model_error)?;
-            if recs[1].is_some() {
-                return Err(exists(&new_serial));
-            }
-            let Some(old) = recs[0].as_mut() else {
-                return Err(unknown(old_serial));
-            };
-            old.status = Status::Replaced;
-            old.replaced_by = Some(new_serial.clone());
-            old.status_reason = Some(reason.clone());
-            old.pending_action = None;
-            old.reissue(&state.keys().entitlement, now);
-            let mut new = DeviceRecord::new(
-                new_serial.clone(),
-                new_model.clone(),
-                old.customer.clone(),
-                old.purchase_date,
-                old.terms.clone(),
-                new_key.clone(),
-                &state.keys().entitlement,
-                now,
-            );
-            new.replaces = Some(old_serial.clone());
-            new.status_reason = Some(reason.clone());
-            recs[1] = Some(new);
-            Ok(())
+        .mutate_devices(&plan.serials(), &change, |recs| {
+            plan.apply(state, recs, now)
         })
         .await
         .map_err(MutateError::<ApiError>::into_inner)?;
@@ -329,6 +392,7 @@ pub async fn revoke(
             d.status = Status::Revoked;
             d.status_reason = Some(reason.clone());
             d.pending_action = None;
+            d.pending_diagnostics = None;
             d.reissue(&state.keys().entitlement, now);
             Ok(())
         })

@@ -367,9 +367,10 @@ pub enum Only {
 
 fn device_is_stale(d: &DeviceRecord, keyring: &Keyring) -> bool {
     docs::verify::<Entitlement>(&d.entitlement, keyring).is_err()
-        || d.pending_action
-            .as_ref()
-            .is_some_and(|p| docs::verify::<Action>(&p.envelope, keyring).is_err())
+        || [&d.pending_action, &d.pending_diagnostics]
+            .into_iter()
+            .flatten()
+            .any(|p| docs::verify::<Action>(&p.envelope, keyring).is_err())
 }
 
 /// Re-signs release manifests and device entitlements (bumping `sequence`) and pending
@@ -419,15 +420,13 @@ pub async fn resign(
                 .mutate_devices(&serials, &change, |recs| {
                     for d in recs.iter_mut().flatten() {
                         d.reissue(&keys.entitlement, now);
-                        if let Some(p) = d.pending_action.as_mut() {
-                            let action = Action {
-                                serial: d.serial.clone(),
-                                action: p.action,
-                                version: p.version.clone(),
-                                issued_at: p.issued_at,
-                                case: None,
-                            };
-                            p.envelope = docs::sign(&action, &keys.entitlement);
+                        // Every field kept, the case of a diagnostics action too.
+                        let serial = d.serial.clone();
+                        for p in [&mut d.pending_action, &mut d.pending_diagnostics]
+                            .into_iter()
+                            .flatten()
+                        {
+                            p.resign(&serial, &keys.entitlement);
                         }
                     }
                     Ok::<(), StoreError>(())

@@ -119,8 +119,13 @@ pub async fn create(
     if let Some(p) = device.pending_action.as_ref().filter(|_| !req.replace) {
         return Err(pending_error(&serial, p));
     }
-    // An action must be newer than the one before, or the box would ignore it.
-    let previous = device.pending_action.as_ref().map(|p| p.issued_at);
+    // An action must be newer than the one before (also a pending diagnostics request),
+    // or the box would ignore it.
+    let previous = [&device.pending_action, &device.pending_diagnostics]
+        .into_iter()
+        .flatten()
+        .map(|p| p.issued_at)
+        .max();
     let delivered = state.store.device_report(&serial).await?.delivered_action;
     let floor = previous.max(delivered);
     // Times are whole seconds: the action is issued at the next one, strictly after
@@ -143,6 +148,7 @@ pub async fn create(
         version,
         issued_at,
         envelope: docs::sign(&action, &state.keys().entitlement),
+        case: None,
     };
     let change = Change {
         actor: Some(&caller.name),

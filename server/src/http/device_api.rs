@@ -2,7 +2,8 @@
 //! by the [`SignedDevice`] extractor (`crate::http::device_auth`). `POST /api/v1/device/check-in` answers the keyring, the box's
 //! entitlement, a time token echoing its nonce, the newest release for it with the rule that
 //! stops it (`available`), the release that is due (`offer`) and a pending staff action;
-//! `POST /api/v1/device/events` records install progress and results. Staff read a box's
+//! `POST /api/v1/device/events` records install progress and results. (A box's
+//! diagnostics report goes to `POST /api/v1/device/diagnostics`, in `crate::http::cases`.) Staff read a box's
 //! events with `GET /api/v1/devices/{serial}/events`.
 
 use crate::domain::device::{DeviceRecord, PendingAction};
@@ -187,9 +188,26 @@ async fn check_in(
     // lost on the way (a cut connection, a manifest the box refused) must not lose the
     // action. The box carries out each action once (it ignores one not newer than the
     // last it took).
-    let deliver = pending
-        .as_ref()
-        .filter(|_| !done)
+    // A diagnostics request for a support case waits in its own slot: of the two, the
+    // older goes first, since the box ignores an action older than one it took. A
+    // diagnostics request handed over already no longer holds back a newer action (a box
+    // that never sends its report must not block an upgrade).
+    let staff_action = pending.as_ref().filter(|_| !done);
+    let diagnostics = match (staff_action, device.pending_diagnostics.as_ref()) {
+        (Some(a), Some(d)) if d.issued_at < a.issued_at => {
+            let handed = state
+                .store
+                .device_report(&device.serial)
+                .await?
+                .delivered_action;
+            (handed < Some(d.issued_at)).then_some(d)
+        }
+        (_, d) => d,
+    };
+    let deliver = staff_action
+        .into_iter()
+        .chain(diagnostics)
+        .min_by_key(|p| p.issued_at)
         .map(|p| (p.issued_at, p.envelope.clone()));
     let delivered_at = deliver.as_ref().map(|(at, _)| *at);
     // Whole seconds, as every time the server keeps (older agents sent nanoseconds).

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod blobs;
 pub mod bundle;
+pub mod cases;
 pub mod conn;
 pub mod console;
 pub mod device_api;
@@ -53,6 +54,7 @@ pub fn app(state: AppState) -> Router {
         .merge(blobs::router())
         .merge(device_api::router(&state.config.limits))
         .merge(actions::router())
+        .merge(cases::router())
         .merge(bundle::router())
         .merge(offline::router())
         .merge(keyring::router())

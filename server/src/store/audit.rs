@@ -74,6 +74,14 @@ pub const AUDIT_ACTIONS: &[&str] = &[
     "keyring_install",
     "keyring_resign",
     "receipt",
+    "case_open",
+    "case_note",
+    "case_status",
+    "rma_open",
+    "rma_shortage",
+    "rma_end",
+    "diagnostics_request",
+    "diagnostics_report",
 ];
 
 impl SledStore {

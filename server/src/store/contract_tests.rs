@@ -776,6 +776,267 @@ async fn an_audited_release_change_and_its_entry_are_one(store: &Store) {
     );
 }
 
+fn a_case(id: crate::domain::case::CaseId, serial: &Serial, at: Timestamp) -> CaseRecord {
+    use crate::domain::case::{Channel, Severity};
+    CaseRecord::new(
+        id,
+        serial.clone(),
+        "alice",
+        Channel::Phone,
+        "it beeps".into(),
+        Severity::Normal,
+        at,
+    )
+}
+
+fn case_change(action: &str) -> CaseChange<'_> {
+    CaseChange {
+        actor: "alice",
+        action,
+        device_action: "diagnostics_request",
+        at: t("2026-01-03T00:00:00Z"),
+    }
+}
+
+async fn cases_get_unique_ids_are_listed_newest_first_and_audited(store: &Store) {
+    let key = SecretKey::from_seed(&[1; 32]);
+    let s1 = Serial::parse("NR-2000-123456-4").unwrap();
+    let s2 = Serial::parse("NR-1000-000000-9").unwrap();
+    for s in [&s1, &s2] {
+        store
+            .mutate_devices(std::slice::from_ref(s), &change("register"), |recs| {
+                recs[0] = Some(record(s, &key));
+                Ok::<(), ()>(())
+            })
+            .await
+            .unwrap();
+    }
+    let opening = case_change("case_open");
+    // A refusal writes nothing, and the builder saw the box's record.
+    let refused = store
+        .open_case(&s1, &opening, |_, d| {
+            assert_eq!(d.map(|d| d.serial.clone()), Some(s1.clone()));
+            Err::<CaseRecord, _>("no")
+        })
+        .await;
+    assert!(matches!(refused, Err(MutateError::Rejected("no"))));
+    let unknown = Serial::parse("NR-3000-000000-7").unwrap();
+    let seen = store
+        .open_case(&unknown, &opening, |_, d| Err::<CaseRecord, _>(d.is_none()))
+        .await;
+    assert!(matches!(seen, Err(MutateError::Rejected(true))));
+    // Opened in parallel: every id is new.
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let store = store.clone();
+        let s = if i % 3 == 0 { s2.clone() } else { s1.clone() };
+        tasks.push(tokio::spawn(async move {
+            let change = case_change("case_open");
+            store
+                .open_case(&s, &change, |id, _| Ok::<_, ()>(a_case(id, &s, change.at)))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.unwrap().id);
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 6);
+    // Numbers start at the first case number and stay small (no jumps of sled's id
+    // generator); a refused opening may leave a gap.
+    assert!(ids[0].number() >= crate::domain::case::FIRST_CASE_NUMBER);
+    assert!(
+        ids[5].number() < crate::domain::case::FIRST_CASE_NUMBER + 20,
+        "{ids:?}"
+    );
+    let got = store.case(ids[0]).await.unwrap().unwrap();
+    assert_eq!(got.id, ids[0]);
+    let missing = crate::domain::case::CaseId::from_number(9);
+    assert_eq!(store.case(missing).await.unwrap(), None);
+    // All, newest first, in pages.
+    let all = store.list_cases(None, None, 100, |_| true).await.unwrap();
+    let listed: Vec<_> = all.cases.iter().map(|c| c.id).collect();
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!((listed, all.next_before), (newest_first.clone(), None));
+    let p1 = store.list_cases(None, None, 4, |_| true).await.unwrap();
+    assert_eq!(p1.cases.len(), 4);
+    assert_eq!(p1.next_before, Some(newest_first[3]));
+    let p2 = store
+        .list_cases(None, p1.next_before, 4, |_| true)
+        .await
+        .unwrap();
+    assert_eq!(
+        p2.cases.iter().map(|c| c.id).collect::<Vec<_>>(),
+        newest_first[4..]
+    );
+    assert_eq!(p2.next_before, None);
+    // One box's, and a filter.
+    let of_s2 = store
+        .list_cases(Some(&s2), None, 100, |_| true)
+        .await
+        .unwrap();
+    assert_eq!(of_s2.cases.len(), 2);
+    assert!(of_s2.cases.iter().all(|c| c.serial == s2));
+    assert!(of_s2.cases[0].id > of_s2.cases[1].id);
+    let one = store
+        .list_cases(Some(&s1), None, 1, |c| c.id != newest_first[0])
+        .await
+        .unwrap();
+    assert_eq!(one.cases.len(), 1);
+    assert!(one.next_before.is_some());
+    assert!(store
+        .list_cases(Some(&unknown), None, 10, |_| true)
+        .await
+        .unwrap()
+        .cases
+        .is_empty());
+    // Each opening is audited on its box, with the case as "after".
+    let audit = store
+        .audit_entries(Some(s2.as_str()), None, 100)
+        .await
+        .unwrap();
+    let opens: Vec<_> = audit
+        .entries
+        .iter()
+        .filter(|e| e.action == "case_open")
+        .collect();
+    assert_eq!(opens.len(), 2);
+    assert_eq!(opens[0].before, None);
+    assert_eq!(opens[0].after.as_ref().unwrap()["serial"], s2.as_str());
+}
+
+async fn a_case_and_its_devices_change_in_one_transaction(store: &Store) {
+    let key = SecretKey::from_seed(&[1; 32]);
+    let s = Serial::parse("NR-2000-123456-4").unwrap();
+    store
+        .mutate_devices(std::slice::from_ref(&s), &change("register"), |recs| {
+            recs[0] = Some(record(&s, &key));
+            Ok::<(), ()>(())
+        })
+        .await
+        .unwrap();
+    let opening = case_change("case_open");
+    let case = store
+        .open_case(&s, &opening, |id, _| {
+            Ok::<_, ()>(a_case(id, &s, opening.at))
+        })
+        .await
+        .unwrap();
+    let audited = |store: Store| async move {
+        store
+            .audit_entries(Some("NR-2000-123456-4"), None, 100)
+            .await
+            .unwrap()
+            .entries
+    };
+    let before = audited(store.clone()).await.len();
+    // Refused: neither the case nor the device changes, nothing is audited.
+    let change = case_change("diagnostics_request");
+    let refused = store
+        .mutate_case(case.id, std::slice::from_ref(&s), &change, |c, recs| {
+            c.summary = "changed".into();
+            if let Some(d) = recs[0].as_mut() {
+                d.customer = "changed".into();
+            }
+            Err("no")
+        })
+        .await;
+    assert!(matches!(refused, Err(MutateError::Rejected("no"))));
+    assert_eq!(store.case(case.id).await.unwrap().unwrap(), case);
+    assert_eq!(store.device(&s).await.unwrap().unwrap().customer, "ACME");
+    assert_eq!(audited(store.clone()).await.len(), before);
+    // No such case: nothing runs.
+    let none = store
+        .mutate_case(
+            crate::domain::case::CaseId::from_number(5),
+            &[],
+            &change,
+            |_, _| Err::<(), _>("must not run"),
+        )
+        .await
+        .unwrap();
+    assert!(none.is_none());
+    // Both change: two audit entries, the device's under `device_action`.
+    let done = store
+        .mutate_case(case.id, std::slice::from_ref(&s), &change, |c, recs| {
+            c.note("alice", "asked the box".into(), change.at)
+                .map_err(|_| "closed")?;
+            let d = recs[0].as_mut().ok_or("unregistered")?;
+            d.customer = "ACME Ltd".into();
+            Ok::<(), &str>(())
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.case.entries.len(), 1);
+    assert_eq!(done.devices[0].as_ref().unwrap().customer, "ACME Ltd");
+    assert_eq!(store.case(case.id).await.unwrap().unwrap(), done.case);
+    assert_eq!(
+        store.device(&s).await.unwrap().unwrap().customer,
+        "ACME Ltd"
+    );
+    let entries = audited(store.clone()).await;
+    let new: Vec<_> = entries[before..]
+        .iter()
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(new, ["diagnostics_request", "diagnostics_request"]);
+    let case_entry = entries
+        .iter()
+        .rev()
+        .find(|e| e.after.as_ref().is_some_and(|a| a.get("id").is_some()))
+        .unwrap();
+    assert_eq!(case_entry.before.as_ref().unwrap()["entries"], 0);
+    assert_eq!(case_entry.after.as_ref().unwrap()["entries"], 1);
+    // A change that changes nothing writes no entry.
+    store
+        .mutate_case(case.id, &[], &change, |_, _| Ok::<(), ()>(()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(audited(store.clone()).await.len(), entries.len());
+}
+
+async fn parallel_changes_of_one_case_lose_nothing(store: &Store) {
+    let s = Serial::parse("NR-2000-123456-4").unwrap();
+    let opening = case_change("case_open");
+    let case = store
+        .open_case(&s, &opening, |id, _| {
+            Ok::<_, ()>(a_case(id, &s, opening.at))
+        })
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let change = case_change("case_note");
+            store
+                .mutate_case(case.id, &[], &change, |c, _| {
+                    c.note("alice", format!("note {i}"), change.at)
+                        .map_err(|_| ())
+                })
+                .await
+                .unwrap()
+                .unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stored = store.case(case.id).await.unwrap().unwrap();
+    let mut notes: Vec<_> = stored.entries.iter().map(|e| e.text.clone()).collect();
+    notes.sort();
+    assert_eq!(
+        notes,
+        (0..8).map(|i| format!("note {i}")).collect::<Vec<_>>()
+    );
+}
+
 /// A keyring record of `version` whose online key is made from `seed`.
 pub(crate) fn keyring_record(version: u64, seed: u8) -> KeyringRecord {
     use np_common::docs::Role;
@@ -885,6 +1146,9 @@ contract!(
     guard_marks_are_kept_one_per_box_and_release,
     receipts_are_filed_once_and_move_the_record_when_newest,
     an_audited_release_change_and_its_entry_are_one,
+    cases_get_unique_ids_are_listed_newest_first_and_audited,
+    a_case_and_its_devices_change_in_one_transaction,
+    parallel_changes_of_one_case_lose_nothing,
     the_keyring_record_only_moves_forward,
     replicas_recording_their_keyring_together_agree_on_one,
 );

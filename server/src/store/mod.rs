@@ -11,6 +11,7 @@
 //! parallel changes, from one process or several replicas, never lose an update.
 
 mod audit;
+mod cases;
 #[cfg(test)]
 pub(crate) mod contract_tests;
 mod devices;
@@ -24,6 +25,7 @@ mod reports;
 mod tallies;
 
 pub use audit::{AuditEntry, AuditPage, AUDIT_ACTIONS};
+pub use cases::{CaseChange, CaseChanged, CasePage};
 pub use devices::{Change, DevicePage, MutateError};
 pub use keyring::KeyringRecord;
 pub use nonces::NonceCheck;
@@ -33,6 +35,7 @@ pub use receipts::{last_result_of, ReceiptFiled, StoredReceipt};
 pub use releases::{AuditSnapshots, Halt, ReleaseChangeError, ReleaseRecord};
 pub use reports::{DeviceReport, EventRecord};
 
+use crate::domain::case::{CaseId, CaseRecord};
 use crate::domain::device::DeviceRecord;
 use crate::domain::guard::Mark;
 use jiff::Timestamp;
@@ -483,6 +486,67 @@ impl Store {
         }
     }
 
+    /// The support case with this id, if any.
+    pub async fn case(&self, id: CaseId) -> Result<Option<CaseRecord>, StoreError> {
+        match self {
+            Store::Sled(s) => s.case(id),
+            Store::Postgres(p) => p.case(id).await,
+        }
+    }
+
+    /// Up to `limit` cases older than `before` (of the box `serial`, or of all), newest
+    /// first, keeping those `keep` accepts (filters on status or `overdue` go there).
+    pub async fn list_cases(
+        &self,
+        serial: Option<&Serial>,
+        before: Option<CaseId>,
+        limit: usize,
+        keep: impl Fn(&CaseRecord) -> bool,
+    ) -> Result<CasePage, StoreError> {
+        match self {
+            Store::Sled(s) => s.list_cases(serial, before, limit, keep),
+            Store::Postgres(p) => p.list_cases(serial, before, limit, keep).await,
+        }
+    }
+
+    /// Opens a case for `serial`: `f` sees the box's record (None when unregistered,
+    /// read under its row lock) and the new case's id, and builds the case or refuses.
+    /// The case and its audit entry (`change.action`) are one transaction.
+    pub async fn open_case<E, F>(
+        &self,
+        serial: &Serial,
+        change: &CaseChange<'_>,
+        f: F,
+    ) -> Result<CaseRecord, MutateError<E>>
+    where
+        F: Fn(CaseId, Option<&DeviceRecord>) -> Result<CaseRecord, E>,
+    {
+        match self {
+            Store::Sled(s) => s.open_case(serial, change, f).await,
+            Store::Postgres(p) => p.open_case(serial, change, f).await,
+        }
+    }
+
+    /// Changes case `id` and the devices `serials` together (the case's row locked, then
+    /// the devices' in serial order): `f` changes them in memory or refuses (and may run
+    /// more than once); the case, the changed devices and one audit entry for each are
+    /// one transaction. `Ok(None)` when there is no such case.
+    pub async fn mutate_case<E, F>(
+        &self,
+        id: CaseId,
+        serials: &[Serial],
+        change: &CaseChange<'_>,
+        f: F,
+    ) -> Result<Option<CaseChanged>, MutateError<E>>
+    where
+        F: Fn(&mut CaseRecord, &mut [Option<DeviceRecord>]) -> Result<(), E>,
+    {
+        match self {
+            Store::Sled(s) => s.mutate_case(id, serials, change, f).await,
+            Store::Postgres(p) => p.mutate_case(id, serials, change, f).await,
+        }
+    }
+
     /// How many registered boxes report running each version.
     pub async fn install_counts(&self) -> Result<HashMap<Version, u64>, StoreError> {
         match self {
@@ -508,6 +572,9 @@ pub struct SledStore {
     devices: sled::Tree,
     audit: sled::Tree,
     audit_by_serial: sled::Tree,
+    cases: sled::Tree,
+    cases_by_serial: sled::Tree,
+    case_counter: sled::Tree,
     flushes: Arc<FlushState>,
     nonce_count: Arc<AtomicU64>,
 }
@@ -523,6 +590,9 @@ impl SledStore {
             devices: db.open_tree("devices")?,
             audit: db.open_tree("audit")?,
             audit_by_serial: db.open_tree("audit_by_serial")?,
+            cases: db.open_tree("cases")?,
+            cases_by_serial: db.open_tree("cases_by_serial")?,
+            case_counter: db.open_tree("case_counter")?,
             flushes: Arc::default(),
             nonce_count: Arc::default(),
             db,

@@ -16,7 +16,9 @@ use super::AuditSnapshots;
 use super::StoreError;
 use super::{decode, encode, AuditEntry, AuditPage, Change, DevicePage, MutateError};
 use super::{last_result_of, ReceiptFiled, StoredReceipt};
+use super::{CaseChange, CaseChanged, CasePage};
 use super::{DeviceReport, EventRecord, NonceCheck, ReleaseChangeError, ReleaseRecord};
+use crate::domain::case::{CaseId, CaseRecord};
 use crate::domain::device::DeviceRecord;
 use crate::domain::guard::Mark;
 use crate::tokens::TokenRecord;
@@ -37,10 +39,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_receipts_tallies.sql")),
     (3, include_str!("migrations/0003_keyring.sql")),
+    (4, include_str!("migrations/0004_cases.sql")),
 ];
 
 /// The newest schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The longest any store operation may take before it answers "unavailable".
 pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -221,6 +224,214 @@ impl PgStore {
             deadpool_postgres::PoolError::Backend(e) => pg(e),
             other => StoreError::Unavailable(other.to_string()),
         })
+    }
+
+    /// The case with this id, if any.
+    pub async fn case(&self, id: CaseId) -> Result<Option<CaseRecord>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT record FROM cases WHERE number = $1",
+                &[&to_i64(id.number())],
+            )
+            .await?;
+        match rows.first() {
+            Some(r) => Ok(Some(decode(
+                &id.to_string(),
+                r.get::<_, &str>(0).as_bytes(),
+            )?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` cases older than `before` (of one box, or of all), newest first,
+    /// keeping those `keep` accepts.
+    pub async fn list_cases(
+        &self,
+        serial: Option<&Serial>,
+        before: Option<CaseId>,
+        limit: usize,
+        keep: impl Fn(&CaseRecord) -> bool,
+    ) -> Result<CasePage, StoreError> {
+        let mut cursor = before.map_or(i64::MAX, |b| to_i64(b.number()));
+        let serial = serial.map(Serial::as_str);
+        let mut cases: Vec<CaseRecord> = Vec::new();
+        loop {
+            let rows = self
+                .query(
+                    "SELECT number, record FROM cases WHERE number < $1 AND ($2::text IS NULL OR serial = $2) ORDER BY number DESC LIMIT $3",
+                    &[&cursor, &serial, &BATCH],
+                )
+                .await?;
+            let full = rows.len() == BATCH as usize;
+            for r in &rows {
+                cursor = r.get(0);
+                let c: CaseRecord =
+                    decode(&format!("case {cursor}"), r.get::<_, &str>(1).as_bytes())?;
+                if !keep(&c) {
+                    continue;
+                }
+                if cases.len() == limit {
+                    let next_before = cases.last().map(|c| c.id);
+                    return Ok(CasePage { cases, next_before });
+                }
+                cases.push(c);
+            }
+            if !full {
+                return Ok(CasePage {
+                    cases,
+                    next_before: None,
+                });
+            }
+        }
+    }
+
+    /// See [`super::Store::open_case`]: the box's row is locked (`FOR UPDATE`) while the
+    /// case is built, so a revocation cannot slip in between.
+    pub async fn open_case<E, F>(
+        &self,
+        serial: &Serial,
+        change: &CaseChange<'_>,
+        f: F,
+    ) -> Result<CaseRecord, MutateError<E>>
+    where
+        F: Fn(CaseId, Option<&DeviceRecord>) -> Result<CaseRecord, E>,
+    {
+        let f = &f;
+        with_retries(|| async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let rows = tx
+                .query(
+                    "SELECT record FROM devices WHERE serial = $1 FOR UPDATE",
+                    &[&serial.as_str()],
+                )
+                .await?;
+            let device: Option<DeviceRecord> = match rows.first() {
+                Some(r) => Some(decode(serial.as_str(), r.get::<_, &str>(0).as_bytes())?),
+                None => None,
+            };
+            let row = tx.query_one("SELECT nextval('case_numbers')", &[]).await?;
+            let n: i64 = row.get(0);
+            let id = CaseId::from_number(u64::try_from(n).unwrap_or_default());
+            let case = f(id, device.as_ref()).map_err(Fail::Rejected)?;
+            tx.execute(
+                "INSERT INTO cases (number, serial, record) VALUES ($1, $2, $3)",
+                &[&n, &case.serial.as_str(), &text(&case)],
+            )
+            .await?;
+            insert_case_audit(&tx, change, change.action, &case, None).await?;
+            tx.commit().await?;
+            Ok(case)
+        })
+        .await
+        .map_err(fail_to_mutate)
+    }
+
+    /// See [`super::Store::mutate_case`]: the case's row is locked first, then the
+    /// devices' rows in serial order (every case change locks in that order, and device
+    /// changes never lock a case, so they cannot deadlock).
+    pub async fn mutate_case<E, F>(
+        &self,
+        id: CaseId,
+        serials: &[Serial],
+        change: &CaseChange<'_>,
+        f: F,
+    ) -> Result<Option<CaseChanged>, MutateError<E>>
+    where
+        F: Fn(&mut CaseRecord, &mut [Option<DeviceRecord>]) -> Result<(), E>,
+    {
+        let f = &f;
+        let result = with_retries(|| async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let n = to_i64(id.number());
+            let rows = tx
+                .query("SELECT record FROM cases WHERE number = $1 FOR UPDATE", &[&n])
+                .await?;
+            let Some(row) = rows.first() else {
+                return Err(Fail::NotFound);
+            };
+            let before_case: CaseRecord =
+                decode(&id.to_string(), row.get::<_, &str>(0).as_bytes())?;
+            let keys: Vec<&str> = serials.iter().map(Serial::as_str).collect();
+            let rows = tx
+                .query(
+                    "SELECT serial, record FROM devices WHERE serial = ANY($1) ORDER BY serial FOR UPDATE",
+                    &[&keys],
+                )
+                .await?;
+            let mut found: HashMap<String, DeviceRecord> = HashMap::new();
+            for r in &rows {
+                let serial: &str = r.get(0);
+                found.insert(
+                    serial.to_owned(),
+                    decode(serial, r.get::<_, &str>(1).as_bytes())?,
+                );
+            }
+            let mut records: Vec<Option<DeviceRecord>> =
+                serials.iter().map(|s| found.get(s.as_str()).cloned()).collect();
+            let before = records.clone();
+            let mut case = before_case.clone();
+            f(&mut case, &mut records).map_err(Fail::Rejected)?;
+            for ((s, old), new) in serials.iter().zip(&before).zip(&records) {
+                if old == new {
+                    continue;
+                }
+                match (old, new) {
+                    (None, Some(d)) => {
+                        tx.execute(
+                            "INSERT INTO devices (serial, record) VALUES ($1, $2)",
+                            &[&s.as_str(), &text(d)],
+                        )
+                        .await?;
+                    }
+                    (Some(_), Some(d)) => {
+                        tx.execute(
+                            "UPDATE devices SET record = $2 WHERE serial = $1",
+                            &[&s.as_str(), &text(d)],
+                        )
+                        .await?;
+                    }
+                    (_, None) => {
+                        tx.execute("DELETE FROM devices WHERE serial = $1", &[&s.as_str()])
+                            .await?;
+                    }
+                }
+                let entry = AuditEntry {
+                    id: 0,
+                    at: change.at,
+                    actor: change.actor.to_owned(),
+                    action: change.device_action.to_owned(),
+                    serial: Some(s.to_string()),
+                    before: old.as_ref().map(DeviceRecord::snapshot),
+                    after: new.as_ref().map(DeviceRecord::snapshot),
+                };
+                tx.execute(
+                    "INSERT INTO audit (serial, entry) VALUES ($1, $2)",
+                    &[&s.as_str(), &text(&entry)],
+                )
+                .await?;
+            }
+            if case != before_case {
+                tx.execute(
+                    "UPDATE cases SET record = $2 WHERE number = $1",
+                    &[&n, &text(&case)],
+                )
+                .await?;
+                insert_case_audit(&tx, change, change.action, &case, Some(&before_case)).await?;
+            }
+            tx.commit().await?;
+            Ok(CaseChanged {
+                case,
+                devices: records,
+            })
+        })
+        .await;
+        match result {
+            Ok(c) => Ok(Some(c)),
+            Err(Fail::NotFound) => Ok(None),
+            Err(e) => Err(fail_to_mutate(e)),
+        }
     }
 
     /// Applies the migrations the database lacks (under an advisory lock, so replicas
@@ -1245,6 +1456,40 @@ impl PgStore {
     }
 }
 
+fn fail_to_mutate<E>(e: Fail<E>) -> MutateError<E> {
+    match e {
+        Fail::Rejected(e) => MutateError::Rejected(e),
+        Fail::Store(s) => MutateError::Store(s),
+        Fail::Pg(e) => MutateError::Store(pg(e)),
+        Fail::NotFound => MutateError::Store(StoreError::Postgres("unexpected".into())),
+    }
+}
+
+/// Appends the audit entry of a case change inside `tx`.
+async fn insert_case_audit(
+    tx: &tokio_postgres::Transaction<'_>,
+    change: &CaseChange<'_>,
+    action: &str,
+    case: &CaseRecord,
+    before: Option<&CaseRecord>,
+) -> Result<(), tokio_postgres::Error> {
+    let entry = AuditEntry {
+        id: 0,
+        at: change.at,
+        actor: change.actor.to_owned(),
+        action: action.to_owned(),
+        serial: Some(case.serial.to_string()),
+        before: before.map(CaseRecord::snapshot),
+        after: Some(case.snapshot()),
+    };
+    tx.execute(
+        "INSERT INTO audit (serial, entry) VALUES ($1, $2)",
+        &[&case.serial.as_str(), &text(&entry)],
+    )
+    .await?;
+    Ok(())
+}
+
 fn fail_to_store(e: Fail<()>) -> StoreError {
     match e {
         Fail::Store(s) => s,
@@ -1287,8 +1532,17 @@ async fn apply_migrations(client: &mut Object) -> Result<i64, StoreError> {
             known: SCHEMA_VERSION,
         });
     }
+    // Every migration the database lacks, also one numbered below its newest (versions
+    // need not be contiguous: branches add theirs independently).
+    let applied: Vec<i64> = client
+        .query("SELECT version FROM np_schema_migrations", &[])
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     for (version, sql) in MIGRATIONS {
-        if *version <= current {
+        if applied.contains(version) {
             continue;
         }
         let tx = client.transaction().await.map_err(pg)?;
@@ -1301,7 +1555,7 @@ async fn apply_migrations(client: &mut Object) -> Result<i64, StoreError> {
         .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         tracing::info!(version, "applied a database migration");
-        current = *version;
+        current = current.max(*version);
     }
     Ok(current)
 }
@@ -1317,12 +1571,19 @@ const KINDS: &[(&str, &str)] = &[
     ("request_nonces", "request_nonces"),
     ("device_receipts", "device_receipts"),
     ("rollout_tallies", "rollout_tallies"),
+    ("cases", "cases"),
     ("tokens", ""),
 ];
 
 /// sled trees that are derived from others (rebuilt, not copied), and the keyring record
 /// (not copied: the first replica that starts on the database records its own).
-const DERIVED_TREES: &[&str] = &["audit_by_serial", "__sled__default", "keyring"];
+const DERIVED_TREES: &[&str] = &[
+    "audit_by_serial",
+    "cases_by_serial",
+    "case_counter",
+    "__sled__default",
+    "keyring",
+];
 
 /// Rows sent per statement while copying.
 const IMPORT_BATCH: usize = 1_000;
@@ -1407,6 +1668,7 @@ impl PgStore {
                         "request_nonces" => "INSERT INTO request_nonces (serial, nonce, expires) SELECT s, n, x::bigint FROM unnest($1::text[], $2::text[], $3::text[]) AS t(s, n, x)",
                         "device_receipts" => "INSERT INTO device_receipts (serial, seq, receipt) SELECT s, q::bigint, r FROM unnest($1::text[], $2::text[], $3::text[]) AS t(s, q, r)",
                         "rollout_tallies" => "INSERT INTO rollout_tallies (version, serial, mark) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])",
+                        "cases" => "INSERT INTO cases (number, serial, record) SELECT n::bigint, s, r FROM unnest($1::text[], $2::text[], $3::text[]) AS t(n, s, r)",
                         _ => "INSERT INTO tokens (name, sha256, record) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])",
                     };
                     let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = columns
@@ -1436,6 +1698,16 @@ impl PgStore {
                             })?);
                             let e: AuditEntry = decode(&format!("audit entry {id}"), &v)?;
                             vec![id.to_string(), e.serial.unwrap_or_default(), value]
+                        }
+                        "cases" => {
+                            let n = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| {
+                                StoreError::Corrupt {
+                                    what: "cases".into(),
+                                    reason: "key of the wrong length".into(),
+                                }
+                            })?);
+                            let c: CaseRecord = decode(&format!("case {n}"), &v)?;
+                            vec![n.to_string(), c.serial.to_string(), value]
                         }
                         "device_events" | "request_nonces" | "device_receipts"
                         | "rollout_tallies" => {
@@ -1507,6 +1779,12 @@ impl PgStore {
             .await
             .map_err(pg)?;
         }
+        tx.execute(
+            "SELECT setval('case_numbers', greatest(coalesce((SELECT max(number) FROM cases), 0) + 1, 1001), false)",
+            &[],
+        )
+        .await
+        .map_err(pg)?;
         if let Some(c) = copied.iter().find(|c| c.source != c.target) {
             return Err(StoreError::Postgres(format!(
                 "the copy of {} holds {} rows for {} records; nothing was kept",
@@ -1544,7 +1822,25 @@ mod tests {
             .query("SELECT count(*) FROM np_schema_migrations", &[])
             .await
             .unwrap();
-        assert_eq!(rows[0].get::<_, i64>(0), SCHEMA_VERSION);
+        assert_eq!(rows[0].get::<_, i64>(0), MIGRATIONS.len() as i64);
+        // A migration numbered below the newest applied one, but missing (a branch's
+        // migration merged after another's), is applied too.
+        store
+            .query("DELETE FROM np_schema_migrations WHERE version = 2", &[])
+            .await
+            .unwrap();
+        for drop in [
+            "DROP TABLE device_receipts",
+            "DROP TABLE rollout_tallies",
+            "DROP SEQUENCE rollout_tallies_changes",
+        ] {
+            store.query(drop, &[]).await.unwrap();
+        }
+        assert_eq!(store.migrate().await.unwrap(), SCHEMA_VERSION);
+        store
+            .query("SELECT count(*) FROM device_receipts", &[])
+            .await
+            .unwrap();
         store
             .query(
                 "INSERT INTO np_schema_migrations (version) VALUES ($1)",
@@ -1711,6 +2007,26 @@ mod tests {
             staff_rollback: false,
         };
         sled.put_tally_mark(&v, &s, &mark).await.unwrap();
+        let case_change = crate::store::CaseChange {
+            actor: "alice",
+            action: "case_open",
+            device_action: "case_open",
+            at,
+        };
+        let case = sled
+            .open_case(&s, &case_change, |id, _| {
+                Ok::<_, ()>(CaseRecord::new(
+                    id,
+                    s.clone(),
+                    "alice",
+                    crate::domain::case::Channel::Phone,
+                    "x".into(),
+                    crate::domain::case::Severity::Low,
+                    at,
+                ))
+            })
+            .await
+            .unwrap();
         let pg = PgStore::connect(&db.url).await.unwrap();
         let copied = pg.import_sled(&sled, &[]).await.unwrap();
         let n = |kind: &str| {
@@ -1719,7 +2035,26 @@ mod tests {
                 .find(|c| c.kind == kind)
                 .map(|c| (c.source, c.target))
         };
-        assert_eq!(n("audit"), Some((3, 3)));
+        assert_eq!(n("audit"), Some((4, 4)));
+        assert_eq!(n("cases"), Some((1, 1)));
+        assert_eq!(pg.case(case.id).await.unwrap(), Some(case.clone()));
+        assert_eq!(
+            pg.list_cases(Some(&s), None, 10, |_| true)
+                .await
+                .unwrap()
+                .cases,
+            vec![case.clone()]
+        );
+        // Case numbers go on after the copied ones.
+        let later = pg
+            .open_case(&s, &case_change, |id, _| {
+                let mut c = case.clone();
+                c.id = id;
+                Ok::<_, ()>(c)
+            })
+            .await
+            .unwrap();
+        assert!(later.id > case.id, "{} after {}", later.id, case.id);
         assert_eq!(n("device_events"), Some((2, 2)));
         assert_eq!(n("request_nonces"), Some((1, 1)));
         assert_eq!(n("device_receipts"), Some((1, 1)));
@@ -1732,10 +2067,10 @@ mod tests {
             .await
             .unwrap();
         let old = pg.audit_entries(None, None, 10).await.unwrap();
-        assert_eq!(old.entries.len(), 4, "the entry of id 0 is listed too");
+        assert_eq!(old.entries.len(), 6, "the entry of id 0 is listed too");
         let ids: Vec<u64> = old.entries.iter().map(|e| e.id).collect();
         assert!(
-            old.entries[..3].iter().all(|e| e.id < next.id),
+            old.entries[..4].iter().all(|e| e.id < next.id),
             "{ids:?} {}",
             next.id
         );
