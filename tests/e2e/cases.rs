@@ -1,7 +1,8 @@
 //! Support cases with the real binaries on 127.0.0.1: np-vendor opens a case for a covered
 //! box; a lapsed box is refused one until it is reinstated; an RMA (with a parts shortage)
 //! ends in a swap to a higher model (NR-2000 → NR-3000), and the replacement's np-agent
-//! upgrades under the old box's coverage.
+//! upgrades under the old box's coverage; staff request diagnostics on a case, the box's
+//! next check-in gathers and posts them, signed, and the case shows them, with no secret.
 
 #![allow(clippy::unwrap_used)]
 
@@ -268,5 +269,85 @@ fn an_rma_swap_to_a_higher_model_lets_the_replacement_upgrade_under_the_old_cove
     assert!(
         out.stderr.contains(&format!("np-vendor case open {NEW}")),
         "{out:?}"
+    );
+}
+
+#[test]
+fn diagnostics_requested_on_a_case_arrive_with_the_next_check_in_and_hold_no_secret() {
+    let srv = TestServer::start();
+    let manifest = publish(&srv, "1.0.0", 1, &v1());
+    // The box's health command prints its own device key file and a password URL: the
+    // report must carry neither.
+    let agent = TestAgent::new(
+        OLD,
+        &srv.root_public_key,
+        &format!(
+            "[server]\nurl = \"{}\"\ncheck_interval = \"1h\"\n\n[install]\nhealth_command = \"echo disk ok; cat device.key; echo postgres://np:hunter2secret@db/np\"\n",
+            srv.url
+        ),
+    );
+    let key_path = agent.dir.path().join("device.key");
+    let out = agent.run(&["keygen", "--out", key_path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let public = out.stdout.trim().to_owned();
+    let (s, d) = srv.post_json(
+        "/api/v1/devices",
+        json!({"serial": OLD, "purchase_date": today(), "customer": "ACME", "device_key": public}),
+    );
+    assert_eq!(s, 201, "{d}");
+    let (_, keyring) = srv.get_json("/api/v1/keyring");
+    let (_, ent) = srv.get_json(&format!("/api/v1/devices/{OLD}/entitlement"));
+    agent.provision(
+        &serde_json::from_value(keyring).unwrap(),
+        &manifest,
+        &v1(),
+        Some(&serde_json::from_value(ent).unwrap()),
+    );
+    let out = agent.run(&["check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+
+    let case = vendor_json(&srv, &["case", "open", OLD, "--summary", "slow reports"]);
+    let id = case["id"].as_str().unwrap().to_owned();
+    let out = vendor(&srv, &["case", "diagnostics", &id]);
+    assert_eq!(out.code, 0, "{out:?}");
+
+    // The box's next check-in delivers the action; the agent gathers and posts the report.
+    let out = agent.run(&["check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let shown = vendor_json(&srv, &["case", "show", &id]);
+    let entries = shown["entries"].as_array().unwrap();
+    let diag = entries
+        .iter()
+        .find(|e| e["kind"] == "diagnostics")
+        .unwrap_or_else(|| panic!("no diagnostics entry: {shown}"));
+    let text = diag["text"].as_str().unwrap();
+    let report: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(report["serial"], OLD, "{report}");
+    assert_eq!(report["case"], id.as_str(), "{report}");
+    assert_eq!(report["slots"]["a"], "1.0.0", "{report}");
+    assert!(report["state_free_bytes"].as_u64().unwrap() > 0, "{report}");
+    let health = report["health"]["output"].as_str().unwrap();
+    assert!(health.contains("disk ok"), "{report}");
+    let key_text = std::fs::read_to_string(&key_path).unwrap();
+    assert!(
+        !text.contains(key_text.trim()),
+        "the device key leaked: {text}"
+    );
+    assert!(!text.contains("hunter2secret"), "a password leaked: {text}");
+    // Nothing is pending any more, and the agent has nothing left to send.
+    let st = agent.status();
+    assert_eq!(st["diagnostics_unsent"], 0, "{st}");
+    let out = vendor(&srv, &["case", "diagnostics", &id]);
+    assert_eq!(out.code, 0, "a new request after the report: {out:?}");
+    let (_, audit) = srv.get_json(&format!("/api/v1/audit?serial={OLD}"));
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.iter().any(|a| a.contains("diagnostics")),
+        "{actions:?}"
     );
 }
