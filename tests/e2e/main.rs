@@ -5,6 +5,7 @@ mod agent_offline;
 mod agent_online;
 mod agent_ux;
 mod console;
+mod console_cases;
 mod receipts;
 mod replicas;
 mod rollout_guard;

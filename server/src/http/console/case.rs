@@ -76,6 +76,8 @@ pub struct RmaBlock {
     stopped: String,
     overdue: bool,
     outcome: Option<String>,
+    /// The replacement box of a swap, linked to its page.
+    replacement: Option<String>,
     ended: String,
     open: bool,
 }
@@ -142,6 +144,7 @@ fn rma_block(v: &CaseView) -> Option<RmaBlock> {
         stopped: minutes(r.stopped_secs / 60),
         overdue: r.overdue,
         outcome,
+        replacement: r.replacement_serial.as_ref().map(ToString::to_string),
         ended: r.ended_at.as_ref().map(super::when).unwrap_or_default(),
         open: r.outcome.is_none(),
     })
@@ -384,6 +387,8 @@ pub struct EndForm {
     #[serde(default)]
     replacement_model: String,
     #[serde(default)]
+    replacement_device_key: String,
+    #[serde(default)]
     exclusion: String,
     #[serde(default)]
     note: String,
@@ -417,6 +422,7 @@ pub async fn end_rma(
         outcome: Some(outcome),
         replacement_serial: given(&form.replacement_serial),
         replacement_model: given(&form.replacement_model),
+        replacement_device_key: given(&form.replacement_device_key),
         exclusion: given(&form.exclusion),
         note: note_of(form.note),
         ..RmaChangeRequest::default()

@@ -106,6 +106,16 @@ impl DevicePage {
         }
     }
 
+    fn pending_diagnostics(&self) -> Option<String> {
+        self.d.pending_diagnostics.as_ref().map(|p| {
+            let case = p.case.as_deref().unwrap_or("a case");
+            format!(
+                "for case {case} (asked {}): sent at the next check-in",
+                super::when(&p.issued_at)
+            )
+        })
+    }
+
     fn last_seen(&self) -> String {
         self.d
             .last_check_in

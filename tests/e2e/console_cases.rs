@@ -1,0 +1,180 @@
+//! The support cases in the staff console, in a real browser (headless Chromium over
+//! WebDriver) against the real `np-server`: open a case from a box's page, find it in the
+//! case list, add a note, open an RMA, end it with a swap to a higher model (the case is
+//! resolved, the replacement has its page), and ask the replacement for diagnostics.
+//! Fields are found by their labels, buttons by their text; the case list and a case's
+//! page are saved under `target/console-screenshots/`.
+
+#![allow(clippy::unwrap_used)]
+
+use jiff::ToSpan as _;
+use np_common::SecretKey;
+use np_tests::browser::{xpath_literal, Browser};
+use np_tests::server::TestServer;
+use serde_json::json;
+
+/// A serial with a correct check digit.
+fn serial(model: &str, n: u32) -> String {
+    let digits = format!("{}{n:06}", &model[3..]);
+    let c = np_common::serial::luhn_check_digit(&digits);
+    format!("{model}-{n:06}-{c}")
+}
+
+/// Chooses the option `value` of the list labelled `label`.
+fn choose(b: &Browser, label: &str, value: &str) {
+    let option = b.find(&format!(
+        "//select[@id=//label[normalize-space()={}]/@for]/option[@value={}]",
+        xpath_literal(label),
+        xpath_literal(value)
+    ));
+    b.click(&option);
+}
+
+/// The id of the case whose page is open (from its heading).
+fn pending_case(b: &Browser) -> String {
+    let h1 = b.text(&b.find("//h1"));
+    h1.trim_start_matches("Case ").to_owned()
+}
+
+#[test]
+fn console_cases_open_note_rma_swap_and_diagnostics() {
+    let srv = TestServer::start();
+    let failed = serial("NR-2000", 31);
+    let replacement = serial("NR-3000", 32);
+    let purchase = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .checked_sub(100.days())
+        .unwrap();
+    let key = SecretKey::from_seed(&[31; 32]);
+    let (status, d) = srv.post_json(
+        "/api/v1/devices",
+        json!({"serial": failed, "purchase_date": purchase.to_string(), "customer": "Acme Logistics",
+               "device_key": key.public_key().to_base64()}),
+    );
+    assert_eq!(status, 201, "{d}");
+    let console = |path: &str| format!("{}/console{path}", srv.url);
+
+    let b = Browser::start();
+    b.goto(&console("/sign-in"));
+    b.fill("Token", &srv.admin_token);
+    b.press("Sign in");
+    b.wait_path("/console/");
+    b.wait_text("Open support cases");
+
+    // Open a case from the box's page.
+    b.goto(&console(&format!("/devices/{failed}")));
+    b.find("//h2[normalize-space()='Support cases']");
+    b.wait_text("No support cases.");
+    b.fill("Summary", "the box reboots every night");
+    choose(&b, "Channel", "email");
+    choose(&b, "Severity", "high");
+    b.press("Open case");
+    let opened = b.wait_text(&format!("opened for {failed}"));
+    let id = opened
+        .split("Case ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    b.wait_path(&format!("/console/cases/{id}"));
+    let (status, c) = srv.get_json(&format!("/api/v1/cases/{id}"));
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(
+        (&c["channel"], &c["severity"], &c["status"]),
+        (&json!("email"), &json!("high"), &json!("open"))
+    );
+
+    // The case list shows it; its link leads to the case.
+    let nav = b.find("//nav//a[normalize-space()='Cases']");
+    b.click(&nav);
+    b.wait_path("/console/cases");
+    b.wait_text("the box reboots every night");
+    b.screenshot("cases", 1280);
+    let link = b.find(&format!("//a[normalize-space()={}]", xpath_literal(&id)));
+    b.click(&link);
+    b.find(&format!("//h1[normalize-space()='Case {id}']"));
+
+    // A note: the first response, counted in service hours.
+    b.fill("Note", "asked the customer for the power log");
+    b.press("Add note");
+    b.wait_text("Note added to case");
+    b.wait_text("asked the customer for the power log");
+    let first = b.text(&b.find("//dd[@id='case-first-response']"));
+    assert!(first.contains("in service hours"), "{first}");
+
+    // An RMA, due in five days.
+    b.fill("RMA note (optional)", "label sent");
+    b.press("Open RMA");
+    b.wait_text("RMA opened on case");
+    let (_, c) = srv.get_json(&format!("/api/v1/cases/{id}"));
+    assert_eq!(c["status"], "rma");
+    assert_eq!(c["rma"]["outcome"], json!(null));
+    let due = b.text(&b.find("//dd[@id='rma-due']"));
+    let due_api: jiff::Timestamp = c["rma"]["due"].as_str().unwrap().parse().unwrap();
+    assert_eq!(due, due_api.strftime("%Y-%m-%d %H:%M UTC").to_string());
+    b.screenshot("case-rma", 1280);
+
+    // Ended as swapped for a higher model: the case is resolved, the replacement has the
+    // coverage and its own page.
+    let new_key = SecretKey::from_seed(&[32; 32]);
+    choose(&b, "Outcome", "swapped");
+    b.fill("Replacement serial", &replacement);
+    b.fill(
+        "Replacement device key (optional, base64)",
+        &new_key.public_key().to_base64(),
+    );
+    b.fill("Ending note (optional)", "main board failed");
+    b.press("End RMA");
+    b.wait_text("The case is resolved");
+    assert_eq!(b.text(&b.find("//dd[@id='case-status']")), "resolved");
+    assert!(!b.has_button("End RMA"));
+    let (_, c) = srv.get_json(&format!("/api/v1/cases/{id}"));
+    assert_eq!(
+        (
+            &c["status"],
+            &c["rma"]["outcome"],
+            &c["rma"]["replacement_serial"]
+        ),
+        (&json!("resolved"), &json!("swapped"), &json!(replacement))
+    );
+    b.screenshot("case", 1280);
+    let link = b.find(&format!(
+        "//dd[@id='rma-replacement']/a[normalize-space()={}]",
+        xpath_literal(&replacement)
+    ));
+    b.click(&link);
+    b.find(&format!(
+        "//h1[normalize-space()={}]",
+        xpath_literal(&replacement)
+    ));
+    assert_eq!(b.text(&b.find("//dd[@id='model']")), "NR-3000");
+    let (_, old) = srv.get_json(&format!("/api/v1/devices/{failed}"));
+    assert_eq!(
+        (&old["status"], &old["replaced_by"]),
+        (&json!("replaced"), &json!(replacement))
+    );
+
+    // The replacement gets its own case, and its box is asked for diagnostics.
+    b.fill("Summary", "check the replacement after the swap");
+    b.press("Open case");
+    b.wait_text(&format!("opened for {replacement}"));
+    b.press("Request diagnostics");
+    b.wait_text("Diagnostics requested:");
+    let pending = b.text(&b.find("//dd[@id='diagnostics-pending']"));
+    assert!(
+        pending.contains("admin") && pending.contains("next check-in"),
+        "{pending}"
+    );
+    let (_, c) = srv.get_json(&format!("/api/v1/cases/{}", pending_case(&b)));
+    assert_eq!(c["diagnostics_pending"]["requested_by"], "admin", "{c}");
+    b.goto(&console(&format!("/devices/{replacement}")));
+    let on_box = b.text(&b.find("//dd[@id='pending-diagnostics']"));
+    assert!(on_box.contains("next check-in"), "{on_box}");
+    b.screenshot("device-with-cases", 1280);
+
+    // The fleet counts the replacement's case as open.
+    b.goto(&console("/"));
+    let open = b.find("//td[@data-cases='open']");
+    assert_eq!(b.text(&open), "1");
+}
