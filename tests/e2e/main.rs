@@ -4,6 +4,7 @@ mod agent_disks;
 mod agent_offline;
 mod agent_online;
 mod agent_ux;
+mod cases;
 mod console;
 mod console_cases;
 mod receipts;

@@ -519,7 +519,7 @@ fn migrate_store_moves_a_sled_folder_and_its_boxes_keep_working() {
     );
     assert_eq!(
         (out.code, out.stdout.trim()),
-        (0, "schema version 2"),
+        (0, "schema version 4"),
         "{}",
         out.stderr
     );

@@ -597,6 +597,8 @@ pub async fn change_rma(
             c.open_rma_mut().map_err(rule_error)?;
             if let Some(plan) = swap {
                 plan.apply(state, recs, now)?;
+                // The old box is gone: it will not answer a diagnostics request.
+                c.diagnostics_pending = None;
             }
             c.end_rma(
                 actor,
@@ -648,8 +650,9 @@ pub async fn request_diagnostics(
         if d.device_key.is_none() {
             return Err(ApiError::conflict(
                 "no_device_key",
-                format!("device {serial} has no device key registered, so it cannot check in or sign a report; set its key first"),
-            ));
+                format!("device {serial} has no device key registered, so it can neither check in nor sign a diagnostics report; register its public key first"),
+            )
+            .with_details(serde_json::json!({"serial": serial, "for": "diagnostics"})));
         }
         if let Some(other) = d
             .pending_diagnostics

@@ -1009,3 +1009,33 @@ async fn a_diagnostics_request_keeps_its_case_through_a_re_signing() {
         (ActionKind::Diagnostics, Some(id.as_str()))
     );
 }
+
+#[tokio::test]
+async fn a_diagnostics_request_handed_over_already_does_not_hold_back_a_newer_action() {
+    let h = H::new().await;
+    h.register(SERIAL, "2026-01-01").await;
+    let id = h.case_id(SERIAL).await;
+    let (s, _) = h
+        .staff("POST", &format!("/api/v1/cases/{id}/diagnostics"), None)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let first = h.action_of(&h.check_in(None).await).unwrap();
+    assert_eq!(first.action, ActionKind::Diagnostics);
+    // The box never reports; staff ask for a rollback: it goes out next, newer.
+    let (s, v) = h
+        .staff(
+            "POST",
+            &format!("/api/v1/devices/{SERIAL}/actions"),
+            Some(json!({"action": "rollback"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let next = h.action_of(&h.check_in(None).await).unwrap();
+    assert_eq!(next.action, ActionKind::Rollback);
+    assert!(next.issued_at > first.issued_at);
+    // Still the rollback until it is done; the case still waits for its report.
+    let again = h.action_of(&h.check_in(None).await).unwrap();
+    assert_eq!(again.action, ActionKind::Rollback);
+    let (_, c) = h.staff("GET", &format!("/api/v1/cases/{id}"), None).await;
+    assert!(c["diagnostics_pending"].is_object(), "{c}");
+}

@@ -189,12 +189,24 @@ async fn check_in(
     // action. The box carries out each action once (it ignores one not newer than the
     // last it took).
     // A diagnostics request for a support case waits in its own slot: of the two, the
-    // older goes first, since the box ignores an action older than one it took.
-    let deliver = pending
-        .as_ref()
-        .filter(|_| !done)
+    // older goes first, since the box ignores an action older than one it took. A
+    // diagnostics request handed over already no longer holds back a newer action (a box
+    // that never sends its report must not block an upgrade).
+    let staff_action = pending.as_ref().filter(|_| !done);
+    let diagnostics = match (staff_action, device.pending_diagnostics.as_ref()) {
+        (Some(a), Some(d)) if d.issued_at < a.issued_at => {
+            let handed = state
+                .store
+                .device_report(&device.serial)
+                .await?
+                .delivered_action;
+            (handed < Some(d.issued_at)).then_some(d)
+        }
+        (_, d) => d,
+    };
+    let deliver = staff_action
         .into_iter()
-        .chain(device.pending_diagnostics.as_ref())
+        .chain(diagnostics)
         .min_by_key(|p| p.issued_at)
         .map(|p| (p.issued_at, p.envelope.clone()));
     let delivered_at = deliver.as_ref().map(|(at, _)| *at);

@@ -1,7 +1,9 @@
 //! Support cases in the sled store: tree `cases`, key = the case number (big-endian u64),
 //! value = the JSON [`CaseRecord`]; tree `cases_by_serial`, key = serial ++ 0x00 ++
-//! number, value empty, to list one box's cases. A case's number comes from sled's id
-//! generator (above [`FIRST_CASE_NUMBER`]), so it is never given twice.
+//! number, value empty, to list one box's cases; tree `case_counter`, key `next`, the
+//! next case number (from [`FIRST_CASE_NUMBER`]), raised in the transaction that opens a
+//! case, so a number is never given twice and numbers stay small (sled's own id
+//! generator jumps by a million at every restart).
 //!
 //! A change of a case, of the devices it touches (an RMA swap, a diagnostics request)
 //! and their audit entries are one sled transaction over the five trees.
@@ -48,6 +50,9 @@ pub struct CaseChanged {
     /// The devices as written (None where unregistered), in the order asked.
     pub devices: Vec<Option<DeviceRecord>>,
 }
+
+/// The key of the next case number in tree `case_counter`.
+const COUNTER_KEY: &[u8] = b"next";
 
 pub(super) fn serial_key(serial: &str, number: u64) -> Vec<u8> {
     let mut k = serial.as_bytes().to_vec();
@@ -187,17 +192,31 @@ impl SledStore {
             &self.audit_by_serial,
             &self.cases,
             &self.cases_by_serial,
+            &self.case_counter,
         );
-        let result = trees.transaction(|(devs, audit, idx, cases, by_serial)| {
+        let result = trees.transaction(|(devs, audit, idx, cases, by_serial, counter)| {
             let device = match devs.get(serial.as_str().as_bytes())? {
                 Some(v) => Some(decode::<DeviceRecord>(serial.as_str(), &v).map_err(abort)?),
                 None => None,
             };
-            let id = CaseId::from_number(FIRST_CASE_NUMBER + cases.generate_id()?);
+            let number = match counter.get(COUNTER_KEY)? {
+                Some(v) => {
+                    let raw: [u8; 8] = v.as_ref().try_into().map_err(|_| {
+                        abort(StoreError::Corrupt {
+                            what: "case counter".into(),
+                            reason: "value of the wrong length".into(),
+                        })
+                    })?;
+                    u64::from_be_bytes(raw).max(FIRST_CASE_NUMBER)
+                }
+                None => FIRST_CASE_NUMBER,
+            };
+            let id = CaseId::from_number(number);
             let case = f(id, device.as_ref())
                 .map_err(|e| ConflictableTransactionError::Abort(Abort::Rejected(e)))?;
             let key = case.id.number().to_be_bytes();
             cases.insert(&key, encode(&case))?;
+            counter.insert(COUNTER_KEY, &(number + 1).to_be_bytes())?;
             by_serial.insert(
                 serial_key(case.serial.as_str(), case.id.number()),
                 &[] as &[u8],

@@ -547,6 +547,7 @@ pub struct SledStore {
     audit_by_serial: sled::Tree,
     cases: sled::Tree,
     cases_by_serial: sled::Tree,
+    case_counter: sled::Tree,
     flushes: Arc<FlushState>,
     nonce_count: Arc<AtomicU64>,
 }
@@ -564,6 +565,7 @@ impl SledStore {
             audit_by_serial: db.open_tree("audit_by_serial")?,
             cases: db.open_tree("cases")?,
             cases_by_serial: db.open_tree("cases_by_serial")?,
+            case_counter: db.open_tree("case_counter")?,
             flushes: Arc::default(),
             nonce_count: Arc::default(),
             db,

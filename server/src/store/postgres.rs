@@ -1524,7 +1524,12 @@ const KINDS: &[(&str, &str)] = &[
 ];
 
 /// sled trees that are derived from others (rebuilt, not copied).
-const DERIVED_TREES: &[&str] = &["audit_by_serial", "cases_by_serial", "__sled__default"];
+const DERIVED_TREES: &[&str] = &[
+    "audit_by_serial",
+    "cases_by_serial",
+    "case_counter",
+    "__sled__default",
+];
 
 /// Rows sent per statement while copying.
 const IMPORT_BATCH: usize = 1_000;
@@ -1947,6 +1952,26 @@ mod tests {
             staff_rollback: false,
         };
         sled.put_tally_mark(&v, &s, &mark).await.unwrap();
+        let case_change = crate::store::CaseChange {
+            actor: "alice",
+            action: "case_open",
+            device_action: "case_open",
+            at,
+        };
+        let case = sled
+            .open_case(&s, &case_change, |id, _| {
+                Ok::<_, ()>(CaseRecord::new(
+                    id,
+                    s.clone(),
+                    "alice",
+                    crate::domain::case::Channel::Phone,
+                    "x".into(),
+                    crate::domain::case::Severity::Low,
+                    at,
+                ))
+            })
+            .await
+            .unwrap();
         let pg = PgStore::connect(&db.url).await.unwrap();
         let copied = pg.import_sled(&sled, &[]).await.unwrap();
         let n = |kind: &str| {
@@ -1955,7 +1980,26 @@ mod tests {
                 .find(|c| c.kind == kind)
                 .map(|c| (c.source, c.target))
         };
-        assert_eq!(n("audit"), Some((3, 3)));
+        assert_eq!(n("audit"), Some((4, 4)));
+        assert_eq!(n("cases"), Some((1, 1)));
+        assert_eq!(pg.case(case.id).await.unwrap(), Some(case.clone()));
+        assert_eq!(
+            pg.list_cases(Some(&s), None, 10, |_| true)
+                .await
+                .unwrap()
+                .cases,
+            vec![case.clone()]
+        );
+        // Case numbers go on after the copied ones.
+        let later = pg
+            .open_case(&s, &case_change, |id, _| {
+                let mut c = case.clone();
+                c.id = id;
+                Ok::<_, ()>(c)
+            })
+            .await
+            .unwrap();
+        assert!(later.id > case.id, "{} after {}", later.id, case.id);
         assert_eq!(n("device_events"), Some((2, 2)));
         assert_eq!(n("request_nonces"), Some((1, 1)));
         assert_eq!(n("device_receipts"), Some((1, 1)));
@@ -1968,10 +2012,10 @@ mod tests {
             .await
             .unwrap();
         let old = pg.audit_entries(None, None, 10).await.unwrap();
-        assert_eq!(old.entries.len(), 4, "the entry of id 0 is listed too");
+        assert_eq!(old.entries.len(), 6, "the entry of id 0 is listed too");
         let ids: Vec<u64> = old.entries.iter().map(|e| e.id).collect();
         assert!(
-            old.entries[..3].iter().all(|e| e.id < next.id),
+            old.entries[..4].iter().all(|e| e.id < next.id),
             "{ids:?} {}",
             next.id
         );

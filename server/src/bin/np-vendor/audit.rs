@@ -55,6 +55,34 @@ fn short(v: Option<&Value>) -> String {
                 None => a.to_owned(),
             }
         }
+        // A support case's newest entry, and its RMA.
+        Some(Value::Object(o)) if o.contains_key("kind") && o.contains_key("text") => {
+            let text = o.get("text").and_then(Value::as_str).unwrap_or_default();
+            let mut cut: String = text
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(60)
+                .collect();
+            if cut.len() < text.len() {
+                cut.push('…');
+            }
+            let kind = o.get("kind").and_then(Value::as_str).unwrap_or("-");
+            format!("{} {cut:?}", kind.replace('_', " "))
+        }
+        Some(Value::Object(o)) if o.contains_key("due") => {
+            match o.get("outcome").and_then(Value::as_str) {
+                Some(out) => format!("ended: {}", out.replace('_', " ")),
+                None if o.get("shortage_since").is_some_and(|v| !v.is_null()) => {
+                    "parts short".to_owned()
+                }
+                None => format!(
+                    "due {}",
+                    o.get("due").and_then(Value::as_str).unwrap_or("-")
+                ),
+            }
+        }
         Some(Value::Array(a)) if a.iter().all(|t| t.get("kind").is_some()) => a
             .iter()
             .map(|t| {
@@ -224,6 +252,19 @@ mod tests {
                        "after": {"customer": "ACME", "sequence": 2, "purchase_date": "2026-01-02"}});
         assert_eq!(changes(&e), "customer: ACEM → ACME");
         assert_eq!(changes(&json!({"before": null, "after": {}})), "created");
+    }
+
+    #[test]
+    fn a_case_entry_shows_its_newest_entry_and_rma_in_words() {
+        let e = json!({"action": "rma_shortage", "serial": "NR-2000-123456-4",
+            "before": {"status": "rma", "entries": 1, "rma": {"due": "2026-11-28T10:00:00Z", "shortage_since": null, "outcome": null},
+                       "last_entry": {"kind": "rma", "text": "RMA opened", "at": "x", "by": "a"}},
+            "after": {"status": "rma", "entries": 2, "rma": {"due": "2026-11-28T10:00:00Z", "shortage_since": "2026-11-24T10:00:00Z", "outcome": null},
+                      "last_entry": {"kind": "rma", "text": "parts are short: the repair clock is stopped", "at": "y", "by": "a"}}});
+        assert_eq!(
+            changes(&e),
+            "entries: 1 → 2; last_entry: rma \"RMA opened\" → rma \"parts are short: the repair clock is stopped\"; rma: due 2026-11-28T10:00:00Z → parts short"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! np-vendor: the staff's command line. Offline it creates keys, signs keyrings and
 //! documents, verifies envelopes and builds offline bundles; against an np-server it
-//! manages devices, warranties, releases and audit entries.
+//! manages devices, warranties, support cases, releases and audit entries.
 //!
 //! Every subcommand lives in its own file with its `Args` and `run()`; they return a
 //! [`Failure`], and the exit code is decided in one place, [`Failure::exit_code`].
@@ -8,6 +8,7 @@
 mod audit;
 mod bundle_build;
 mod bundle_get;
+mod case;
 mod client;
 mod device;
 mod device_import;
@@ -60,6 +61,9 @@ enum Command {
     /// Publish and steer firmware releases on the server.
     #[command(subcommand)]
     Release(release::ReleaseCommand),
+    /// Support cases: open, follow up, RMA with its five-day clock, remote diagnostics.
+    #[command(subcommand)]
+    Case(case::CaseCommand),
     /// Upload the signed receipts of offline boxes.
     #[command(subcommand)]
     Receipt(receipt::ReceiptCommand),
@@ -157,6 +161,7 @@ fn main() -> ExitCode {
         Command::Bundle(BundleCommand::Get(a)) => bundle_get::run(a),
         Command::Device(c) => device::run(c),
         Command::Release(c) => release::run(c),
+        Command::Case(c) => case::run(c),
         Command::Receipt(c) => receipt::run(c),
         Command::Audit(a) => audit::run(a),
         Command::GenerateMan(a) => {

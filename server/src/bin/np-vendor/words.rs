@@ -22,12 +22,18 @@ const FLAGS: &[(&str, &str)] = &[
     ("image_name", "--name"),
     ("since", "--since"),
     ("reinstate", "--reinstate"),
+    ("summary", "--summary"),
+    ("replacement_serial", "--replacement-serial"),
+    ("replacement_model", "--replacement-model"),
+    ("replacement_device_key", "--replacement-device-key"),
+    ("exclusion", "--exclusion"),
 ];
 
 /// Routes the server may name, and the command that does the same.
 const ROUTES: &[(&str, &str)] = &[
     ("PUT /api/v1/blobs", "`np-vendor release upload`"),
     ("POST /api/v1/devices", "`np-vendor device add`"),
+    ("POST /api/v1/cases/{id}/rma", "`np-vendor case rma ID`"),
 ];
 
 fn text(details: Option<&Value>, key: &str) -> Option<String> {
@@ -81,6 +87,23 @@ pub fn cli_message(code: &str, message: &str, details: Option<&Value>) -> String
             return format!(
                 "{s} already has a pending {what} (asked at {at}); pass --replace to replace it, or cancel it with `np-vendor device action {s} cancel`"
             );
+        }
+        ("not_covered", Some(s)) if text(details, "coverage") == Some("expired".into()) => {
+            return format!(
+                "device {s} is not covered: its coverage ended on {}, and there is no support after expiry; the gap must be paid first: `np-vendor device extend {s} --months N --reinstate`, then open the case",
+                text(details, "coverage_end").unwrap_or_default()
+            )
+        }
+        ("replaced", Some(s)) => {
+            let by = text(details, "replaced_by").unwrap_or_default();
+            return format!(
+                "device {s} was replaced by {by}; open the case for {by}: `np-vendor case open {by} --summary TEXT`"
+            );
+        }
+        ("no_device_key", Some(s)) if text(details, "for").as_deref() == Some("diagnostics") => {
+            return format!(
+                "box {s} has no device key registered, so it can neither check in nor sign a diagnostics report; set its public key with `np-vendor device edit {s} --device-key FILE`"
+            )
         }
         ("no_device_key", Some(s)) => {
             return format!(
@@ -166,6 +189,38 @@ mod tests {
             None,
         );
         assert!(!m.contains("/api/"), "{m}");
+    }
+
+    #[test]
+    fn a_lapsed_box_is_told_to_reinstate_before_a_case() {
+        let m = cli_message(
+            "not_covered",
+            "device NR-2000-123456-4 is not covered: ... (\"reinstate\": true) ...",
+            Some(
+                &json!({"serial": "NR-2000-123456-4", "coverage": "expired", "coverage_end": "2026-01-01"}),
+            ),
+        );
+        assert!(
+            m.contains("ended on 2026-01-01")
+                && m.contains("np-vendor device extend NR-2000-123456-4 --months N --reinstate")
+                && !m.contains("\"reinstate\""),
+            "{m}"
+        );
+        let m = cli_message(
+            "bad_transition",
+            "a case enters rma only by opening an RMA (POST /api/v1/cases/{id}/rma)",
+            None,
+        );
+        assert!(
+            m.contains("`np-vendor case rma ID`") && !m.contains("/api/"),
+            "{m}"
+        );
+        let m = cli_message(
+            "bad_exclusion",
+            "not_covered names one of the warranty's exclusions as exclusion: a, b",
+            None,
+        );
+        assert!(m.contains("as --exclusion:"), "{m}");
     }
 
     #[test]
