@@ -30,6 +30,51 @@ fn choose(b: &Browser, label: &str, value: &str) {
     b.click(&option);
 }
 
+/// Posts the box's signed diagnostics report for `case`, as its agent does.
+fn post_report(
+    srv: &TestServer,
+    serial: &str,
+    key: &SecretKey,
+    case: &str,
+    asked: jiff::Timestamp,
+) {
+    let report = np_common::device_docs::Diagnostics {
+        serial: np_common::Serial::parse(serial).unwrap(),
+        case: case.to_owned(),
+        requested_at: asked,
+        at: jiff::Timestamp::now(),
+        agent_version: "0.1.0".into(),
+        status: json!({"phase": "idle", "version": "5.1.0"}),
+        events: vec![json!({"event": "boot", "slot": "a"})],
+        slots: np_common::device_docs::DiagnosticsSlots {
+            active: np_common::device_docs::SlotName::A,
+            booted: Some(np_common::device_docs::SlotName::A),
+            a: Some(np_common::Version::parse("5.1.0").unwrap()),
+            b: None,
+        },
+        state_free_bytes: Some(1_048_576),
+        health: Some(np_common::device_docs::DiagnosticsHealth {
+            exit_code: Some(0),
+            output: "<ok> disk and network fine".into(),
+        }),
+        truncated: false,
+    };
+    let env = np_common::device_docs::sign_device(&report, key);
+    let path = "/api/v1/device/diagnostics";
+    let bytes = serde_json::to_vec(&env).unwrap();
+    let mut req = srv.client().post(format!("{}{path}", srv.url));
+    for (name, value) in np_tests::device_headers(key, serial, "POST", path, &bytes) {
+        req = req.header(name, value);
+    }
+    let resp = req
+        .header("content-type", "application/json")
+        .body(bytes)
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    assert_eq!(status, 200, "{}", resp.text().unwrap_or_default());
+}
+
 /// The id of the case whose page is open (from its heading).
 fn pending_case(b: &Browser) -> String {
     let h1 = b.text(&b.find("//h1"));
@@ -168,10 +213,30 @@ fn console_cases_open_note_rma_swap_and_diagnostics() {
     );
     let (_, c) = srv.get_json(&format!("/api/v1/cases/{}", pending_case(&b)));
     assert_eq!(c["diagnostics_pending"]["requested_by"], "admin", "{c}");
+    let asked: jiff::Timestamp = c["diagnostics_pending"]["issued_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let case_url = b.url();
+
     b.goto(&console(&format!("/devices/{replacement}")));
     let on_box = b.text(&b.find("//dd[@id='pending-diagnostics']"));
     assert!(on_box.contains("next check-in"), "{on_box}");
     b.screenshot("device-with-cases", 1280);
+
+    // The box's signed report (as its agent posts it) shows on the case, pretty-printed
+    // and escaped.
+    let second = case_url.rsplit('/').next().unwrap().to_owned();
+    post_report(&srv, &replacement, &new_key, &second, asked);
+    b.goto(&case_url);
+    let report = b.text(&b.find("//pre[@class='report']"));
+    assert!(
+        report.contains("\"state_free_bytes\": 1048576")
+            && report.contains("<ok> disk and network fine"),
+        "{report}"
+    );
+    b.screenshot("case-diagnostics", 1280);
 
     // The fleet counts the replacement's case as open.
     b.goto(&console("/"));
