@@ -11,7 +11,10 @@ use jiff::ToSpan as _;
 use np_common::SecretKey;
 use np_tests::browser::{xpath_literal, Browser};
 use np_tests::server::TestServer;
-use serde_json::json;
+use np_tests::{bin, run};
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::Duration;
 
 /// A serial with a correct check digit.
 fn serial(model: &str, n: u32) -> String {
@@ -242,4 +245,41 @@ fn console_cases_open_note_rma_swap_and_diagnostics() {
     b.goto(&console("/"));
     let open = b.find("//td[@data-cases='open']");
     assert_eq!(b.text(&open), "1");
+
+    // A release-role session sees no Cases link and no case controls, and its forged
+    // form (with its own valid CSRF token) is refused and changes nothing.
+    let out = run(
+        Command::new(bin("np-server"))
+            .args([
+                "token", "create", "--role", "release", "--name", "rita", "--data",
+            ])
+            .arg(&srv.data_dir),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, 0, "token create: {}", out.stderr);
+    b.press("Sign out");
+    b.wait_path("/console/sign-in");
+    b.fill("Token", out.stdout.trim());
+    b.press("Sign in");
+    b.wait_path("/console/");
+    b.wait_text("rita (release)");
+    assert!(b.find_all("//nav//a[normalize-space()='Cases']").is_empty());
+    let input = b.find("//form[@action='/console/sign-out']/input[@name='csrf']");
+    let token = b.attr(&input, "value").unwrap();
+    b.goto(&case_url);
+    b.wait_text("Forbidden");
+    assert!(!b.has_button("Add note") && !b.has_button("Request diagnostics"));
+    let status = b.run_async(
+        "const [path, fields, done] = arguments;
+         fetch(path, {method: 'POST', body: new URLSearchParams(fields), redirect: 'manual'})
+           .then(r => done(r.status), e => done(String(e)));",
+        json!([format!("/console/cases/{second}/note"), {"csrf": token, "text": "forged"}]),
+    );
+    assert_eq!(status, Value::from(403));
+    let (_, c) = srv.get_json(&format!("/api/v1/cases/{second}"));
+    assert!(
+        !c["entries"].to_string().contains("forged"),
+        "{}",
+        c["entries"]
+    );
 }
