@@ -218,6 +218,11 @@ fn console_search_open_extend_reinstate_and_the_fleet_chart() {
     b.goto(&fleet.console("/devices"));
     b.fill("Search", &fleet.covered[..12]);
     b.press("Find");
+    // The answer's page, not the list it replaces (which also names Acme Logistics).
+    b.wait_path(&format!(
+        "/console/devices?search={}&model=&status=&ends=",
+        &fleet.covered[..12]
+    ));
     b.wait_text("Acme Logistics");
     assert!(!b.page_text().contains("Globex"), "the search filters");
     b.screenshot("devices", 1280);

@@ -6,6 +6,7 @@ mod agent_online;
 mod agent_ux;
 mod cases;
 mod console;
+mod console_cases;
 mod receipts;
 mod replicas;
 mod rollout_guard;

@@ -89,6 +89,38 @@ pub struct CaseFilter {
     pub overdue: Option<bool>,
 }
 
+impl CaseFilter {
+    /// Whether case `c` passes the filter's status and overdue conditions at `now` (the
+    /// serial is chosen by the store's index).
+    pub fn keeps(&self, c: &CaseRecord, now: jiff::Timestamp) -> bool {
+        self.serial.as_ref().is_none_or(|s| &c.serial == s)
+            && self.status.is_none_or(|s| c.status == s)
+            && self.overdue.is_none_or(|o| c.overdue_at(now) == o)
+    }
+}
+
+/// How many cases still need work, and how many of those have an RMA past due.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CaseCounts {
+    /// Cases not resolved or closed.
+    pub open: u64,
+    /// Open RMAs past their due time.
+    pub overdue: u64,
+}
+
+/// The fleet's case counts now.
+pub async fn counts(state: &AppState) -> Result<CaseCounts, ApiError> {
+    let now = state.now();
+    let page = state
+        .store
+        .list_cases(None, None, usize::MAX, |c| c.status.is_active())
+        .await?;
+    Ok(CaseCounts {
+        open: page.cases.len() as u64,
+        overdue: page.cases.iter().filter(|c| c.overdue_at(now)).count() as u64,
+    })
+}
+
 /// The actor of a box's own report in the audit log and in case entries.
 pub fn device_actor(serial: &Serial) -> String {
     format!("device:{serial}")
@@ -289,8 +321,7 @@ pub async fn list(
     Ok(state
         .store
         .list_cases(filter.serial.as_ref(), before, limit, |c| {
-            filter.status.is_none_or(|s| c.status == s)
-                && filter.overdue.is_none_or(|o| c.overdue_at(now) == o)
+            filter.keeps(c, now)
         })
         .await?)
 }

@@ -58,6 +58,9 @@ struct DevicePage {
     reinstate: Option<Reinstatement>,
     months: String,
     years: String,
+    cases: Vec<super::cases::BoxCase>,
+    /// Why no case can be opened for the box today, in words (none: it may get one).
+    no_support: Option<String>,
 }
 
 impl DevicePage {
@@ -101,6 +104,16 @@ impl DevicePage {
                 }
             }
         }
+    }
+
+    fn pending_diagnostics(&self) -> Option<String> {
+        self.d.pending_diagnostics.as_ref().map(|p| {
+            let case = p.case.as_deref().unwrap_or("a case");
+            format!(
+                "for case {case} (asked {}): sent at the next check-in",
+                super::when(&p.issued_at)
+            )
+        })
     }
 
     fn last_seen(&self) -> String {
@@ -164,6 +177,10 @@ async fn show(
     if notice.is_some() {
         frame.notice = notice;
     }
+    let cases = super::cases::of_box(app, serial).await?;
+    let no_support = crate::domain::support::require_supported(&d, today)
+        .err()
+        .map(|e| super::cases::words(&e));
     let (months, years) = reinstate
         .as_ref()
         .map(|r| (r.months.clone(), r.years.clone()))
@@ -182,6 +199,8 @@ async fn show(
             reinstate,
             months,
             years,
+            cases,
+            no_support,
         },
     ))
 }
@@ -313,6 +332,42 @@ pub async fn extend(
             .await
         }
         Err(e) => refused(&state, &user, &serial, e).await,
+    }
+}
+
+/// `POST /console/devices/{serial}/cases`: opens a support case for the box (only while
+/// it is covered), through the same domain code as the API; on to the new case's page.
+pub async fn open_case(
+    State(state): State<ConsoleState>,
+    super::ConsolePath(serial): super::ConsolePath<String>,
+    CsrfForm { user, form }: CsrfForm<super::cases::OpenForm>,
+) -> Result<Response, ConsoleError> {
+    let caller = StaffCaller::check(user.caller.clone())?.0;
+    let serial = parse_serial(&serial)?;
+    match super::cases::open_for(&state.app, &caller.name, &serial, form).await {
+        Ok(c) => {
+            tracing::info!(case = %c.id, %serial, actor = %caller.name, "case opened (console)");
+            state.sessions.leave_notice(
+                &user,
+                Notice::ok(format!("Case {} opened for {serial}.", c.id)),
+            );
+            Ok(Redirect::to(&format!("/console/cases/{}", c.id)).into_response())
+        }
+        Err(e) => {
+            if e.status == StatusCode::NOT_FOUND || e.status == StatusCode::INTERNAL_SERVER_ERROR {
+                return Err(e.into());
+            }
+            let text = super::cases::words(&e);
+            show(
+                &state,
+                &user,
+                &serial,
+                e.status,
+                Some(Notice::error(text)),
+                None,
+            )
+            .await
+        }
     }
 }
 

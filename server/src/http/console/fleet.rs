@@ -1,6 +1,7 @@
 //! The fleet page (`/console/`): boxes by status and by model, the versions running across
 //! the fleet (an SVG bar chart drawn here), the boxes whose coverage ends within 30, 60 and
-//! 90 days, and the recent failed and rolled-back updates. [`summarize`] computes the
+//! 90 days, the recent failed and rolled-back updates, and the open support cases and
+//! overdue RMAs. [`summarize`] computes the
 //! figures from device records, so they are tested against a store with known content.
 
 use super::{charts, render, ConsoleError, ConsoleState, ConsoleUser, Frame};
@@ -154,6 +155,7 @@ struct FleetPage {
     s: FleetSummary,
     today: Date,
     chart: String,
+    cases: crate::domain::support::CaseCounts,
 }
 
 impl FleetPage {
@@ -170,6 +172,7 @@ pub async fn page(
     let today = state.app.today();
     let s = load(&state.app.store, today).await?;
     let chart = charts::version_bars(&s.versions);
+    let cases = crate::domain::support::counts(&state.app).await?;
     Ok(render(
         StatusCode::OK,
         &FleetPage {
@@ -177,6 +180,7 @@ pub async fn page(
             s,
             today,
             chart,
+            cases,
         },
     ))
 }

@@ -1,7 +1,8 @@
 //! The staff console at `/console/`: server-rendered HTML (askama templates compiled into
 //! the binary, one stylesheet, no script) over the same domain code as the JSON API.
 //!
-//! One module per page (`fleet`, `devices`, `device`, `releases`, `audit`, `signin`);
+//! One module per page (`fleet`, `devices`, `device`, `cases`, `case`, `releases`, `audit`,
+//! `signin`);
 //! `session` (cookies, sign-in rate limit, the signed-in user), `csrf` (the token every
 //! state-changing form carries) and `errors` (an error as a page) each in their own module;
 //! `charts` draws the inline SVG.
@@ -11,6 +12,10 @@
 //! so the rules, the role checks and the audit log are the API's.
 
 mod audit;
+mod case;
+mod cases;
+#[cfg(test)]
+mod cases_tests;
 mod charts;
 mod csrf;
 mod device;
@@ -89,6 +94,36 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/console/devices/{serial}/receipts",
             post(device::receipts).get(device_form_opened),
+        )
+        .route(
+            "/console/devices/{serial}/cases",
+            post(device::open_case).get(device_form_opened),
+        )
+        .route("/console/cases", get(cases::list))
+        .route("/console/cases/{id}", get(case::page))
+        .route(
+            "/console/cases/{id}/note",
+            post(case::note).get(case::form_opened),
+        )
+        .route(
+            "/console/cases/{id}/status",
+            post(case::status).get(case::form_opened),
+        )
+        .route(
+            "/console/cases/{id}/rma",
+            post(case::open_rma).get(case::form_opened),
+        )
+        .route(
+            "/console/cases/{id}/shortage",
+            post(case::shortage).get(case::form_opened),
+        )
+        .route(
+            "/console/cases/{id}/end",
+            post(case::end_rma).get(case::form_opened),
+        )
+        .route(
+            "/console/cases/{id}/diagnostics",
+            post(case::diagnostics).get(case::form_opened),
         )
         .route("/console/releases", get(releases::page))
         .route(

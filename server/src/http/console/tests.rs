@@ -12,25 +12,25 @@ use jiff::Timestamp;
 use std::sync::{Arc, Mutex};
 use tower::ServiceExt as _;
 
-const SERIAL: &str = "NR-2000-123456-4";
+pub(super) const SERIAL: &str = "NR-2000-123456-4";
 
-struct H {
-    app: Router,
-    state: AppState,
-    admin: String,
-    clock: Arc<Mutex<Timestamp>>,
-    data: std::path::PathBuf,
+pub(super) struct H {
+    pub(super) app: Router,
+    pub(super) state: AppState,
+    pub(super) admin: String,
+    pub(super) clock: Arc<Mutex<Timestamp>>,
+    pub(super) data: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    text: String,
+pub(super) struct Answer {
+    pub(super) status: StatusCode,
+    pub(super) headers: axum::http::HeaderMap,
+    pub(super) text: String,
 }
 
 impl Answer {
-    fn location(&self) -> &str {
+    pub(super) fn location(&self) -> &str {
         self.headers
             .get(header::LOCATION)
             .and_then(|v| v.to_str().ok())
@@ -38,12 +38,12 @@ impl Answer {
     }
 }
 
-fn t0() -> Timestamp {
+pub(super) fn t0() -> Timestamp {
     "2026-11-23T10:00:00Z".parse().unwrap()
 }
 
 impl H {
-    async fn new() -> H {
+    pub(super) async fn new() -> H {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let out = crate::datadir::init(&data, t0()).unwrap();
@@ -75,7 +75,7 @@ impl H {
         }
     }
 
-    async fn send(&self, req: Request<Body>) -> Answer {
+    pub(super) async fn send(&self, req: Request<Body>) -> Answer {
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -87,7 +87,7 @@ impl H {
         }
     }
 
-    async fn get(&self, path: &str, cookie: Option<&str>) -> Answer {
+    pub(super) async fn get(&self, path: &str, cookie: Option<&str>) -> Answer {
         let mut b = Request::get(path);
         if let Some(c) = cookie {
             b = b.header(header::COOKIE, c);
@@ -95,7 +95,7 @@ impl H {
         self.send(b.body(Body::empty()).unwrap()).await
     }
 
-    async fn post(&self, path: &str, cookie: Option<&str>, form: &str) -> Answer {
+    pub(super) async fn post(&self, path: &str, cookie: Option<&str>, form: &str) -> Answer {
         let mut b =
             Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         if let Some(c) = cookie {
@@ -106,7 +106,7 @@ impl H {
     }
 
     /// Signs in; returns the cookie pair and the session's CSRF token.
-    async fn sign_in(&self, token: &str) -> (String, String) {
+    pub(super) async fn sign_in(&self, token: &str) -> (String, String) {
         let a = self
             .post("/console/sign-in", None, &format!("token={token}"))
             .await;
