@@ -79,6 +79,8 @@ run_store() {
             BENCH_DBS+=("$db")
             "$NP_BIN/np-server" init --data "$d/data" --store "$(db_url "$db")" > "$d/init" 2>/dev/null ||
                 die "np-server init --store failed"
+            # The shared blob folder (a configured one must exist: replicas never create it).
+            mkdir -p "$d/data/blobs"
             printf 'data = "%s"\n[store]\nurl = "%s"\n[blobs]\ndir = "%s"\n' \
                 "$d/data" "$(db_url "$db")" "$d/data/blobs" > "$d/a.toml"
             start_replica "$store-a" --config "$d/a.toml"
