@@ -157,12 +157,18 @@ impl Agent {
     pub fn commit_trial(&mut self) -> Result<(), AgentError> {
         self.state.apply(Cmd::Commit)?;
         let release = self.running()?;
+        // The boot loader first, then the state. A cut between the two the other way round
+        // (state "committed", the boot loader still counting) on the boot loader's last try
+        // would let it give up on the committed firmware and boot the old slot, which the
+        // agent would then mark bad. In this order a cut leaves the trial pending with the
+        // tries reset: the next start runs the health check again and commits (or, on the
+        // last of `max_boot_attempts` starts, rolls back to the old slot, still whole).
+        self.boot.commit(self.state.active)?;
         self.trust
             .raise_floor(release.released_at, crate::trust::FloorSource::Installed)?;
         self.state.target = None;
         self.record_installed(&release);
         self.save()?;
-        self.boot.commit(self.state.active)?;
         let from_version = match self.state.previous {
             Some(slot) => self.slots.release(slot).ok().flatten().map(|r| r.version),
             None => None,
