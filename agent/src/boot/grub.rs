@@ -891,7 +891,10 @@ mod tests {
     fn marking_a_slot_bad_clears_its_tries() {
         let mut s = GrubSlots::provisioned(Slot::A, 3);
         s.activate(Slot::B);
-        assert_eq!([s.boot(), s.boot(), s.boot(), s.boot()], [Slot::B, Slot::B, Slot::B, Slot::A]);
+        assert_eq!(
+            [s.boot(), s.boot(), s.boot(), s.boot()],
+            [Slot::B, Slot::B, Slot::B, Slot::A]
+        );
         assert_eq!(s.b_try, 3);
         s.mark_bad(Slot::B);
         assert_eq!((s.b_ok, s.b_try, s.first), (false, 0, Slot::A));
@@ -1474,7 +1477,11 @@ mod tests {
                 ],
                 "{what}"
             );
-            assert_eq!(std::fs::read(&b.path).unwrap(), torn, "{what}: not writable");
+            assert_eq!(
+                std::fs::read(&b.path).unwrap(),
+                torn,
+                "{what}: not writable"
+            );
             // The agent on a sees the backup's counts and repairs the primary.
             assert_eq!(b.tries(Slot::B).unwrap(), Some(3), "{what}");
             b.started(Slot::A).unwrap();
