@@ -113,7 +113,10 @@ impl Agent {
         let reason = format!(
             "the boot loader fell back to slot {booted}: slot {tried} did not come up {attempts}"
         );
-        // Boot loader first: a cut before the state is saved ends here again.
+        // Boot loader first: a cut before the state is saved ends here again. Marking the
+        // slot bad clears its tries, so after such a cut the slot reads as never tried:
+        // the next start activates it again and GRUB gives up on it once more before the
+        // rollback is recorded (a second round of boots, never a lost firmware).
         self.boot.mark_bad(tried)?;
         self.boot.started(booted)?;
         self.state.apply(Cmd::Rollback)?;
