@@ -96,6 +96,8 @@ impl AgentError {
             AgentError::Slot(SlotError::Image(_) | SlotError::TooSmall { .. }) => 1,
             AgentError::Slot(SlotError::Io { .. }) => 3,
             AgentError::Slot(SlotError::SameTarget { .. }) => 2,
+            // A damaged boot record does not mend by trying again later.
+            AgentError::Boot(BootError::Corrupt { .. }) => 1,
             AgentError::Boot(_) => 3,
             AgentError::Bundle(b) => b.exit_code(),
             AgentError::Client(c) => c.exit_code(),

@@ -113,7 +113,10 @@ impl Agent {
         let reason = format!(
             "the boot loader fell back to slot {booted}: slot {tried} did not come up {attempts}"
         );
-        // Boot loader first: a cut before the state is saved ends here again.
+        // Boot loader first: a cut before the state is saved ends here again. Marking the
+        // slot bad clears its tries, so after such a cut the slot reads as never tried:
+        // the next start activates it again and GRUB gives up on it once more before the
+        // rollback is recorded (a second round of boots, never a lost firmware).
         self.boot.mark_bad(tried)?;
         self.boot.started(booted)?;
         self.state.apply(Cmd::Rollback)?;
@@ -157,12 +160,18 @@ impl Agent {
     pub fn commit_trial(&mut self) -> Result<(), AgentError> {
         self.state.apply(Cmd::Commit)?;
         let release = self.running()?;
+        // The boot loader first, then the state. A cut between the two the other way round
+        // (state "committed", the boot loader still counting) on the boot loader's last try
+        // would let it give up on the committed firmware and boot the old slot, which the
+        // agent would then mark bad. In this order a cut leaves the trial pending with the
+        // tries reset: the next start runs the health check again and commits (or, on the
+        // last of `max_boot_attempts` starts, rolls back to the old slot, still whole).
+        self.boot.commit(self.state.active)?;
         self.trust
             .raise_floor(release.released_at, crate::trust::FloorSource::Installed)?;
         self.state.target = None;
         self.record_installed(&release);
         self.save()?;
-        self.boot.commit(self.state.active)?;
         let from_version = match self.state.previous {
             Some(slot) => self.slots.release(slot).ok().flatten().map(|r| r.version),
             None => None,
@@ -366,5 +375,130 @@ mod tests {
             (s.first, s.a_ok, s.b_ok, s.b_try),
             (Slot::B, false, true, 0)
         );
+    }
+
+    /// A firmware written into a slot the boot loader once gave up on, and a power cut
+    /// between the saved trial and the boot loader's activation: the slot's tries were
+    /// cleared when it was marked bad, so the start activates it again instead of taking
+    /// it for a firmware that never came up (which would put its version on the
+    /// do-not-retry list).
+    #[test]
+    fn a_slot_given_up_on_before_and_never_tried_since_is_activated_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut agent = provisioned_box(dir.path(), "2099-01-01");
+        let envp = dir.path().join("grubenv");
+        let grub = GrubBoot::new(&envp, 3, Some("true".into()));
+        grub.provision(Slot::A).unwrap();
+        agent.boot = Box::new(grub.clone());
+        agent.cfg.boot.cmdline = dir.path().join("cmdline");
+        booted(&agent, "a");
+        // 2.0.0 into b never comes up: GRUB gives up on it, the agent on a rolls back.
+        stage(&mut agent, "2.0.0", b"two");
+        agent.activate_staged().unwrap();
+        for _ in 0..3 {
+            assert_eq!(grub_boot(&grub, &envp), Slot::B);
+        }
+        assert_eq!(grub_boot(&grub, &envp), Slot::A);
+        assert!(matches!(
+            agent.boot_start(),
+            Err(AgentError::RolledBack { .. })
+        ));
+        assert_eq!(grub.read().unwrap().1.b_try, 0, "cleared by mark_bad");
+        // 3.0.0 into b; the power goes after the trial is saved, before the activation.
+        stage(&mut agent, "3.0.0", b"three");
+        agent.state.apply(Cmd::Activate).unwrap();
+        agent.state.previous = Some(Slot::A);
+        agent.state.active = Slot::B;
+        agent.save().unwrap();
+        assert_eq!(grub_boot(&grub, &envp), Slot::A);
+        let v3 = np_common::Version::parse("3.0.0").unwrap();
+        assert_eq!(
+            agent.boot_start().unwrap(),
+            Some(Done::Rebooting(v3.clone()))
+        );
+        assert!(!agent.state.rolled_back_from.contains(&v3));
+        assert_eq!(grub_boot(&grub, &envp), Slot::B);
+        booted(&agent, "b");
+        assert_eq!(agent.boot_start().unwrap(), Some(Done::Installed(v3)));
+    }
+
+    /// The boot loader whose `commit` fails: a power cut at that instant.
+    struct CutAtCommit(GrubBoot);
+
+    impl crate::boot::BootControl for CutAtCommit {
+        fn name(&self) -> &'static str {
+            self.0.name()
+        }
+        fn provision(&self, slot: Slot) -> Result<(), boot::BootError> {
+            self.0.provision(slot)
+        }
+        fn activate(&self, slot: Slot) -> Result<(), boot::BootError> {
+            self.0.activate(slot)
+        }
+        fn commit(&self, _slot: Slot) -> Result<(), boot::BootError> {
+            Err(boot::BootError::Io {
+                path: "grubenv".into(),
+                source: std::io::Error::other("power cut"),
+            })
+        }
+        fn mark_bad(&self, slot: Slot) -> Result<(), boot::BootError> {
+            self.0.mark_bad(slot)
+        }
+        fn reboot(&self) -> Result<bool, boot::BootError> {
+            self.0.reboot()
+        }
+        fn started(&self, slot: Slot) -> Result<(), boot::BootError> {
+            self.0.started(slot)
+        }
+        fn tries(&self, slot: Slot) -> Result<Option<u32>, boot::BootError> {
+            self.0.tries(slot)
+        }
+        fn record(&self) -> Result<serde_json::Value, boot::BootError> {
+            self.0.record()
+        }
+    }
+
+    /// A power cut as a trial commits, on GRUB's last try: the state must not say
+    /// "committed" while GRUB still counts, or GRUB gives up on the committed firmware and
+    /// the agent marks it bad. The boot loader commits first; a cut before it leaves the
+    /// trial pending on disk, and the next start commits.
+    #[test]
+    fn a_cut_as_a_trial_commits_never_loses_the_committed_firmware() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut agent = provisioned_box(dir.path(), "2099-01-01");
+        let envp = dir.path().join("grubenv");
+        let grub = GrubBoot::new(&envp, 3, Some("true".into()));
+        grub.provision(Slot::A).unwrap();
+        agent.boot = Box::new(grub.clone());
+        agent.cfg.boot.cmdline = dir.path().join("cmdline");
+        booted(&agent, "a");
+        stage(&mut agent, "2.0.0", b"two");
+        agent.activate_staged().unwrap();
+        for _ in 0..3 {
+            assert_eq!(grub_boot(&grub, &envp), Slot::B);
+        }
+        booted(&agent, "b");
+        agent.boot = Box::new(CutAtCommit(grub.clone()));
+        assert!(agent.boot_start().is_err());
+        let saved = crate::state::State::load(&agent.cfg.state_dir).unwrap();
+        assert!(
+            matches!(saved.phase, Phase::Trial { .. }),
+            "{:?}: saved as committed while GRUB still counts",
+            saved.phase
+        );
+        // The box restarts (the trial's state as saved): GRUB has given up on b after its
+        // three tries and boots a; the agent rolls back to the old firmware, still whole,
+        // never marking a bad.
+        agent.state = saved;
+        agent.boot = Box::new(grub.clone());
+        assert_eq!(grub_boot(&grub, &envp), Slot::A);
+        booted(&agent, "a");
+        assert!(matches!(
+            agent.boot_start(),
+            Err(AgentError::RolledBack { .. })
+        ));
+        let s = grub.read().unwrap().1;
+        assert_eq!((s.a_ok, s.b_ok, s.first), (true, false, Slot::A));
+        assert_eq!(agent.state.active, Slot::A);
     }
 }

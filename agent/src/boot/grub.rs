@@ -120,24 +120,48 @@ impl GrubSlots {
         self.set_tries(slot, 0);
     }
 
-    /// Marking `slot` bad: not bootable, the other slot first.
+    /// Marking `slot` bad: not bootable, no tries (so that a slot never activated since
+    /// never reads as one the boot loader tried and gave up on), the other slot first.
     pub fn mark_bad(&mut self, slot: Slot) {
         self.set_ok(slot, false);
+        self.set_tries(slot, 0);
         self.first = slot.other();
     }
 
-    /// What the GRUB script does on a boot: the slot it boots (and the try it counts).
-    pub fn boot(&mut self) -> Slot {
-        for s in [self.first, self.first.other()] {
+    /// What the GRUB script does on a boot: the slot it boots, and whether it counted a
+    /// try. The first slot in the order whose OK is 1 and whose TRY is below the most,
+    /// counted; else the first slot whose OK is 1, uncounted (a committed slot whose tries
+    /// ran out through power cuts while it booted); a slot whose OK is 0 only when neither
+    /// is 1.
+    pub fn boot_counted(&mut self) -> (Slot, bool) {
+        let order = [self.first, self.first.other()];
+        for s in order {
             if self.ok(s) && self.tries(s) < self.max_tries {
                 self.set_tries(s, self.tries(s) + 1);
-                return s;
+                return (s, true);
             }
         }
-        self.first.other()
+        (self.uncounted(), false)
     }
 
-    /// Reads the variables; a missing or malformed one is an error naming it.
+    /// The slot booted when none qualifies by its TRY: the first in the order whose OK is
+    /// 1, else the first.
+    pub fn uncounted(&self) -> Slot {
+        let order = [self.first, self.first.other()];
+        order
+            .into_iter()
+            .find(|&s| self.ok(s))
+            .unwrap_or(self.first)
+    }
+
+    /// [`GrubSlots::boot_counted`], the slot only.
+    pub fn boot(&mut self) -> Slot {
+        self.boot_counted().0
+    }
+
+    /// Reads the variables; a missing or malformed one is an error naming it. The GRUB
+    /// script accepts exactly these values (a TRY and the most of one digit), so a copy
+    /// this refuses is one GRUB does not use either.
     pub fn from_env(env: &GrubEnv) -> Result<GrubSlots, String> {
         let get = |name: &str| env.get(name).ok_or_else(|| format!("{name} is missing"));
         let flag = |name: &str| match get(name)? {
@@ -147,8 +171,10 @@ impl GrubSlots {
         };
         let count = |name: &str| {
             let v = get(name)?;
-            v.parse::<u32>()
-                .map_err(|_| format!("{name}={v:?} is not a count"))
+            match v.as_bytes() {
+                [d @ b'0'..=b'9'] => Ok(u32::from(d - b'0')),
+                _ => Err(format!("{name}={v:?} is not a count from 0 to 9")),
+            }
         };
         let first = match get(VAR_ORDER)? {
             "a b" => Slot::A,
@@ -194,6 +220,22 @@ pub fn backup_path(primary: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Why the copy at `path` cannot be written as a boot record: a link or something other
+/// than a regular file. `None` for a regular file or no file (created fresh).
+fn not_a_regular_file(path: &Path) -> Option<String> {
+    let m = std::fs::symlink_metadata(path).ok()?;
+    let t = m.file_type();
+    if t.is_symlink() {
+        Some("is a symbolic link; the boot record must be a regular file".to_owned())
+    } else if t.is_dir() {
+        Some("is a directory; the boot record must be a regular file".to_owned())
+    } else if !t.is_file() {
+        Some("is not a regular file; the boot record must be one".to_owned())
+    } else {
+        None
+    }
+}
+
 /// One of the two copies of the block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Which {
@@ -215,8 +257,8 @@ impl Which {
 /// What one copy holds: its bytes (`None`: no such file), or why it could not be read.
 type Raw = Result<Option<Vec<u8>>, std::io::Error>;
 
-/// Both copies as read, and the one in force: the primary when it parses and carries
-/// `NP_ORDER` (as GRUB's script decides), else the backup when it does.
+/// Both copies as read, and the one in force: the primary when it parses and all six
+/// variables are valid (as GRUB's script decides), else the backup when it does.
 #[derive(Debug)]
 struct Loaded {
     primary: Raw,
@@ -293,7 +335,10 @@ impl GrubBoot {
                 Ok(None) => Ok("there is no such file".to_owned()),
                 Ok(Some(bytes)) => Ok(match GrubEnv::parse(bytes) {
                     Err(e) => e.to_string(),
-                    Ok(_) => format!("{VAR_ORDER} is missing"),
+                    Ok(env) => match GrubSlots::from_env(&env) {
+                        Err(m) => m,
+                        Ok(_) => "it reads whole".to_owned(),
+                    },
                 }),
                 Err(e) => Err(BootError::Io {
                     path: self.path_of(c).to_owned(),
@@ -330,15 +375,15 @@ impl GrubBoot {
         }
     }
 
-    /// Reads both copies and picks the one in force.
+    /// Reads both copies and picks the one in force: a copy qualifies only when it is a
+    /// whole block and all six variables are valid (GRUB's script checks each of them
+    /// too), so a damaged primary gives way to a whole backup.
     fn load(&self) -> Loaded {
         let primary = Self::read_raw(&self.path);
         let backup = Self::read_raw(&self.backup);
         let usable = |raw: &Raw| -> Option<GrubEnv> {
             let env = GrubEnv::parse(raw.as_ref().ok()?.as_deref()?).ok()?;
-            env.get(VAR_ORDER)
-                .is_some_and(|v| !v.is_empty())
-                .then_some(env)
+            GrubSlots::from_env(&env).ok().map(|_| env)
         };
         let in_force = match (usable(&primary), usable(&backup)) {
             (Some(env), _) => Some((Which::Primary, env)),
@@ -358,6 +403,9 @@ impl GrubBoot {
             path: path.to_owned(),
             source,
         };
+        if let Some(why) = not_a_regular_file(path) {
+            return Err(io(std::io::Error::other(why)));
+        }
         // In place, as GRUB's own `save_env` writes it: GRUB reads the block through the
         // file system's blocks on disk and never replays a journal, so after a power cut
         // a block replaced by a rename can read as "invalid environment block" (its new
@@ -429,6 +477,58 @@ impl GrubBoot {
     fn update(&self, change: impl FnOnce(&mut GrubSlots)) -> Result<(), BootError> {
         self.update_with(change, &mut Self::write_copy)
     }
+
+    /// `started`: TRY of `slot` back to 0 in both copies, like any change; but when the
+    /// primary is in force and only the backup cannot be written (a full disk, a backup
+    /// that is a link or a folder), the primary is still rewritten in place, with a loud
+    /// warning: else the tries would pile up at every start until GRUB gives up on the
+    /// committed slot. Only this change goes on without its backup; marking a slot bad,
+    /// activating and committing fail closed. `Ok(Some(error))`: done without the backup.
+    fn started_with(&self, slot: Slot, put: &mut Put<'_>) -> Result<Option<String>, BootError> {
+        let loaded = self.load();
+        let (mut env, old) = self.in_force(&loaded)?;
+        let mut new = old;
+        new.max_tries = self.max_tries;
+        new.commit(slot);
+        new.to_env(&mut env)
+            .map_err(|e| self.corrupt(e.to_string()))?;
+        let block = env.to_block().map_err(|e| self.corrupt(e.to_string()))?;
+        let primary_in_force = matches!(loaded.in_force, Some((Which::Primary, _)));
+        let mut skipped = None;
+        for c in self.plan(&loaded, &block) {
+            match put(self.path_of(c), &block) {
+                Err(e) if c == Which::Backup && primary_in_force => {
+                    tracing::warn!(
+                        "the backup of the boot record cannot be written ({e}); rewriting the primary {} alone: the block is kept once until the backup is fixed",
+                        self.path.display()
+                    );
+                    skipped = Some(e.to_string());
+                }
+                r => r?,
+            }
+        }
+        Ok(skipped)
+    }
+
+    /// Why the backup does not hold the block in force, if it does not: `None` when it
+    /// does (for `status`).
+    fn backup_problem(&self, loaded: &Loaded) -> Option<String> {
+        let shown = self.backup.display();
+        if let Some(why) = not_a_regular_file(&self.backup) {
+            return Some(format!("{shown} {why}"));
+        }
+        let Some((Which::Primary, _)) = &loaded.in_force else {
+            return None;
+        };
+        match &loaded.backup {
+            Err(e) => Some(format!("cannot read {shown}: {e}")),
+            Ok(None) => Some(format!("{shown} is missing")),
+            Ok(Some(b)) if Some(b.as_slice()) != loaded.bytes(Which::Primary) => Some(format!(
+                "{shown} does not hold the block in force (it could not be written at the last change)"
+            )),
+            Ok(Some(_)) => None,
+        }
+    }
 }
 
 impl BootControl for GrubBoot {
@@ -457,7 +557,7 @@ impl BootControl for GrubBoot {
     }
 
     fn started(&self, slot: Slot) -> Result<(), BootError> {
-        self.update(|s| s.commit(slot))
+        self.started_with(slot, &mut Self::write_copy).map(|_| ())
     }
 
     fn tries(&self, slot: Slot) -> Result<Option<u32>, BootError> {
@@ -478,6 +578,7 @@ impl BootControl for GrubBoot {
             "grubenv": self.path,
             "backup": self.backup,
             "in_force": in_force,
+            "backup_problem": self.backup_problem(&loaded),
             "variables": vars,
         }))
     }
@@ -536,8 +637,71 @@ mod tests {
         b.read().unwrap().0.vars().to_vec()
     }
 
-    /// GRUB's `save_env --file FILE NAMES...`: sets NAMES in FILE's block, in place; fails
-    /// (writing nothing) when FILE is not a block.
+    /// The six variables of the protocol, in the order the script saves them.
+    const SIX: [&str; 6] = [
+        VAR_ORDER,
+        "NP_A_OK",
+        "NP_A_TRY",
+        "NP_B_OK",
+        "NP_B_TRY",
+        VAR_MAX_TRIES,
+    ];
+
+    /// GRUB's `load_env --file FILE` (lib/envblk.c), as loose as GRUB is: any file that
+    /// starts with the header is read, line by line, up to the first broken line (a name
+    /// without `=`, or a value running to the end of the file without a newline), so the
+    /// variables in the first sector of a block whose second sector is torn still load.
+    /// Only the protocol's six variables are kept, as the script asks.
+    fn grub_load_env(file: &Path) -> Option<GrubEnv> {
+        let bytes = std::fs::read(file).ok()?;
+        let body = bytes.strip_prefix(super::super::grubenv::HEADER.as_bytes())?;
+        let mut env = GrubEnv::new();
+        let mut p = 0;
+        while p < body.len() {
+            if body[p] == b'#' {
+                while p < body.len() && body[p] != b'\n' {
+                    p += 1;
+                }
+                p += 1;
+                continue;
+            }
+            let start = p;
+            while p < body.len() && body[p] != b'=' {
+                p += 1;
+            }
+            if p >= body.len() {
+                break;
+            }
+            let name = String::from_utf8_lossy(&body[start..p]).into_owned();
+            p += 1;
+            let mut value = Vec::new();
+            while p < body.len() && body[p] != b'\n' {
+                if body[p] == b'\\' {
+                    p += 1;
+                }
+                if let Some(&c) = body.get(p) {
+                    value.push(c);
+                }
+                p += 1;
+            }
+            if p >= body.len() {
+                break;
+            }
+            p += 1;
+            // GRUB hands the value on as a C string: it ends at a NUL.
+            let end = value.iter().position(|&c| c == 0).unwrap_or(value.len());
+            if SIX.contains(&name.as_str()) {
+                env.set(&name, &String::from_utf8_lossy(&value[..end]))
+                    .unwrap();
+            }
+        }
+        Some(env)
+    }
+
+    /// GRUB's `save_env --file FILE NAMES...`: sets NAMES in FILE's block, in place. GRUB
+    /// makes room in the `#` padding at the end of the block; a block whose tail is torn
+    /// (zeros, garbage) has none and is refused ("environment block too small"), writing
+    /// nothing. Modelled as: refused unless FILE is a whole block.
     fn save_env(file: &Path, from: &GrubEnv, names: &[&str]) -> bool {
         let Ok(mut env) = std::fs::read(file)
             .map_err(|_| ())
@@ -552,40 +716,43 @@ mod tests {
         true
     }
 
-    /// What `deploy/grub/np-ab.cfg` does on a boot: the primary if it carries NP_ORDER,
-    /// else the backup; the try counted and saved into both copies, the one in use last.
+    /// The script's `np_load FILE`: the variables GRUB reads from FILE, when all six are
+    /// valid, and whether GRUB can write FILE (an unchanged variable saved back).
+    fn np_load(file: &Path) -> Option<(GrubEnv, GrubSlots, bool)> {
+        let env = grub_load_env(file)?;
+        let slots = GrubSlots::from_env(&env).ok()?;
+        let writable = save_env(file, &env, &[VAR_ORDER]);
+        Some((env, slots, writable))
+    }
+
+    /// What `deploy/grub/np-ab.cfg` does on a boot: the primary if all six variables read
+    /// valid and GRUB can write it, else the backup if so; the try counted and all six
+    /// saved into both copies, the one in use last. With no such copy, a copy that reads
+    /// valid chooses the slot, uncounted; with none, slot a.
     fn grub_boot(b: &GrubBoot) -> Slot {
-        let load = |p: &Path| {
-            std::fs::read(p)
-                .ok()
-                .and_then(|bytes| GrubEnv::parse(&bytes).ok())
-                .filter(|e| e.get(VAR_ORDER).is_some())
+        grub_boot_counted(b).0
+    }
+
+    /// [`grub_boot`], and whether the try was counted.
+    fn grub_boot_counted(b: &GrubBoot) -> (Slot, bool) {
+        let usable = |p: &Path| np_load(p).filter(|l| l.2);
+        let (src, other, (mut env, mut s, _)) = match (usable(&b.path), usable(&b.backup)) {
+            (Some(l), _) => (&b.path, &b.backup, l),
+            (None, Some(l)) => (&b.backup, &b.path, l),
+            (None, None) => {
+                return match np_load(&b.path).or_else(|| np_load(&b.backup)) {
+                    Some((_, s, _)) => (s.uncounted(), false),
+                    None => (Slot::A, false),
+                }
+            }
         };
-        let (src, mut env) = match (load(&b.path), load(&b.backup)) {
-            (Some(e), _) => (Which::Primary, e),
-            (None, Some(e)) => (Which::Backup, e),
-            (None, None) => panic!("GRUB would boot slot a, then b: no readable copy"),
-        };
-        let mut s = GrubSlots::from_env(&env).unwrap();
-        let slot = s.boot();
-        s.to_env(&mut env).unwrap();
-        let tries = [var_try(Slot::A), var_try(Slot::B)];
-        if src == Which::Backup {
-            let all = [
-                VAR_ORDER,
-                "NP_A_OK",
-                "NP_A_TRY",
-                "NP_B_OK",
-                "NP_B_TRY",
-                VAR_MAX_TRIES,
-            ];
-            save_env(&b.path, &env, &all);
-            assert!(save_env(&b.backup, &env, &tries));
-        } else {
-            save_env(&b.backup, &env, &tries);
-            assert!(save_env(&b.path, &env, &tries));
+        let (slot, counted) = s.boot_counted();
+        if counted {
+            s.to_env(&mut env).unwrap();
+            save_env(other, &env, &SIX);
+            save_env(src, &env, &SIX);
         }
-        slot
+        (slot, counted)
     }
 
     fn v(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -699,10 +866,38 @@ mod tests {
         s.commit(Slot::A);
         assert_eq!(s.first, Slot::A);
         assert_eq!(s.boot(), Slot::A);
-        // Nothing qualifies (a tried out, b bad): GRUB boots the other slot.
+        // Nothing qualifies by its tries (a's tries ran out, power cuts while it booted;
+        // b bad): GRUB boots a, the slot whose OK is 1, uncounted, again and again, never
+        // the bad b; the agent on a resets the count.
         let mut s = GrubSlots::provisioned(Slot::A, 1);
-        assert_eq!(s.boot(), Slot::A);
-        assert_eq!(s.boot(), Slot::B);
+        assert_eq!(s.boot_counted(), (Slot::A, true));
+        assert_eq!([s.boot(), s.boot(), s.boot()], [Slot::A; 3]);
+        assert_eq!(s.boot_counted(), (Slot::A, false));
+        assert_eq!(s.a_try, 1);
+        // Committed b, a marked bad, b in the second place of the order (a power cut
+        // between two changes): still b, never the bad a.
+        let mut s = GrubSlots::provisioned(Slot::B, 3);
+        s.b_try = 3;
+        s.first = Slot::A;
+        assert_eq!(s.boot_counted(), (Slot::B, false));
+        // Neither slot OK (nothing better to do): the first of the order.
+        s.b_ok = false;
+        assert_eq!(s.boot_counted(), (Slot::A, false));
+    }
+
+    /// Marking a slot bad clears its tries: a slot written afresh and never activated is
+    /// never taken for one the boot loader tried and gave up on.
+    #[test]
+    fn marking_a_slot_bad_clears_its_tries() {
+        let mut s = GrubSlots::provisioned(Slot::A, 3);
+        s.activate(Slot::B);
+        assert_eq!(
+            [s.boot(), s.boot(), s.boot(), s.boot()],
+            [Slot::B, Slot::B, Slot::B, Slot::A]
+        );
+        assert_eq!(s.b_try, 3);
+        s.mark_bad(Slot::B);
+        assert_eq!((s.b_ok, s.b_try, s.first), (false, 0, Slot::A));
     }
 
     #[test]
@@ -1185,6 +1380,13 @@ mod tests {
                     // over the torn copy, leaves a whole copy too, old or new.
                     if let Ok(state) = &got {
                         let torn = snapshot(&b);
+                        // GRUB, reading as loosely as it does, boots what the agent's
+                        // copy in force says, and counts the try where the agent sees it.
+                        let mut expect = *state;
+                        let want = expect.boot_counted();
+                        assert_eq!(grub_boot_counted(&b), want, "{what}, cut in write {k}");
+                        assert_eq!(b.read().unwrap().1, expect, "{what}, cut in write {k}");
+                        restore(&b, &torn);
                         let count = |s: &mut GrubSlots| s.a_try += 1;
                         let mut counted = *state;
                         count(&mut counted);
@@ -1242,5 +1444,206 @@ mod tests {
         b.commit(Slot::B).unwrap();
         assert_eq!(b.tries(Slot::B).unwrap(), Some(0));
         vars(&b);
+    }
+
+    /// The reviewer's first finding: a primary whose header and first sector survive but
+    /// whose second sector is zeros or garbage. GRUB reads our variables from it (they are
+    /// all in the first sector) but cannot save into it; it must use the backup and count
+    /// there, so a slot that never comes up is still abandoned after NP_MAX_TRIES boots.
+    #[test]
+    fn grub_uses_only_a_copy_it_can_write() {
+        let (_dir, b) = two_copies();
+        let good = std::fs::read(&b.path).unwrap();
+        let mut zeros = good[..512].to_vec();
+        zeros.resize(1024, 0);
+        let mut garbage = good.clone();
+        for (i, x) in garbage[512..].iter_mut().enumerate() {
+            *x = (i * 7 + 3) as u8;
+        }
+        for (what, torn) in [("zeros", zeros), ("garbage", garbage)] {
+            std::fs::write(&b.path, &good).unwrap();
+            std::fs::write(&b.backup, &good).unwrap();
+            std::fs::write(&b.path, &torn).unwrap();
+            // GRUB reads the torn primary loosely: all six variables, valid ...
+            let (_, s, writable) = np_load(&b.path).unwrap();
+            assert_eq!(s, b.read().unwrap().1, "{what}");
+            // ... but cannot write it: the backup is used, and counts.
+            assert!(!writable, "{what}");
+            assert_eq!(b.record().unwrap()["in_force"], "backup", "{what}");
+            // b never comes up (no agent runs): three counted tries, then a, for good.
+            let boots: Vec<_> = (0..6).map(|_| grub_boot_counted(&b)).collect();
+            assert_eq!(
+                boots,
+                [
+                    (Slot::B, true),
+                    (Slot::B, true),
+                    (Slot::B, true),
+                    (Slot::A, true),
+                    (Slot::A, true),
+                    (Slot::A, true),
+                ],
+                "{what}"
+            );
+            assert_eq!(
+                std::fs::read(&b.path).unwrap(),
+                torn,
+                "{what}: not writable"
+            );
+            // The agent on a sees the backup's counts and repairs the primary.
+            assert_eq!(b.tries(Slot::B).unwrap(), Some(3), "{what}");
+            b.started(Slot::A).unwrap();
+            vars(&b);
+        }
+    }
+
+    /// The reviewer's second finding, through the file: a committed a, b bad, and power cuts
+    /// while a boots push NP_A_TRY to the most: GRUB keeps booting a (uncounted), never
+    /// the bad b. And a primary torn after its first lines (zeros from byte 54: NP_ORDER
+    /// and NP_A_OK only) is no copy at all: GRUB uses the backup.
+    #[test]
+    fn grub_never_boots_a_bad_slot_over_a_good_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = GrubBoot::new(&dir.path().join("grubenv"), 3, None);
+        b.provision(Slot::A).unwrap();
+        b.activate(Slot::B).unwrap();
+        assert_eq!(grub_boot(&b), Slot::B);
+        b.mark_bad(Slot::B).unwrap();
+        b.started(Slot::A).unwrap();
+        let boots: Vec<_> = (0..5).map(|_| grub_boot_counted(&b)).collect();
+        assert_eq!(
+            boots,
+            [
+                (Slot::A, true),
+                (Slot::A, true),
+                (Slot::A, true),
+                (Slot::A, false),
+                (Slot::A, false)
+            ]
+        );
+        b.started(Slot::A).unwrap();
+        assert_eq!(grub_boot_counted(&b), (Slot::A, true));
+        b.started(Slot::A).unwrap();
+        // Torn at byte 54: GRUB reads NP_ORDER and NP_A_OK only.
+        let good = std::fs::read(&b.path).unwrap();
+        let mut torn = good[..54].to_vec();
+        torn.resize(1024, 0);
+        std::fs::write(&b.path, &torn).unwrap();
+        let loose = grub_load_env(&b.path).unwrap();
+        assert_eq!(loose.vars().len(), 2, "{loose:?}");
+        assert!(np_load(&b.path).is_none());
+        assert_eq!(grub_boot_counted(&b), (Slot::A, true));
+        assert_eq!(b.tries(Slot::A).unwrap(), Some(1));
+        // Neither copy usable nor readable: the last resort, slot a.
+        std::fs::write(&b.backup, &torn).unwrap();
+        assert_eq!(grub_boot_counted(&b), (Slot::A, false));
+    }
+
+    /// A copy that parses but whose variables do not (NP_ORDER="b b") is not in force:
+    /// the whole backup is, and the message for two bad copies does not ask for a new
+    /// provision.
+    #[test]
+    fn a_copy_with_an_invalid_variable_gives_way_to_the_backup() {
+        let (_dir, b) = two_copies();
+        let state = b.read().unwrap().1;
+        let bad = |name: &str, value: &str| {
+            let mut e = b.read().unwrap().0;
+            e.set(name, value).unwrap();
+            e.to_block().unwrap()
+        };
+        for (name, value) in [
+            ("NP_ORDER", "b b"),
+            ("NP_ORDER", ""),
+            ("NP_A_OK", "2"),
+            ("NP_B_TRY", "10"),
+            ("NP_MAX_TRIES", ""),
+            ("NP_MAX_TRIES", "0"),
+        ] {
+            let good = std::fs::read(&b.backup).unwrap();
+            std::fs::write(&b.path, bad(name, value)).unwrap();
+            assert_eq!(b.read().unwrap().1, state, "{name}={value:?}");
+            assert_eq!(b.record().unwrap()["in_force"], "backup");
+            // GRUB, too.
+            assert!(np_load(&b.path).is_none(), "{name}={value:?}");
+            assert_eq!(grub_boot(&b), Slot::B);
+            b.commit(Slot::B).unwrap();
+            vars(&b);
+            assert_eq!(std::fs::read(&b.path).unwrap(), good);
+        }
+        std::fs::write(&b.path, bad("NP_ORDER", "b b")).unwrap();
+        std::fs::write(&b.backup, bad("NP_A_OK", "x")).unwrap();
+        let e = b.started(Slot::A).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("NP_ORDER=\"b b\"") && msg.contains("NP_A_OK=\"x\""),
+            "{msg}"
+        );
+        assert!(msg.contains("do not provision again"), "{msg}");
+        assert_eq!(crate::error::AgentError::from(e).exit_code(), 1);
+    }
+
+    /// The reviewer's third finding: a backup that cannot be written (a link, a folder, a
+    /// full disk) must not stop the start from resetting TRY in the primary; changes that
+    /// must fail closed still fail, naming the backup.
+    #[test]
+    fn a_start_resets_the_tries_even_when_the_backup_cannot_be_written() {
+        let (dir, b) = two_copies();
+        assert_eq!(grub_boot(&b), Slot::B);
+        b.commit(Slot::B).unwrap();
+        let target = dir.path().join("elsewhere");
+        type Make<'a> = Box<dyn Fn() + 'a>;
+        let cases: Vec<(&str, Make<'_>)> = vec![
+            (
+                "is a symbolic link; the boot record must be a regular file",
+                Box::new(|| std::os::unix::fs::symlink(&target, &b.backup).unwrap()),
+            ),
+            (
+                "is a directory; the boot record must be a regular file",
+                Box::new(|| std::fs::create_dir(&b.backup).unwrap()),
+            ),
+        ];
+        for (why, make) in cases {
+            let _ = std::fs::remove_file(&b.backup);
+            make();
+            assert_eq!(grub_boot(&b), Slot::B);
+            assert_eq!(b.tries(Slot::B).unwrap(), Some(1));
+            b.started(Slot::B).unwrap();
+            assert_eq!(b.tries(Slot::B).unwrap(), Some(0), "{why}");
+            let rec = b.record().unwrap();
+            let problem = rec["backup_problem"].as_str().unwrap().to_owned();
+            assert!(problem.contains(why), "{problem}");
+            // Marking a slot bad fails closed, naming the backup and why.
+            let e = b.mark_bad(Slot::A).unwrap_err().to_string();
+            assert!(e.contains("grubenv.bak") && e.contains(why), "{e}");
+            assert!(!target.exists(), "nothing written through the link");
+            let _ = std::fs::remove_file(&b.backup);
+            let _ = std::fs::remove_dir(&b.backup);
+        }
+        // A full disk: the backup's write fails; the primary is still rewritten.
+        b.started(Slot::B).unwrap();
+        assert_eq!(grub_boot(&b), Slot::B);
+        let mut log = Vec::new();
+        let skipped = b
+            .started_with(Slot::B, &mut |p: &Path, bytes: &[u8]| {
+                log.push(p.to_owned());
+                if p == b.backup {
+                    return Err(BootError::Io {
+                        path: p.to_owned(),
+                        source: std::io::Error::other("No space left on device"),
+                    });
+                }
+                GrubBoot::write_copy(p, bytes)
+            })
+            .unwrap();
+        assert_eq!(log, [b.backup.clone(), b.path.clone()]);
+        assert!(skipped.unwrap().contains("No space left"));
+        assert_eq!(b.tries(Slot::B).unwrap(), Some(0));
+        assert!(b.record().unwrap()["backup_problem"]
+            .as_str()
+            .unwrap()
+            .contains("does not hold the block in force"));
+        // Whole again at the next change; no problem reported.
+        b.started(Slot::B).unwrap();
+        vars(&b);
+        assert!(b.record().unwrap()["backup_problem"].is_null());
     }
 }

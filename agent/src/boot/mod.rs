@@ -31,7 +31,7 @@ pub enum BootError {
     Command { command: String, detail: String },
     #[error("the boot record {path} is missing; provision the box with `np-agent provision`")]
     Missing { path: PathBuf },
-    #[error("the boot record {path} is damaged: {message}; rewrite it (see deploy/grub/README.md) or provision again")]
+    #[error("the boot record {path} is damaged: {message}; check it against the boot loader protocol (docs/formats.md; for GRUB `grub-editenv FILE list` on both copies) and rewrite the damaged values; do not provision again a box that runs a committed firmware (that makes the provisioned slot the committed one)")]
     Corrupt { path: PathBuf, message: String },
     #[error("cannot read the booted slot from {path} (`[boot] cmdline`): {message}")]
     Cmdline { path: PathBuf, message: String },
