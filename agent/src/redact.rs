@@ -298,7 +298,14 @@ fn key_forms(text: &str) -> Vec<String> {
 
 fn is_secret_name(name: &str) -> bool {
     let l = name.to_ascii_lowercase();
-    SECRET_NAMES.iter().any(|n| l.contains(n)) || SECRET_SUFFIXES.iter().any(|n| l.ends_with(n))
+    SECRET_NAMES.iter().any(|n| l.contains(n))
+}
+
+/// Whether `name` ends like a secret's (`KEY`, `DB_PASS`): its value is a secret when it
+/// is assigned with `=` (`device.key: ok` says nothing secret).
+fn has_secret_suffix(name: &str) -> bool {
+    let l = name.to_ascii_lowercase();
+    SECRET_SUFFIXES.iter().any(|n| l.ends_with(n))
 }
 
 /// The user info of the URLs in `text` (`user:pass`, `pass`, percent-decoded too) and the
@@ -328,7 +335,7 @@ fn url_secrets(text: &str) -> Vec<String> {
         if let Some(q) = url.find('?') {
             for pair in url[q + 1..].split(['&', '#']) {
                 if let Some((k, v)) = pair.split_once('=') {
-                    if is_secret_name(k) && !v.is_empty() {
+                    if (is_secret_name(k) || has_secret_suffix(k)) && !v.is_empty() {
                         out.push(v.to_owned());
                         out.push(percent_decode(v));
                     }
@@ -538,7 +545,10 @@ fn assignments(text: &str) -> Vec<(usize, usize)> {
             .map_or(text.len(), |e| i + e);
         let word = &text[i..end];
         i = end;
-        if !is_secret_name(word) {
+        let assigned = text[end..]
+            .trim_start_matches(['"', '\'', ' ', '\t'])
+            .starts_with('=');
+        if !(is_secret_name(word) || assigned && has_secret_suffix(word)) {
             continue;
         }
         let Some((start, quote)) = value_start(text, end) else {
@@ -798,6 +808,9 @@ mod tests {
             "KEY=[redacted] db_pass=[redacted] ADMIN_PWD='[redacted]' Api_Token: [redacted] \
              app_secret=[redacted] x=1"
         );
+        // A name that only ends like one says nothing secret after a colon.
+        let plain = "cat: device.key: No such file or directory; tests pass: 12";
+        assert_eq!(s.redact(plain), plain);
     }
 
     #[test]

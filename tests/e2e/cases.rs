@@ -287,6 +287,10 @@ fn diagnostics_requested_on_a_case_arrive_with_the_next_check_in_and_hold_no_sec
         ),
     );
     let key_path = agent.dir.path().join("device.key");
+    // The command runs in the agent's working folder: name the key file in full.
+    let config = std::fs::read_to_string(&agent.config).unwrap();
+    let config = config.replace("cat device.key", &format!("cat {}", key_path.display()));
+    std::fs::write(&agent.config, config).unwrap();
     let out = agent.run(&["keygen", "--out", key_path.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{out:?}");
     let public = out.stdout.trim().to_owned();
