@@ -609,3 +609,68 @@ fn a_health_command_that_leaves_a_background_child_does_not_stall_the_report() {
     });
     assert!(gone, "the background child {pid} still runs");
 }
+
+#[test]
+fn the_review_s_health_commands_that_print_the_key_are_replaced_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    // A seed with no repeats, so that a piece found is the piece meant.
+    let seed: Vec<u8> = (0u8..32)
+        .map(|i| i.wrapping_mul(37).wrapping_add(11))
+        .collect();
+    let key = dir.path().join("device.key");
+    std::fs::write(
+        &key,
+        base64::engine::general_purpose::STANDARD.encode(&seed),
+    )
+    .unwrap();
+    let k = key.display();
+    let have = |tool: &str| {
+        std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let mut commands = vec![
+        format!("cut -c1-20 {k}; echo; cut -c21- {k}"),
+        format!("base64 < {k}"),
+        format!("base64 -d < {k} | base64 -w 16"),
+        format!("base64 -d < {k} | od -An -tx1"),
+        format!("base64 -d < {k} | od -tx1"),
+        format!("base64 -d < {k} | od -An -tx4"),
+        format!(
+            "printf '{{\"a\":\"%s\",\"b\":\"%s\"}}' \"$(cut -c1-22 {k})\" \"$(cut -c23- {k})\""
+        ),
+    ];
+    if have("xxd") {
+        commands.push(format!("base64 -d < {k} | xxd | head -2"));
+        commands.push(format!("base64 -d < {k} | xxd -c 4"));
+        commands.push(format!("xxd {k}"));
+    }
+    if have("hexdump") {
+        commands.push(format!("base64 -d < {k} | hexdump"));
+        commands.push(format!("base64 -d < {k} | hexdump -C"));
+    }
+    let tail = health(dir.path(), "echo ok\n");
+    let agent = testkit::provisioned_box_with(
+        dir.path(),
+        "2099-01-01",
+        &format!("device_key = \"{k}\""),
+        &tail,
+    );
+    for cmd in commands {
+        std::fs::write(
+            dir.path().join("health.sh"),
+            format!("echo healthy\n{cmd}\n"),
+        )
+        .unwrap();
+        let doc = gather(&agent, "C-52", testkit::now(), &Limits::default());
+        let h = doc.health.unwrap();
+        assert_eq!(h.output, crate::redact::KEY_REDACTED, "{cmd}");
+        assert_eq!(h.exit_code, Some(0), "{cmd}");
+    }
+    // A command that prints no key keeps its output.
+    std::fs::write(dir.path().join("health.sh"), "echo healthy | od -An -tx1\n").unwrap();
+    let doc = gather(&agent, "C-53", testkit::now(), &Limits::default());
+    assert_eq!(doc.health.unwrap().output, " 68 65 61 6c 74 68 79 0a\n");
+}
