@@ -31,6 +31,9 @@ use std::time::Duration;
 
 /// The most signed reports waiting in the outbox.
 pub const MAX_QUEUED: usize = 4;
+/// How long the output of a health command that exited is still read, for a child it
+/// left running in the background.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
 /// The largest outbox file read back (a 256 KiB payload in base64, and its signature).
 const MAX_FILE: u64 = 512 * 1024;
 
@@ -269,8 +272,15 @@ fn run_capped(command: &str, timeout: Duration, keep: usize) -> Captured {
             None
         }
     };
-    // The output ends when every process of the command's group closed it.
-    let mut got = out_rx.recv_timeout(left()).ok();
+    // The output ends when every process of the command's group closed it. Once the
+    // command itself ended, a background child it left holding the output is not waited
+    // for: what it printed in a short grace is kept, then its group is stopped.
+    let grace = if note.is_none() {
+        left().min(EXIT_GRACE)
+    } else {
+        left()
+    };
+    let mut got = out_rx.recv_timeout(grace).ok();
     // The group is stopped only while it surely exists: its leader not reaped (timed out)
     // or a member still holding the output open (a group id is not reused while it does).
     if note.is_some() || got.is_none() {
@@ -343,6 +353,39 @@ pub fn queue(agent: &Agent, doc: &Diagnostics) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// The case a queued report is for and when it was asked for, as its payload says.
+fn request_of(env: &Envelope) -> Option<(String, Timestamp)> {
+    let v = env
+        .payload_bytes()
+        .ok()
+        .and_then(|p| serde_json::from_slice::<Value>(&p).ok())?;
+    let case = v["case"].as_str().filter(|c| is_case_id(c))?.to_owned();
+    let at = v["requested_at"].as_str()?.parse::<Timestamp>().ok()?;
+    Some((case, at))
+}
+
+/// Drops the outbox's reports for `case` asked for before `issued_at`: a newer request
+/// for the case replaces them, and the server takes only the answer to its newest one.
+/// Reports for other cases, and the ones that cannot be read, are left to
+/// [`send_queued`].
+pub fn drop_replaced(agent: &Agent, case: &str, issued_at: Timestamp) {
+    for path in queued(&agent.cfg.state_dir) {
+        let Some((c, at)) = read_queued(&path).ok().as_ref().and_then(request_of) else {
+            continue;
+        };
+        if c == case && at < issued_at {
+            let _ = fsutil::remove_durable(&path);
+            agent.note(
+                "diagnostics",
+                &format!(
+                    "the unsent diagnostics for case {case} asked for at {at} were dropped: \
+                     a newer request ({issued_at}) replaces them"
+                ),
+            );
+        }
+    }
+}
+
 /// The case a queued report is for (only for messages).
 fn case_of(env: &Envelope) -> String {
     env.payload_bytes()
@@ -379,6 +422,8 @@ pub fn send_queued(agent: &Agent, client: &Client) {
                 code,
                 message,
             }) if (400..500).contains(&status) && status != 408 && status != 429 => {
+                // Only this report: a refusal (409 `stale_diagnostics` for an answer to
+                // an older request, say) says nothing of the others, nor of a fresh one.
                 let _ = fsutil::remove_durable(&path);
                 let detail = format!(
                     "diagnostics for case {case} refused by the server ({status} {code}): {message}"
@@ -421,6 +466,7 @@ pub fn act(agent: &Agent, client: &Client, action: &Action) {
             return;
         }
     };
+    drop_replaced(agent, &case, action.issued_at);
     let doc = gather(agent, &case, action.issued_at, &Limits::default());
     let size = payload_len(&doc);
     match queue(agent, &doc) {

@@ -287,6 +287,10 @@ fn diagnostics_requested_on_a_case_arrive_with_the_next_check_in_and_hold_no_sec
         ),
     );
     let key_path = agent.dir.path().join("device.key");
+    // The command runs in the agent's working folder: name the key file in full.
+    let config = std::fs::read_to_string(&agent.config).unwrap();
+    let config = config.replace("cat device.key", &format!("cat {}", key_path.display()));
+    std::fs::write(&agent.config, config).unwrap();
     let out = agent.run(&["keygen", "--out", key_path.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{out:?}");
     let public = out.stdout.trim().to_owned();
@@ -326,8 +330,10 @@ fn diagnostics_requested_on_a_case_arrive_with_the_next_check_in_and_hold_no_sec
     assert_eq!(report["case"], id.as_str(), "{report}");
     assert_eq!(report["slots"]["a"], "1.0.0", "{report}");
     assert!(report["state_free_bytes"].as_u64().unwrap() > 0, "{report}");
+    // The output held the device key: it is replaced whole.
     let health = report["health"]["output"].as_str().unwrap();
-    assert!(health.contains("disk ok"), "{report}");
+    assert_eq!(health, "[redacted: it held the device key]", "{report}");
+    assert_eq!(report["health"]["exit_code"], 0, "{report}");
     let key_text = std::fs::read_to_string(&key_path).unwrap();
     assert!(
         !text.contains(key_text.trim()),
