@@ -207,8 +207,13 @@ pub async fn run(args: &Args) -> Result<(), CliError> {
             other => CliError::Refused(other.to_string()),
         })?;
     let (releases, devices) =
-        crate::domain::rotation::resign(&state, crate::domain::rotation::Only::Stale, state.now())
-            .await
+        crate::domain::rotation::resign_audited(
+            &state,
+            crate::domain::rotation::Only::Stale,
+            "np-server",
+            state.now(),
+        )
+        .await
             .map_err(|e| {
                 CliError::Io(format!(
                     "cannot re-sign documents with the installed keys: {e}"

@@ -94,6 +94,7 @@ async fn download(
             "no release uses the image {sha}"
         )));
     }
+    let device = crate::domain::rotation::fresh_device(&state, device).await?;
     let parts = box_view_parts(&state, &device, &releases).await?;
     let view = parts.view(&device, None, state.now());
     let mut refusal: Option<Hold> = None;

@@ -78,7 +78,7 @@ impl std::fmt::Debug for PgStore {
 
 /// Maps a driver error: no database answer at all, a lost connection, a server shutting
 /// down or out of connections (SQLSTATE classes 08, 57, 53) mean "unavailable".
-fn pg(e: tokio_postgres::Error) -> StoreError {
+pub(super) fn pg(e: tokio_postgres::Error) -> StoreError {
     let transient = e.code().is_some_and(|c| {
         ["08", "57", "53"]
             .iter()
@@ -101,7 +101,7 @@ fn retryable(e: &tokio_postgres::Error) -> bool {
 }
 
 /// Runs `fut` within [`OP_TIMEOUT`].
-async fn timed<T>(fut: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+pub(super) async fn timed<T>(fut: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
     match tokio::time::timeout(OP_TIMEOUT, fut).await {
         Ok(r) => r,
         Err(_) => Err(StoreError::Unavailable(format!(
@@ -219,7 +219,7 @@ impl PgStore {
         })
     }
 
-    async fn client(&self) -> Result<Object, StoreError> {
+    pub(super) async fn client(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Backend(e) => pg(e),
             other => StoreError::Unavailable(other.to_string()),
