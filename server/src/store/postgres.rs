@@ -67,6 +67,8 @@ pub struct PgStore {
     nonce_count: Arc<AtomicU64>,
     /// The keyring version this process signs under (0: none, writes are not guarded).
     signs_under: Arc<AtomicU64>,
+    /// The URL without its password.
+    shown: Arc<str>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -174,6 +176,22 @@ where
     }
 }
 
+/// This build talks to PostgreSQL without TLS: a URL that asks for it (`sslmode=require`,
+/// `verify-ca`, `verify-full`) is refused with a sentence saying so, rather than failing
+/// later with a handshake error.
+fn refuse_tls(url: &str) -> Result<(), StoreError> {
+    let lower = url.to_ascii_lowercase();
+    let asks = ["sslmode=require", "sslmode=verify-ca", "sslmode=verify-full"]
+        .iter()
+        .any(|m| lower.contains(m));
+    if asks {
+        return Err(StoreError::Postgres(
+            "the store URL asks for TLS (sslmode=require or verify-*), but TLS to PostgreSQL is not supported by this build; use a local socket/loopback, a private network or an stunnel/pgbouncer with TLS, and drop sslmode from the URL (or set sslmode=disable)".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl PgStore {
     /// Connects to `url` (a `postgres://` URL), applies missing migrations under an
     /// advisory lock, and refuses a database of a newer schema.
@@ -186,6 +204,7 @@ impl PgStore {
 
     /// A pool for `url`, without touching the database yet.
     fn connect_only(url: &str) -> Result<PgStore, StoreError> {
+        refuse_tls(url)?;
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             StoreError::Postgres(format!(
                 "the store URL is not a valid PostgreSQL URL ({e}); write it as postgres://USER:PASSWORD@HOST:PORT/DATABASE"
@@ -197,6 +216,7 @@ impl PgStore {
             .keepalives_idle(Duration::from_secs(10))
             .tcp_user_timeout(OP_TIMEOUT)
             .application_name("np-server");
+        let shown = super::shown_url(&config);
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -216,7 +236,13 @@ impl PgStore {
             pool,
             nonce_count: Arc::default(),
             signs_under: Arc::default(),
+            shown: shown.into(),
         })
+    }
+
+    /// The database's URL without its password.
+    pub fn shown_url(&self) -> String {
+        self.shown.to_string()
     }
 
     pub(super) async fn client(&self) -> Result<Object, StoreError> {
