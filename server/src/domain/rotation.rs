@@ -543,6 +543,17 @@ pub async fn resign_audited(
     Ok((releases, devices))
 }
 
+/// For the end-to-end tests only: `NP_TEST_RESIGN_PAUSE_MS` makes the re-signing after an
+/// install pause that long before each batch of devices (a fleet large enough to take a
+/// while, without registering one).
+fn test_pause(only: Only) -> Option<std::time::Duration> {
+    if only != Only::All {
+        return None;
+    }
+    let ms: u64 = std::env::var("NP_TEST_RESIGN_PAUSE_MS").ok()?.parse().ok()?;
+    Some(std::time::Duration::from_millis(ms.min(60_000)))
+}
+
 /// Re-signs release manifests and device entitlements (bumping `sequence`) and pending
 /// actions with the current keys; answers how many releases and devices changed.
 pub async fn resign(
@@ -576,7 +587,11 @@ pub async fn resign(
     };
     let mut devices = 0;
     let mut after: Option<String> = None;
+    let pause = test_pause(only);
     loop {
+        if let Some(p) = pause {
+            tokio::time::sleep(p).await;
+        }
         let page = state
             .store
             .list_devices(after.as_deref(), RESIGN_BATCH, |d| {
