@@ -104,8 +104,7 @@ pub const STORE_MARKER: &str = "store-kind";
 pub fn store_marker(dir: &Path) -> Option<String> {
     let text = std::fs::read_to_string(dir.join(STORE_MARKER)).ok()?;
     let mut lines = text.lines();
-    (lines.next()?.trim() == "postgres")
-        .then(|| lines.next().unwrap_or("").trim().to_owned())
+    (lines.next()?.trim() == "postgres").then(|| lines.next().unwrap_or("").trim().to_owned())
 }
 
 /// Writes the data folder's [`STORE_MARKER`] for the PostgreSQL store at `shown_url`
@@ -348,6 +347,30 @@ pub async fn open_with_store(
 mod tests {
     use super::*;
     use np_common::keyring::accept_keyring;
+
+    #[test]
+    fn a_folder_marked_postgres_needs_a_store_url() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        assert_eq!(store_marker(dir), None);
+        require_store_url(dir, None, "serve").unwrap();
+        write_store_marker(dir, "postgres://np@db:5432/fleet").unwrap();
+        assert_eq!(
+            store_marker(dir).as_deref(),
+            Some("postgres://np@db:5432/fleet")
+        );
+        let err = require_store_url(dir, None, "token").unwrap_err();
+        for needed in [
+            "postgres://np@db:5432/fleet",
+            "--store",
+            "NP_STORE_URL",
+            "[store] url",
+            "token refuses",
+        ] {
+            assert!(err.contains(needed), "{needed}: {err}");
+        }
+        require_store_url(dir, Some("postgres://np@db/fleet"), "serve").unwrap();
+    }
 
     #[test]
     fn init_creates_a_verifiable_keyring_and_refuses_twice() {

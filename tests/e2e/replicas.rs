@@ -1199,7 +1199,10 @@ fn a_box_checks_in_during_a_long_keyring_install_which_is_audited_and_answered()
     assert_eq!(audit_count(&db, "keyring_resign"), "0", "still re-signing");
     // The box checks in meanwhile: its entitlement is re-signed on the spot.
     let out = agent.run(&["check"]);
-    assert_eq!(out.code, 0, "a check-in during the install is served: {out:?}");
+    assert_eq!(
+        out.code, 0,
+        "a check-in during the install is served: {out:?}"
+    );
     let kr: Envelope =
         serde_json::from_slice(&std::fs::read(agent.state("trust/keyring.json")).unwrap()).unwrap();
     let kr: np_common::keyring::Keyring =
@@ -1269,9 +1272,8 @@ fn a_kill_during_an_install_leaves_its_audit_entry_and_the_restart_audits_the_re
     // The restart re-signs the box and says so in the audit log.
     let a = restart_a(a, &db, tmp.path(), &[], None);
     assert_eq!(audit_count(&db, "keyring_resign"), "1");
-    let resign = db.query(
-        "SELECT entry FROM audit WHERE (entry::jsonb)->>'action' = 'keyring_resign'",
-    );
+    let resign =
+        db.query("SELECT entry FROM audit WHERE (entry::jsonb)->>'action' = 'keyring_resign'");
     assert!(resign.contains("\"devices_resigned\":1"), "{resign}");
     let (_, kr) = a.get_json("/api/v1/keyring");
     let kr: Envelope = serde_json::from_value(kr).unwrap();
@@ -1317,7 +1319,11 @@ fn a_refused_install_changes_nothing_in_the_data_folder() {
     let outs: Vec<_> = installs.into_iter().map(|t| t.join().unwrap()).collect();
     let won: Vec<bool> = outs.iter().map(|o| o.code == 0).collect();
     assert_eq!(won.iter().filter(|w| **w).count(), 1, "{outs:?}");
-    let (loser, before) = if won[0] { (&b, before_b) } else { (&a, before_a) };
+    let (loser, before) = if won[0] {
+        (&b, before_b)
+    } else {
+        (&a, before_a)
+    };
     let lost = &outs[usize::from(won[0])];
     assert!(lost.stderr.contains("keyring_not_newer"), "{lost:?}");
     assert!(
@@ -1346,7 +1352,10 @@ fn uploads_honour_the_blob_folder_and_a_postgres_folder_needs_its_store_url() {
         (503, &json!("blobs_unavailable")),
         "{body}"
     );
-    assert!(!blobs.exists(), "a configured blob folder is never recreated");
+    assert!(
+        !blobs.exists(),
+        "a configured blob folder is never recreated"
+    );
     std::fs::create_dir_all(&blobs).unwrap();
     let (status, body) = a.put_blob(&image);
     assert_eq!(status, 201, "{body}");
@@ -1371,7 +1380,9 @@ fn uploads_honour_the_blob_folder_and_a_postgres_folder_needs_its_store_url() {
     }
     assert!(!copy.join("store").exists(), "no embedded store made");
     for args in [
-        &["token", "create", "--role", "admin", "--name", "x", "--data"][..],
+        &[
+            "token", "create", "--role", "admin", "--name", "x", "--data",
+        ][..],
         &["token", "list", "--data"][..],
     ] {
         let out = run(

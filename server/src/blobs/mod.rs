@@ -462,4 +462,39 @@ mod tests {
         BlobStore::new(dir.path(), 100);
         assert_eq!(tmp_files(dir.path()), 0);
     }
+
+    #[tokio::test]
+    async fn a_configured_folder_that_is_gone_is_unavailable_and_never_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("share");
+        let store = BlobStore::at(&root, 1 << 20);
+        let err = store.put(chunks(vec![b"image"])).await.unwrap_err();
+        assert!(err.is_folder_unavailable(), "{err}");
+        assert!(store.check_writable().await.is_err());
+        assert!(!root.exists(), "a configured folder is not recreated");
+        std::fs::create_dir(&root).unwrap();
+        store.check_writable().await.unwrap();
+        // The probe leaves nothing behind, in tmp/ or in the folder.
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 1);
+        assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+        store.put(chunks(vec![b"image"])).await.unwrap();
+    }
+
+    #[test]
+    fn a_folder_that_refuses_writes_is_unavailable_not_a_fault() {
+        let refused = |kind| BlobError::Io {
+            op: "create",
+            path: "x".into(),
+            source: std::io::Error::from(kind),
+        };
+        for kind in [
+            std::io::ErrorKind::PermissionDenied,
+            std::io::ErrorKind::ReadOnlyFilesystem,
+            std::io::ErrorKind::NotFound,
+        ] {
+            assert!(refused(kind).is_folder_unavailable(), "{kind:?}");
+        }
+        assert!(!refused(std::io::ErrorKind::InvalidData).is_folder_unavailable());
+        assert!(!BlobError::TooLarge { limit: 1 }.is_folder_unavailable());
+    }
 }

@@ -217,19 +217,18 @@ pub async fn run(args: &Args) -> Result<(), CliError> {
             crate::domain::replica_keys::ReplicaKeysError::Store(s) => CliError::from(s),
             other => CliError::Refused(other.to_string()),
         })?;
-    let (releases, devices) =
-        crate::domain::rotation::resign_audited(
-            &state,
-            crate::domain::rotation::Only::Stale,
-            "np-server",
-            state.now(),
-        )
-        .await
-            .map_err(|e| {
-                CliError::Io(format!(
-                    "cannot re-sign documents with the installed keys: {e}"
-                ))
-            })?;
+    let (releases, devices) = crate::domain::rotation::resign_audited(
+        &state,
+        crate::domain::rotation::Only::Stale,
+        "np-server",
+        state.now(),
+    )
+    .await
+    .map_err(|e| {
+        CliError::Io(format!(
+            "cannot re-sign documents with the installed keys: {e}"
+        ))
+    })?;
     if releases + devices > 0 {
         tracing::warn!(
             releases,

@@ -70,8 +70,7 @@ impl KeyringWatch {
     }
 
     fn is_installing(&self, version: u64) -> bool {
-        version != 0
-            && self.installing.load(std::sync::atomic::Ordering::SeqCst) == version
+        version != 0 && self.installing.load(std::sync::atomic::Ordering::SeqCst) == version
     }
 
     fn cached(&self, max_age: Duration) -> Option<Option<String>> {
@@ -105,9 +104,12 @@ pub async fn at_start(state: &AppState) -> Result<(), ReplicaKeysError> {
     if let Some(stored) = before.as_ref().filter(|s| s.version > ours.version) {
         // This replica stopped during its own install, after the store recorded it:
         // its keys/pending/ still hold the new keys; finish moving them.
-        let finished =
-            crate::domain::rotation::finish_recorded_install(&state.config.data_dir, stored, state.now())
-                .map_err(|e| ReplicaKeysError::Refused(e.to_string()))?;
+        let finished = crate::domain::rotation::finish_recorded_install(
+            &state.config.data_dir,
+            stored,
+            state.now(),
+        )
+        .map_err(|e| ReplicaKeysError::Refused(e.to_string()))?;
         if finished {
             let keys = datadir::load_keys(&state.config.data_dir)
                 .map_err(|e| ReplicaKeysError::Refused(e.to_string()))?;

@@ -324,7 +324,8 @@ pub async fn install(
     }
     state.set_keys(keys);
     state.keyring_watch.installing(0);
-    let (releases_resigned, devices_resigned) = resign_audited(state, Only::All, actor, now).await?;
+    let (releases_resigned, devices_resigned) =
+        resign_audited(state, Only::All, actor, now).await?;
     let done = Installed {
         version: next.version,
         previous: current.keyring.version,
@@ -514,7 +515,11 @@ pub async fn resign_audited(
     now: Timestamp,
 ) -> Result<(usize, usize), RotationError> {
     let version = state.keys().keyring.version;
-    tracing::info!(version, ?only, "re-signing documents under the installed keyring");
+    tracing::info!(
+        version,
+        ?only,
+        "re-signing documents under the installed keyring"
+    );
     let (mut releases, mut devices) = resign(state, only, now).await?;
     if only == Only::All {
         let (r, d) = resign(state, Only::Stale, now).await?;
@@ -539,7 +544,12 @@ pub async fn resign_audited(
             )
             .await?;
     }
-    tracing::info!(version, releases, devices, "re-signed documents under the installed keyring");
+    tracing::info!(
+        version,
+        releases,
+        devices,
+        "re-signed documents under the installed keyring"
+    );
     Ok((releases, devices))
 }
 
@@ -550,7 +560,10 @@ fn test_pause(only: Only) -> Option<std::time::Duration> {
     if only != Only::All {
         return None;
     }
-    let ms: u64 = std::env::var("NP_TEST_RESIGN_PAUSE_MS").ok()?.parse().ok()?;
+    let ms: u64 = std::env::var("NP_TEST_RESIGN_PAUSE_MS")
+        .ok()?
+        .parse()
+        .ok()?;
     Some(std::time::Duration::from_millis(ms.min(60_000)))
 }
 

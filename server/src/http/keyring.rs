@@ -123,11 +123,12 @@ pub async fn install(
     let now = state.now();
     // Its own task: an install re-signs the whole fleet and must finish (and be audited)
     // even when the client gives up waiting or its connection drops.
-    let task = tokio::spawn(async move {
-        rotation::install(&state, &envelope, &caller.name, now).await
-    });
+    let task =
+        tokio::spawn(async move { rotation::install(&state, &envelope, &caller.name, now).await });
     match task.await {
         Ok(done) => Ok(Json(done?)),
-        Err(e) => Err(ApiError::internal(format!("the keyring install task failed: {e}"))),
+        Err(e) => Err(ApiError::internal(format!(
+            "the keyring install task failed: {e}"
+        ))),
     }
 }

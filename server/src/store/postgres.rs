@@ -103,7 +103,9 @@ fn retryable(e: &tokio_postgres::Error) -> bool {
 }
 
 /// Runs `fut` within [`OP_TIMEOUT`].
-pub(super) async fn timed<T>(fut: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+pub(super) async fn timed<T>(
+    fut: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
     match tokio::time::timeout(OP_TIMEOUT, fut).await {
         Ok(r) => r,
         Err(_) => Err(StoreError::Unavailable(format!(
@@ -181,9 +183,13 @@ where
 /// later with a handshake error.
 fn refuse_tls(url: &str) -> Result<(), StoreError> {
     let lower = url.to_ascii_lowercase();
-    let asks = ["sslmode=require", "sslmode=verify-ca", "sslmode=verify-full"]
-        .iter()
-        .any(|m| lower.contains(m));
+    let asks = [
+        "sslmode=require",
+        "sslmode=verify-ca",
+        "sslmode=verify-full",
+    ]
+    .iter()
+    .any(|m| lower.contains(m));
     if asks {
         return Err(StoreError::Postgres(
             "the store URL asks for TLS (sslmode=require or verify-*), but TLS to PostgreSQL is not supported by this build; use a local socket/loopback, a private network or an stunnel/pgbouncer with TLS, and drop sslmode from the URL (or set sslmode=disable)".into(),
@@ -1827,6 +1833,26 @@ mod tests {
     use super::*;
     use crate::store::contract_tests::TestDb;
     use crate::tokens::TokenRole;
+
+    #[test]
+    fn a_url_asking_for_tls_is_refused_with_a_sentence_saying_why() {
+        for url in [
+            "postgres://np:pw@db/np?sslmode=require",
+            "postgres://np@db/np?sslmode=verify-full",
+            "postgresql://np@db/np?application_name=x&sslmode=verify-ca",
+        ] {
+            let err = PgStore::connect_only(url).unwrap_err().to_string();
+            assert!(
+                err.contains("TLS to PostgreSQL is not supported by this build"),
+                "{err}"
+            );
+            assert!(err.contains("stunnel/pgbouncer"), "{err}");
+            assert!(!err.contains("pw"), "{err}");
+        }
+        let store =
+            PgStore::connect_only("postgres://np:secret@db:5433/fleet?sslmode=disable").unwrap();
+        assert_eq!(store.shown_url(), "postgres://np@db:5433/fleet");
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn replicas_starting_together_migrate_once_and_a_newer_schema_is_refused() {
