@@ -3,11 +3,17 @@
 //! kept in `keys/pending/` and unused), an operator signs it offline with the root keys, and
 //! [`install`] takes the signed envelope: it is checked as an agent checks a keyring
 //! (`np_common::keyring::accept_keyring` against the installed keyring's root), its version
-//! must be higher, and every key it lists must be one the server holds. Then the new keys
-//! move into `keys/`, the rotated-out ones into `keys/retired/`, `keyring.json` is replaced
-//! (the commit point), the store records the new keyring (so that other replicas stop
-//! signing with the old keys: `crate::domain::replica_keys`), the server signs with the new
-//! keys, and [`resign`] re-signs every release manifest, entitlement and pending action.
+//! must be higher, and every key it lists must be one the server holds. Then the store
+//! records the new keyring with its `keyring_install` audit entry in one transaction (the
+//! commit point: other replicas stop signing with the old keys,
+//! `crate::domain::replica_keys`; an install refused there changes nothing in the data
+//! folder), the new keys move into `keys/`, the rotated-out ones into `keys/retired/`,
+//! `keyring.json` is replaced, the server signs with the new keys, and [`resign_audited`]
+//! re-signs every release manifest, entitlement and pending action and writes a
+//! `keyring_resign` audit entry. Meanwhile a route that hands out a stored entitlement
+//! re-signs a stale one on the spot ([`refresh_device`], [`fresh_device`]). A start after
+//! a crash between the record and the file moves finishes them
+//! ([`finish_recorded_install`]) and re-signs what is stale.
 //! A draft's new private keys exist only in the data folder of the replica that made it,
 //! so the install goes through that replica.
 //!
@@ -319,6 +325,9 @@ pub async fn install(
     );
     let moved = commit_files(dir, envelope, &next, &held, &pending);
     if let Err(e) = moved {
+        // Recorded, but this folder does not hold it whole: sign nothing until it does
+        // (a retry of the install, or the next start, finishes it).
+        state.store.expect_keyring(current.keyring.version);
         state.keyring_watch.installing(0);
         return Err(e.into());
     }
@@ -631,4 +640,61 @@ pub async fn resign(
         }
     }
     Ok((releases, devices))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        "2026-12-01T00:00:00Z".parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_start_finishes_an_install_the_store_recorded_but_the_folder_did_not_hold() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        datadir::init(&dir, now()).unwrap();
+        let state = datadir::open(
+            crate::config::default_config(&dir),
+            crate::state::fixed_clock(now()),
+        )
+        .unwrap();
+        let spec = DraftSpec {
+            rotate: vec![Role::Entitlement],
+            ..DraftSpec::default()
+        };
+        let next = draft(&state, &spec, now()).await.unwrap();
+        let root_text = std::fs::read_to_string(dir.join("offline/root.key")).unwrap();
+        let root = SecretKey::from_base64(root_text.trim()).unwrap();
+        let envelope = next.sign(&[&root]);
+        let record = KeyringRecord {
+            version: next.version,
+            key_ids: next.keys.iter().map(|k| k.keyid.to_string()).collect(),
+            envelope: String::from_utf8(envelope.to_json()).unwrap(),
+        };
+        drop(state);
+        // A record whose keys this folder does not hold is left alone.
+        let other = crate::store::contract_tests::keyring_record(2, 9);
+        assert!(!finish_recorded_install(&dir, &other, now()).unwrap());
+        assert_eq!(datadir::load_keys(&dir).unwrap().keyring.version, 1);
+        // The store recorded this folder's draft: the start moves its keys.
+        assert!(finish_recorded_install(&dir, &record, now()).unwrap());
+        let keys = datadir::load_keys(&dir).unwrap();
+        assert_eq!(keys.keyring.version, 2);
+        assert_eq!(
+            datadir::read_private_keys(&dir.join("keys/pending"))
+                .unwrap()
+                .len(),
+            0
+        );
+        assert_eq!(
+            datadir::read_private_keys(&dir.join("keys/retired"))
+                .unwrap()
+                .len(),
+            1
+        );
+        // Done: a second call changes nothing.
+        assert!(!finish_recorded_install(&dir, &record, now()).unwrap());
+    }
 }
