@@ -661,7 +661,7 @@ mod tests {
         )
         .unwrap();
         let spec = DraftSpec {
-            rotate: vec![Role::Entitlement],
+            rotate: vec![Role::Entitlement, Role::Time],
             ..DraftSpec::default()
         };
         let next = draft(&state, &spec, now()).await.unwrap();
