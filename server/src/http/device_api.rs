@@ -98,7 +98,7 @@ pub async fn box_view_parts(
             ApiError::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 "keyring_stale",
-                crate::domain::replica_keys::STALE_SHORT,
+                "this server is re-signing documents under a new keyring; try again shortly",
             )
         })?;
     let running_known = device.version.is_some();
