@@ -94,6 +94,48 @@ pub fn is_fresh(dir: &Path) -> bool {
     }
 }
 
+/// The file that says a data folder's records live in PostgreSQL (copied with the folder
+/// to every replica): `postgres` on its first line, the database's URL without its
+/// password on the second.
+pub const STORE_MARKER: &str = "store-kind";
+
+/// The URL (without password) named by the data folder's [`STORE_MARKER`], when its
+/// records live in PostgreSQL.
+pub fn store_marker(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(STORE_MARKER)).ok()?;
+    let mut lines = text.lines();
+    (lines.next()?.trim() == "postgres").then(|| lines.next().unwrap_or("").trim().to_owned())
+}
+
+/// Writes the data folder's [`STORE_MARKER`] for the PostgreSQL store at `shown_url`
+/// (a URL without its password).
+pub fn write_store_marker(dir: &Path, shown_url: &str) -> Result<(), DataError> {
+    let path = dir.join(STORE_MARKER);
+    fsutil::write_atomic(
+        &path,
+        format!("postgres\n{shown_url}\n").as_bytes(),
+        fsutil::PUBLIC_READ,
+    )
+    .map_err(|source| DataError::Io {
+        op: "write",
+        path: path.clone(),
+        source,
+    })
+}
+
+/// Refuses a data folder whose records live in PostgreSQL ([`STORE_MARKER`]) when no store
+/// URL was given: `what` would otherwise work on an empty embedded store beside it.
+pub fn require_store_url(dir: &Path, url: Option<&str>, what: &str) -> Result<(), String> {
+    match (store_marker(dir), url) {
+        (Some(shown), None) => Err(format!(
+            "the data folder {} keeps its records in PostgreSQL ({shown}; see {}/{STORE_MARKER}), but no store URL was given: pass --store URL, set NP_STORE_URL, or set [store] url in the config file; {what} refuses to use an empty embedded store instead",
+            dir.display(),
+            dir.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Creates a data folder: keys, the signed keyring, the store and a first admin token.
 pub fn init(dir: &Path, now: Timestamp) -> Result<InitOutput, DataError> {
     let root_public_key = init_keys(dir, now)?;
@@ -129,6 +171,7 @@ pub async fn init_with_store(
         return Err(DataError::StoreInUse(held.join(", ")));
     }
     let root_public_key = init_keys(dir, now)?;
+    write_store_marker(dir, &store.shown_url())?;
     let admin_token = tokens::create_in(store, TokenRole::Admin, "admin", now).await?;
     Ok(InitOutput {
         admin_token,
@@ -304,6 +347,30 @@ pub async fn open_with_store(
 mod tests {
     use super::*;
     use np_common::keyring::accept_keyring;
+
+    #[test]
+    fn a_folder_marked_postgres_needs_a_store_url() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        assert_eq!(store_marker(dir), None);
+        require_store_url(dir, None, "serve").unwrap();
+        write_store_marker(dir, "postgres://np@db:5432/fleet").unwrap();
+        assert_eq!(
+            store_marker(dir).as_deref(),
+            Some("postgres://np@db:5432/fleet")
+        );
+        let err = require_store_url(dir, None, "token").unwrap_err();
+        for needed in [
+            "postgres://np@db:5432/fleet",
+            "--store",
+            "NP_STORE_URL",
+            "[store] url",
+            "token refuses",
+        ] {
+            assert!(err.contains(needed), "{needed}: {err}");
+        }
+        require_store_url(dir, Some("postgres://np@db/fleet"), "serve").unwrap();
+    }
 
     #[test]
     fn init_creates_a_verifiable_keyring_and_refuses_twice() {

@@ -41,12 +41,18 @@ pub fn serve(data_dir: &Path) -> (Running, String) {
 /// Starts `np-server serve --listen 127.0.0.1:0 ARGS` and waits until it answers
 /// /healthz; returns the process and its URL.
 pub fn serve_with(args: &[&std::ffi::OsStr]) -> (Running, String) {
+    serve_with_env(args, &[])
+}
+
+/// As [`serve_with`], with these environment variables set for the server.
+pub fn serve_with_env(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> (Running, String) {
     let mut process = Running::spawn(
         Command::new(bin("np-server"))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
-            .env("RUST_LOG", "info"),
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied()),
     );
     let line = process.wait_for("np-server listening on ", START_TIMEOUT);
     let url = line
@@ -100,6 +106,25 @@ impl TestServer {
         data_dir: &Path,
     ) -> TestServer {
         let (process, url) = serve_with(args);
+        TestServer {
+            url,
+            admin_token: admin_token.to_owned(),
+            root_public_key: root_public_key.to_owned(),
+            data_dir: data_dir.to_path_buf(),
+            process,
+            _tmp: tempfile::tempdir().expect("temp folder"),
+        }
+    }
+
+    /// As [`TestServer::with_args`], with these environment variables set for the server.
+    pub fn with_args_env(
+        args: &[&std::ffi::OsStr],
+        env: &[(&str, &str)],
+        admin_token: &str,
+        root_public_key: &str,
+        data_dir: &Path,
+    ) -> TestServer {
+        let (process, url) = serve_with_env(args, env);
         TestServer {
             url,
             admin_token: admin_token.to_owned(),

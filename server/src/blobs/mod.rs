@@ -51,6 +51,25 @@ pub enum BlobError {
     Body { reason: String },
     #[error("no blob {0} is stored")]
     NotFound(Sha256Digest),
+    /// The blob folder is missing (a configured one is never recreated), or refuses writes.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl BlobError {
+    /// Whether the folder itself is the cause (gone, read-only, immutable, full): the
+    /// answer is 503 `blobs_unavailable`, as `/healthz` says, not a server fault.
+    pub fn is_folder_unavailable(&self) -> bool {
+        use std::io::ErrorKind as K;
+        match self {
+            BlobError::Unavailable(_) => true,
+            BlobError::Io { source, .. } => matches!(
+                source.kind(),
+                K::NotFound | K::PermissionDenied | K::ReadOnlyFilesystem | K::StorageFull
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// The blob folder and its size limit.
@@ -136,32 +155,50 @@ impl BlobStore {
         let failed = |what: &str, e: std::io::Error| {
             format!("the blob folder {} {what}: {e}", self.root.display())
         };
+        self.prepare().await.map_err(|e| e.to_string())?;
+        let mut name = [0u8; 8];
+        getrandom::getrandom(&mut name)
+            .map_err(|e| failed("is not writable", std::io::Error::other(e.to_string())))?;
+        // As an upload does: a file made in tmp/, then renamed into the folder itself.
+        let file = format!(".healthz-{}.probe", hex::encode(name));
+        let probe = self.tmp.join(&file);
+        tokio::fs::write(&probe, b"")
+            .await
+            .map_err(|e| failed("is not writable", e))?;
+        let placed = self.root.join(&file);
+        let renamed = tokio::fs::rename(&probe, &placed).await;
+        let _ = tokio::fs::remove_file(&probe).await;
+        let _ = tokio::fs::remove_file(&placed).await;
+        renamed.map_err(|e| failed("does not take files renamed into it", e))
+    }
+
+    /// Makes sure `tmp/` exists: a configured folder must exist already (a missing shared
+    /// mount must show, and an image must never land on the local disk under the mount
+    /// point); the default `DATA/blobs` is made on first use.
+    async fn prepare(&self) -> Result<(), BlobError> {
         if self.configured {
             match tokio::fs::metadata(&self.root).await {
                 Ok(m) if m.is_dir() => {}
                 Ok(_) => {
-                    return Err(format!(
+                    return Err(BlobError::Unavailable(format!(
                         "the blob folder {} is not a folder",
                         self.root.display()
-                    ))
+                    )))
                 }
-                Err(e) => return Err(failed("cannot be read", e)),
+                Err(e) => {
+                    return Err(BlobError::Unavailable(format!(
+                        "the blob folder {} cannot be read: {e}",
+                        self.root.display()
+                    )))
+                }
             }
         }
-        tokio::fs::create_dir_all(&self.tmp)
-            .await
-            .map_err(|e| failed("is not writable", e))?;
-        let mut name = [0u8; 8];
-        getrandom::getrandom(&mut name)
-            .map_err(|e| failed("is not writable", std::io::Error::other(e.to_string())))?;
-        let probe = self
-            .tmp
-            .join(format!("healthz-{}.probe", hex::encode(name)));
-        tokio::fs::write(&probe, b"")
-            .await
-            .map_err(|e| failed("is not writable", e))?;
-        let _ = tokio::fs::remove_file(&probe).await;
-        Ok(())
+        tokio::fs::create_dir_all(&self.tmp).await.map_err(|e| {
+            BlobError::Unavailable(format!(
+                "the blob folder {} is not writable: {e}",
+                self.root.display()
+            ))
+        })
     }
 
     /// The largest blob accepted.
@@ -218,9 +255,7 @@ impl BlobStore {
             path: self.tmp.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
-        tokio::fs::create_dir_all(&self.tmp)
-            .await
-            .map_err(io("create", &self.tmp))?;
+        self.prepare().await?;
         let tmp_path = self.tmp.join(format!("{}.part", hex::encode(name)));
         let mut guard = TempGuard(Some(tmp_path.clone()));
         let file = std::fs::File::create(&tmp_path).map_err(io("create", &tmp_path))?;
@@ -426,5 +461,40 @@ mod tests {
         std::fs::write(dir.path().join("blobs/tmp/old.part"), b"half").unwrap();
         BlobStore::new(dir.path(), 100);
         assert_eq!(tmp_files(dir.path()), 0);
+    }
+
+    #[tokio::test]
+    async fn a_configured_folder_that_is_gone_is_unavailable_and_never_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("share");
+        let store = BlobStore::at(&root, 1 << 20);
+        let err = store.put(chunks(vec![b"image"])).await.unwrap_err();
+        assert!(err.is_folder_unavailable(), "{err}");
+        assert!(store.check_writable().await.is_err());
+        assert!(!root.exists(), "a configured folder is not recreated");
+        std::fs::create_dir(&root).unwrap();
+        store.check_writable().await.unwrap();
+        // The probe leaves nothing behind, in tmp/ or in the folder.
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 1);
+        assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+        store.put(chunks(vec![b"image"])).await.unwrap();
+    }
+
+    #[test]
+    fn a_folder_that_refuses_writes_is_unavailable_not_a_fault() {
+        let refused = |kind| BlobError::Io {
+            op: "create",
+            path: "x".into(),
+            source: std::io::Error::from(kind),
+        };
+        for kind in [
+            std::io::ErrorKind::PermissionDenied,
+            std::io::ErrorKind::ReadOnlyFilesystem,
+            std::io::ErrorKind::NotFound,
+        ] {
+            assert!(refused(kind).is_folder_unavailable(), "{kind:?}");
+        }
+        assert!(!refused(std::io::ErrorKind::InvalidData).is_folder_unavailable());
+        assert!(!BlobError::TooLarge { limit: 1 }.is_folder_unavailable());
     }
 }

@@ -90,7 +90,9 @@ pub async fn connect_store(url: &str) -> Result<crate::store::PgStore, CliError>
     crate::store::PgStore::connect(url)
         .await
         .map_err(|e| match e {
-            crate::store::StoreError::Postgres(m) if m.contains("not a valid PostgreSQL URL") => {
+            crate::store::StoreError::Postgres(m)
+                if m.contains("not a valid PostgreSQL URL") || m.contains("TLS to PostgreSQL") =>
+            {
                 CliError::Usage(format!("--store: {m}"))
             }
             other => other.into(),

@@ -70,12 +70,15 @@ async fn refuse_forgotten_migration(
     if devices > 0 {
         return Ok(());
     }
-    let shown = url
-        .parse::<tokio_postgres::Config>()
-        .map(|c| crate::store::shown_url(&c))
-        .unwrap_or_else(|_| "URL".into());
+    // As the token hints: the password never printed, PASSWORD in its place.
+    let (shown, masked) = super::token::without_password(url);
+    let note = if masked {
+        " with the database password in place of PASSWORD"
+    } else {
+        ""
+    };
     let message = format!(
-        "the PostgreSQL database holds no devices, but {}/store (the embedded store) holds {n}: copy them first with `np-server migrate-store --data {} --to {shown}` (stop any server on that folder), or pass --ignore-embedded-store to start on the empty database anyway",
+        "the PostgreSQL database holds no devices, but {}/store (the embedded store) holds {n}: copy them first with `np-server migrate-store --data {} --to '{shown}'`{note} (stop any server on that folder), or pass --ignore-embedded-store to start on the empty database anyway",
         dir.display(),
         dir.display()
     );
@@ -167,11 +170,13 @@ pub async fn run(args: &Args) -> Result<(), CliError> {
     if args.store.url.is_some() {
         config.store_url.clone_from(&args.store.url);
     }
+    let dir = config.data_dir.clone();
+    datadir::require_store_url(&dir, config.store_url.as_deref(), "serve")
+        .map_err(CliError::Refused)?;
     let pg = match &config.store_url {
         Some(url) => Some(super::connect_store(url).await?),
         None => None,
     };
-    let dir = config.data_dir.clone();
     if let (Some(pg), Some(url)) = (&pg, &config.store_url) {
         refuse_forgotten_migration(&dir, pg, url, args.ignore_embedded_store).await?;
     }
@@ -183,6 +188,12 @@ pub async fn run(args: &Args) -> Result<(), CliError> {
             None => datadir::init(&dir, jiff::Timestamp::now())?,
         };
         super::init::print_first_start(&dir, &out, &hint)?;
+    }
+    if let Some(pg) = &pg {
+        // A folder made before the marker existed learns where its records live.
+        if datadir::store_marker(&dir).is_none() {
+            datadir::write_store_marker(&dir, &pg.shown_url())?;
+        }
     }
     let state = match pg {
         Some(pg) => {
@@ -206,14 +217,18 @@ pub async fn run(args: &Args) -> Result<(), CliError> {
             crate::domain::replica_keys::ReplicaKeysError::Store(s) => CliError::from(s),
             other => CliError::Refused(other.to_string()),
         })?;
-    let (releases, devices) =
-        crate::domain::rotation::resign(&state, crate::domain::rotation::Only::Stale, state.now())
-            .await
-            .map_err(|e| {
-                CliError::Io(format!(
-                    "cannot re-sign documents with the installed keys: {e}"
-                ))
-            })?;
+    let (releases, devices) = crate::domain::rotation::resign_audited(
+        &state,
+        crate::domain::rotation::Only::Stale,
+        "np-server",
+        state.now(),
+    )
+    .await
+    .map_err(|e| {
+        CliError::Io(format!(
+            "cannot re-sign documents with the installed keys: {e}"
+        ))
+    })?;
     if releases + devices > 0 {
         tracing::warn!(
             releases,

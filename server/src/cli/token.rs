@@ -55,6 +55,8 @@ impl Where {
             .clone()
             .or_else(|| from_toml.and_then(|c| c.store_url));
         require_data(&data)?;
+        crate::datadir::require_store_url(&data, url.as_deref(), "token")
+            .map_err(CliError::Refused)?;
         Ok((data, url))
     }
 }
@@ -91,7 +93,7 @@ enum Cmd {
 }
 
 /// `url` with its password (if any) replaced by `PASSWORD`, and whether it had one.
-fn without_password(url: &str) -> (String, bool) {
+pub fn without_password(url: &str) -> (String, bool) {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return (url.to_owned(), false);
     };

@@ -24,6 +24,11 @@ use std::time::{Duration, Instant};
 /// How long a check of the store's keyring is trusted before the next one.
 pub const RECHECK: Duration = Duration::from_secs(2);
 
+/// What boxes, clients and the unauthenticated `/healthz` are told while this replica is
+/// stale: no path, no instruction (those go to the server's log).
+pub const STALE_SHORT: &str =
+    "this server is waiting for a newer keyring installed through another server; try again shortly";
+
 /// Why this replica may not sign.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaKeysError {
@@ -44,9 +49,30 @@ pub enum ReplicaKeysError {
 pub struct KeyringWatch {
     last: std::sync::Mutex<Option<(Instant, Option<String>)>>,
     one_at_a_time: tokio::sync::Mutex<()>,
+    /// The version this replica is installing (0: none), from the moment the store may
+    /// record it until this replica signs under it: not stale meanwhile.
+    installing: std::sync::atomic::AtomicU64,
 }
 
 impl KeyringWatch {
+    /// Marks the install of `version` on this replica as begun (0: ended).
+    pub fn installing(&self, version: u64) {
+        self.installing
+            .store(version, std::sync::atomic::Ordering::SeqCst);
+        if version == 0 {
+            // The next check looks again at what the install left.
+            let mut last = match self.last.lock() {
+                Ok(l) => l,
+                Err(p) => p.into_inner(),
+            };
+            *last = None;
+        }
+    }
+
+    fn is_installing(&self, version: u64) -> bool {
+        version != 0 && self.installing.load(std::sync::atomic::Ordering::SeqCst) == version
+    }
+
     fn cached(&self, max_age: Duration) -> Option<Option<String>> {
         let last = match self.last.lock() {
             Ok(l) => l,
@@ -72,10 +98,25 @@ impl KeyringWatch {
 /// Compares the data folder's keyring with the store's at start (see the module docs),
 /// and tells the store which keyring this process signs under.
 pub async fn at_start(state: &AppState) -> Result<(), ReplicaKeysError> {
-    let keys = state.keys();
-    let ours = KeyringRecord::of(&keys);
+    let mut ours = KeyringRecord::of(&state.keys());
     let dir = state.config.data_dir.display().to_string();
     let before = state.store.keyring_record().await?;
+    if let Some(stored) = before.as_ref().filter(|s| s.version > ours.version) {
+        // This replica stopped during its own install, after the store recorded it:
+        // its keys/pending/ still hold the new keys; finish moving them.
+        let finished = crate::domain::rotation::finish_recorded_install(
+            &state.config.data_dir,
+            stored,
+            state.now(),
+        )
+        .map_err(|e| ReplicaKeysError::Refused(e.to_string()))?;
+        if finished {
+            let keys = datadir::load_keys(&state.config.data_dir)
+                .map_err(|e| ReplicaKeysError::Refused(e.to_string()))?;
+            state.set_keys(keys);
+            ours = KeyringRecord::of(&state.keys());
+        }
+    }
     if let Some(stored) = &before {
         if ours.version > stored.version && !chains_from(&ours, stored, state) {
             return Err(ReplicaKeysError::Refused(format!(
@@ -153,6 +194,10 @@ pub async fn check(state: &AppState, max_age: Duration) -> Result<(), ReplicaKey
         state.keyring_watch.remember(None);
         return Ok(());
     };
+    if state.keyring_watch.is_installing(stored.version) {
+        // This replica is installing it: it signs under it as soon as its files moved.
+        return Ok(());
+    }
     let ours = KeyringRecord::of(&state.keys());
     if stored.same_keyring(&ours) || ours.version > stored.version {
         // Ours newer: this replica is installing it (the record follows at once).

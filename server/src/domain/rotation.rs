@@ -3,11 +3,17 @@
 //! kept in `keys/pending/` and unused), an operator signs it offline with the root keys, and
 //! [`install`] takes the signed envelope: it is checked as an agent checks a keyring
 //! (`np_common::keyring::accept_keyring` against the installed keyring's root), its version
-//! must be higher, and every key it lists must be one the server holds. Then the new keys
-//! move into `keys/`, the rotated-out ones into `keys/retired/`, `keyring.json` is replaced
-//! (the commit point), the store records the new keyring (so that other replicas stop
-//! signing with the old keys: `crate::domain::replica_keys`), the server signs with the new
-//! keys, and [`resign`] re-signs every release manifest, entitlement and pending action.
+//! must be higher, and every key it lists must be one the server holds. Then the store
+//! records the new keyring with its `keyring_install` audit entry in one transaction (the
+//! commit point: other replicas stop signing with the old keys,
+//! `crate::domain::replica_keys`; an install refused there changes nothing in the data
+//! folder), the new keys move into `keys/`, the rotated-out ones into `keys/retired/`,
+//! `keyring.json` is replaced, the server signs with the new keys, and [`resign_audited`]
+//! re-signs every release manifest, entitlement and pending action and writes a
+//! `keyring_resign` audit entry. Meanwhile a route that hands out a stored entitlement
+//! re-signs a stale one on the spot ([`refresh_device`], [`fresh_device`]). A start after
+//! a crash between the record and the file moves finishes them
+//! ([`finish_recorded_install`]) and re-signs what is stale.
 //! A draft's new private keys exist only in the data folder of the replica that made it,
 //! so the install goes through that replica.
 //!
@@ -17,7 +23,7 @@
 
 use crate::datadir::{self, DataError};
 use crate::domain::device::DeviceRecord;
-use crate::state::AppState;
+use crate::state::{AppState, ServerKeys};
 use crate::store::{Change, KeyringRecord, StoreError};
 use jiff::{Timestamp, ToSpan as _};
 use np_common::docs::{self, Action, Entitlement, Release, Role};
@@ -255,35 +261,13 @@ pub async fn install(
             });
         }
     }
-
-    // Commit: new keys into keys/, rotated-out ones into keys/retired/, then keyring.json.
     let in_next = |p: &PublicKey| next.keys.iter().any(|k| k.public_key == *p);
-    for k in pending.iter().filter(|k| in_next(&k.public_key())) {
-        let path = key_file(&keys_dir, &k.public_key().key_id());
-        fsutil::write_atomic(&path, k.to_base64().as_bytes(), fsutil::PRIVATE)
-            .map_err(io("write", &path))?;
-    }
-    let retired_dir = keys_dir.join("retired");
-    let mut retired = Vec::new();
-    for k in held.iter().filter(|k| !in_next(&k.public_key())) {
-        let id = k.public_key().key_id();
-        fsutil::create_dir_all(&retired_dir, fsutil::PRIVATE_DIR)
-            .map_err(io("create", &retired_dir))?;
-        let path = key_file(&retired_dir, &id);
-        fsutil::write_atomic(&path, k.to_base64().as_bytes(), fsutil::PRIVATE)
-            .map_err(io("write", &path))?;
-        retired.push(id);
-    }
-    let kr_path = dir.join("keyring.json");
-    fsutil::write_atomic(
-        &kr_path,
-        envelope.to_json_pretty().as_bytes(),
-        fsutil::PRIVATE,
-    )
-    .map_err(io("write", &kr_path))?;
-    // The old files of retired keys and every pending key go (the copies above are kept).
-    remove_key_files(&keys_dir, |p| !in_next(p))?;
-    remove_key_files(&pending_dir, |_| true)?;
+    let retired: Vec<KeyId> = held
+        .iter()
+        .map(SecretKey::public_key)
+        .filter(|p| !in_next(p))
+        .map(|p| p.key_id())
+        .collect();
     let added: Vec<KeyId> = next
         .keys
         .iter()
@@ -296,21 +280,61 @@ pub async fn install(
         })
         .map(|k| k.keyid.clone())
         .collect();
-    // The store records the new keyring before anything is signed with it: from then on
-    // every replica's signing writes wait for it, then see it and refuse until their
-    // folder holds it too; writes signed with the old keys before it are re-signed below.
-    let stored = state.store.advance_keyring(&record).await?;
+
+    // Commit point: the store records the new keyring with its audit entry, in one
+    // transaction, before any file of the data folder moves, so that an install refused
+    // there (another replica won) changes nothing here. From then on every replica's
+    // signing writes see it; writes signed with the old keys are re-signed below (and a
+    // stale entitlement on the way to a box is re-signed on the spot: [`fresh_device`]).
+    // This replica's own writes pass from here on (it is installing this version).
+    state.keyring_watch.installing(next.version);
+    state.store.expect_keyring(next.version);
+    let audit = crate::store::AuditEntry {
+        id: 0,
+        at: now,
+        actor: actor.to_owned(),
+        action: "keyring_install".to_owned(),
+        serial: None,
+        before: Some(
+            serde_json::json!({"version": current.keyring.version, "keyring": current.keyring}),
+        ),
+        after: Some(serde_json::json!({
+            "version": next.version, "keyring": next, "added": added, "retired": retired
+        })),
+    };
+    let stored = match state.store.advance_keyring_audited(&record, &audit).await {
+        Ok(s) => s,
+        Err(e) => {
+            state.store.expect_keyring(current.keyring.version);
+            state.keyring_watch.installing(0);
+            return Err(e.into());
+        }
+    };
     if !stored.same_keyring(&record) {
+        state.store.expect_keyring(current.keyring.version);
+        state.keyring_watch.installing(0);
         return Err(RotationError::InstalledElsewhere {
             stored: stored.version,
             got: next.version,
         });
     }
-    state.store.expect_keyring(next.version);
+    tracing::info!(
+        version = next.version,
+        actor,
+        "keyring recorded in the store; moving the keys in the data folder"
+    );
+    let moved = commit_files(dir, envelope, &next, &held, &pending);
+    if let Err(e) = moved {
+        // Recorded, but this folder does not hold it whole: sign nothing until it does
+        // (a retry of the install, or the next start, finishes it).
+        state.store.expect_keyring(current.keyring.version);
+        state.keyring_watch.installing(0);
+        return Err(e.into());
+    }
     state.set_keys(keys);
-    let (releases_resigned, devices_resigned) = resign(state, Only::All, now).await?;
-    // Anything signed with the old keys while the first pass ran.
-    resign(state, Only::Stale, now).await?;
+    state.keyring_watch.installing(0);
+    let (releases_resigned, devices_resigned) =
+        resign_audited(state, Only::All, actor, now).await?;
     let done = Installed {
         version: next.version,
         previous: current.keyring.version,
@@ -319,21 +343,83 @@ pub async fn install(
         releases_resigned,
         devices_resigned,
     };
-    state
-        .store
-        .append_audit(
-            now,
-            actor,
-            "keyring_install",
-            None,
-            Some(
-                serde_json::json!({"version": current.keyring.version, "keyring": current.keyring}),
-            ),
-            Some(serde_json::json!({"version": next.version, "keyring": next, "change": done})),
-        )
-        .await?;
     tracing::info!(version = done.version, actor, "keyring installed");
     Ok(done)
+}
+
+/// Moves the keys of an install in the data folder: the new keys into `keys/`, the
+/// rotated-out ones into `keys/retired/`, then `keyring.json`; then the old files of
+/// retired keys and every pending key go.
+fn commit_files(
+    dir: &Path,
+    envelope: &Envelope,
+    next: &Keyring,
+    held: &[SecretKey],
+    pending: &[SecretKey],
+) -> Result<(), DataError> {
+    let keys_dir = dir.join("keys");
+    let pending_dir = keys_dir.join("pending");
+    let in_next = |p: &PublicKey| next.keys.iter().any(|k| k.public_key == *p);
+    for k in pending.iter().filter(|k| in_next(&k.public_key())) {
+        let path = key_file(&keys_dir, &k.public_key().key_id());
+        fsutil::write_atomic(&path, k.to_base64().as_bytes(), fsutil::PRIVATE)
+            .map_err(io("write", &path))?;
+    }
+    let retired_dir = keys_dir.join("retired");
+    for k in held.iter().filter(|k| !in_next(&k.public_key())) {
+        let id = k.public_key().key_id();
+        fsutil::create_dir_all(&retired_dir, fsutil::PRIVATE_DIR)
+            .map_err(io("create", &retired_dir))?;
+        let path = key_file(&retired_dir, &id);
+        fsutil::write_atomic(&path, k.to_base64().as_bytes(), fsutil::PRIVATE)
+            .map_err(io("write", &path))?;
+    }
+    let kr_path = dir.join("keyring.json");
+    fsutil::write_atomic(
+        &kr_path,
+        envelope.to_json_pretty().as_bytes(),
+        fsutil::PRIVATE,
+    )
+    .map_err(io("write", &kr_path))?;
+    remove_key_files(&keys_dir, |p| !in_next(p))?;
+    remove_key_files(&pending_dir, |_| true)
+}
+
+/// Finishes, in the data folder, an install the store records but the folder does not
+/// hold yet (the process stopped between the two): when every key of the recorded
+/// keyring is in `keys/` or `keys/pending/` and the keyring chains from the folder's
+/// root, the files are moved as the install would have. Answers whether it did.
+pub fn finish_recorded_install(
+    dir: &Path,
+    stored: &KeyringRecord,
+    now: Timestamp,
+) -> Result<bool, RotationError> {
+    let Ok((envelope, _)) =
+        datadir::parse_keyring(stored.envelope.as_bytes(), Path::new("the keyring record"))
+    else {
+        return Ok(false);
+    };
+    let current = datadir::load_keys(dir)?;
+    let next = match accept_keyring(&envelope, &current.keyring.root, None, now) {
+        Ok(a) => a.keyring,
+        Err(_) => return Ok(false),
+    };
+    if next.version <= current.keyring.version {
+        return Ok(false);
+    }
+    let keys_dir = dir.join("keys");
+    let held = datadir::read_private_keys(&keys_dir)?;
+    let pending = datadir::read_private_keys(&keys_dir.join("pending"))?;
+    let holds = |p: &PublicKey| held.iter().chain(&pending).any(|k| k.public_key() == *p);
+    if !next.keys.iter().all(|k| holds(&k.public_key)) {
+        return Ok(false);
+    }
+    commit_files(dir, &envelope, &next, &held, &pending)?;
+    tracing::warn!(
+        version = next.version,
+        "finished moving the keys of the keyring install the store records (the server stopped during it)"
+    );
+    Ok(true)
 }
 
 /// Removes the `*.key` files in `dir` whose public key `gone` selects (by reading them).
@@ -373,6 +459,123 @@ fn device_is_stale(d: &DeviceRecord, keyring: &Keyring) -> bool {
             .any(|p| docs::verify::<Action>(&p.envelope, keyring).is_err())
 }
 
+/// Re-signs a device's entitlement (reissued with the current keys, `sequence` bumped)
+/// and its pending actions (every field kept, the case of a diagnostics action too).
+fn resign_device(d: &mut DeviceRecord, keys: &ServerKeys, now: Timestamp) {
+    d.reissue(&keys.entitlement, now);
+    let serial = d.serial.clone();
+    for p in [&mut d.pending_action, &mut d.pending_diagnostics]
+        .into_iter()
+        .flatten()
+    {
+        p.resign(&serial, &keys.entitlement);
+    }
+}
+
+/// Re-signs `d` as [`resign`] does when it does not verify under `keys` (a keyring
+/// install is re-signing the fleet and has not reached it yet); answers whether it did.
+/// Called under the device's row lock by the routes that hand a stored entitlement out.
+pub fn refresh_device(d: &mut DeviceRecord, keys: &ServerKeys, now: Timestamp) -> bool {
+    if !device_is_stale(d, &keys.keyring) {
+        return false;
+    }
+    resign_device(d, keys, now);
+    true
+}
+
+/// `device` as it may be handed out: when its entitlement or pending actions do not
+/// verify under the installed keyring (an install is re-signing the fleet), they are
+/// re-signed on the spot under the device's row lock, and the stored record answered.
+pub async fn fresh_device(
+    state: &AppState,
+    device: DeviceRecord,
+) -> Result<DeviceRecord, StoreError> {
+    let keys = state.keys();
+    if !device_is_stale(&device, &keys.keyring) {
+        return Ok(device);
+    }
+    let now = state.now();
+    let change = Change {
+        actor: None,
+        action: "keyring_resign",
+        at: now,
+    };
+    let serial = device.serial.clone();
+    let written = state
+        .store
+        .mutate_devices(std::slice::from_ref(&serial), &change, |recs| {
+            for d in recs.iter_mut().flatten() {
+                refresh_device(d, &keys, now);
+            }
+            Ok::<(), StoreError>(())
+        })
+        .await
+        .map_err(|e| e.into_inner())?;
+    Ok(written.into_iter().next().flatten().unwrap_or(device))
+}
+
+/// [`resign`], then (after an install) a second pass for anything signed with the old
+/// keys while the first ran, and a `keyring_resign` audit entry naming the counts (at a
+/// start, only when something was re-signed: the repair of an interrupted install).
+pub async fn resign_audited(
+    state: &AppState,
+    only: Only,
+    actor: &str,
+    now: Timestamp,
+) -> Result<(usize, usize), RotationError> {
+    let version = state.keys().keyring.version;
+    tracing::info!(
+        version,
+        ?only,
+        "re-signing documents under the installed keyring"
+    );
+    let (mut releases, mut devices) = resign(state, only, now).await?;
+    if only == Only::All {
+        let (r, d) = resign(state, Only::Stale, now).await?;
+        releases += r;
+        devices += d;
+    }
+    if only == Only::All || releases + devices > 0 {
+        state
+            .store
+            .append_audit(
+                now,
+                actor,
+                "keyring_resign",
+                None,
+                None,
+                Some(serde_json::json!({
+                    "version": version,
+                    "releases_resigned": releases,
+                    "devices_resigned": devices,
+                    "after": if only == Only::All { "install" } else { "start" },
+                })),
+            )
+            .await?;
+    }
+    tracing::info!(
+        version,
+        releases,
+        devices,
+        "re-signed documents under the installed keyring"
+    );
+    Ok((releases, devices))
+}
+
+/// For the end-to-end tests only: `NP_TEST_RESIGN_PAUSE_MS` makes the re-signing after an
+/// install pause that long before each batch of devices (a fleet large enough to take a
+/// while, without registering one).
+fn test_pause(only: Only) -> Option<std::time::Duration> {
+    if only != Only::All {
+        return None;
+    }
+    let ms: u64 = std::env::var("NP_TEST_RESIGN_PAUSE_MS")
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(std::time::Duration::from_millis(ms.min(60_000)))
+}
+
 /// Re-signs release manifests and device entitlements (bumping `sequence`) and pending
 /// actions with the current keys; answers how many releases and devices changed.
 pub async fn resign(
@@ -406,7 +609,11 @@ pub async fn resign(
     };
     let mut devices = 0;
     let mut after: Option<String> = None;
+    let pause = test_pause(only);
     loop {
+        if let Some(p) = pause {
+            tokio::time::sleep(p).await;
+        }
         let page = state
             .store
             .list_devices(after.as_deref(), RESIGN_BATCH, |d| {
@@ -419,15 +626,7 @@ pub async fn resign(
                 .store
                 .mutate_devices(&serials, &change, |recs| {
                     for d in recs.iter_mut().flatten() {
-                        d.reissue(&keys.entitlement, now);
-                        // Every field kept, the case of a diagnostics action too.
-                        let serial = d.serial.clone();
-                        for p in [&mut d.pending_action, &mut d.pending_diagnostics]
-                            .into_iter()
-                            .flatten()
-                        {
-                            p.resign(&serial, &keys.entitlement);
-                        }
+                        resign_device(d, &keys, now);
                     }
                     Ok::<(), StoreError>(())
                 })
@@ -441,4 +640,61 @@ pub async fn resign(
         }
     }
     Ok((releases, devices))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        "2026-12-01T00:00:00Z".parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_start_finishes_an_install_the_store_recorded_but_the_folder_did_not_hold() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        datadir::init(&dir, now()).unwrap();
+        let state = datadir::open(
+            crate::config::default_config(&dir),
+            crate::state::fixed_clock(now()),
+        )
+        .unwrap();
+        let spec = DraftSpec {
+            rotate: vec![Role::Entitlement, Role::Time],
+            ..DraftSpec::default()
+        };
+        let next = draft(&state, &spec, now()).await.unwrap();
+        let root_text = std::fs::read_to_string(dir.join("offline/root.key")).unwrap();
+        let root = SecretKey::from_base64(root_text.trim()).unwrap();
+        let envelope = next.sign(&[&root]);
+        let record = KeyringRecord {
+            version: next.version,
+            key_ids: next.keys.iter().map(|k| k.keyid.to_string()).collect(),
+            envelope: String::from_utf8(envelope.to_json()).unwrap(),
+        };
+        drop(state);
+        // A record whose keys this folder does not hold is left alone.
+        let other = crate::store::contract_tests::keyring_record(2, 9);
+        assert!(!finish_recorded_install(&dir, &other, now()).unwrap());
+        assert_eq!(datadir::load_keys(&dir).unwrap().keyring.version, 1);
+        // The store recorded this folder's draft: the start moves its keys.
+        assert!(finish_recorded_install(&dir, &record, now()).unwrap());
+        let keys = datadir::load_keys(&dir).unwrap();
+        assert_eq!(keys.keyring.version, 2);
+        assert_eq!(
+            datadir::read_private_keys(&dir.join("keys/pending"))
+                .unwrap()
+                .len(),
+            0
+        );
+        assert_eq!(
+            datadir::read_private_keys(&dir.join("keys/retired"))
+                .unwrap()
+                .len(),
+            1
+        );
+        // Done: a second call changes nothing.
+        assert!(!finish_recorded_install(&dir, &record, now()).unwrap());
+    }
 }

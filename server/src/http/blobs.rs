@@ -42,7 +42,15 @@ pub fn blob_error(e: BlobError) -> ApiError {
             format!("the upload did not arrive whole ({reason}); send it again"),
         ),
         BlobError::NotFound(d) => ApiError::not_found(format!("no image with SHA-256 {d} is stored")),
-        e @ BlobError::Io { .. } => ApiError::internal(e),
+        e if e.is_folder_unavailable() => {
+            tracing::warn!(error = %e, "an image could not be stored: the blob folder is unavailable");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "blobs_unavailable",
+                "the server's image folder is unavailable; try again later (the server's log says why)",
+            )
+        }
+        e @ (BlobError::Io { .. } | BlobError::Unavailable(_)) => ApiError::internal(e),
     }
 }
 
@@ -94,6 +102,7 @@ async fn download(
             "no release uses the image {sha}"
         )));
     }
+    let device = crate::domain::rotation::fresh_device(&state, device).await?;
     let parts = box_view_parts(&state, &device, &releases).await?;
     let view = parts.view(&device, None, state.now());
     let mut refusal: Option<Hold> = None;

@@ -56,6 +56,7 @@ pub async fn bundle(
         .device(&serial)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("box {serial} is not registered")))?;
+    let device = crate::domain::rotation::fresh_device(&state, device).await?;
     let releases = state.store.releases().await?;
     let record = releases
         .iter()

@@ -89,8 +89,18 @@ pub async fn box_view_parts(
     device: &DeviceRecord,
     releases: &[ReleaseRecord],
 ) -> Result<BoxParts, ApiError> {
+    // A stored entitlement that does not verify was signed under the previous keyring (an
+    // install is re-signing the fleet): the callers re-sign it on the spot first
+    // (`rotation::fresh_device`); if one still slips through, the box is told to try again.
     let entitlement: Entitlement =
-        docs::verify(&device.entitlement, &state.keys().keyring).map_err(ApiError::internal)?;
+        docs::verify(&device.entitlement, &state.keys().keyring).map_err(|e| {
+            tracing::warn!(serial = %device.serial, error = %e, "a stored entitlement does not verify under the installed keyring");
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "keyring_stale",
+                "this server is re-signing documents under a new keyring; try again shortly",
+            )
+        })?;
     let running_known = device.version.is_some();
     let running_version = device.version.clone().unwrap_or_else(zero_version);
     let running_security_version = releases
@@ -243,10 +253,14 @@ async fn check_in(
         action: "check_in",
         at: now,
     };
+    let keys = state.keys();
     let written = state
         .store
         .mutate_devices(std::slice::from_ref(&serial), &change, |recs| {
             if let Some(Some(d)) = recs.first_mut() {
+                // Signed under the previous keyring (an install is re-signing the fleet
+                // and has not reached this box yet): re-signed now, under the row lock.
+                crate::domain::rotation::refresh_device(d, &keys, now);
                 d.last_check_in = Some(now);
                 d.version = Some(version.clone());
                 if let Some(lr) = &last_result {
@@ -294,7 +308,14 @@ async fn check_in(
             None => format!("/api/v1/device/blobs/{sha}"),
         }
     };
-    let keys = state.keys();
+    // The action as stored now (re-signed above if it had to be).
+    let deliver = deliver.map(|(at, env)| {
+        [&device.pending_action, &device.pending_diagnostics]
+            .into_iter()
+            .flatten()
+            .find(|p| p.issued_at == at)
+            .map_or(env, |p| p.envelope.clone())
+    });
     let time = docs::sign(
         &TimeToken {
             now,
@@ -314,7 +335,7 @@ async fn check_in(
             manifest: r.manifest.clone(),
             url: url_of(r),
         }),
-        action: deliver.map(|(_, env)| env),
+        action: deliver,
         receipts_done,
     }))
 }

@@ -128,8 +128,9 @@ async fn entitlement(
     _caller: StaffCaller,
     ApiPath(serial): ApiPath<String>,
 ) -> Result<Json<Envelope>, ApiError> {
+    let device = registry::get(&state, &path_serial(&serial)?).await?;
     Ok(Json(
-        registry::get(&state, &path_serial(&serial)?)
+        crate::domain::rotation::fresh_device(&state, device)
             .await?
             .entitlement,
     ))

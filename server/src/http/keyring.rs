@@ -121,7 +121,14 @@ pub async fn install(
     ApiJson(envelope): ApiJson<Envelope>,
 ) -> Result<Json<Installed>, ApiError> {
     let now = state.now();
-    Ok(Json(
-        rotation::install(&state, &envelope, &caller.name, now).await?,
-    ))
+    // Its own task: an install re-signs the whole fleet and must finish (and be audited)
+    // even when the client gives up waiting or its connection drops.
+    let task =
+        tokio::spawn(async move { rotation::install(&state, &envelope, &caller.name, now).await });
+    match task.await {
+        Ok(done) => Ok(Json(done?)),
+        Err(e) => Err(ApiError::internal(format!(
+            "the keyring install task failed: {e}"
+        ))),
+    }
 }

@@ -83,7 +83,11 @@ pub fn app(state: AppState) -> Router {
                 })
                 .on_response(
                     tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO),
-                ),
+                )
+                // No ERROR line per 5xx: a real 500 is logged once where it happens
+                // (`ApiError::internal`), and expected 503s (store_unavailable,
+                // keyring_stale, blobs_unavailable) once per change of state, at warn.
+                .on_failure(()),
         )
         .with_state(state)
 }
@@ -92,13 +96,16 @@ pub fn app(state: AppState) -> Router {
 /// client that trickles its body cannot hold a connection, and a connection slot, for
 /// long: 408 `request_timeout` past it. The image upload (`PUT /api/v1/blobs`), which may
 /// rightly take long and is refused before its body is read unless it carries a release
-/// token, is the one route without it.
+/// token, and the keyring install (`POST /api/v1/keyring`, admin), which re-signs every
+/// device before it answers, are the routes without it.
 async fn request_deadline(
     State(limit): State<std::time::Duration>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    if req.method() == axum::http::Method::PUT && req.uri().path() == "/api/v1/blobs" {
+    let long = (req.method() == axum::http::Method::PUT && req.uri().path() == "/api/v1/blobs")
+        || (req.method() == axum::http::Method::POST && req.uri().path() == "/api/v1/keyring");
+    if long {
         return next.run(req).await;
     }
     match tokio::time::timeout(limit, next.run(req)).await {
@@ -146,9 +153,14 @@ async fn keyring_gate(
 ) -> axum::response::Response {
     if may_sign(&req) {
         use crate::domain::replica_keys::{check, ReplicaKeysError, RECHECK};
-        if let Err(ReplicaKeysError::Stale(message)) = check(&state, RECHECK).await {
-            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "keyring_stale", message)
-                .into_response();
+        if let Err(ReplicaKeysError::Stale(_)) = check(&state, RECHECK).await {
+            // The sentence for the operator (paths, what to copy) is in the server's log.
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "keyring_stale",
+                crate::domain::replica_keys::STALE_SHORT,
+            )
+            .into_response();
         }
     }
     next.run(req).await
@@ -167,7 +179,10 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
             unavailable("store unavailable\n".to_owned())
         }
         Ok(()) => match check(&state, RECHECK).await {
-            Err(ReplicaKeysError::Stale(m)) => unavailable(format!("keyring_stale: {m}\n")),
+            Err(ReplicaKeysError::Stale(_)) => unavailable(format!(
+                "keyring_stale: {}\n",
+                crate::domain::replica_keys::STALE_SHORT
+            )),
             _ => match state.blobs.check_writable().await {
                 Err(m) => {
                     tracing::warn!("health check: {m}");

@@ -88,6 +88,7 @@ pub async fn bundle_for_request(
         Ok::<_, crate::store::StoreError>(claimed.take())
     })?
     .map_err(|r| refusal_error(r, "the request", "bad_request_signature"))?;
+    let device = crate::domain::rotation::fresh_device(&state, device).await?;
     let releases = state.store.releases().await?;
     let now = state.now();
     let entries: Vec<_> = releases.iter().map(|r| r.entry(now)).collect();

@@ -9,7 +9,7 @@
 //! a record when none is there or the one there is of a lower version, atomically, and
 //! answers the record in force after, so two replicas starting together agree.
 
-use super::{decode, encode, PgStore, SledStore, Store, StoreError};
+use super::{decode, encode, AuditEntry, PgStore, SledStore, Store, StoreError};
 use crate::state::ServerKeys;
 use np_common::Envelope;
 
@@ -91,6 +91,34 @@ impl Store {
         }
     }
 
+    /// As [`Store::advance_keyring`], and when `record` is written, `audit` (its `id`
+    /// ignored) is appended with it, in the same transaction (PostgreSQL): an install is
+    /// recorded with its audit entry or not at all.
+    pub async fn advance_keyring_audited(
+        &self,
+        record: &KeyringRecord,
+        audit: &AuditEntry,
+    ) -> Result<KeyringRecord, StoreError> {
+        match self {
+            Store::Sled(s) => {
+                let after = s.advance_keyring(record).await?;
+                if after.same_keyring(record) && !s.has_install_audit(record.version)? {
+                    s.append_audit(
+                        audit.at,
+                        &audit.actor,
+                        &audit.action,
+                        None,
+                        audit.before.clone(),
+                        audit.after.clone(),
+                    )
+                    .await?;
+                }
+                Ok(after)
+            }
+            Store::Postgres(p) => p.advance_keyring_audited(record, audit).await,
+        }
+    }
+
     /// From now on, a write that would sign (devices, releases) is refused with
     /// [`StoreError::KeyringStale`] once the recorded keyring is newer than `version`,
     /// the version this process signs under (PostgreSQL; the sled store has one process).
@@ -107,6 +135,16 @@ impl SledStore {
             Some(v) => Ok(Some(decode("the keyring record", &v)?)),
             None => Ok(None),
         }
+    }
+
+    /// Whether the record of `version` was written with its install's audit entry (a
+    /// retried install does not audit twice).
+    fn has_install_audit(&self, version: u64) -> Result<bool, StoreError> {
+        let tree = self.db.open_tree(TREE)?;
+        Ok(tree.get(audited_key(version))?.is_some() || {
+            tree.insert(audited_key(version), &[] as &[u8])?;
+            false
+        })
     }
 
     async fn advance_keyring(&self, record: &KeyringRecord) -> Result<KeyringRecord, StoreError> {
@@ -130,7 +168,52 @@ impl SledStore {
     }
 }
 
+/// The sled key marking that the install of `version` was audited.
+fn audited_key(version: u64) -> Vec<u8> {
+    format!("audited-{version}").into_bytes()
+}
+
 impl PgStore {
+    async fn advance_keyring_audited(
+        &self,
+        record: &KeyringRecord,
+        audit: &AuditEntry,
+    ) -> Result<KeyringRecord, StoreError> {
+        let version = i64::try_from(record.version).unwrap_or(i64::MAX);
+        let text = String::from_utf8(encode(record)).unwrap_or_default();
+        let entry = String::from_utf8(encode(audit)).unwrap_or_default();
+        super::postgres::timed(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(super::postgres::pg)?;
+            let written = tx
+                .execute(
+                    "INSERT INTO installed_keyring (id, version, record) VALUES (1, $1, $2) \
+                     ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, record = EXCLUDED.record \
+                     WHERE installed_keyring.version < EXCLUDED.version",
+                    &[&version, &text],
+                )
+                .await
+                .map_err(super::postgres::pg)?;
+            if written == 1 {
+                tx.execute(
+                    "INSERT INTO audit (serial, entry) VALUES (NULL, $1)",
+                    &[&entry],
+                )
+                .await
+                .map_err(super::postgres::pg)?;
+            }
+            tx.commit().await.map_err(super::postgres::pg)?;
+            Ok(())
+        })
+        .await?;
+        self.keyring_record()
+            .await?
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "the keyring record".into(),
+                reason: "missing right after it was written".into(),
+            })
+    }
+
     async fn keyring_record(&self) -> Result<Option<KeyringRecord>, StoreError> {
         let rows = self
             .query("SELECT record FROM installed_keyring WHERE id = 1", &[])

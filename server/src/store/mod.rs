@@ -123,7 +123,7 @@ impl From<StoreError> for crate::http::error::ApiError {
             StoreError::KeyringStale { .. } => crate::http::error::ApiError::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 "keyring_stale",
-                e.to_string(),
+                crate::domain::replica_keys::STALE_SHORT,
             ),
             other => crate::http::error::ApiError::internal(other),
         }

@@ -67,6 +67,8 @@ pub struct PgStore {
     nonce_count: Arc<AtomicU64>,
     /// The keyring version this process signs under (0: none, writes are not guarded).
     signs_under: Arc<AtomicU64>,
+    /// The URL without its password.
+    shown: Arc<str>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -78,7 +80,7 @@ impl std::fmt::Debug for PgStore {
 
 /// Maps a driver error: no database answer at all, a lost connection, a server shutting
 /// down or out of connections (SQLSTATE classes 08, 57, 53) mean "unavailable".
-fn pg(e: tokio_postgres::Error) -> StoreError {
+pub(super) fn pg(e: tokio_postgres::Error) -> StoreError {
     let transient = e.code().is_some_and(|c| {
         ["08", "57", "53"]
             .iter()
@@ -101,7 +103,9 @@ fn retryable(e: &tokio_postgres::Error) -> bool {
 }
 
 /// Runs `fut` within [`OP_TIMEOUT`].
-async fn timed<T>(fut: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+pub(super) async fn timed<T>(
+    fut: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
     match tokio::time::timeout(OP_TIMEOUT, fut).await {
         Ok(r) => r,
         Err(_) => Err(StoreError::Unavailable(format!(
@@ -174,6 +178,26 @@ where
     }
 }
 
+/// This build talks to PostgreSQL without TLS: a URL that asks for it (`sslmode=require`,
+/// `verify-ca`, `verify-full`) is refused with a sentence saying so, rather than failing
+/// later with a handshake error.
+fn refuse_tls(url: &str) -> Result<(), StoreError> {
+    let lower = url.to_ascii_lowercase();
+    let asks = [
+        "sslmode=require",
+        "sslmode=verify-ca",
+        "sslmode=verify-full",
+    ]
+    .iter()
+    .any(|m| lower.contains(m));
+    if asks {
+        return Err(StoreError::Postgres(
+            "the store URL asks for TLS (sslmode=require or verify-*), but TLS to PostgreSQL is not supported by this build; use a local socket/loopback, a private network or an stunnel/pgbouncer with TLS, and drop sslmode from the URL (or set sslmode=disable)".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl PgStore {
     /// Connects to `url` (a `postgres://` URL), applies missing migrations under an
     /// advisory lock, and refuses a database of a newer schema.
@@ -186,6 +210,7 @@ impl PgStore {
 
     /// A pool for `url`, without touching the database yet.
     fn connect_only(url: &str) -> Result<PgStore, StoreError> {
+        refuse_tls(url)?;
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             StoreError::Postgres(format!(
                 "the store URL is not a valid PostgreSQL URL ({e}); write it as postgres://USER:PASSWORD@HOST:PORT/DATABASE"
@@ -197,6 +222,7 @@ impl PgStore {
             .keepalives_idle(Duration::from_secs(10))
             .tcp_user_timeout(OP_TIMEOUT)
             .application_name("np-server");
+        let shown = super::shown_url(&config);
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -216,10 +242,16 @@ impl PgStore {
             pool,
             nonce_count: Arc::default(),
             signs_under: Arc::default(),
+            shown: shown.into(),
         })
     }
 
-    async fn client(&self) -> Result<Object, StoreError> {
+    /// The database's URL without its password.
+    pub fn shown_url(&self) -> String {
+        self.shown.to_string()
+    }
+
+    pub(super) async fn client(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Backend(e) => pg(e),
             other => StoreError::Unavailable(other.to_string()),
@@ -1801,6 +1833,26 @@ mod tests {
     use super::*;
     use crate::store::contract_tests::TestDb;
     use crate::tokens::TokenRole;
+
+    #[test]
+    fn a_url_asking_for_tls_is_refused_with_a_sentence_saying_why() {
+        for url in [
+            "postgres://np:pw@db/np?sslmode=require",
+            "postgres://np@db/np?sslmode=verify-full",
+            "postgresql://np@db/np?application_name=x&sslmode=verify-ca",
+        ] {
+            let err = PgStore::connect_only(url).unwrap_err().to_string();
+            assert!(
+                err.contains("TLS to PostgreSQL is not supported by this build"),
+                "{err}"
+            );
+            assert!(err.contains("stunnel/pgbouncer"), "{err}");
+            assert!(!err.contains("pw"), "{err}");
+        }
+        let store =
+            PgStore::connect_only("postgres://np:secret@db:5433/fleet?sslmode=disable").unwrap();
+        assert_eq!(store.shown_url(), "postgres://np@db:5433/fleet");
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn replicas_starting_together_migrate_once_and_a_newer_schema_is_refused() {

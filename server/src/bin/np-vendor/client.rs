@@ -279,7 +279,7 @@ pub fn connect_failure(base: &Url, e: &reqwest::Error) -> String {
         let mut tls = base.clone();
         let _ = tls.set_scheme("https");
         format!(
-            "; the server did not answer in plain HTTP, as an HTTPS server does not: if it serves HTTPS, use --server {}",
+            "; the server closed the connection without an answer: it may have stopped (see its log; a change it was making may have been done, check before sending it again), or it serves HTTPS: then use --server {}",
             tls.as_str().trim_end_matches('/')
         )
     } else if lower.contains("connection refused") {
