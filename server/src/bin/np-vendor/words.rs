@@ -89,8 +89,13 @@ pub fn cli_message(code: &str, message: &str, details: Option<&Value>) -> String
             );
         }
         ("not_covered", Some(s)) if text(details, "coverage") == Some("expired".into()) => {
+            let then = if text(details, "for").as_deref() == Some("rma") {
+                "then open the RMA again with `np-vendor case rma ID`"
+            } else {
+                "then open the case"
+            };
             return format!(
-                "device {s} is not covered: its coverage ended on {}, and there is no support after expiry; the gap must be paid first: `np-vendor device extend {s} --months N --reinstate`, then open the case",
+                "device {s} is not covered: its coverage ended on {}, and there is no support after expiry; the gap must be paid first: `np-vendor device extend {s} --months N --reinstate`, {then}",
                 text(details, "coverage_end").unwrap_or_default()
             )
         }
