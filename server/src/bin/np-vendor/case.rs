@@ -830,4 +830,30 @@ mod tests {
             "report: slot a active (a 5.2.0, b 5.1.0), 2 events, health exit 0; all of it with --json"
         );
     }
+
+    #[test]
+    fn a_note_is_checked_here_naming_its_argument_and_the_4000_character_rule() {
+        assert!(check_text("TEXT", "the PSU was swapped").is_ok());
+        let long = check_text("TEXT", &"x".repeat(70_000))
+            .unwrap_err()
+            .message()
+            .to_owned();
+        assert!(long.contains("TEXT is 70000 characters"), "{long}");
+        assert!(long.contains("4000"), "{long}");
+        let lines = check_text("TEXT", "line1\nline2")
+            .unwrap_err()
+            .message()
+            .to_owned();
+        assert!(lines.starts_with("TEXT has a line break"), "{lines}");
+        let esc = check_text("--note", "a\u{1b}[2J")
+            .unwrap_err()
+            .message()
+            .to_owned();
+        assert!(esc.starts_with("--note has a control character"), "{esc}");
+        assert!(check_text("TEXT", "  ")
+            .unwrap_err()
+            .message()
+            .to_owned()
+            .starts_with("TEXT is empty"));
+    }
 }

@@ -167,6 +167,32 @@ mod tests {
     }
 
     #[test]
+    fn a_lapsed_box_at_rma_time_is_told_to_open_the_rma_not_the_case() {
+        let d = |what: &str| {
+            json!({"serial": "NR-2000-123456-4", "coverage": "expired",
+                "coverage_end": "2026-11-01", "for": what})
+        };
+        let rma = cli_message("not_covered", "", Some(&d("rma")));
+        assert!(
+            rma.ends_with("then open the RMA again with `np-vendor case rma ID`"),
+            "{rma}"
+        );
+        assert!(!rma.contains("open the case"), "{rma}");
+        let case = cli_message("not_covered", "", Some(&d("case")));
+        assert!(case.ends_with("then open the case"), "{case}");
+    }
+
+    #[test]
+    fn a_second_shortage_names_no_flag() {
+        let m = cli_message(
+            "bad_transition",
+            "parts are already short (from 2026-12-01T00:00:00Z on); the clock is stopped",
+            None,
+        );
+        assert!(!m.contains("--since"), "{m}");
+    }
+
+    #[test]
     fn remedies_name_commands_and_flags_not_routes() {
         let m = cli_message(
             "not_found",
