@@ -356,4 +356,46 @@ fn diagnostics_requested_on_a_case_arrive_with_the_next_check_in_and_hold_no_sec
         actions.iter().any(|a| a.contains("diagnostics")),
         "{actions:?}"
     );
+
+    // Closing the case withdraws the new request on the box: another case may ask, and
+    // staff cancel that one as the box's pending action.
+    let out = vendor(&srv, &["case", "status", &id, "closed"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let (_, d) = srv.get_json(&format!("/api/v1/devices/{OLD}"));
+    assert_eq!(d["pending_diagnostics"], Value::Null, "{d}");
+    let second = vendor_json(&srv, &["case", "open", OLD, "--summary", "again"]);
+    let id2 = second["id"].as_str().unwrap().to_owned();
+    let out = vendor(&srv, &["case", "diagnostics", &id2]);
+    assert_eq!(out.code, 0, "another case may ask now: {out:?}");
+    let out = vendor(&srv, &["device", "action", OLD, "cancel"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let shown = vendor_json(&srv, &["case", "show", &id2]);
+    assert_eq!(shown["diagnostics_pending"], Value::Null, "{shown}");
+    let out = agent.run(&["check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let shown = vendor_json(&srv, &["case", "show", &id2]);
+    assert!(
+        !shown["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "diagnostics"),
+        "a cancelled request got a report: {shown}"
+    );
+    // The command line names its own arguments.
+    let out = vendor(&srv, &["case", "note", &id2, "line1\nline2"]);
+    assert!(
+        out.code != 0 && out.stderr.contains("TEXT has a line break"),
+        "{out:?}"
+    );
+    let long = "x".repeat(70_000);
+    let out = vendor(&srv, &["case", "note", &id2, &long]);
+    assert!(
+        out.code != 0
+            && out.stderr.contains("TEXT is 70000 characters")
+            && out.stderr.contains("4000"),
+        "{out:?}"
+    );
+    let out = vendor(&srv, &["case", "list", "--limit", "0"]);
+    assert!(out.code != 0 && out.stderr.contains("--limit 0"), "{out:?}");
 }

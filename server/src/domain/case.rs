@@ -22,6 +22,18 @@ pub const FIRST_CASE_NUMBER: u64 = 1001;
 /// The longest summary, note or status text of a case.
 pub const MAX_CASE_TEXT: usize = 4000;
 
+/// How many diagnostics reports a case keeps whole: when a newer one is filed, the text of
+/// the oldest is replaced by [`DROPPED_REPORT`] (the entry stays, with its time).
+pub const MAX_KEPT_REPORTS: usize = 10;
+
+/// The text of a diagnostics entry whose report was dropped to bound the case.
+pub const DROPPED_REPORT: &str =
+    "(report dropped: a case keeps only its 10 newest diagnostics reports)";
+
+/// How many characters of an entry's text a list of cases carries (the case itself has
+/// them all).
+pub const LIST_PREVIEW_CHARS: usize = 200;
+
 /// A case id: `C-` and a number unique across replicas (a PostgreSQL sequence, or sled's
 /// id generator). Serialized as its text, `C-1042`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -464,7 +476,7 @@ pub enum CaseRuleError {
         id: CaseId,
     },
     /// The shortage is already as asked.
-    #[error("{}", if *on { format!("parts are already short (since {since}); the clock is stopped") } else { "parts are not short; the clock is running".to_owned() })]
+    #[error("{}", if *on { format!("parts are already short (from {since} on); the clock is stopped") } else { "parts are not short; the clock is running".to_owned() })]
     ShortageAlready {
         /// What was asked.
         on: bool,
@@ -547,6 +559,24 @@ impl CaseRecord {
         }
         self.updated_at = entry.at;
         self.entries.push(entry);
+    }
+
+    /// Keeps the newest [`MAX_KEPT_REPORTS`] diagnostics reports whole; the older ones'
+    /// texts become [`DROPPED_REPORT`]. Answers how many were dropped now.
+    pub fn bound_reports(&mut self) -> usize {
+        let mut kept = 0;
+        let mut dropped = 0;
+        for e in self.entries.iter_mut().rev() {
+            if e.kind != EntryKind::Diagnostics || e.text == DROPPED_REPORT {
+                continue;
+            }
+            kept += 1;
+            if kept > MAX_KEPT_REPORTS {
+                e.text = DROPPED_REPORT.to_owned();
+                dropped += 1;
+            }
+        }
+        dropped
     }
 
     /// A note by staff.
@@ -775,6 +805,19 @@ pub struct CaseView {
 }
 
 impl CaseView {
+    /// The view as a list carries it: each entry's text cut to [`LIST_PREVIEW_CHARS`]
+    /// characters (and `…`), so a list does not carry every report whole.
+    pub fn summarized(mut self) -> CaseView {
+        for e in &mut self.entries {
+            if e.text.chars().count() > LIST_PREVIEW_CHARS {
+                let mut cut: String = e.text.chars().take(LIST_PREVIEW_CHARS).collect();
+                cut.push('…');
+                e.text = cut;
+            }
+        }
+        self
+    }
+
     /// The view of `c` at `now`, first response counted in `hours`.
     pub fn of(c: CaseRecord, now: Timestamp, hours: &ServiceHours) -> CaseView {
         let first_response_service_minutes = c

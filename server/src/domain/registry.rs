@@ -367,6 +367,8 @@ pub async fn swap(
         .map_err(MutateError::<ApiError>::into_inner)?;
     let new = one(recs.split_off(1))?;
     let old = one(recs)?;
+    let why = format!("the box was replaced by {}", new.serial);
+    crate::domain::support::box_gone(state, actor, old_serial, &why).await;
     Ok((old, new))
 }
 
@@ -398,6 +400,7 @@ pub async fn revoke(
         })
         .await
         .map_err(MutateError::<ApiError>::into_inner)?;
+    crate::domain::support::box_gone(state, actor, serial, "the box was revoked").await;
     one(recs)
 }
 

@@ -198,11 +198,74 @@ fn note_text(note: Option<&str>) -> Result<String, ApiError> {
     }
 }
 
+/// Drops the box's diagnostics request when it is case `id`'s (the first record of
+/// `recs`); answers whether there was one.
+fn clear_box_request(recs: &mut [Option<DeviceRecord>], id: CaseId, now: jiff::Timestamp) -> bool {
+    let Some(d) = recs.first_mut().and_then(Option::as_mut) else {
+        return false;
+    };
+    if d.pending_diagnostics
+        .as_ref()
+        .and_then(|p| p.case.as_deref())
+        != Some(id.to_string().as_str())
+    {
+        return false;
+    }
+    d.pending_diagnostics = None;
+    d.updated_at = now;
+    true
+}
+
+/// Withdraws case `c`'s pending diagnostics request, on the case and on its box (the
+/// first record of `recs`), with a note saying why (none on a closed case, which nothing
+/// else changes, unless it was closed by this very change). Answers whether anything was
+/// pending.
+fn withdraw_diagnostics(
+    c: &mut CaseRecord,
+    recs: &mut [Option<DeviceRecord>],
+    by: &str,
+    why: &str,
+    now: jiff::Timestamp,
+) -> bool {
+    let note = c.status != CaseStatus::Closed
+        || c.entries
+            .last()
+            .is_some_and(|e| e.at == now && e.status == Some(CaseStatus::Closed));
+    let on_box = clear_box_request(recs, c.id, now);
+    let Some(p) = c.diagnostics_pending.take() else {
+        return on_box;
+    };
+    if note {
+        c.push(CaseEntry {
+            at: now,
+            by: by.to_owned(),
+            kind: EntryKind::Note,
+            text: format!(
+                "the diagnostics request of {} was withdrawn: {why}; a report the box sends for it is refused",
+                p.issued_at
+            ),
+            status: None,
+        });
+    }
+    true
+}
+
 /// Whether `d` may get support today: registered, active, covered (403 `revoked`,
 /// `replaced` or `not_covered` naming the coverage end and that reinstatement comes
 /// first).
 pub fn require_supported(d: &DeviceRecord, today: jiff::civil::Date) -> Result<(), ApiError> {
+    supported_for(d, today, "case")
+}
+
+/// [`require_supported`] for opening a `case` or an `rma` (what comes after the
+/// reinstatement; details `for`).
+fn supported_for(d: &DeviceRecord, today: jiff::civil::Date, what: &str) -> Result<(), ApiError> {
     let serial = &d.serial;
+    let then = if what == "rma" {
+        "then open the RMA"
+    } else {
+        "then open the case"
+    };
     match d.status {
         Status::Revoked => {
             let why = d
@@ -235,7 +298,7 @@ pub fn require_supported(d: &DeviceRecord, today: jiff::civil::Date) -> Result<(
     let message = match coverage {
         Coverage::Covered => return Ok(()),
         Coverage::Expired => format!(
-            "device {serial} is not covered: its coverage ended on {}, and there is no support after expiry; the gap must be paid first: extend it with reinstatement (\"reinstate\": true), then open the case",
+            "device {serial} is not covered: its coverage ended on {}, and there is no support after expiry; the gap must be paid first: extend it with reinstatement (\"reinstate\": true), {then}",
             d.coverage_end
         ),
         Coverage::NotYetStarted => format!(
@@ -249,6 +312,7 @@ pub fn require_supported(d: &DeviceRecord, today: jiff::civil::Date) -> Result<(
             "coverage_end": d.coverage_end.to_string(),
             "coverage": coverage,
             "today": today.to_string(),
+            "for": what,
         })),
     )
 }
@@ -399,12 +463,23 @@ pub async fn add_entry(
         device_action: action,
         at: now,
     };
-    let done = change_case(state, id, &[], &change, |c, _| {
+    // A status that ends the case also withdraws its diagnostics request on the box.
+    let ends = matches!(to, Some(CaseStatus::Resolved | CaseStatus::Closed));
+    let serials = if ends {
+        vec![get(state, id).await?.serial]
+    } else {
+        Vec::new()
+    };
+    let done = change_case(state, id, &serials, &change, |c, recs| {
         match to {
             None => c.note(actor, text.clone(), now),
             Some(to) => c.set_status(actor, to, text.clone(), now),
         }
-        .map_err(rule_error)
+        .map_err(rule_error)?;
+        if let Some(to) = to.filter(|_| ends) {
+            withdraw_diagnostics(c, recs, actor, &format!("the case is {to}"), now);
+        }
+        Ok(())
     })
     .await?;
     Ok(done.case)
@@ -438,7 +513,7 @@ pub async fn open_rma(
                 .first()
                 .and_then(Option::as_ref)
                 .ok_or_else(|| registry::unknown(&c.serial))?;
-            require_supported(d, today)?;
+            supported_for(d, today, "rma")?;
             c.open_rma(actor, note.clone(), now).map_err(rule_error)
         },
     )
@@ -575,7 +650,7 @@ pub async fn change_rma(
     let (action, device_action, serials) = match &plan {
         RmaChange::Shortage(_) => ("rma_shortage", "rma_shortage", Vec::new()),
         RmaChange::End { swap: Some(s), .. } => ("rma_end", "swap", s.serials().to_vec()),
-        RmaChange::End { .. } => ("rma_end", "rma_end", Vec::new()),
+        RmaChange::End { .. } => ("rma_end", "rma_end", vec![case.serial.clone()]),
     };
     let change = CaseChange {
         actor,
@@ -597,8 +672,6 @@ pub async fn change_rma(
             c.open_rma_mut().map_err(rule_error)?;
             if let Some(plan) = swap {
                 plan.apply(state, recs, now)?;
-                // The old box is gone: it will not answer a diagnostics request.
-                c.diagnostics_pending = None;
             }
             c.end_rma(
                 actor,
@@ -608,7 +681,16 @@ pub async fn change_rma(
                 note.clone(),
                 now,
             )
-            .map_err(rule_error)
+            .map_err(rule_error)?;
+            // The case is resolved (a swapped box is gone, and the swap rule dropped its
+            // requests already): its diagnostics request is withdrawn.
+            let why = if swap.is_some() {
+                "the box was swapped"
+            } else {
+                "the RMA ended and the case is resolved"
+            };
+            withdraw_diagnostics(c, recs, actor, why, now);
+            Ok(())
         }
     })
     .await
@@ -713,9 +795,12 @@ pub async fn request_diagnostics(
 }
 
 /// Files a box's verified diagnostics report on its case: an entry of kind `diagnostics`
-/// whose text is the report as JSON; the pending request (case and box) is cleared.
-/// 404 `no_such_case` for a case that is not this box's; 409 `no_diagnostics_pending`
-/// when the case asked for none.
+/// whose text is the report as JSON; the pending request (case and box) is cleared, and
+/// the case keeps its [`crate::domain::case::MAX_KEPT_REPORTS`] newest reports whole. 404 `no_such_case` for a
+/// case that is not this box's; 409 `no_diagnostics_pending` when the case asked for
+/// none; 409 `stale_diagnostics` when the report answers another (older) request than the
+/// pending one; 409 `case_closed` for a closed case (its request on the box is dropped all
+/// the same, so it cannot block the box).
 pub async fn file_diagnostics(
     state: &AppState,
     device: &DeviceRecord,
@@ -743,22 +828,37 @@ pub async fn file_diagnostics(
         device_action: "diagnostics_report",
         at: now,
     };
+    let closed = std::sync::atomic::AtomicBool::new(false);
     let done = change_case(state, id, std::slice::from_ref(serial), &change, |c, recs| {
-        c.require_not_closed().map_err(rule_error)?;
-        if c.diagnostics_pending.take().is_none() {
+        closed.store(false, std::sync::atomic::Ordering::Relaxed);
+        if c.status == CaseStatus::Closed {
+            // Refused, but the request must not outlive the case on the box.
+            clear_box_request(recs, id, now);
+            closed.store(true, std::sync::atomic::Ordering::Relaxed);
+            return Ok(());
+        }
+        let Some(pending) = c.diagnostics_pending.as_ref() else {
             return Err(ApiError::conflict(
                 "no_diagnostics_pending",
                 format!("case {id} is not waiting for diagnostics from {serial}; staff ask for them first"),
             ));
+        };
+        if pending.issued_at != report.requested_at {
+            return Err(ApiError::conflict(
+                "stale_diagnostics",
+                format!(
+                    "the report answers the request of {}, but case {id} waits for the one of {}; the box sends a new report for that one",
+                    report.requested_at, pending.issued_at
+                ),
+            )
+            .with_details(serde_json::json!({
+                "case": id,
+                "requested_at": report.requested_at,
+                "pending_issued_at": pending.issued_at,
+            })));
         }
-        if let Some(d) = recs.first_mut().and_then(Option::as_mut) {
-            if d.pending_diagnostics.as_ref().and_then(|p| p.case.as_deref())
-                == Some(id.to_string().as_str())
-            {
-                d.pending_diagnostics = None;
-                d.updated_at = now;
-            }
-        }
+        c.diagnostics_pending = None;
+        clear_box_request(recs, id, now);
         c.push(CaseEntry {
             at: now,
             by: actor.clone(),
@@ -766,10 +866,91 @@ pub async fn file_diagnostics(
             text: text.clone(),
             status: None,
         });
+        c.bound_reports();
         Ok(())
     })
     .await?;
+    if closed.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(rule_error(CaseRuleError::Closed { id }));
+    }
     Ok(done.case)
+}
+
+/// Cancels case `id`'s pending diagnostics request, on the case and on its box, with a
+/// note (`DELETE /api/v1/cases/{id}/diagnostics`, also reached by `DELETE
+/// /api/v1/devices/{serial}/actions` when the box has no other pending action). 409
+/// `no_diagnostics_pending` when nothing is pending.
+pub async fn cancel_diagnostics(
+    state: &AppState,
+    actor: &str,
+    id: CaseId,
+) -> Result<CaseChanged, ApiError> {
+    let case = get(state, id).await?;
+    let now = state.now();
+    let change = CaseChange {
+        actor,
+        action: "diagnostics_cancel",
+        device_action: "diagnostics_cancel",
+        at: now,
+    };
+    change_case(
+        state,
+        id,
+        std::slice::from_ref(&case.serial),
+        &change,
+        |c, recs| {
+            if !withdraw_diagnostics(c, recs, actor, &format!("cancelled by {actor}"), now) {
+                return Err(ApiError::conflict(
+                    "no_diagnostics_pending",
+                    format!("case {id} is not waiting for diagnostics; there is nothing to cancel"),
+                ));
+            }
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// After a box was revoked or replaced (which drops its requests): withdraws the
+/// diagnostics requests its cases still wait for, each audited as `diagnostics_cancel`
+/// with a note. A failure is logged: the revocation or swap stands.
+pub async fn box_gone(state: &AppState, actor: &str, serial: &Serial, why: &str) {
+    let waiting = match state
+        .store
+        .list_cases(Some(serial), None, usize::MAX, |c| {
+            c.diagnostics_pending.is_some()
+        })
+        .await
+    {
+        Ok(page) => page.cases,
+        Err(e) => {
+            tracing::warn!(serial = %serial, error = %e, "could not list the box's cases to withdraw their diagnostics requests");
+            return;
+        }
+    };
+    for case in waiting {
+        let now = state.now();
+        let change = CaseChange {
+            actor,
+            action: "diagnostics_cancel",
+            device_action: "diagnostics_cancel",
+            at: now,
+        };
+        let r = change_case(
+            state,
+            case.id,
+            std::slice::from_ref(serial),
+            &change,
+            |c, recs| {
+                withdraw_diagnostics(c, recs, actor, why, now);
+                Ok(())
+            },
+        )
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(case = %case.id, serial = %serial, error = %e, "could not withdraw the case's diagnostics request");
+        }
+    }
 }
 
 /// Whether the box is covered today (for pages that show it beside a case).

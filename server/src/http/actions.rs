@@ -194,17 +194,38 @@ fn pending_error(serial: &np_common::Serial, p: &PendingAction) -> ApiError {
     }))
 }
 
-/// `DELETE /api/v1/devices/{serial}/actions`: cancels the pending action (404
-/// `no_pending_action` when there is none). A box that already received it may still act
+/// `DELETE /api/v1/devices/{serial}/actions`: cancels the pending action; with none but
+/// a case's diagnostics request pending, cancels that (as `DELETE
+/// /api/v1/cases/{id}/diagnostics`). 404 `no_pending_action` when there is neither. A box that already received it may still act
 /// on it; the server then records its report as for any action.
 #[utoipa::path(delete, path = "/api/v1/devices/{serial}/actions", tag = "devices", security(("staff" = [])),
-    params(("serial" = np_common::Serial, Path)), responses((status = 200, description = "The device without its pending action", body = DeviceView)))]
+    params(("serial" = np_common::Serial, Path)), responses((status = 200, description = "The device without its pending action (or, with none, without its pending diagnostics request, which its case then no longer waits for)", body = DeviceView)))]
 async fn cancel(
     State(state): State<AppState>,
     StaffCaller(caller): StaffCaller,
     ApiPath(serial): ApiPath<String>,
 ) -> Result<Json<DeviceView>, ApiError> {
     let serial = path_serial(&serial)?;
+    // No update action pending but a diagnostics request of a case: cancel that, on the
+    // case and the box together.
+    if let Some(d) = state.store.device(&serial).await? {
+        let diagnostics_case = d
+            .pending_diagnostics
+            .as_ref()
+            .and_then(|p| p.case.as_deref())
+            .and_then(crate::domain::case::CaseId::parse);
+        if let (None, Some(id)) = (&d.pending_action, diagnostics_case) {
+            let done = crate::domain::support::cancel_diagnostics(&state, &caller.name, id).await?;
+            let device = done
+                .devices
+                .into_iter()
+                .next()
+                .flatten()
+                .ok_or_else(|| registry::unknown(&serial))?;
+            tracing::info!(serial = %serial, case = %id, actor = %caller.name, "diagnostics request cancelled");
+            return Ok(Json(view(&state, device)));
+        }
+    }
     let now = state.now();
     let change = Change {
         actor: Some(&caller.name),

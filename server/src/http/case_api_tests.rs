@@ -956,12 +956,13 @@ async fn diagnostics_wait_behind_an_older_action_and_the_signed_report_lands_on_
         "{v}"
     );
     let actions = h.audit_actions(SERIAL).await;
+    // One row per step in the box's history (the case's entry carries the box's change).
     assert_eq!(
         actions
             .iter()
             .filter(|a| *a == "diagnostics_request")
             .count(),
-        2,
+        1,
         "{actions:?}"
     );
     assert_eq!(
@@ -969,7 +970,7 @@ async fn diagnostics_wait_behind_an_older_action_and_the_signed_report_lands_on_
             .iter()
             .filter(|a| *a == "diagnostics_report")
             .count(),
-        2,
+        1,
         "{actions:?}"
     );
     // A report is audited with the box as actor.
@@ -1038,4 +1039,365 @@ async fn a_diagnostics_request_handed_over_already_does_not_hold_back_a_newer_ac
     assert_eq!(again.action, ActionKind::Rollback);
     let (_, c) = h.staff("GET", &format!("/api/v1/cases/{id}"), None).await;
     assert!(c["diagnostics_pending"].is_object(), "{c}");
+}
+
+impl H {
+    /// Asks case `id`'s box for diagnostics; the request's issued_at.
+    async fn ask(&self, id: &str) -> Timestamp {
+        let (s, v) = self
+            .staff("POST", &format!("/api/v1/cases/{id}/diagnostics"), None)
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        v["diagnostics_pending"]["issued_at"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// The box posts `doc`, signed.
+    async fn post_report(&self, doc: &Diagnostics) -> (StatusCode, Value) {
+        let body = serde_json::to_vec(&sign_device(doc, &self.key)).unwrap();
+        self.device(&self.key, SERIAL, "/api/v1/device/diagnostics", &body)
+            .await
+    }
+
+    async fn box_pending(&self) -> Value {
+        let (_, d) = self
+            .staff("GET", &format!("/api/v1/devices/{SERIAL}"), None)
+            .await;
+        d["pending_diagnostics"].clone()
+    }
+
+    async fn case(&self, id: &str) -> Value {
+        let (s, c) = self
+            .staff("GET", &format!("/api/v1/cases/{id}"), None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{c}");
+        c
+    }
+}
+
+#[tokio::test]
+async fn ending_a_case_withdraws_its_diagnostics_request_so_the_box_can_be_asked_again() {
+    let h = H::new().await;
+    h.register(SERIAL, "2026-01-01").await;
+    let a = h.case_id(SERIAL).await;
+    let b = h.case_id(SERIAL).await;
+    h.ask(&a).await;
+    let (s, v) = h.status(&a, "closed").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["diagnostics_pending"], Value::Null, "{v}");
+    let last = v["entries"].as_array().unwrap().last().unwrap().clone();
+    assert!(
+        last["text"]
+            .as_str()
+            .unwrap()
+            .contains("withdrawn: the case is closed"),
+        "{last}"
+    );
+    assert_eq!(h.box_pending().await, Value::Null);
+    // The closing is one audit row that carries the box's change.
+    let (_, audit) = h
+        .staff(
+            "GET",
+            &format!("/api/v1/audit?serial={SERIAL}&limit=5"),
+            None,
+        )
+        .await;
+    let newest = audit["entries"][0].clone();
+    assert_eq!(newest["action"], "case_status", "{newest}");
+    assert!(
+        newest["before"]["device"]["pending_diagnostics"].is_object(),
+        "{newest}"
+    );
+    assert_eq!(
+        newest["after"]["device"]["pending_diagnostics"],
+        Value::Null,
+        "{newest}"
+    );
+    // Another case of the box may ask now.
+    let asked_b = h.ask(&b).await;
+    // Resolving ends it too.
+    let (s, v) = h.status(&b, "resolved").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["diagnostics_pending"], Value::Null, "{v}");
+    assert_eq!(h.box_pending().await, Value::Null);
+    // The box's report for the withdrawn request is refused.
+    let (s, v) = h.post_report(&report(SERIAL, &b, asked_b)).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "no_diagnostics_pending"),
+        "{v}"
+    );
+    // An RMA that ends (resolving the case) withdraws it as well.
+    let c = h.case_id(SERIAL).await;
+    let (s, v) = h
+        .staff("POST", &format!("/api/v1/cases/{c}/rma"), Some(json!({})))
+        .await;
+    assert!(s.is_success(), "{v}");
+    h.ask(&c).await;
+    let (s, v) = h.rma(&c, json!({"outcome": "repaired"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["case"]["diagnostics_pending"], Value::Null, "{v}");
+    assert_eq!(h.box_pending().await, Value::Null);
+}
+
+#[tokio::test]
+async fn a_report_for_a_closed_case_is_refused_but_clears_the_request_on_the_box() {
+    let h = H::new().await;
+    h.register(SERIAL, "2026-01-01").await;
+    let a = h.case_id(SERIAL).await;
+    let b = h.case_id(SERIAL).await;
+    let asked = h.ask(&a).await;
+    // A case closed while its request stayed on the box (as an older server left it).
+    let change = crate::store::CaseChange {
+        actor: "test",
+        action: "case_status",
+        device_action: "case_status",
+        at: h.state.now(),
+    };
+    h.state
+        .store
+        .mutate_case(
+            crate::domain::case::CaseId::parse(&a).unwrap(),
+            &[],
+            &change,
+            |c, _| {
+                c.status = crate::domain::case::CaseStatus::Closed;
+                Ok::<(), ()>(())
+            },
+        )
+        .await
+        .unwrap();
+    assert!(h.box_pending().await.is_object());
+    let (s, v) = h
+        .staff("POST", &format!("/api/v1/cases/{b}/diagnostics"), None)
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "diagnostics_pending"),
+        "{v}"
+    );
+    let (s, v) = h.post_report(&report(SERIAL, &a, asked)).await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "case_closed"), "{v}");
+    assert_eq!(h.box_pending().await, Value::Null);
+    // Nothing changes the closed case itself: its one entry is the request.
+    assert_eq!(h.case(&a).await["entries"].as_array().unwrap().len(), 1);
+    h.ask(&b).await;
+}
+
+#[tokio::test]
+async fn staff_cancel_a_diagnostics_request_on_the_case_or_as_the_boxs_pending_action() {
+    let h = H::new().await;
+    h.register(SERIAL, "2026-01-01").await;
+    let a = h.case_id(SERIAL).await;
+    let asked = h.ask(&a).await;
+    let (s, v) = h
+        .staff("DELETE", &format!("/api/v1/cases/{a}/diagnostics"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["diagnostics_pending"], Value::Null, "{v}");
+    assert_eq!(h.box_pending().await, Value::Null);
+    let (s, v) = h
+        .staff("DELETE", &format!("/api/v1/cases/{a}/diagnostics"), None)
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "no_diagnostics_pending"),
+        "{v}"
+    );
+    let (s, v) = h.post_report(&report(SERIAL, &a, asked)).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "no_diagnostics_pending"),
+        "{v}"
+    );
+    // With no update action pending, cancelling the box's action cancels the request.
+    h.ask(&a).await;
+    let (s, v) = h
+        .staff("DELETE", &format!("/api/v1/devices/{SERIAL}/actions"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["pending_diagnostics"], Value::Null, "{v}");
+    assert_eq!(h.case(&a).await["diagnostics_pending"], Value::Null);
+    let (s, v) = h
+        .staff("DELETE", &format!("/api/v1/devices/{SERIAL}/actions"), None)
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::NOT_FOUND, "no_pending_action"),
+        "{v}"
+    );
+    let actions = h.audit_actions(SERIAL).await;
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "diagnostics_cancel")
+            .count(),
+        2,
+        "{actions:?}"
+    );
+}
+
+#[tokio::test]
+async fn revoking_or_swapping_the_box_withdraws_its_cases_diagnostics_requests() {
+    let h = H::new().await;
+    h.register(SERIAL, "2026-01-01").await;
+    h.register(OTHER, "2026-01-01").await;
+    let a = h.case_id(SERIAL).await;
+    h.ask(&a).await;
+    let (s, v) = h
+        .staff(
+            "POST",
+            &format!("/api/v1/devices/{SERIAL}/revoke"),
+            Some(json!({"reason": "stolen"})),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    let c = h.case(&a).await;
+    assert_eq!(c["diagnostics_pending"], Value::Null, "{c}");
+    assert!(c["entries"].as_array().unwrap().last().unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .contains("the box was revoked"));
+    // A swap outside an RMA.
+    let b = h.case_id(OTHER).await;
+    let (s, v) = h
+        .staff("POST", &format!("/api/v1/cases/{b}/diagnostics"), None)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let (s, v) = h
+        .staff(
+            "POST",
+            &format!("/api/v1/devices/{OTHER}/swap"),
+            Some(json!({"new_serial": "NR-3000-000000-7", "reason": "dead on arrival"})),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    let c = h.case(&b).await;
+    assert_eq!(c["diagnostics_pending"], Value::Null, "{c}");
+}
+
+#[tokio::test]
+async fn a_stale_or_replayed_report_is_not_the_answer_to_a_newer_request() {
+    let h = H::new().await;
+    h.register(SERIAL, "2026-01-01").await;
+    let a = h.case_id(SERIAL).await;
+    let first = h.ask(&a).await;
+    let old = report(SERIAL, &a, first);
+    let (s, v) = h.post_report(&old).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    h.set_now("2026-11-23T11:00:00Z");
+    let second = h.ask(&a).await;
+    assert!(second > first);
+    // The earlier real report, signed again (fresh request signature): refused.
+    let (s, v) = h.post_report(&old).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "stale_diagnostics"),
+        "{v}"
+    );
+    assert_eq!(
+        v["error"]["details"]["pending_issued_at"],
+        json!(second.to_string())
+    );
+    // A made-up requested_at: refused too.
+    let (s, v) = h
+        .post_report(&report(SERIAL, &a, t("2020-01-01T00:00:00Z")))
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "stale_diagnostics"),
+        "{v}"
+    );
+    // The request still waits, and the right report is filed.
+    assert!(h.box_pending().await.is_object());
+    let (s, v) = h.post_report(&report(SERIAL, &a, second)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let c = h.case(&a).await;
+    let filed: Vec<Diagnostics> = c["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "diagnostics")
+        .map(|e| serde_json::from_str(e["text"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        filed.iter().map(|d| d.requested_at).collect::<Vec<_>>(),
+        vec![first, second]
+    );
+}
+
+#[tokio::test]
+async fn a_payload_over_the_bound_inside_the_body_cap_is_413() {
+    let h = H::new().await;
+    h.register(SERIAL, "2026-01-01").await;
+    let a = h.case_id(SERIAL).await;
+    let asked = h.ask(&a).await;
+    let mut doc = report(SERIAL, &a, asked);
+    let base = serde_json::to_vec(&doc).unwrap().len();
+    let pad = np_common::device_docs::MAX_DIAGNOSTICS_BYTES + 1 - base - r#","x":"""#.len();
+    doc.status = json!({"phase": "idle", "x": "y".repeat(pad)});
+    let env = sign_device(&doc, &h.key);
+    assert_eq!(
+        env.payload_bytes().unwrap().len(),
+        np_common::device_docs::MAX_DIAGNOSTICS_BYTES + 1
+    );
+    let body = serde_json::to_vec(&env).unwrap();
+    assert!(body.len() < super::DIAGNOSTICS_BODY_BYTES);
+    let (s, v) = h
+        .device(&h.key, SERIAL, "/api/v1/device/diagnostics", &body)
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        "{v}"
+    );
+    assert!(h.box_pending().await.is_object());
+}
+
+#[tokio::test]
+async fn a_case_keeps_its_newest_reports_and_lists_carry_only_previews() {
+    let h = H::new().await;
+    h.register(SERIAL, "2026-01-01").await;
+    let a = h.case_id(SERIAL).await;
+    let n = crate::domain::case::MAX_KEPT_REPORTS + 2;
+    for i in 0..n {
+        h.set_now(&format!("2026-11-23T{:02}:00:00Z", 10 + i));
+        let asked = h.ask(&a).await;
+        let (s, v) = h.post_report(&report(SERIAL, &a, asked)).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let c = h.case(&a).await;
+    let reports: Vec<&str> = c["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "diagnostics")
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(reports.len(), n);
+    assert!(reports[..2]
+        .iter()
+        .all(|t| *t == crate::domain::case::DROPPED_REPORT));
+    assert!(reports[2..]
+        .iter()
+        .all(|t| serde_json::from_str::<Diagnostics>(t).is_ok()));
+    let (s, l) = h.staff("GET", "/api/v1/cases", None).await;
+    assert_eq!(s, StatusCode::OK, "{l}");
+    let listed = l["cases"][0]["entries"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), c["entries"].as_array().unwrap().len());
+    let longest = listed
+        .iter()
+        .map(|e| e["text"].as_str().unwrap().chars().count())
+        .max()
+        .unwrap();
+    assert!(
+        longest <= crate::domain::case::LIST_PREVIEW_CHARS + 1,
+        "{longest}"
+    );
+    assert!(listed
+        .iter()
+        .any(|e| e["text"].as_str().unwrap().ends_with('…')));
 }

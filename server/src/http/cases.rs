@@ -34,7 +34,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/cases/{id}", get(show))
         .route("/api/v1/cases/{id}/entries", post(add_entry))
         .route("/api/v1/cases/{id}/rma", post(open_rma).patch(change_rma))
-        .route("/api/v1/cases/{id}/diagnostics", post(request_diagnostics))
+        .route(
+            "/api/v1/cases/{id}/diagnostics",
+            post(request_diagnostics).delete(cancel_diagnostics),
+        )
         .route(
             "/api/v1/device/diagnostics",
             post(device_diagnostics).layer(DefaultBodyLimit::max(DIAGNOSTICS_BODY_BYTES)),
@@ -85,7 +88,7 @@ pub struct CasePageBody {
 }
 
 #[utoipa::path(get, path = "/api/v1/cases", tag = "cases", security(("staff" = [])),
-    params(CaseQuery), responses((status = 200, description = "A page of cases, newest first", body = CasePageBody)))]
+    params(CaseQuery), responses((status = 200, description = "A page of cases, newest first; each entry's text is cut to its first 200 characters (and …): GET /api/v1/cases/{id} has them whole", body = CasePageBody)))]
 async fn list(
     State(state): State<AppState>,
     _caller: StaffCaller,
@@ -119,7 +122,7 @@ async fn list(
         cases: page
             .cases
             .into_iter()
-            .map(|c| support::view(&state, c))
+            .map(|c| support::view(&state, c).summarized())
             .collect(),
     }))
 }
@@ -248,6 +251,21 @@ pub async fn request_diagnostics(
     Ok((StatusCode::ACCEPTED, Json(support::view(&state, done.case))))
 }
 
+#[utoipa::path(delete, path = "/api/v1/cases/{id}/diagnostics", tag = "cases", security(("staff" = [])),
+    params(("id" = String, Path, description = "The case id, C-1042")),
+    responses(
+        (status = 200, description = "Cancelled: the request is gone from the case and the box (a report the box still sends for it is refused); the case gets a note", body = CaseView),
+        (status = 409, description = "no_diagnostics_pending: the case waits for none", body = np_common::api::ErrorBody)))]
+async fn cancel_diagnostics(
+    State(state): State<AppState>,
+    StaffCaller(caller): StaffCaller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<CaseView>, ApiError> {
+    let done = support::cancel_diagnostics(&state, &caller.name, case_id(&id)?).await?;
+    tracing::info!(case = %done.case.id, serial = %done.case.serial, actor = %caller.name, "diagnostics request cancelled");
+    Ok(Json(support::view(&state, done.case)))
+}
+
 /// The answer to a box's report.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DiagnosticsFiled {
@@ -264,7 +282,7 @@ pub struct DiagnosticsFiled {
         (status = 400, description = "bad_document: not a diagnostics document", body = np_common::api::ErrorBody),
         (status = 401, description = "bad_diagnostics_signature: not signed by this box's device key", body = np_common::api::ErrorBody),
         (status = 404, description = "no_such_case: the case is not this box's", body = np_common::api::ErrorBody),
-        (status = 409, description = "no_diagnostics_pending, case_closed", body = np_common::api::ErrorBody),
+        (status = 409, description = "no_diagnostics_pending; stale_diagnostics (requested_at is not the pending request's issued_at); case_closed (the box's request for it is dropped)", body = np_common::api::ErrorBody),
         (status = 413, description = "Larger than the bound", body = np_common::api::ErrorBody)))]
 async fn device_diagnostics(
     State(state): State<AppState>,
@@ -276,6 +294,15 @@ async fn device_diagnostics(
             format!("the body is not a DSSE envelope: {e}"),
         )
     })?;
+    // A payload over the bound inside a body under the cap: 413 as for a larger body.
+    if let Ok(payload) = env.payload_bytes() {
+        if payload.len() > MAX_DIAGNOSTICS_BYTES {
+            return Err(ApiError::too_large(format!(
+                "the diagnostics report is {} bytes; at most {MAX_DIAGNOSTICS_BYTES} are accepted",
+                payload.len()
+            )));
+        }
+    }
     let Some(key) = device.device_key.as_ref() else {
         return Err(ApiError::unauthorized(format!(
             "box {} has no device key registered",

@@ -43,6 +43,7 @@ use utoipa::{Modify, OpenApi};
         super::cases::open_rma,
         super::cases::change_rma,
         super::cases::request_diagnostics,
+        super::cases::cancel_diagnostics,
         super::cases::device_diagnostics,
         super::bundle::bundle,
         super::offline::bundle_for_request,

@@ -82,6 +82,7 @@ pub const AUDIT_ACTIONS: &[&str] = &[
     "rma_end",
     "diagnostics_request",
     "diagnostics_report",
+    "diagnostics_cancel",
 ];
 
 impl SledStore {

@@ -20,7 +20,10 @@ use sled::transaction::{
 
 /// Who changes a case, how and when, for the audit log. Every change of a case is
 /// audited (action `action`, serial = the case's box); devices changed with it get entries
-/// of their own (action `device_action`).
+/// of their own (action `device_action`), except the case's own box when `device_action`
+/// is `action` (a diagnostics request, report or cancel): then the one entry of the case
+/// carries the box's snapshot too, under `device`, so each step is one row of the box's
+/// history.
 #[derive(Debug, Clone)]
 pub struct CaseChange<'a> {
     /// The token name, or `device:<serial>` for a box's own report.
@@ -87,6 +90,25 @@ fn audit_entry(
         before,
         after,
     }
+}
+
+/// Whether the change of device `serial` goes into the case's own audit entry.
+pub(super) fn merged_into_case(
+    change: &CaseChange<'_>,
+    case: &CaseRecord,
+    case_changed: bool,
+    serial: &Serial,
+) -> bool {
+    case_changed && change.device_action == change.action && &case.serial == serial
+}
+
+/// A case's audit snapshot with its box's (when merged) under `device`.
+pub(super) fn case_snapshot(case: &CaseRecord, device: Option<&DeviceRecord>) -> serde_json::Value {
+    let mut v = case.snapshot();
+    if let (Some(d), Some(o)) = (device, v.as_object_mut()) {
+        o.insert("device".into(), d.snapshot());
+    }
+    v
 }
 
 fn append(
@@ -274,6 +296,8 @@ impl SledStore {
             let mut case = before_case.clone();
             f(&mut case, &mut records)
                 .map_err(|e| ConflictableTransactionError::Abort(Abort::Rejected(e)))?;
+            let case_changed = case != before_case;
+            let mut merged: (Option<&DeviceRecord>, Option<&DeviceRecord>) = (None, None);
             for ((s, old), new) in serials.iter().zip(&before).zip(&records) {
                 if old == new {
                     continue;
@@ -283,6 +307,10 @@ impl SledStore {
                     Some(n) => devs.insert(k, encode(n))?,
                     None => devs.remove(k)?,
                 };
+                if merged_into_case(change, &case, case_changed, s) {
+                    merged = (old.as_ref(), new.as_ref());
+                    continue;
+                }
                 let entry = audit_entry(
                     audit.generate_id()?,
                     change,
@@ -293,15 +321,15 @@ impl SledStore {
                 );
                 append(audit, idx, &entry)?;
             }
-            if case != before_case {
+            if case_changed {
                 cases.insert(&key, encode(&case))?;
                 let entry = audit_entry(
                     audit.generate_id()?,
                     change,
                     change.action,
                     case.serial.as_str(),
-                    Some(before_case.snapshot()),
-                    Some(case.snapshot()),
+                    Some(case_snapshot(&before_case, merged.0)),
+                    Some(case_snapshot(&case, merged.1)),
                 );
                 append(audit, idx, &entry)?;
             }

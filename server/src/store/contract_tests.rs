@@ -960,7 +960,8 @@ async fn a_case_and_its_devices_change_in_one_transaction(store: &Store) {
         .await
         .unwrap();
     assert!(none.is_none());
-    // Both change: two audit entries, the device's under `device_action`.
+    // Both change, the device being the case's own box and `device_action` the case's
+    // action: one audit entry, which carries the box's change under `device`.
     let done = store
         .mutate_case(case.id, std::slice::from_ref(&s), &change, |c, recs| {
             c.note("alice", "asked the box".into(), change.at)
@@ -984,7 +985,7 @@ async fn a_case_and_its_devices_change_in_one_transaction(store: &Store) {
         .iter()
         .map(|e| e.action.as_str())
         .collect();
-    assert_eq!(new, ["diagnostics_request", "diagnostics_request"]);
+    assert_eq!(new, ["diagnostics_request"]);
     let case_entry = entries
         .iter()
         .rev()
@@ -992,6 +993,37 @@ async fn a_case_and_its_devices_change_in_one_transaction(store: &Store) {
         .unwrap();
     assert_eq!(case_entry.before.as_ref().unwrap()["entries"], 0);
     assert_eq!(case_entry.after.as_ref().unwrap()["entries"], 1);
+    assert_eq!(
+        case_entry.before.as_ref().unwrap()["device"]["customer"],
+        "ACME"
+    );
+    assert_eq!(
+        case_entry.after.as_ref().unwrap()["device"]["customer"],
+        "ACME Ltd"
+    );
+    // Under another device action: two entries, the device's of its own.
+    let other = CaseChange {
+        action: "case_note",
+        ..case_change("case_note")
+    };
+    store
+        .mutate_case(case.id, std::slice::from_ref(&s), &other, |c, recs| {
+            c.note("alice", "again".into(), other.at)
+                .map_err(|_| "closed")?;
+            let d = recs[0].as_mut().ok_or("unregistered")?;
+            d.customer = "ACME Inc".into();
+            Ok::<(), &str>(())
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let entries = audited(store.clone()).await;
+    let mut newest: Vec<_> = entries[entries.len() - 2..]
+        .iter()
+        .map(|e| e.action.as_str())
+        .collect();
+    newest.sort_unstable();
+    assert_eq!(newest, ["case_note", "diagnostics_request"]);
     // A change that changes nothing writes no entry.
     store
         .mutate_case(case.id, &[], &change, |_, _| Ok::<(), ()>(()))

@@ -351,7 +351,7 @@ impl PgStore {
                 &[&n, &case.serial.as_str(), &text(&case)],
             )
             .await?;
-            insert_case_audit(&tx, change, change.action, &case, None).await?;
+            insert_case_audit(&tx, change, change.action, &case, None, (None, None)).await?;
             tx.commit().await?;
             Ok(case)
         })
@@ -405,6 +405,8 @@ impl PgStore {
             let before = records.clone();
             let mut case = before_case.clone();
             f(&mut case, &mut records).map_err(Fail::Rejected)?;
+            let case_changed = case != before_case;
+            let mut merged: (Option<&DeviceRecord>, Option<&DeviceRecord>) = (None, None);
             for ((s, old), new) in serials.iter().zip(&before).zip(&records) {
                 if old == new {
                     continue;
@@ -429,6 +431,10 @@ impl PgStore {
                             .await?;
                     }
                 }
+                if super::cases::merged_into_case(change, &case, case_changed, s) {
+                    merged = (old.as_ref(), new.as_ref());
+                    continue;
+                }
                 let entry = AuditEntry {
                     id: 0,
                     at: change.at,
@@ -444,13 +450,21 @@ impl PgStore {
                 )
                 .await?;
             }
-            if case != before_case {
+            if case_changed {
                 tx.execute(
                     "UPDATE cases SET record = $2 WHERE number = $1",
                     &[&n, &text(&case)],
                 )
                 .await?;
-                insert_case_audit(&tx, change, change.action, &case, Some(&before_case)).await?;
+                insert_case_audit(
+                    &tx,
+                    change,
+                    change.action,
+                    &case,
+                    Some(&before_case),
+                    merged,
+                )
+                .await?;
             }
             tx.commit().await?;
             Ok(CaseChanged {
@@ -1504,6 +1518,7 @@ async fn insert_case_audit(
     action: &str,
     case: &CaseRecord,
     before: Option<&CaseRecord>,
+    device: (Option<&DeviceRecord>, Option<&DeviceRecord>),
 ) -> Result<(), tokio_postgres::Error> {
     let entry = AuditEntry {
         id: 0,
@@ -1511,8 +1526,8 @@ async fn insert_case_audit(
         actor: change.actor.to_owned(),
         action: action.to_owned(),
         serial: Some(case.serial.to_string()),
-        before: before.map(CaseRecord::snapshot),
-        after: Some(case.snapshot()),
+        before: before.map(|b| super::cases::case_snapshot(b, device.0)),
+        after: Some(super::cases::case_snapshot(case, device.1)),
     };
     tx.execute(
         "INSERT INTO audit (serial, entry) VALUES ($1, $2)",

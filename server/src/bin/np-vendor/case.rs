@@ -230,6 +230,35 @@ pub fn check_id(s: &str) -> Result<String, Failure> {
     }
 }
 
+/// The longest note, summary or status text the server keeps.
+const MAX_TEXT: usize = 4000;
+
+/// A case text given as `arg` (`TEXT`, `--note`): 1 to 4000 characters on one line,
+/// checked here so the refusal names the argument.
+fn check_text(arg: &str, s: &str) -> Result<(), Failure> {
+    let t = s.trim();
+    let n = t.chars().count();
+    if t.is_empty() {
+        return Err(Failure::usage(format!("{arg} is empty; write the note")));
+    }
+    if n > MAX_TEXT {
+        return Err(Failure::usage(format!(
+            "{arg} is {n} characters; a case keeps at most {MAX_TEXT} per note (split it into several notes)"
+        )));
+    }
+    if t.chars().any(|c| c == '\n' || c == '\r') {
+        return Err(Failure::usage(format!(
+            "{arg} has a line break; a note is one line of text (add one note per line)"
+        )));
+    }
+    if t.chars().any(char::is_control) {
+        return Err(Failure::usage(format!(
+            "{arg} has a control character (such as a tab or an escape); a note is plain text"
+        )));
+    }
+    Ok(())
+}
+
 fn check_status(flag: &str, s: &str, allowed: &[&str]) -> Result<String, Failure> {
     let t = s.trim().to_ascii_lowercase().replace('-', "_");
     if allowed.contains(&t.as_str()) {
@@ -284,6 +313,11 @@ pub fn run(cmd: CaseCommand) -> CmdResult {
                 q.push(("overdue", "true".into()));
             }
             if let Some(n) = limit {
+                if n == 0 {
+                    return Err(Failure::usage(
+                        "--limit 0 is out of range: ask for at least 1 case per page",
+                    ));
+                }
                 q.push(("limit", n.to_string()));
             }
             list(&Client::new(&server)?, q, cursor, all, server.json)
@@ -296,6 +330,7 @@ pub fn run(cmd: CaseCommand) -> CmdResult {
         }
         CaseCommand::Note { id, text, server } => {
             let id = check_id(&id)?;
+            check_text("TEXT", &text)?;
             let c = Client::new(&server)?;
             let path = ["api", "v1", "cases", id.as_str(), "entries"];
             let v = c.send_json(Method::POST, &path, &json!({"kind": "note", "text": text}))?;
@@ -309,6 +344,9 @@ pub fn run(cmd: CaseCommand) -> CmdResult {
         } => {
             let id = check_id(&id)?;
             let status = check_status("STATUS", &status, &SETTABLE)?;
+            if let Some(n) = note.as_deref().filter(|n| !n.trim().is_empty()) {
+                check_text("--note", n)?;
+            }
             let c = Client::new(&server)?;
             let path = ["api", "v1", "cases", id.as_str(), "entries"];
             let body =
@@ -791,5 +829,31 @@ mod tests {
             diagnostics_words(&text),
             "report: slot a active (a 5.2.0, b 5.1.0), 2 events, health exit 0; all of it with --json"
         );
+    }
+
+    #[test]
+    fn a_note_is_checked_here_naming_its_argument_and_the_4000_character_rule() {
+        assert!(check_text("TEXT", "the PSU was swapped").is_ok());
+        let long = check_text("TEXT", &"x".repeat(70_000))
+            .unwrap_err()
+            .message()
+            .to_owned();
+        assert!(long.contains("TEXT is 70000 characters"), "{long}");
+        assert!(long.contains("4000"), "{long}");
+        let lines = check_text("TEXT", "line1\nline2")
+            .unwrap_err()
+            .message()
+            .to_owned();
+        assert!(lines.starts_with("TEXT has a line break"), "{lines}");
+        let esc = check_text("--note", "a\u{1b}[2J")
+            .unwrap_err()
+            .message()
+            .to_owned();
+        assert!(esc.starts_with("--note has a control character"), "{esc}");
+        assert!(check_text("TEXT", "  ")
+            .unwrap_err()
+            .message()
+            .to_owned()
+            .starts_with("TEXT is empty"));
     }
 }

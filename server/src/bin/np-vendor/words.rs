@@ -89,8 +89,13 @@ pub fn cli_message(code: &str, message: &str, details: Option<&Value>) -> String
             );
         }
         ("not_covered", Some(s)) if text(details, "coverage") == Some("expired".into()) => {
+            let then = if text(details, "for").as_deref() == Some("rma") {
+                "then open the RMA again with `np-vendor case rma ID`"
+            } else {
+                "then open the case"
+            };
             return format!(
-                "device {s} is not covered: its coverage ended on {}, and there is no support after expiry; the gap must be paid first: `np-vendor device extend {s} --months N --reinstate`, then open the case",
+                "device {s} is not covered: its coverage ended on {}, and there is no support after expiry; the gap must be paid first: `np-vendor device extend {s} --months N --reinstate`, {then}",
                 text(details, "coverage_end").unwrap_or_default()
             )
         }
@@ -159,6 +164,32 @@ mod tests {
                 && !m.contains(", is above"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn a_lapsed_box_at_rma_time_is_told_to_open_the_rma_not_the_case() {
+        let d = |what: &str| {
+            json!({"serial": "NR-2000-123456-4", "coverage": "expired",
+                "coverage_end": "2026-11-01", "for": what})
+        };
+        let rma = cli_message("not_covered", "", Some(&d("rma")));
+        assert!(
+            rma.ends_with("then open the RMA again with `np-vendor case rma ID`"),
+            "{rma}"
+        );
+        assert!(!rma.contains("open the case"), "{rma}");
+        let case = cli_message("not_covered", "", Some(&d("case")));
+        assert!(case.ends_with("then open the case"), "{case}");
+    }
+
+    #[test]
+    fn a_second_shortage_names_no_flag() {
+        let m = cli_message(
+            "bad_transition",
+            "parts are already short (from 2026-12-01T00:00:00Z on); the clock is stopped",
+            None,
+        );
+        assert!(!m.contains("--since"), "{m}");
     }
 
     #[test]
