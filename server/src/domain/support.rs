@@ -344,12 +344,7 @@ pub async fn open(
     )?;
     let now = state.now();
     let today = state.today();
-    let change = CaseChange {
-        actor,
-        action: "case_open",
-        device_action: "case_open",
-        at: now,
-    };
+    let change = CaseChange::one(actor, "case_open", now);
     state
         .store
         .open_case(&serial, &change, |id, device| {
@@ -496,12 +491,7 @@ pub async fn open_rma(
     let case = get(state, id).await?;
     let now = state.now();
     let today = state.today();
-    let change = CaseChange {
-        actor,
-        action: "rma_open",
-        device_action: "rma_open",
-        at: now,
-    };
+    let change = CaseChange::one(actor, "rma_open", now);
     let done = change_case(
         state,
         id,
@@ -709,12 +699,7 @@ pub async fn request_diagnostics(
     let serial = case.serial.clone();
     let delivered = state.store.device_report(&serial).await?.delivered_action;
     let now = state.now();
-    let change = CaseChange {
-        actor,
-        action: "diagnostics_request",
-        device_action: "diagnostics_request",
-        at: now,
-    };
+    let change = CaseChange::one(actor, "diagnostics_request", now);
     let key = state.keys().entitlement.clone();
     change_case(state, id, std::slice::from_ref(&serial), &change, |c, recs| {
         c.require_not_closed().map_err(rule_error)?;
@@ -822,12 +807,7 @@ pub async fn file_diagnostics(
     let text = serde_json::to_string(report).map_err(ApiError::internal)?;
     let now = state.now();
     let actor = device_actor(serial);
-    let change = CaseChange {
-        actor: &actor,
-        action: "diagnostics_report",
-        device_action: "diagnostics_report",
-        at: now,
-    };
+    let change = CaseChange::one(&actor, "diagnostics_report", now);
     let closed = std::sync::atomic::AtomicBool::new(false);
     let done = change_case(state, id, std::slice::from_ref(serial), &change, |c, recs| {
         closed.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -887,12 +867,7 @@ pub async fn cancel_diagnostics(
 ) -> Result<CaseChanged, ApiError> {
     let case = get(state, id).await?;
     let now = state.now();
-    let change = CaseChange {
-        actor,
-        action: "diagnostics_cancel",
-        device_action: "diagnostics_cancel",
-        at: now,
-    };
+    let change = CaseChange::one(actor, "diagnostics_cancel", now);
     change_case(
         state,
         id,
@@ -930,12 +905,7 @@ pub async fn box_gone(state: &AppState, actor: &str, serial: &Serial, why: &str)
     };
     for case in waiting {
         let now = state.now();
-        let change = CaseChange {
-            actor,
-            action: "diagnostics_cancel",
-            device_action: "diagnostics_cancel",
-            at: now,
-        };
+        let change = CaseChange::one(actor, "diagnostics_cancel", now);
         let r = change_case(
             state,
             case.id,

@@ -36,6 +36,18 @@ pub struct CaseChange<'a> {
     pub at: Timestamp,
 }
 
+impl<'a> CaseChange<'a> {
+    /// A change whose case and devices are audited under the same action.
+    pub fn one(actor: &'a str, action: &'a str, at: Timestamp) -> Self {
+        CaseChange {
+            actor,
+            action,
+            device_action: action,
+            at,
+        }
+    }
+}
+
 /// One page of cases.
 #[derive(Debug, Clone)]
 pub struct CasePage {
