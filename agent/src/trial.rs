@@ -287,6 +287,19 @@ mod tests {
         std::fs::write(&agent.cfg.boot.cmdline, format!("ro np.slot={slot}\n")).unwrap();
     }
 
+    /// A provisioned box on GRUB (three tries, a health command that passes), booted on
+    /// slot a; the block's path is returned with it.
+    fn grub_box(dir: &std::path::Path) -> (Agent, GrubBoot, std::path::PathBuf) {
+        let mut agent = provisioned_box(dir, "2099-01-01");
+        let envp = dir.join("grubenv");
+        let grub = GrubBoot::new(&envp, 3, Some("true".into()));
+        grub.provision(Slot::A).unwrap();
+        agent.boot = Box::new(grub.clone());
+        agent.cfg.boot.cmdline = dir.join("cmdline");
+        booted(&agent, "a");
+        (agent, grub, envp)
+    }
+
     /// GRUB's boot: what the script does to the block at `path`.
     fn grub_boot(env: &GrubBoot, path: &std::path::Path) -> Slot {
         let (mut vars, mut s) = env.read().unwrap();
@@ -299,13 +312,7 @@ mod tests {
     #[test]
     fn starts_follow_the_slot_grub_booted() {
         let dir = tempfile::tempdir().unwrap();
-        let mut agent = provisioned_box(dir.path(), "2099-01-01");
-        let envp = dir.path().join("grubenv");
-        let grub = GrubBoot::new(&envp, 3, Some("true".into()));
-        grub.provision(Slot::A).unwrap();
-        agent.boot = Box::new(grub.clone());
-        agent.cfg.boot.cmdline = dir.path().join("cmdline");
-        booted(&agent, "a");
+        let (mut agent, grub, envp) = grub_box(dir.path());
         assert_eq!(agent.boot_start().unwrap(), None);
 
         // A cut between the saved trial and the boot loader's activation: GRUB never
@@ -385,13 +392,7 @@ mod tests {
     #[test]
     fn a_slot_given_up_on_before_and_never_tried_since_is_activated_again() {
         let dir = tempfile::tempdir().unwrap();
-        let mut agent = provisioned_box(dir.path(), "2099-01-01");
-        let envp = dir.path().join("grubenv");
-        let grub = GrubBoot::new(&envp, 3, Some("true".into()));
-        grub.provision(Slot::A).unwrap();
-        agent.boot = Box::new(grub.clone());
-        agent.cfg.boot.cmdline = dir.path().join("cmdline");
-        booted(&agent, "a");
+        let (mut agent, grub, envp) = grub_box(dir.path());
         // 2.0.0 into b never comes up: GRUB gives up on it, the agent on a rolls back.
         stage(&mut agent, "2.0.0", b"two");
         agent.activate_staged().unwrap();
@@ -465,13 +466,7 @@ mod tests {
     #[test]
     fn a_cut_as_a_trial_commits_never_loses_the_committed_firmware() {
         let dir = tempfile::tempdir().unwrap();
-        let mut agent = provisioned_box(dir.path(), "2099-01-01");
-        let envp = dir.path().join("grubenv");
-        let grub = GrubBoot::new(&envp, 3, Some("true".into()));
-        grub.provision(Slot::A).unwrap();
-        agent.boot = Box::new(grub.clone());
-        agent.cfg.boot.cmdline = dir.path().join("cmdline");
-        booted(&agent, "a");
+        let (mut agent, grub, envp) = grub_box(dir.path());
         stage(&mut agent, "2.0.0", b"two");
         agent.activate_staged().unwrap();
         for _ in 0..3 {
