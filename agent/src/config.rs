@@ -391,6 +391,17 @@ impl Config {
                 "only used with loader = \"grub\"; set it or remove grubenv".into(),
             ));
         }
+        if matches!(loader, LoaderKind::Grub { .. }) && raw.install.reboot_command.is_none() {
+            // With GRUB a trial is a boot of the other slot: without a way to restart,
+            // the trial would run on the old slot and be taken for a firmware that never
+            // came up.
+            return Err(bad(
+                "install.reboot_command",
+                "missing: loader = \"grub\" boots the new slot by restarting the box; set \
+                 reboot_command (e.g. \"systemctl reboot\")"
+                    .into(),
+            ));
+        }
         if matches!(loader, LoaderKind::Grub { .. }) && max_boot_attempts > GRUB_MAX_TRIES {
             return Err(bad(
                 "install.max_boot_attempts",
@@ -488,7 +499,7 @@ mod tests {
         assert_eq!(c.boot.cmdline, PathBuf::from("/proc/cmdline"));
         let c = cfg("[install]\nactivate_command = \"x\"").unwrap();
         assert_eq!(c.boot.loader, LoaderKind::Command);
-        let c = cfg("[slots]\na = \"/dev/disk/by-partlabel/np-root-a\"\nb = \"/dev/vdb\"\n[boot]\nloader = \"grub\"").unwrap();
+        let c = cfg("[install]\nreboot_command = \"reboot\"\n[slots]\na = \"/dev/disk/by-partlabel/np-root-a\"\nb = \"/dev/vdb\"\n[boot]\nloader = \"grub\"").unwrap();
         assert_eq!(
             c.slots,
             SlotPaths::Devices {
@@ -509,9 +520,10 @@ mod tests {
             ("[boot]\nloader = \"uboot\"", "boot.loader"),
             ("[boot]\ngrubenv = \"/x\"", "boot.grubenv"),
             (
-                "[install]\nmax_boot_attempts = 10\n[boot]\nloader = \"grub\"",
+                "[install]\nreboot_command = \"reboot\"\nmax_boot_attempts = 10\n[boot]\nloader = \"grub\"",
                 "install.max_boot_attempts",
             ),
+            ("[boot]\nloader = \"grub\"", "install.reboot_command"),
         ] {
             match cfg(extra) {
                 Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{extra}"),

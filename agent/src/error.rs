@@ -36,6 +36,15 @@ pub enum AgentError {
     RolledBack { version: Version, reason: String },
     #[error("there is no previous image to roll back to")]
     NoPrevious,
+    #[error(
+        "slot {slot} is the slot the box runs from (np.slot={slot} on the kernel command \
+         line), so no update is written into it; the agent's state names slot {active} \
+         active: restart the box (its start switches the boot loader back), then install"
+    )]
+    WritingBootedSlot {
+        slot: crate::state::Slot,
+        active: crate::state::Slot,
+    },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -104,7 +113,8 @@ impl AgentError {
             AgentError::Refused(_)
             | AgentError::Image(_)
             | AgentError::RolledBack { .. }
-            | AgentError::NoPrevious => 1,
+            | AgentError::NoPrevious
+            | AgentError::WritingBootedSlot { .. } => 1,
             AgentError::Io { .. } => 3,
             AgentError::StdoutClosed => 0,
         }

@@ -52,6 +52,16 @@ impl Agent {
     /// same version into the same slot was under way (its bytes may be kept).
     pub fn begin_write(&mut self, release: &Release) -> Result<(Slot, bool), AgentError> {
         let slot = self.state.active.other();
+        // Never the slot the box runs from: after a switch the boot loader missed, with no
+        // reboot_command to restart into the active slot, the box still runs the other one.
+        if let Ok(Some(booted)) = crate::boot::booted_slot(&self.cfg.boot.cmdline) {
+            if booted == slot {
+                return Err(AgentError::WritingBootedSlot {
+                    slot,
+                    active: self.state.active,
+                });
+            }
+        }
         if let Err(e) = self.slots.check_fits(slot, release.image.size) {
             let e = AgentError::from(e);
             self.record_refusal(Some(&release.version), &e);
@@ -64,6 +74,7 @@ impl Agent {
         self.state.target = Some(Target {
             version: release.version.clone(),
             slot,
+            reactivated: false,
         });
         self.state.previous = None;
         // The boot loader never boots a slot that is being written.

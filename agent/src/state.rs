@@ -145,6 +145,10 @@ pub fn transition(cmd: Cmd, phase: Phase) -> Result<Phase, StateError> {
 pub struct Target {
     pub version: Version,
     pub slot: Slot,
+    /// The boot loader was found never to have tried the trial slot and was told again
+    /// (once: a boot loader that still does not try it is not reading our block).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reactivated: bool,
 }
 
 /// Everything `state.json` holds.

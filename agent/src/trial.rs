@@ -97,30 +97,48 @@ impl Agent {
         let tried = self.state.active;
         let version = self.state.target.as_ref().map(|t| t.version.clone());
         let tries = self.boot.tries(tried)?;
-        if tries == Some(0) {
+        let reactivated = self.state.target.as_ref().is_some_and(|t| t.reactivated);
+        if tries == Some(0) && !reactivated {
             // The boot loader never tried the slot: the power went before the activation
-            // reached it. Activate again and restart into it.
+            // reached it. Activate again and restart into it, once: a boot loader that
+            // still does not try it does not read (or cannot write) the block we keep,
+            // and restarting again would loop forever.
             tracing::warn!("slot {tried} was never tried by the boot loader; activating it again");
             self.boot.activate(tried)?;
+            if let Some(t) = self.state.target.as_mut() {
+                t.reactivated = true;
+            }
+            self.save()?;
             if self.boot.reboot()? {
                 return Ok(version.map(Done::Rebooting));
             }
         }
-        let attempts = match tries {
-            Some(n) => format!("after {n} boot attempts"),
-            None => "without a start of the agent".to_owned(),
+        let never_tried = tries == Some(0) && reactivated;
+        let reason = match tries {
+            Some(0) if reactivated => format!(
+                "the boot loader fell back to slot {booted}: it never tried slot {tried}, \
+                 even when told a second time; check that the boot loader reads the block \
+                 `np-agent status` names and can write it"
+            ),
+            Some(n) => format!(
+                "the boot loader fell back to slot {booted}: slot {tried} did not come up after {n} boot attempts"
+            ),
+            None => format!(
+                "the boot loader fell back to slot {booted}: slot {tried} did not come up without a start of the agent"
+            ),
         };
-        let reason = format!(
-            "the boot loader fell back to slot {booted}: slot {tried} did not come up {attempts}"
-        );
-        // Boot loader first: a cut before the state is saved ends here again. Marking the
-        // slot bad clears its tries, so after such a cut the slot reads as never tried:
-        // the next start activates it again and GRUB gives up on it once more before the
-        // rollback is recorded (a second round of boots, never a lost firmware).
-        self.boot.mark_bad(tried)?;
+        // The boot loader first: a cut before the state is saved ends here again. The
+        // slot that came up has its tries reset before anything else (were marking the
+        // other bad to fail, GRUB must not run out of tries on the one that works).
+        // Marking the slot bad clears its tries, so after a cut before the state is saved
+        // the slot reads as never tried: the next start activates it again and GRUB gives
+        // up on it once more before the rollback is recorded (a second round of boots,
+        // never a lost firmware).
         self.boot.started(booted)?;
+        self.boot.mark_bad(tried)?;
         self.state.apply(Cmd::Rollback)?;
-        self.record_rollback(booted, version.clone(), &reason)?;
+        // A firmware the boot loader never tried is not to blame: it stays installable.
+        self.record_rollback(booted, version.clone(), &reason, !never_tried)?;
         match version {
             Some(version) => Err(AgentError::RolledBack { version, reason }),
             None => Ok(None),
@@ -134,15 +152,17 @@ impl Agent {
         let exhausted = self.boot.tries(active)?.is_some_and(|n| n >= max);
         if exhausted && self.slots.manifest(booted)?.is_some() {
             // The committed slot stopped booting and the boot loader fell back to a valid
-            // image: that is where the box runs now.
+            // image: that is where the box runs now. Its version passed its health check
+            // once (power cuts in early boot use up tries too), so it is not put on the
+            // do-not-retry list: offered again, it is installed and tried again.
             let version = self.running().ok().map(|r| r.version);
             let reason = format!(
                 "the boot loader fell back to slot {booted}: slot {active} did not come up after {max} boot attempts"
             );
-            self.boot.mark_bad(active)?;
             self.boot.started(booted)?;
+            self.boot.mark_bad(active)?;
             self.state.apply(Cmd::Rollback)?;
-            return self.record_rollback(booted, version, &reason);
+            return self.record_rollback(booted, version, &reason, false);
         }
         // The boot loader missed the agent's last switch (a power cut between the two):
         // tell it again and restart into the active slot.
@@ -232,22 +252,25 @@ impl Agent {
         self.boot.mark_bad(failed)?;
         self.boot.activate(back)?;
         self.boot.commit(back)?;
-        self.record_rollback(back, version, reason)?;
+        self.record_rollback(back, version, reason, true)?;
         self.boot.reboot()?;
         Ok(())
     }
 
     /// The state after a rollback to `back` (phase already moved), saved and reported.
+    /// With `blame`, `version` goes on the do-not-retry list (not installed again
+    /// automatically).
     fn record_rollback(
         &mut self,
         back: Slot,
         version: Option<np_common::Version>,
         reason: &str,
+        blame: bool,
     ) -> Result<(), AgentError> {
         self.state.active = back;
         self.state.previous = None;
         self.state.target = None;
-        if let Some(v) = &version {
+        if let Some(v) = version.as_ref().filter(|_| blame) {
             if !self.state.rolled_back_from.contains(v) {
                 self.state.rolled_back_from.push(v.clone());
             }
@@ -495,5 +518,123 @@ mod tests {
         let s = grub.read().unwrap().1;
         assert_eq!((s.a_ok, s.b_ok, s.first), (true, false, Slot::A));
         assert_eq!(agent.state.active, Slot::A);
+    }
+
+    /// A block GRUB never reads (a wrong `[boot] grubenv`, a partition mounted elsewhere):
+    /// GRUB boots slot a whatever the agent writes. The trial slot reads as never tried;
+    /// the agent activates it again and restarts once, then gives the trial up, naming the
+    /// boot loader, without putting the version on the do-not-retry list: never a box that
+    /// restarts forever.
+    #[test]
+    fn a_boot_loader_that_never_tries_the_slot_is_told_once_then_the_trial_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut agent, _grub, _) = grub_box(dir.path());
+        assert_eq!(agent.boot_start().unwrap(), None);
+        stage(&mut agent, "2.0.0", b"two");
+        let v2 = np_common::Version::parse("2.0.0").unwrap();
+        assert_eq!(
+            agent.activate_staged().unwrap(),
+            Done::Rebooting(v2.clone())
+        );
+        // GRUB read nothing of it: a again.
+        assert_eq!(
+            agent.boot_start().unwrap(),
+            Some(Done::Rebooting(v2.clone()))
+        );
+        assert!(agent.state.target.as_ref().unwrap().reactivated);
+        let saved = crate::state::State::load(&agent.cfg.state_dir).unwrap();
+        assert!(
+            saved.target.unwrap().reactivated,
+            "saved before the restart"
+        );
+        match agent.boot_start() {
+            Err(AgentError::RolledBack { reason, .. }) => {
+                assert!(reason.contains("never tried slot b"), "{reason}");
+                assert!(reason.contains("np-agent status"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!agent.state.rolled_back_from.contains(&v2));
+        assert_eq!(
+            (agent.state.active, agent.state.phase),
+            (Slot::A, Phase::Idle)
+        );
+        assert_eq!(agent.boot_start().unwrap(), None);
+    }
+
+    /// The agent on the fallback slot resets that slot's tries before it marks the trial
+    /// slot bad: were the second write to fail (a backup that cannot be written), GRUB must
+    /// not run out of tries on the slot that works.
+    #[test]
+    fn the_fallback_slot_has_its_tries_reset_before_the_trial_slot_is_marked_bad() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut agent, grub, envp) = grub_box(dir.path());
+        stage(&mut agent, "2.0.0", b"two");
+        agent.activate_staged().unwrap();
+        for _ in 0..3 {
+            assert_eq!(grub_boot(&grub, &envp), Slot::B);
+        }
+        assert_eq!(grub_boot(&grub, &envp), Slot::A);
+        assert_eq!(grub.read().unwrap().1.a_try, 1);
+        let bak = std::path::PathBuf::from(format!("{}.bak", envp.display()));
+        std::fs::remove_file(&bak).unwrap();
+        std::fs::create_dir(&bak).unwrap();
+        booted(&agent, "a");
+        assert!(agent.boot_start().is_err(), "the backup cannot be written");
+        let s = grub.read().unwrap().1;
+        assert_eq!((s.a_try, s.b_ok), (0, true), "a's tries reset first");
+    }
+
+    /// A committed firmware whose boots were all cut (power cuts in early boot use up
+    /// tries too): GRUB falls back to the old slot and the agent records it, but the
+    /// version passed its health check once and is not put on the do-not-retry list.
+    #[test]
+    fn a_committed_firmware_given_up_on_stays_installable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut agent, grub, envp) = grub_box(dir.path());
+        stage(&mut agent, "2.0.0", b"two");
+        agent.activate_staged().unwrap();
+        assert_eq!(grub_boot(&grub, &envp), Slot::B);
+        booted(&agent, "b");
+        let v2 = np_common::Version::parse("2.0.0").unwrap();
+        assert_eq!(
+            agent.boot_start().unwrap(),
+            Some(Done::Installed(v2.clone()))
+        );
+        for _ in 0..3 {
+            assert_eq!(grub_boot(&grub, &envp), Slot::B);
+        }
+        assert_eq!(grub_boot(&grub, &envp), Slot::A);
+        booted(&agent, "a");
+        assert_eq!(agent.boot_start().unwrap(), None);
+        assert_eq!(agent.state.active, Slot::A);
+        let r = agent.state.last_result.clone().unwrap();
+        assert_eq!(r.outcome, Outcome::RolledBack);
+        assert!(!agent.state.rolled_back_from.contains(&v2));
+        let s = grub.read().unwrap().1;
+        assert_eq!((s.first, s.b_ok, s.a_try), (Slot::A, false, 0));
+    }
+
+    /// Running from the slot the state calls inactive (a switch the boot loader missed,
+    /// and no reboot_command to restart into the active one): no update is written into
+    /// the slot the box runs from.
+    #[test]
+    fn no_update_is_written_into_the_slot_the_box_runs_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut agent, _grub, _) = grub_box(dir.path());
+        booted(&agent, "b");
+        let r = release("2.0.0", 2, b"two");
+        match agent.write_image_unfinished(&r, &mut &b"two"[..]) {
+            Err(e @ AgentError::WritingBootedSlot { .. }) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("slot b is the slot the box runs from"),
+                    "{text}"
+                );
+                assert_eq!(e.exit_code(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(agent.state.phase, Phase::Idle);
     }
 }

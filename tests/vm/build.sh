@@ -151,8 +151,8 @@ cmp "$p/data/np/grubenv" "$p/data/np/grubenv.bak"
 
 # --- the EFI system partition: a standalone GRUB with the shipped script embedded ---
 grub-mkstandalone -O x86_64-efi -o "$t/BOOTX64.EFI" \
-    --modules="part_gpt ext2 fat normal linux echo test loadenv search search_fs_file regexp" \
-    --install-modules="part_gpt ext2 fat normal linux echo test loadenv search search_fs_file regexp configfile" \
+    --modules="part_gpt ext2 fat normal linux echo test loadenv search search_fs_file regexp probe" \
+    --install-modules="part_gpt ext2 fat normal linux echo test loadenv search search_fs_file regexp probe configfile" \
     --locales= --fonts= --themes= \
     "boot/grub/grub.cfg=$here/guest/grub.cfg" "boot/grub/np-ab.cfg=$repo/deploy/grub/np-ab.cfg"
 rm -f "$t/esp.img"

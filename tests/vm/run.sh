@@ -10,6 +10,9 @@
 #   health    a 4.0.0 that fails its health check is rolled back by np-agent;
 #   torn      the primary grubenv torn (its first sector gone): GRUB boots from the
 #             backup grubenv.bak, np-agent rewrites the primary;
+#   round     both slots whole and out of tries: GRUB starts a new round from the first
+#             slot; the block found by np_env_uuid, and by the scan when no partition
+#             has that UUID;
 #   cuts      N times: a newer bundle, the VM killed (SIGKILL to QEMU: a power cut) at a
 #             random instant of the install, then booted normally: every boot must reach a
 #             committed firmware and the box must end on the new version.
@@ -322,6 +325,46 @@ expect "torn: version" "$(json version)" "2.0.0"
 expect "torn: phase" "$(json phase)" "idle"
 grubenv_copies torn
 say "torn: PASS (GRUB booted slot b from grubenv.bak; np-agent rewrote grubenv)"
+
+# --- 4b. both slots whole and out of tries: GRUB starts a new round (never one slot
+# uncounted forever); the block found by its file system's UUID (np_env_uuid), on the boot
+# disk only ---
+grubenv_list >/dev/null
+cp "$run/grubenv" "$run/grubenv.round"
+grub-editenv "$run/grubenv.round" set NP_A_OK=1 NP_A_TRY="$MAX_TRIES" NP_B_TRY="$MAX_TRIES"
+for f in grubenv grubenv.bak; do
+    debugfs -w -R "rm /np/$f" "$DATA" >/dev/null 2>&1 || fail "round: cannot remove /np/$f"
+    debugfs -w -R "write $run/grubenv.round /np/$f" "$DATA" >/dev/null 2>&1 ||
+        fail "round: cannot write /np/$f"
+    debugfs -w -R "sif /np/$f mode 0100600" "$DATA" >/dev/null 2>&1 || true
+done
+data_uuid=$(debugfs -R stats "$DATA" 2>/dev/null | sed -n 's/^Filesystem UUID: *//p')
+[ -n "$data_uuid" ] || fail "round: cannot read the data partition's UUID"
+ESP="$run/disk.img@@$((2048 * 512))"
+esp_cfg() { # TEXT: the VM's grub.cfg sources EFI/BOOT/np-test.cfg when it exists
+    printf '%s\n' "$1" > "$run/np-test.cfg"
+    mcopy -o -i "$ESP" "$run/np-test.cfg" ::/EFI/BOOT/np-test.cfg || fail "cannot write np-test.cfg"
+}
+esp_cfg "set np_env_uuid=$data_uuid"
+run_vm round
+expect "round: boots that did not reach user space" "$BRICKED" 0
+expect "round: booted slots" "$SLOTS" "b"
+grep -aq "NP-GRUB: both slots out of tries" "$LAST_LOG" || fail "round: GRUB did not start a new round"
+grep -aq "has the file system UUID" "$LAST_LOG" && fail "round: GRUB did not find the block by np_env_uuid"
+expect "round: version" "$(json version)" "2.0.0"
+expect_env NP_B_TRY 0
+expect_env NP_A_TRY 0
+# A UUID no partition of the boot disk has: said on the console, and the block is found by
+# looking at the partitions (the slots' left out).
+esp_cfg "set np_env_uuid=00000000-0000-4000-8000-000000000000"
+run_vm uuid
+expect "uuid: booted slots" "$SLOTS" "b"
+grep -aq "no partition of .* has the file system UUID 00000000-0000-4000-8000-000000000000" "$LAST_LOG" ||
+    fail "uuid: GRUB did not say that no partition has the UUID"
+expect "uuid: version" "$(json version)" "2.0.0"
+mdel -i "$ESP" ::/EFI/BOOT/np-test.cfg || fail "cannot remove np-test.cfg"
+grubenv_copies round
+say "round: PASS (both slots out of tries: GRUB counted again from slot b; the block found by np_env_uuid, and by the scan when the UUID matches nothing)"
 
 # --- 5. power cuts during installs ---
 cut_boots=0 bricked=0 done_cuts=0 round=0

@@ -128,11 +128,14 @@ impl GrubSlots {
         self.first = slot.other();
     }
 
-    /// What the GRUB script does on a boot: the slot it boots, and whether it counted a
-    /// try. The first slot in the order whose OK is 1 and whose TRY is below the most,
-    /// counted; else the first slot whose OK is 1, uncounted (a committed slot whose tries
-    /// ran out through power cuts while it booted); a slot whose OK is 0 only when neither
-    /// is 1.
+    /// What the GRUB script does on a boot with a copy it can write: the slot it boots,
+    /// and whether it counted a try. The first slot in the order whose OK is 1 and whose
+    /// TRY is below the most, counted. When both slots are OK and out of tries (a trial
+    /// GRUB gave up on, then the fallback's boots cut before its agent came up), a new
+    /// round: both TRYs back to 0 and the first counted again, so that each whole slot
+    /// keeps getting its tries and neither is booted uncounted forever. With one slot OK
+    /// and out of tries (a committed slot whose boots were cut), that slot, uncounted: the
+    /// other is not whole. With neither OK, the first, uncounted.
     pub fn boot_counted(&mut self) -> (Slot, bool) {
         let order = [self.first, self.first.other()];
         for s in order {
@@ -141,16 +144,24 @@ impl GrubSlots {
                 return (s, true);
             }
         }
+        if self.a_ok && self.b_ok {
+            self.a_try = 0;
+            self.b_try = 0;
+            self.set_tries(self.first, 1);
+            return (self.first, true);
+        }
         (self.uncounted(), false)
     }
 
-    /// The slot booted when none qualifies by its TRY: the first in the order whose OK is
-    /// 1, else the first.
+    /// The slot booted uncounted (a copy GRUB cannot write, or no slot qualifies): the
+    /// first in the order whose OK is 1 and whose TRY is below the most, else the first
+    /// whose OK is 1, else the first.
     pub fn uncounted(&self) -> Slot {
         let order = [self.first, self.first.other()];
         order
             .into_iter()
-            .find(|&s| self.ok(s))
+            .find(|&s| self.ok(s) && self.tries(s) < self.max_tries)
+            .or_else(|| order.into_iter().find(|&s| self.ok(s)))
             .unwrap_or(self.first)
     }
 
@@ -405,6 +416,21 @@ impl GrubBoot {
         };
         if let Some(why) = not_a_regular_file(path) {
             return Err(io(std::io::Error::other(why)));
+        }
+        // Never create the block's folder: a missing one is a partition not mounted (the
+        // EFI system partition, the data partition), and a block written on the root file
+        // system below the mount point is one GRUB never reads.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(io(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "its folder {} does not exist: mount the partition that holds it \
+                         (the folder must exist; the agent does not create it)",
+                        dir.display()
+                    ),
+                )));
+            }
         }
         // In place, as GRUB's own `save_env` writes it: GRUB reads the block through the
         // file system's blocks on disk and never replays a journal, so after a power cut
@@ -1494,6 +1520,74 @@ mod tests {
             b.started(Slot::A).unwrap();
             vars(&b);
         }
+    }
+
+    /// The second review's first finding: a trial of b panics, GRUB gives up on it and
+    /// boots the committed a, whose boots are all cut before its agent comes up. Both
+    /// slots are whole and out of tries: GRUB starts a new round (both TRYs from 0, the
+    /// first counted) rather than booting the panicking b uncounted forever, so a keeps
+    /// getting boots, and its agent, once it comes up, records the fallback.
+    #[test]
+    fn both_slots_out_of_tries_start_a_new_round_never_one_slot_forever() {
+        for max in [1, 3] {
+            let dir = tempfile::tempdir().unwrap();
+            let b = GrubBoot::new(&dir.path().join("grubenv"), max, None);
+            b.provision(Slot::A).unwrap();
+            b.mark_bad(Slot::B).unwrap();
+            b.activate(Slot::B).unwrap();
+            let boots: Vec<_> = (0..4 * max).map(|_| grub_boot_counted(&b)).collect();
+            let n = max as usize;
+            assert!(
+                boots.iter().all(|(_, counted)| *counted),
+                "{max}: {boots:?}"
+            );
+            for round in 0..2 {
+                let at = 2 * n * round;
+                assert!(
+                    boots[at..at + n].iter().all(|(s, _)| *s == Slot::B),
+                    "{max}: {boots:?}"
+                );
+                assert!(
+                    boots[at + n..at + 2 * n].iter().all(|(s, _)| *s == Slot::A),
+                    "{max}: {boots:?}"
+                );
+            }
+            // a's agent comes up at last: b is given up on, a keeps booting.
+            b.started(Slot::A).unwrap();
+            b.mark_bad(Slot::B).unwrap();
+            assert_eq!(grub_boot_counted(&b), (Slot::A, true), "{max}");
+        }
+    }
+
+    /// A copy GRUB reads but cannot write: it boots uncounted, by the tries as they read
+    /// (the first slot with tries left), never a slot marked bad over a good one.
+    #[test]
+    fn a_copy_grub_cannot_write_boots_by_the_tries_it_reads() {
+        let mut s = GrubSlots::provisioned(Slot::A, 3);
+        s.activate(Slot::B);
+        s.b_try = 3;
+        assert_eq!(s.uncounted(), Slot::A);
+        s.a_try = 3;
+        assert_eq!(s.uncounted(), Slot::B);
+        s.mark_bad(Slot::B);
+        s.a_try = 3;
+        assert_eq!(s.uncounted(), Slot::A);
+    }
+
+    /// The block's folder missing (the EFI system partition or the data partition not
+    /// mounted): no copy is written and no folder is created below the mount point.
+    #[test]
+    fn a_missing_folder_of_the_block_is_never_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("efi/EFI/np/grubenv");
+        let b = GrubBoot::new(&path, 3, None);
+        let e = b.provision(Slot::A).unwrap_err().to_string();
+        assert!(e.contains("efi/EFI/np does not exist"), "{e}");
+        assert!(e.contains("mount the partition"), "{e}");
+        assert!(!dir.path().join("efi").exists());
+        std::fs::create_dir_all(dir.path().join("efi/EFI/np")).unwrap();
+        b.provision(Slot::A).unwrap();
+        assert_eq!(grub_boot(&b), Slot::A);
     }
 
     /// The reviewer's second finding, through the file: a committed a, b bad, and power cuts

@@ -106,8 +106,10 @@ pub fn run(cfg: &Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentErr
         what: "cannot create the inbox and its processed folders".into(),
         source,
     })?;
-    State::provisioned().save(&cfg.state_dir)?;
+    // The boot loader's record before the state: a record that cannot be written (its
+    // partition not mounted) leaves the box unprovisioned, to be provisioned again.
     crate::boot::open(cfg).provision(Slot::A)?;
+    State::provisioned().save(&cfg.state_dir)?;
     super::out::say!(
         "provisioned {} ({}) with {} in slot a",
         cfg.serial,
@@ -115,4 +117,52 @@ pub fn run(cfg: &Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentErr
         release.version
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{release, Keys};
+
+    /// The EFI system partition not mounted at the factory step: provision refuses,
+    /// naming the missing folder, creates no folder below the mount point and saves no
+    /// state, so that once the partition is mounted the box is provisioned again.
+    #[test]
+    fn provision_with_the_grub_block_folder_missing_can_be_done_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = Keys::load();
+        let state_dir = dir.path().join("state");
+        let esp = dir.path().join("efi");
+        let text = format!(
+            "serial = \"{}\"\nmodel = \"NR-2000\"\nstate_dir = \"{}\"\n[trust]\nroot_keys = [\"{}\"]\n[install]\nreboot_command = \"true\"\n[boot]\nloader = \"grub\"\ngrubenv = \"{}\"\n",
+            crate::testkit::serial(),
+            state_dir.display(),
+            k.root.public_key().to_base64(),
+            esp.join("EFI/np/grubenv").display()
+        );
+        let cfg = Config::parse(Path::new("agent.toml"), &text).unwrap();
+        let img = b"image one";
+        let r = release("1.0.0", 2, img);
+        let m = dir.path().join("manifest.json");
+        std::fs::write(&m, k.sign_release(&r).to_json()).unwrap();
+        let i = dir.path().join("image");
+        std::fs::write(&i, img).unwrap();
+        let kr = dir.path().join("keyring.json");
+        std::fs::write(&kr, k.keyring_env(1).to_json()).unwrap();
+        let args = Args {
+            manifest: m,
+            image: i,
+            keyring: Some(kr),
+            entitlement: None,
+        };
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::FixedClock(crate::testkit::now()));
+        let e = run(&cfg, clock.clone(), &args).unwrap_err().to_string();
+        assert!(e.contains("efi/EFI/np does not exist"), "{e}");
+        assert!(!esp.exists(), "a folder created below the mount point");
+        assert!(!State::path(&state_dir).exists());
+        std::fs::create_dir_all(esp.join("EFI/np")).unwrap();
+        run(&cfg, clock, &args).unwrap();
+        assert!(State::path(&state_dir).exists());
+        assert!(esp.join("EFI/np/grubenv.bak").exists());
+    }
 }
