@@ -134,6 +134,8 @@ device_key = "$p/data/np/device.key"
 root_keys = ["$(cat "$keys/TEST-ONLY-root.pub")"]
 [install]
 max_boot_attempts = $max_tries
+# The box's own config restarts it with /bin/np-reboot; the factory step never restarts.
+reboot_command = "true"
 [slots]
 a = "$p/root-a.img"
 b = "$p/root-b.img"

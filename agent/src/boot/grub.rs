@@ -375,6 +375,11 @@ impl GrubBoot {
     /// Reads one copy: its bytes (at most one more than a block, to see a longer file),
     /// `None` when it does not exist.
     fn read_raw(path: &Path) -> Raw {
+        // Never through a link (GRUB's file system may not follow it, and the agent never
+        // writes through one): such a copy is no copy, and `status` says why.
+        if let Some(why) = not_a_regular_file(path) {
+            return Err(std::io::Error::other(why));
+        }
         let mut bytes = Vec::with_capacity(super::grubenv::BLOCK_SIZE);
         match std::fs::File::open(path) {
             Ok(f) => f
@@ -519,14 +524,23 @@ impl GrubBoot {
         new.to_env(&mut env)
             .map_err(|e| self.corrupt(e.to_string()))?;
         let block = env.to_block().map_err(|e| self.corrupt(e.to_string()))?;
-        let primary_in_force = matches!(loaded.in_force, Some((Which::Primary, _)));
+        let in_force = loaded.in_force.as_ref().map(|(c, _)| *c);
         let mut skipped = None;
         for c in self.plan(&loaded, &block) {
             match put(self.path_of(c), &block) {
-                Err(e) if c == Which::Backup && primary_in_force => {
+                // The copy not in force (written first) cannot be written: the copy in
+                // force is still rewritten, or the tries would pile up at every start.
+                Err(e) if in_force.is_some_and(|f| f != c) => {
+                    let f = if c == Which::Backup {
+                        Which::Primary
+                    } else {
+                        Which::Backup
+                    };
                     tracing::warn!(
-                        "the backup of the boot record cannot be written ({e}); rewriting the primary {} alone: the block is kept once until the backup is fixed",
-                        self.path.display()
+                        "the {} copy of the boot record cannot be written ({e}); rewriting the {} copy {} alone: the block is kept once until the other copy is fixed",
+                        c.name(),
+                        f.name(),
+                        self.path_of(f).display()
                     );
                     skipped = Some(e.to_string());
                 }
@@ -534,6 +548,25 @@ impl GrubBoot {
             }
         }
         Ok(skipped)
+    }
+
+    /// Why the primary is not the copy in force, when the backup is (for `status`).
+    fn primary_problem(&self, loaded: &Loaded) -> Option<String> {
+        let Some((Which::Backup, _)) = &loaded.in_force else {
+            return None;
+        };
+        let shown = self.path.display();
+        Some(match &loaded.primary {
+            Err(e) => format!("{shown}: {e}"),
+            Ok(None) => format!("{shown} is missing"),
+            Ok(Some(bytes)) => match GrubEnv::parse(bytes) {
+                Err(e) => format!("{shown}: {e}"),
+                Ok(env) => match GrubSlots::from_env(&env) {
+                    Err(m) => format!("{shown}: {m}"),
+                    Ok(_) => format!("{shown} is not in force"),
+                },
+            },
+        })
     }
 
     /// Why the backup does not hold the block in force, if it does not: `None` when it
@@ -604,6 +637,7 @@ impl BootControl for GrubBoot {
             "grubenv": self.path,
             "backup": self.backup,
             "in_force": in_force,
+            "primary_problem": self.primary_problem(&loaded),
             "backup_problem": self.backup_problem(&loaded),
             "variables": vars,
         }))
@@ -1678,6 +1712,51 @@ mod tests {
     /// The reviewer's third finding: a backup that cannot be written (a link, a folder, a
     /// full disk) must not stop the start from resetting TRY in the primary; changes that
     /// must fail closed still fail, naming the backup.
+    /// The mirror image: a primary that is a link or a folder is no copy (never read
+    /// through the link); the backup is in force, `status` says why the primary is not,
+    /// and a start still resets the tries in the backup.
+    #[test]
+    fn a_primary_that_is_no_regular_file_gives_way_and_a_start_still_resets_the_tries() {
+        let (dir, b) = two_copies();
+        assert_eq!(grub_boot(&b), Slot::B);
+        b.commit(Slot::B).unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::copy(&b.path, &elsewhere).unwrap();
+        type Make<'a> = Box<dyn Fn() + 'a>;
+        let cases: Vec<(&str, Make<'_>)> = vec![
+            (
+                "is a symbolic link",
+                Box::new(|| std::os::unix::fs::symlink(&elsewhere, &b.path).unwrap()),
+            ),
+            (
+                "is a directory",
+                Box::new(|| std::fs::create_dir(&b.path).unwrap()),
+            ),
+        ];
+        for (why, make) in cases {
+            std::fs::remove_file(&b.path).unwrap();
+            make();
+            // GRUB's double reads the backup (GRUB cannot write through the primary).
+            let (mut env, mut s) = b.read().unwrap();
+            assert_eq!(s.boot(), Slot::B);
+            s.to_env(&mut env).unwrap();
+            std::fs::write(&b.backup, env.to_block().unwrap()).unwrap();
+            let rec = b.record().unwrap();
+            assert_eq!(rec["in_force"], "backup", "{why}");
+            let problem = rec["primary_problem"].as_str().unwrap().to_owned();
+            assert!(problem.contains(why), "{problem}");
+            assert_eq!(b.tries(Slot::B).unwrap(), Some(1));
+            b.started(Slot::B).unwrap();
+            assert_eq!(b.tries(Slot::B).unwrap(), Some(0), "{why}");
+            let e = b.mark_bad(Slot::A).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+            let _ = std::fs::remove_file(&b.path);
+            let _ = std::fs::remove_dir(&b.path);
+            std::fs::copy(&b.backup, &b.path).unwrap();
+        }
+        assert!(b.record().unwrap()["primary_problem"].is_null());
+    }
+
     #[test]
     fn a_start_resets_the_tries_even_when_the_backup_cannot_be_written() {
         let (dir, b) = two_copies();

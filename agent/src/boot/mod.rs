@@ -29,7 +29,7 @@ pub enum BootError {
     },
     #[error("command `{command}` failed: {detail}")]
     Command { command: String, detail: String },
-    #[error("the boot record {path} is missing; provision the box with `np-agent provision`")]
+    #[error("the boot record {path} is missing: if the partition that holds it is not mounted, mount it; a box not provisioned yet is provisioned with `np-agent provision`; a provisioned box needs its boot record written again by hand (docs/formats.md)")]
     Missing { path: PathBuf },
     #[error("the boot record {path} is damaged: {message}; check it against the boot loader protocol (docs/formats.md; for GRUB `grub-editenv FILE list` on both copies) and rewrite the damaged values; do not provision again a box that runs a committed firmware (that makes the provisioned slot the committed one)")]
     Corrupt { path: PathBuf, message: String },
