@@ -230,7 +230,15 @@ impl BlobStore {
         let file = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(BlobError::NotFound(*sha256))
+                // A configured folder that is gone (an unmounted share) is the folder's
+                // fault, as for an upload, not one missing blob.
+                if self.configured && !tokio::fs::metadata(&self.root).await.is_ok_and(|m| m.is_dir()) {
+                    return Err(BlobError::Unavailable(format!(
+                        "the blob folder {} is missing",
+                        self.root.display()
+                    )));
+                }
+                return Err(BlobError::NotFound(*sha256));
             }
             Err(e) => return Err(io("open", &path)(e)),
         };

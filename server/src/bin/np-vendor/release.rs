@@ -458,7 +458,31 @@ fn upload(a: UploadArgs) -> CmdResult {
     if let Some(t) = a.released_at {
         body["released_at"] = json!(t);
     }
-    let v = c.send_json(Method::POST, &["api", "v1", "releases"], &body)?;
+    let v = match c.send_json(Method::POST, &["api", "v1", "releases"], &body) {
+        Ok(v) => v,
+        Err(f) if f.code() == Some("exists") => {
+            // The release exists: if with this very image, the upload stored its image
+            // again (the remedy for a blob lost from the server's folder).
+            let current = c.get(&["api", "v1", "releases", &version.to_string()], &[])?;
+            let same = current
+                .pointer("/image/sha256")
+                .and_then(Value::as_str)
+                == Some(ours.to_hex().as_str());
+            if !same {
+                return Err(f);
+            }
+            if a.server.json {
+                print_json(&current);
+            } else {
+                np_server::outln!(
+                    "uploaded {} ({size} bytes, sha256 {ours}); release {version} exists already with this image, which the server now holds again",
+                    a.image.display()
+                );
+            }
+            return Ok(());
+        }
+        Err(f) => return Err(f),
+    };
     for w in v
         .get("warnings")
         .and_then(Value::as_array)
