@@ -232,7 +232,11 @@ impl BlobStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // A configured folder that is gone (an unmounted share) is the folder's
                 // fault, as for an upload, not one missing blob.
-                if self.configured && !tokio::fs::metadata(&self.root).await.is_ok_and(|m| m.is_dir()) {
+                if self.configured
+                    && !tokio::fs::metadata(&self.root)
+                        .await
+                        .is_ok_and(|m| m.is_dir())
+                {
                     return Err(BlobError::Unavailable(format!(
                         "the blob folder {} is missing",
                         self.root.display()

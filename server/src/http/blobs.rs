@@ -123,11 +123,9 @@ async fn download(
         let h = refusal.unwrap_or_else(|| Hold::Yanked(using[0].release.version.clone()));
         return Err(not_entitled(&h));
     }
-    let (file, size) = state
-        .blobs
-        .open_blob(&sha)
-        .await
-        .map_err(|e| release_blob_error(e, &using[0].release.version, &state.blobs.path_of(&sha)))?;
+    let (file, size) = state.blobs.open_blob(&sha).await.map_err(|e| {
+        release_blob_error(e, &using[0].release.version, &state.blobs.path_of(&sha))
+    })?;
     serve_file(file, size, headers.get(header::RANGE), &sha).await
 }
 

@@ -83,17 +83,13 @@ pub async fn serve_bundle(
     request_headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let image = &record.release.image;
-    let (file, size) = state
-        .blobs
-        .open_blob(&image.sha256)
-        .await
-        .map_err(|e| {
-            release_blob_error(
-                e,
-                &record.release.version,
-                &state.blobs.path_of(&image.sha256),
-            )
-        })?;
+    let (file, size) = state.blobs.open_blob(&image.sha256).await.map_err(|e| {
+        release_blob_error(
+            e,
+            &record.release.version,
+            &state.blobs.path_of(&image.sha256),
+        )
+    })?;
     if size != image.size {
         return Err(ApiError::internal(format!(
             "stored blob {} is {size} bytes, its release says {}",

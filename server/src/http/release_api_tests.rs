@@ -876,7 +876,12 @@ async fn a_release_whose_image_left_the_blob_folder_is_a_server_fault_naming_it(
             None,
         )
         .await;
-    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR, "{:?}", a.json());
+    assert_eq!(
+        a.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{:?}",
+        a.json()
+    );
     let e = &a.json()["error"];
     assert_eq!(e["code"], "blob_missing");
     let m = e["message"].as_str().unwrap();

@@ -464,9 +464,7 @@ fn upload(a: UploadArgs) -> CmdResult {
             // The release exists: if with this very image, the upload stored its image
             // again (the remedy for a blob lost from the server's folder).
             let current = c.get(&["api", "v1", "releases", &version.to_string()], &[])?;
-            let same = current
-                .pointer("/image/sha256")
-                .and_then(Value::as_str)
+            let same = current.pointer("/image/sha256").and_then(Value::as_str)
                 == Some(ours.to_hex().as_str());
             if !same {
                 return Err(f);
