@@ -128,7 +128,7 @@ pub fn write_store_marker(dir: &Path, shown_url: &str) -> Result<(), DataError> 
 pub fn require_store_url(dir: &Path, url: Option<&str>, what: &str) -> Result<(), String> {
     match (store_marker(dir), url) {
         (Some(shown), None) => Err(format!(
-            "the data folder {} keeps its records in PostgreSQL ({shown}; see {}/{STORE_MARKER}), but no store URL was given: pass --store URL, set NP_STORE_URL, or set [store] url in the config file; {what} refuses to use an empty embedded store instead",
+            "the data folder {} keeps its records in PostgreSQL ({shown}; see {}/{STORE_MARKER}), but no store URL was given: pass --store-file FILE (or --store URL), set NP_STORE_URL, or set [store] url in the config file; {what} refuses to use an empty embedded store instead",
             dir.display(),
             dir.display()
         )),

@@ -309,22 +309,52 @@ fn a_first_serve_on_a_taken_port_creates_nothing_and_later_starts_say_how_to_get
         "the data folder was created although the port was taken"
     );
     drop(taken);
-    // A start on a folder where no token was used yet says how to make one.
-    let mut p = np_tests::Running::spawn(
-        Command::new(bin("np-server"))
-            .arg("serve")
-            .arg("--data")
-            .arg(&data)
-            .args(["--listen", "127.0.0.1:0"]),
-    );
+    // The first start (relative paths, from the temp folder) creates the folder and says
+    // once how to make another token, with absolute paths.
+    let toml = tmp.path().join("a.toml");
+    std::fs::write(&toml, "data = \"data\"\nlisten = \"127.0.0.1:0\"\n").expect("toml");
+    let serve = || {
+        np_tests::Running::spawn(
+            Command::new(bin("np-server"))
+                .current_dir(tmp.path())
+                .args(["serve", "--config", "a.toml", "--data", "data"]),
+        )
+    };
+    let mut p = serve();
     p.wait_for("np-server listening on ", Duration::from_secs(30));
+    let hints = |p: &np_tests::Running| -> Vec<String> {
+        p.seen
+            .iter()
+            .filter(|l| l.contains("np-server token create"))
+            .cloned()
+            .collect()
+    };
+    let first = hints(&p);
+    assert_eq!(first.len(), 1, "one hint on the first start: {:?}", p.seen);
+    let absolute = format!(
+        "np-server token create --config {} --data {} --role admin --name NAME",
+        toml.display(),
+        data.display()
+    );
+    assert!(first[0].contains(&absolute), "{first:?}");
     p.kill();
-    let mut p = np_tests::Running::spawn(
+    // A later start on a folder where no token was used yet says how to make one.
+    let mut p = serve();
+    p.wait_for("no staff token has been used", Duration::from_secs(30));
+    p.wait_for("np-server listening on ", Duration::from_secs(30));
+    assert!(hints(&p)[0].contains(&absolute), "{:?}", p.seen);
+    p.kill();
+    // The command works as printed, from another folder.
+    let out = run(
         Command::new(bin("np-server"))
-            .arg("serve")
+            .current_dir("/")
+            .args(["token", "create", "--config"])
+            .arg(&toml)
             .arg("--data")
             .arg(&data)
-            .args(["--listen", "127.0.0.1:0"]),
+            .args(["--role", "admin", "--name", "second"]),
+        Duration::from_secs(30),
     );
-    p.wait_for("np-server token create --data", Duration::from_secs(30));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.starts_with("npt_"), "{out:?}");
 }

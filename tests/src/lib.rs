@@ -7,6 +7,7 @@ pub mod agent;
 pub mod browser;
 pub mod pg;
 pub mod proxy;
+pub mod replicas;
 pub mod server;
 pub mod tcpcut;
 

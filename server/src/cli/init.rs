@@ -20,10 +20,10 @@ pub struct Args {
 /// Runs `init`.
 pub fn run(args: &Args) -> Result<(), CliError> {
     let now = jiff::Timestamp::now();
-    let out = match &args.store.url {
+    let out = match args.store.resolve()? {
         None => datadir::init(&args.data, now)?,
         Some(url) => super::block_on(async {
-            let store = super::connect_store(url).await?;
+            let store = super::connect_store(&url).await?;
             Ok(datadir::init_with_store(&args.data, &store, now).await?)
         })?,
     };
