@@ -358,3 +358,43 @@ fn a_first_serve_on_a_taken_port_creates_nothing_and_later_starts_say_how_to_get
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.starts_with("npt_"), "{out:?}");
 }
+
+#[test]
+fn an_upload_cut_by_its_client_leaves_no_partial_file() {
+    use std::io::Write as _;
+    let srv = TestServer::start();
+    let tmp_dir = srv.data_dir.join("blobs/tmp");
+    let parts = || -> Vec<std::fs::DirEntry> {
+        std::fs::read_dir(&tmp_dir)
+            .map(|d| d.flatten().collect())
+            .unwrap_or_default()
+    };
+    let addr = srv.url.trim_start_matches("http://").to_owned();
+    let mut conn = std::net::TcpStream::connect(&addr).expect("connect");
+    write!(
+        conn,
+        "PUT /api/v1/blobs HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/octet-stream\r\nContent-Length: 400000000\r\n\r\n",
+        srv.admin_token
+    )
+    .expect("head sent");
+    let chunk = vec![7u8; 1 << 20];
+    for _ in 0..4 {
+        conn.write_all(&chunk).expect("body sent");
+    }
+    wait_until("the upload's file in tmp/", Duration::from_secs(30), || {
+        parts()
+            .iter()
+            .any(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+            .then_some(())
+    });
+    // The client dies (its socket closes mid-body): the request ends, and its file goes.
+    drop(conn);
+    wait_until("tmp/ empty again", Duration::from_secs(30), || {
+        parts().is_empty().then_some(())
+    });
+    // The server still takes uploads.
+    let image = srv.data_dir.join("../image");
+    std::fs::write(&image, b"a whole image").expect("image");
+    let (status, body) = srv.put_blob(&image);
+    assert_eq!(status, 201, "{body}");
+}

@@ -240,6 +240,14 @@ pub async fn run(args: &Args) -> Result<(), CliError> {
         );
     }
     warn_if_keyring_expires(&state);
+    // Leftovers of uploads cut by a kill (of this server or another replica sharing the
+    // folder) go while serving, not only at the next start.
+    tokio::spawn(
+        state
+            .blobs
+            .clone()
+            .sweep_while_serving(crate::blobs::SWEEP_EVERY),
+    );
     // A folder made just now printed its token (or its file) and the hint already.
     if !created && !crate::tokens::any_used(&dir, state.store.postgres()).await {
         eprintln!(
