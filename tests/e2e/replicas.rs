@@ -732,7 +732,7 @@ fn a_replica_behind_a_keyring_install_refuses_to_sign_until_its_folder_catches_u
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = two_replicas(&db, tmp.path());
+    let (a, mut b) = two_replicas(&db, tmp.path());
     let v1 = image_bytes(11, 100_000);
     let agent = TestAgent::new(
         SERIAL,
@@ -866,13 +866,37 @@ fn a_replica_behind_a_keyring_install_refuses_to_sign_until_its_folder_catches_u
         "{}",
         out.stderr
     );
-    // The operator copies A's keys and keyring into B's folder: B switches by itself.
-    copy_data(&a.data_dir.join("keys"), &b.data_dir.join("keys"));
+    // The operator copies A's keyring into B's folder, then its keys: until the keys
+    // arrive, B's log names the key file it lacks (never the key).
     std::fs::copy(
         a.data_dir.join("keyring.json"),
         b.data_dir.join("keyring.json"),
     )
     .unwrap();
+    let new_key = std::fs::read_dir(a.data_dir.join("keys"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.ends_with(".key") && !b.data_dir.join("keys").join(n).exists())
+        .expect("the installed key is a new file in A's keys/");
+    // B looks again at its folder when asked to sign (at most every 2 s): keep asking.
+    let needle = format!("lacks keys/{new_key}");
+    let started = std::time::Instant::now();
+    let logged = loop {
+        assert_eq!(health(&b).0, 503);
+        if let Some(l) = b.process.try_wait_for(&needle, Duration::from_millis(500)) {
+            break l;
+        }
+        assert!(
+            started.elapsed() < T,
+            "no log line naming {new_key}: {:?}",
+            b.process.seen
+        );
+    };
+    assert!(logged.contains("(entitlement"), "{logged}");
+    let secret = std::fs::read_to_string(a.data_dir.join("keys").join(&new_key)).unwrap();
+    assert!(!b.process.seen.iter().any(|l| l.contains(secret.trim())));
+    copy_data(&a.data_dir.join("keys"), &b.data_dir.join("keys"));
     np_tests::wait_until("B to switch to the new keyring", T, || {
         (health(&b).0 == 200).then_some(())
     });
