@@ -462,22 +462,23 @@ fn upload(a: UploadArgs) -> CmdResult {
         Ok(v) => v,
         Err(f) if f.code() == Some("exists") => {
             // The release exists: if with this very image, the upload stored its image
-            // again (the remedy for a blob lost from the server's folder).
+            // again (the remedy for an image the server lost: `blob_missing`); say so.
             let current = c.get(&["api", "v1", "releases", &version.to_string()], &[])?;
             let same = current.pointer("/image/sha256").and_then(Value::as_str)
                 == Some(ours.to_hex().as_str());
             if !same {
                 return Err(f);
             }
-            if a.server.json {
-                print_json(&current);
-            } else {
-                np_server::outln!(
-                    "uploaded {} ({size} bytes, sha256 {ours}); release {version} exists already with this image, which the server now holds again",
-                    a.image.display()
-                );
-            }
-            return Ok(());
+            let words = f
+                .message()
+                .trim_end()
+                .trim_end_matches("(exists)")
+                .trim_end();
+            let note = format!(
+                "{words}; {} is that release's own image, and the server holds it again",
+                a.image.display()
+            );
+            return Err(f.reworded(crate::client::with_code(&note, "exists")));
         }
         Err(f) => return Err(f),
     };

@@ -129,7 +129,7 @@ pub fn cli_message(code: &str, message: &str, details: Option<&Value>) -> String
         "blob_missing" => {
             let v = text(details, "version").unwrap_or_else(|| "V".into());
             return format!(
-                "the server holds release {v} but lost its image (SHA-256 {}) from its blob folder: restore the blob folder from a backup, or upload the same image file again with `np-vendor release upload IMAGE --version {v} ...` (the image is stored again even though the release exists already)",
+                "the server holds release {v} but lost its image (SHA-256 {}) from its blob folder: restore the blob folder from a backup, or upload the same image file again with `np-vendor release upload IMAGE --version {v} ...` (refused as existing, but the image is stored again)",
                 text(details, "sha256").unwrap_or_default()
             );
         }
