@@ -49,7 +49,7 @@ pub fn print_first_start(dir: &Path, out: &InitOutput, hint: &str) -> Result<(),
     if std::io::stdout().is_terminal() {
         crate::outln!("admin token: {}", out.admin_token);
     } else {
-        let path = dir.join(FIRST_TOKEN_FILE);
+        let path = super::absolute(&dir.join(FIRST_TOKEN_FILE));
         np_fsutil::write_new(
             &path,
             format!("{}\n", out.admin_token).as_bytes(),
