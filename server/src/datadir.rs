@@ -128,7 +128,7 @@ pub fn write_store_marker(dir: &Path, shown_url: &str) -> Result<(), DataError> 
 pub fn require_store_url(dir: &Path, url: Option<&str>, what: &str) -> Result<(), String> {
     match (store_marker(dir), url) {
         (Some(shown), None) => Err(format!(
-            "the data folder {} keeps its records in PostgreSQL ({shown}; see {}/{STORE_MARKER}), but no store URL was given: pass --store URL, set NP_STORE_URL, or set [store] url in the config file; {what} refuses to use an empty embedded store instead",
+            "the data folder {} keeps its records in PostgreSQL ({shown}; see {}/{STORE_MARKER}), but no store URL was given: pass --store-file FILE (or --store URL), set NP_STORE_URL, or set [store] url in the config file; {what} refuses to use an empty embedded store instead",
             dir.display(),
             dir.display()
         )),
@@ -302,12 +302,46 @@ pub fn load_keys(dir: &Path) -> Result<ServerKeys, DataError> {
     let (keyring_envelope, keyring) = parse_keyring(&bytes, &kr_path)?;
     let keys_dir = dir.join("keys");
     let held = read_private_keys(&keys_dir)?;
+    let missing = missing_key_files(&keyring, &held).join(", ");
     server_keys(keyring_envelope, keyring, &held).map_err(|role| DataError::Invalid {
         path: keys_dir,
         reason: format!(
-            "no private key there holds the role {role} in keyring.json; restore the key files of the installed keyring"
+            "no private key there holds the role {role} in keyring.json (missing: {missing}); restore the key files of the installed keyring"
         ),
     })
+}
+
+/// The key files the data folder lacks for `keyring`, given the private keys it `held`:
+/// for each key of an online role that none of them matches, `keys/<key id>.key` (the
+/// name a keyring install gives it) and its roles. Names only, never a key's content.
+pub fn missing_key_files(keyring: &Keyring, held: &[SecretKey]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for role in [Role::Entitlement, Role::Time, Role::Release] {
+        if held
+            .iter()
+            .any(|k| keyring.keys_with_role(role).any(|p| *p == k.public_key()))
+        {
+            continue;
+        }
+        for entry in keyring.keys.iter().filter(|e| e.roles.contains(&role)) {
+            let roles: Vec<String> = entry.roles.iter().map(ToString::to_string).collect();
+            let line = format!("keys/{}.key ({} key)", entry.keyid, roles.join(" and "));
+            if !out.contains(&line) {
+                out.push(line);
+            }
+        }
+    }
+    out
+}
+
+/// The key files the data folder `dir` lacks for the keyring in its `keyring.json`, with
+/// that keyring's version (see [`missing_key_files`]); empty when it holds them all.
+pub fn folder_missing_keys(dir: &Path) -> Result<(u64, Vec<String>), DataError> {
+    let kr_path = dir.join("keyring.json");
+    let bytes = std::fs::read(&kr_path).map_err(io("read", &kr_path))?;
+    let (_, keyring) = parse_keyring(&bytes, &kr_path)?;
+    let held = read_private_keys(&dir.join("keys"))?;
+    Ok((keyring.version, missing_key_files(&keyring, &held)))
 }
 
 /// Opens an initialized data folder (holding sled's lock until the state is dropped).

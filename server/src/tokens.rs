@@ -51,6 +51,10 @@ pub struct TokenRecord {
     pub sha256: String,
     /// When it was created.
     pub created_at: Timestamp,
+    /// Whether it was ever used (kept in the PostgreSQL store, where every replica
+    /// reads it; the embedded store's folder has [`USED_MARKER`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub used: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -206,6 +210,7 @@ pub async fn create_in(
         role,
         sha256: hash_token(&token),
         created_at: now,
+        used: false,
     };
     if !store.insert_token(&record).await? {
         return Err(TokenError::NameTaken(name.to_owned()));
@@ -244,6 +249,7 @@ pub fn create(
             role,
             sha256: hash_token(&token),
             created_at: now,
+            used: false,
         });
         Ok(())
     })?;
@@ -288,12 +294,19 @@ fn stamp(path: &Path) -> Option<Stamp> {
 }
 
 /// A file created in the data folder the first time a staff token is used, so that a
-/// server can tell at start whether anyone has a working token yet.
+/// server can tell at start whether anyone has a working token yet. With a PostgreSQL
+/// store the token's record in the database says so instead (`used`), so that every
+/// replica knows it.
 pub const USED_MARKER: &str = "tokens-used";
 
-/// Whether a staff token was ever used on the data folder `dir`.
-pub fn any_used(dir: &Path) -> bool {
-    dir.join(USED_MARKER).exists()
+/// Whether a staff token was ever used: on the data folder `dir`, or, with a PostgreSQL
+/// store, on any replica of its database (a database that cannot answer counts as yes:
+/// the hint is not worth a doubt).
+pub async fn any_used(dir: &Path, store: Option<&PgStore>) -> bool {
+    match store {
+        Some(pg) => pg.any_token_used().await.unwrap_or(true),
+        None => dir.join(USED_MARKER).exists(),
+    }
 }
 
 /// The server's view of the tokens: `tokens.json`, re-read when the file changes, or the
@@ -339,7 +352,11 @@ impl TokenCache {
             None => self.lookup_file(h)?,
         };
         if found.is_some() && !self.used.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            if let Some(dir) = self.path.parent() {
+            if let Some(store) = &self.store {
+                if let Err(e) = store.mark_token_used(h).await {
+                    tracing::warn!(error = %e, "cannot record that a token was used");
+                }
+            } else if let Some(dir) = self.path.parent() {
                 let marker = dir.join(USED_MARKER);
                 if !marker.exists() {
                     if let Err(e) = fsutil::write_atomic(&marker, b"", fsutil::PRIVATE) {

@@ -10,6 +10,7 @@
 use np_common::Envelope;
 use np_tests::agent::{image_bytes, TestAgent, SERIAL};
 use np_tests::pg::PgDb;
+use np_tests::replicas::{copy_data, init_on_postgres, two_replicas};
 use np_tests::server::TestServer;
 use np_tests::{bin, run};
 use serde_json::json;
@@ -19,114 +20,12 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(60);
 
-/// Copies a data folder for another replica, leaving out the offline root key.
-fn copy_data(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == "offline" {
-            continue;
-        }
-        let target = to.join(&name);
-        if entry.file_type().unwrap().is_dir() {
-            copy_data(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// Two replicas on `db`: A with `--store`, B with `[store] url` in its server.toml
-/// (and a copy of the data folder); both with the same `[blobs] dir`.
-fn two_replicas(db: &PgDb, tmp: &Path) -> (TestServer, TestServer) {
-    let data_a = tmp.join("data-a");
-    let out = run(
-        Command::new(bin("np-server"))
-            .args(["init", "--data"])
-            .arg(&data_a)
-            .args(["--store", &db.url]),
-        T,
-    );
-    assert_eq!(out.code, 0, "init: {}", out.stderr);
-    let token = out
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("admin token: "))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let root = out
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("root public key: "))
-        .unwrap()
-        .trim()
-        .to_owned();
-    assert!(
-        !data_a.join("tokens.json").exists() && !data_a.join("store").exists(),
-        "with a PostgreSQL store the folder holds only keys"
-    );
-    let data_b = tmp.join("data-b");
-    copy_data(&data_a, &data_b);
-    // A configured blob folder must exist (as a shared mount does): /healthz checks it.
-    let blobs = tmp.join("blobs");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let toml_a = tmp.join("a.toml");
-    std::fs::write(
-        &toml_a,
-        format!(
-            "data = {:?}\n[blobs]\ndir = {:?}\n",
-            data_a.display().to_string(),
-            blobs.display().to_string()
-        ),
-    )
-    .unwrap();
-    let toml_b = tmp.join("b.toml");
-    std::fs::write(
-        &toml_b,
-        format!(
-            "data = {:?}\n[store]\nurl = {:?}\n[blobs]\ndir = {:?}\n",
-            data_b.display().to_string(),
-            db.url,
-            blobs.display().to_string()
-        ),
-    )
-    .unwrap();
-    let a = TestServer::with_args(
-        &[
-            "--config".as_ref(),
-            toml_a.as_os_str(),
-            "--store".as_ref(),
-            db.url.as_ref(),
-        ],
-        &token,
-        &root,
-        &data_a,
-    );
-    let b = TestServer::with_args(
-        &["--config".as_ref(), toml_b.as_os_str()],
-        &token,
-        &root,
-        &data_b,
-    );
-    (a, b)
-}
-
 fn publish(srv: &TestServer, version: &str, sv: u64, image: &[u8]) -> Envelope {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("image");
-    std::fs::write(&p, image).unwrap();
-    let (status, blob) = srv.put_blob(&p);
-    assert!(status == 201 || status == 200, "{blob}");
-    let (status, rel) = srv.post_json(
-        "/api/v1/releases",
+    srv.publish(
+        image,
         json!({"version": version, "security_version": sv, "models": ["NR-2000"],
-               "channel": "stable", "min_from_version": if version == "1.0.0" { "0.1.0" } else { "1.0.0" },
-               "image": {"name": format!("n-reporter-{version}.img"), "sha256": blob["sha256"]}}),
-    );
-    assert_eq!(status, 201, "{rel}");
-    serde_json::from_value(rel["manifest"].clone()).unwrap()
+               "channel": "stable", "min_from_version": if version == "1.0.0" { "0.1.0" } else { "1.0.0" }}),
+    )
 }
 
 #[test]
@@ -233,25 +132,10 @@ fn a_box_checks_in_on_either_replica_and_upgrades() {
     };
     let agent = TestAgent::new(SERIAL, &a.root_public_key, &extra(&a.url));
     let key_path = agent.dir.path().join("device.key");
-    let out = agent.run(&["keygen", "--out", key_path.to_str().unwrap()]);
-    assert_eq!(out.code, 0, "{out:?}");
-    let today = jiff::Timestamp::now()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .date()
-        .to_string();
-    let (status, d) = a.post_json(
-        "/api/v1/devices",
-        json!({"serial": SERIAL, "purchase_date": today, "customer": "ACME",
-               "device_key": out.stdout.trim()}),
-    );
-    assert_eq!(status, 201, "{d}");
+    a.register_agent(&agent);
     // 1.0.0 published through A (its image lands in the shared blob folder).
     let manifest = publish(&a, "1.0.0", 1, &v1);
-    let (_, keyring) = b.get_json("/api/v1/keyring");
-    let (_, ent) = b.get_json(&format!("/api/v1/devices/{SERIAL}/entitlement"));
-    let keyring: Envelope = serde_json::from_value(keyring).unwrap();
-    let ent: Envelope = serde_json::from_value(ent).unwrap();
-    agent.provision(&keyring, &manifest, &v1, Some(&ent));
+    b.provision_agent(&agent, &manifest, &v1);
     let config = agent.dir.path().join("agent.toml");
     let point_at = |url: &str| {
         let text = std::fs::read_to_string(&config).unwrap();
@@ -322,21 +206,7 @@ fn an_unreachable_database_answers_503_and_service_resumes_by_itself() {
     let url = format!("{}{}{}", &db.url[..at], cut.addr, &db.url[slash..]);
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let out = run(
-        Command::new(bin("np-server"))
-            .args(["init", "--data"])
-            .arg(&data)
-            .args(["--store", &url]),
-        T,
-    );
-    assert_eq!(out.code, 0, "init: {}", out.stderr);
-    let token = out
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("admin token: "))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let token = init_on_postgres(&data, &url).token;
     let srv = TestServer::with_args(
         &[
             "--data".as_ref(),
@@ -437,33 +307,14 @@ fn migrate_store_moves_a_sled_folder_and_its_boxes_keep_working() {
             srv.url
         ),
     );
-    let key_path = agent.dir.path().join("device.key");
-    let out = agent.run(&["keygen", "--out", key_path.to_str().unwrap()]);
-    assert_eq!(out.code, 0, "{out:?}");
-    let today = jiff::Timestamp::now()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .date()
-        .to_string();
-    let (status, d) = srv.post_json(
-        "/api/v1/devices",
-        json!({"serial": SERIAL, "purchase_date": today, "customer": "ACME",
-               "device_key": out.stdout.trim()}),
-    );
-    assert_eq!(status, 201, "{d}");
+    srv.register_agent(&agent);
     let (status, d) = srv.post_json(
         &format!("/api/v1/devices/{SERIAL}/extensions"),
         json!({"years": 1}),
     );
     assert_eq!(status, 200, "{d}");
     let manifest = publish(&srv, "1.0.0", 1, &v1);
-    let (_, keyring) = srv.get_json("/api/v1/keyring");
-    let (_, ent) = srv.get_json(&format!("/api/v1/devices/{SERIAL}/entitlement"));
-    agent.provision(
-        &serde_json::from_value(keyring).unwrap(),
-        &manifest,
-        &v1,
-        Some(&serde_json::from_value(ent).unwrap()),
-    );
+    srv.provision_agent(&agent, &manifest, &v1);
     let out = agent.run(&["check"]);
     assert_eq!(out.code, 0, "{out:?}");
     let out = run(
@@ -881,7 +732,7 @@ fn a_replica_behind_a_keyring_install_refuses_to_sign_until_its_folder_catches_u
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = two_replicas(&db, tmp.path());
+    let (a, mut b) = two_replicas(&db, tmp.path());
     let v1 = image_bytes(11, 100_000);
     let agent = TestAgent::new(
         SERIAL,
@@ -1015,13 +866,37 @@ fn a_replica_behind_a_keyring_install_refuses_to_sign_until_its_folder_catches_u
         "{}",
         out.stderr
     );
-    // The operator copies A's keys and keyring into B's folder: B switches by itself.
-    copy_data(&a.data_dir.join("keys"), &b.data_dir.join("keys"));
+    // The operator copies A's keyring into B's folder, then its keys: until the keys
+    // arrive, B's log names the key file it lacks (never the key).
     std::fs::copy(
         a.data_dir.join("keyring.json"),
         b.data_dir.join("keyring.json"),
     )
     .unwrap();
+    let new_key = std::fs::read_dir(a.data_dir.join("keys"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.ends_with(".key") && !b.data_dir.join("keys").join(n).exists())
+        .expect("the installed key is a new file in A's keys/");
+    // B looks again at its folder when asked to sign (at most every 2 s): keep asking.
+    let needle = format!("lacks keys/{new_key}");
+    let started = std::time::Instant::now();
+    let logged = loop {
+        assert_eq!(health(&b).0, 503);
+        if let Some(l) = b.process.try_wait_for(&needle, Duration::from_millis(500)) {
+            break l;
+        }
+        assert!(
+            started.elapsed() < T,
+            "no log line naming {new_key}: {:?}",
+            b.process.seen
+        );
+    };
+    assert!(logged.contains("(entitlement"), "{logged}");
+    let secret = std::fs::read_to_string(a.data_dir.join("keys").join(&new_key)).unwrap();
+    assert!(!b.process.seen.iter().any(|l| l.contains(secret.trim())));
+    copy_data(&a.data_dir.join("keys"), &b.data_dir.join("keys"));
     np_tests::wait_until("B to switch to the new keyring", T, || {
         (health(&b).0 == 200).then_some(())
     });
@@ -1406,4 +1281,82 @@ fn uploads_honour_the_blob_folder_and_a_postgres_folder_needs_its_store_url() {
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("admin"), "{}", out.stdout);
+}
+
+#[test]
+fn a_new_replica_knows_a_token_was_used_and_no_hint_shows_the_password() {
+    let Some(db) = PgDb::create() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = two_replicas(&db, tmp.path());
+    // No token used yet: each says how to make one; A (given --store URL) names a file
+    // for the URL, never the password; B names its config, absolute.
+    let hint = |srv: &TestServer| {
+        srv.process
+            .seen
+            .iter()
+            .find(|l| l.contains("no staff token has been used"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no hint: {:?}", srv.process.seen))
+    };
+    let from_a = hint(&a);
+    assert!(
+        from_a.contains("--store-file FILE") && from_a.contains("np_test:PASSWORD@"),
+        "{from_a}"
+    );
+    let password = "np_test:np_test@";
+    for srv in [&a, &b] {
+        assert!(
+            !srv.process.seen.iter().any(|l| l.contains(password)),
+            "{:?}",
+            srv.process.seen
+        );
+    }
+    let from_b = hint(&b);
+    assert!(
+        from_b.contains(&format!("--config {}", tmp.path().join("b.toml").display())),
+        "{from_b}"
+    );
+    // A token used on A is known to the database: a new replica (a copy of B's folder,
+    // where no token was ever used) starts without the hint.
+    let (status, _) = a.get_json("/api/v1/devices");
+    assert_eq!(status, 200);
+    let data_c = tmp.path().join("data-c");
+    copy_data(&b.data_dir, &data_c);
+    let url_file = tmp.path().join("c.store-url");
+    np_tests::replicas::write_url_file(&url_file, &db.url);
+    let c = TestServer::with_args(
+        &[
+            "--data".as_ref(),
+            data_c.as_os_str(),
+            "--store-file".as_ref(),
+            url_file.as_os_str(),
+        ],
+        &a.admin_token,
+        &a.root_public_key,
+        &data_c,
+    );
+    assert!(
+        !c.process
+            .seen
+            .iter()
+            .any(|l| l.contains("no staff token has been used")),
+        "{:?}",
+        c.process.seen
+    );
+    let (status, _) = c.get_json("/api/v1/devices");
+    assert_eq!(status, 200);
+    // --store and --store-file together are refused, naming both.
+    let out = run(
+        Command::new(bin("np-server"))
+            .args(["token", "list", "--data"])
+            .arg(&data_c)
+            .args(["--store", &db.url, "--store-file"])
+            .arg(&url_file)
+            .env_remove("NP_STORE_URL"),
+        T,
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("not both"), "{}", out.stderr);
 }

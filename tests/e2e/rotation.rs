@@ -43,21 +43,13 @@ fn vendor(srv: &TestServer, token_file: &Path, args: &[&str]) -> Output {
 }
 
 fn publish(srv: &TestServer, version: &str) -> Envelope {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("image");
     let major: u8 = version[..1].parse().unwrap();
-    std::fs::write(&p, image(major)).unwrap();
-    let (status, blob) = srv.put_blob(&p);
-    assert!(status == 201 || status == 200, "{blob}");
-    let (status, rel) = srv.post_json(
-        "/api/v1/releases",
+    srv.publish(
+        &image(major),
         json!({"version": version, "security_version": 1, "models": ["NR-2000"],
                "min_from_version": if version == "1.0.0" { "0.0.0" } else { "1.0.0" },
-               "image": {"name": format!("n-reporter-{version}.img"), "sha256": blob["sha256"]},
                "notes": "rotation e2e"}),
-    );
-    assert_eq!(status, 201, "{rel}");
-    serde_json::from_value(rel["manifest"].clone()).unwrap()
+    )
 }
 
 struct World {
@@ -66,22 +58,6 @@ struct World {
     offline: TestAgent,
     tmp: tempfile::TempDir,
     token_file: PathBuf,
-}
-
-fn register(srv: &TestServer, agent: &TestAgent) {
-    let key_path = agent.dir.path().join("device.key");
-    let out = agent.run(&["keygen", "--out", key_path.to_str().unwrap()]);
-    assert_eq!(out.code, 0, "{out:?}");
-    let today = jiff::Timestamp::now()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .date()
-        .to_string();
-    let (status, d) = srv.post_json(
-        "/api/v1/devices",
-        json!({"serial": agent.serial, "purchase_date": today, "customer": "ACME",
-               "device_key": out.stdout.trim()}),
-    );
-    assert_eq!(status, 201, "{d}");
 }
 
 fn setup() -> World {
@@ -95,16 +71,11 @@ fn setup() -> World {
     );
     let online = TestAgent::new(SERIAL, &srv.root_public_key, &extra);
     let offline = TestAgent::new(&offline_serial(), &srv.root_public_key, "");
-    register(&srv, &online);
-    register(&srv, &offline);
+    srv.register_agent(&online);
+    srv.register_agent(&offline);
     let manifest = publish(&srv, "1.0.0");
-    let (_, keyring) = srv.get_json("/api/v1/keyring");
-    let keyring: Envelope = serde_json::from_value(keyring).unwrap();
     for a in [&online, &offline] {
-        let (status, ent) = srv.get_json(&format!("/api/v1/devices/{}/entitlement", a.serial));
-        assert_eq!(status, 200, "{ent}");
-        let ent: Envelope = serde_json::from_value(ent).unwrap();
-        a.provision(&keyring, &manifest, &image(1), Some(&ent));
+        srv.provision_agent(a, &manifest, &image(1));
     }
     World {
         srv,

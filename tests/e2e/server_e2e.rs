@@ -309,22 +309,92 @@ fn a_first_serve_on_a_taken_port_creates_nothing_and_later_starts_say_how_to_get
         "the data folder was created although the port was taken"
     );
     drop(taken);
-    // A start on a folder where no token was used yet says how to make one.
-    let mut p = np_tests::Running::spawn(
-        Command::new(bin("np-server"))
-            .arg("serve")
-            .arg("--data")
-            .arg(&data)
-            .args(["--listen", "127.0.0.1:0"]),
-    );
+    // The first start (relative paths, from the temp folder) creates the folder and says
+    // once how to make another token, with absolute paths.
+    let toml = tmp.path().join("a.toml");
+    std::fs::write(&toml, "data = \"data\"\nlisten = \"127.0.0.1:0\"\n").expect("toml");
+    let serve = || {
+        np_tests::Running::spawn(
+            Command::new(bin("np-server"))
+                .current_dir(tmp.path())
+                .args(["serve", "--config", "a.toml", "--data", "data"]),
+        )
+    };
+    let mut p = serve();
     p.wait_for("np-server listening on ", Duration::from_secs(30));
+    let hints = |p: &np_tests::Running| -> Vec<String> {
+        p.seen
+            .iter()
+            .filter(|l| l.contains("np-server token create"))
+            .cloned()
+            .collect()
+    };
+    let first = hints(&p);
+    assert_eq!(first.len(), 1, "one hint on the first start: {:?}", p.seen);
+    let absolute = format!(
+        "np-server token create --config {} --data {} --role admin --name NAME",
+        toml.display(),
+        data.display()
+    );
+    assert!(first[0].contains(&absolute), "{first:?}");
     p.kill();
-    let mut p = np_tests::Running::spawn(
+    // A later start on a folder where no token was used yet says how to make one.
+    let mut p = serve();
+    p.wait_for("no staff token has been used", Duration::from_secs(30));
+    p.wait_for("np-server listening on ", Duration::from_secs(30));
+    assert!(hints(&p)[0].contains(&absolute), "{:?}", p.seen);
+    p.kill();
+    // The command works as printed, from another folder.
+    let out = run(
         Command::new(bin("np-server"))
-            .arg("serve")
+            .current_dir("/")
+            .args(["token", "create", "--config"])
+            .arg(&toml)
             .arg("--data")
             .arg(&data)
-            .args(["--listen", "127.0.0.1:0"]),
+            .args(["--role", "admin", "--name", "second"]),
+        Duration::from_secs(30),
     );
-    p.wait_for("np-server token create --data", Duration::from_secs(30));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.starts_with("npt_"), "{out:?}");
+}
+
+#[test]
+fn an_upload_cut_by_its_client_leaves_no_partial_file() {
+    use std::io::Write as _;
+    let srv = TestServer::start();
+    let tmp_dir = srv.data_dir.join("blobs/tmp");
+    let parts = || -> Vec<std::fs::DirEntry> {
+        std::fs::read_dir(&tmp_dir)
+            .map(|d| d.flatten().collect())
+            .unwrap_or_default()
+    };
+    let addr = srv.url.trim_start_matches("http://").to_owned();
+    let mut conn = std::net::TcpStream::connect(&addr).expect("connect");
+    write!(
+        conn,
+        "PUT /api/v1/blobs HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/octet-stream\r\nContent-Length: 400000000\r\n\r\n",
+        srv.admin_token
+    )
+    .expect("head sent");
+    let chunk = vec![7u8; 1 << 20];
+    for _ in 0..4 {
+        conn.write_all(&chunk).expect("body sent");
+    }
+    wait_until("the upload's file in tmp/", Duration::from_secs(30), || {
+        parts()
+            .iter()
+            .any(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+            .then_some(())
+    });
+    // The client dies (its socket closes mid-body): the request ends, and its file goes.
+    drop(conn);
+    wait_until("tmp/ empty again", Duration::from_secs(30), || {
+        parts().is_empty().then_some(())
+    });
+    // The server still takes uploads.
+    let image = srv.data_dir.join("../image");
+    std::fs::write(&image, b"a whole image").expect("image");
+    let (status, body) = srv.put_blob(&image);
+    assert_eq!(status, 201, "{body}");
 }

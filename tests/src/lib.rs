@@ -7,6 +7,7 @@ pub mod agent;
 pub mod browser;
 pub mod pg;
 pub mod proxy;
+pub mod replicas;
 pub mod server;
 pub mod tcpcut;
 
@@ -142,11 +143,22 @@ impl Running {
     /// Lines already received count too, as long as no earlier `wait_for` returned them:
     /// stdout and stderr arrive on two pipes, so the order between them means nothing.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        self.try_wait_for(needle, timeout).unwrap_or_else(|| {
+            panic!(
+                "no line containing {needle:?} within {timeout:?}; output so far:\n{}",
+                self.seen.join("\n")
+            )
+        })
+    }
+
+    /// As [`Running::wait_for`], answering `None` when no such line came within
+    /// `timeout` (for a caller that pokes the process between tries).
+    pub fn try_wait_for(&mut self, needle: &str, timeout: Duration) -> Option<String> {
         if let Some(i) =
             (0..self.seen.len()).find(|&i| !self.taken[i] && self.seen[i].contains(needle))
         {
             self.taken[i] = true;
-            return self.seen[i].clone();
+            return Some(self.seen[i].clone());
         }
         let deadline = Instant::now() + timeout;
         loop {
@@ -157,13 +169,10 @@ impl Running {
                     self.seen.push(l.clone());
                     self.taken.push(hit);
                     if hit {
-                        return l;
+                        return Some(l);
                     }
                 }
-                Err(_) => panic!(
-                    "no line containing {needle:?} within {timeout:?}; output so far:\n{}",
-                    self.seen.join("\n")
-                ),
+                Err(_) => return None,
             }
         }
     }

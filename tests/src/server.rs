@@ -181,6 +181,61 @@ impl TestServer {
         )
     }
 
+    /// Uploads `image` and publishes the release `release` (the `POST /api/v1/releases`
+    /// body, whose `image` is set here: `{name, sha256}`); answers its signed manifest.
+    pub fn publish(&self, image: &[u8], mut release: serde_json::Value) -> np_common::Envelope {
+        let dir = tempfile::tempdir().expect("temp folder");
+        let p = dir.path().join("image");
+        std::fs::write(&p, image).expect("image written");
+        let (status, blob) = self.put_blob(&p);
+        assert!(status == 201 || status == 200, "{blob}");
+        let name = format!(
+            "n-reporter-{}.img",
+            release["version"].as_str().unwrap_or("x")
+        );
+        release["image"] = serde_json::json!({"name": name, "sha256": blob["sha256"]});
+        let (status, rel) = self.post_json("/api/v1/releases", release);
+        assert_eq!(status, 201, "{rel}");
+        serde_json::from_value(rel["manifest"].clone()).expect("a signed manifest")
+    }
+
+    /// Gives `agent` a device key (`np-agent keygen`) and registers its box here with it,
+    /// covered from today.
+    pub fn register_agent(&self, agent: &crate::agent::TestAgent) {
+        let key_path = agent.dir.path().join("device.key");
+        let out = agent.run(&["keygen", "--out", &key_path.display().to_string()]);
+        assert_eq!(out.code, 0, "{out:?}");
+        let today = jiff::Timestamp::now()
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .date()
+            .to_string();
+        let (status, d) = self.post_json(
+            "/api/v1/devices",
+            serde_json::json!({"serial": agent.serial, "purchase_date": today,
+                "customer": "ACME", "device_key": out.stdout.trim()}),
+        );
+        assert_eq!(status, 201, "{d}");
+    }
+
+    /// Provisions `agent` (the factory step) with `manifest` and `image`, and this
+    /// server's keyring and the box's entitlement.
+    pub fn provision_agent(
+        &self,
+        agent: &crate::agent::TestAgent,
+        manifest: &np_common::Envelope,
+        image: &[u8],
+    ) {
+        let (_, keyring) = self.get_json("/api/v1/keyring");
+        let (status, ent) = self.get_json(&format!("/api/v1/devices/{}/entitlement", agent.serial));
+        assert_eq!(status, 200, "{ent}");
+        agent.provision(
+            &serde_json::from_value(keyring).expect("a keyring"),
+            manifest,
+            image,
+            Some(&serde_json::from_value(ent).expect("an entitlement")),
+        );
+    }
+
     /// Streams a file to `PUT /api/v1/blobs` with the admin token.
     pub fn put_blob(&self, path_to_file: &Path) -> (u16, serde_json::Value) {
         let file = std::fs::File::open(path_to_file)

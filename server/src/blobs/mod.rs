@@ -28,6 +28,13 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// How many received chunks may wait for the writer.
 const CHANNEL_CHUNKS: usize = 4;
 
+/// An upload's file in `tmp/` untouched this long is a leftover (of a server killed
+/// during the upload): an upload in progress writes to it all the time.
+pub const STALE_UPLOAD: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// How often a running server looks for such leftovers.
+pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// What an upload stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BlobInfo {
@@ -125,26 +132,59 @@ impl BlobStore {
     /// the uploads left half-done there, only those untouched for an hour are removed (a
     /// younger one may be another replica's upload in progress).
     pub fn at(root: &Path, max_size: u64) -> BlobStore {
-        let tmp = root.join("tmp");
-        let stale = std::time::Duration::from_secs(3600);
-        if let Ok(entries) = std::fs::read_dir(&tmp) {
-            for entry in entries.flatten() {
-                let old = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|m| m.elapsed().ok())
-                    .is_some_and(|age| age > stale);
-                if old {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-        }
-        BlobStore {
+        let store = BlobStore {
             root: root.to_path_buf(),
-            tmp,
+            tmp: root.join("tmp"),
             max_size,
             configured: true,
+        };
+        store.sweep_stale_uploads(STALE_UPLOAD);
+        store
+    }
+
+    /// Removes the files in `tmp/` untouched for longer than `stale` (best effort) and
+    /// answers how many went. An upload in progress writes its file all the time; a
+    /// request that ends removes its own file (a drop guard), so what is left is an
+    /// upload of a server that was killed (`kill -9`, a power cut), perhaps another
+    /// replica's, whose file nobody else would remove.
+    pub fn sweep_stale_uploads(&self, stale: std::time::Duration) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.tmp) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age > stale);
+            if old && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                folder = %self.tmp.display(),
+                "removed uploads left half-done by a server that stopped during them"
+            );
+        }
+        removed
+    }
+
+    /// Sweeps `tmp/` every `every` while the server runs (see
+    /// [`BlobStore::sweep_stale_uploads`]): the leftovers of a replica killed during an
+    /// upload go within about an hour, without waiting for a restart.
+    pub async fn sweep_while_serving(self, every: std::time::Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let store = self.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || store.sweep_stale_uploads(STALE_UPLOAD)).await;
         }
     }
 
@@ -230,7 +270,19 @@ impl BlobStore {
         let file = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(BlobError::NotFound(*sha256))
+                // A configured folder that is gone (an unmounted share) is the folder's
+                // fault, as for an upload, not one missing blob.
+                if self.configured
+                    && !tokio::fs::metadata(&self.root)
+                        .await
+                        .is_ok_and(|m| m.is_dir())
+                {
+                    return Err(BlobError::Unavailable(format!(
+                        "the blob folder {} is missing",
+                        self.root.display()
+                    )));
+                }
+                return Err(BlobError::NotFound(*sha256));
             }
             Err(e) => return Err(io("open", &path)(e)),
         };
@@ -439,6 +491,56 @@ mod tests {
             std::fs::read_dir(dir.path().join("blobs")).unwrap().count(),
             1
         );
+    }
+
+    #[tokio::test]
+    async fn an_upload_whose_request_ends_mid_stream_leaves_nothing() {
+        // The request's future is dropped (the connection went) while the body still
+        // promises more: no error comes from the body, the drop guard removes the file.
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::new(dir.path(), 1 << 20);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(1);
+        let body = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let upload = tokio::spawn({
+            let store = store.clone();
+            async move { store.put(body).await }
+        });
+        tx.send(Ok(Bytes::from_static(b"half an image")))
+            .await
+            .unwrap();
+        // The chunk was taken: the next send waits for room, i.e. for the upload to
+        // have read the first one, so its file exists.
+        tx.send(Ok(Bytes::from_static(b", more"))).await.unwrap();
+        tx.send(Ok(Bytes::from_static(b", more"))).await.unwrap();
+        assert_eq!(tmp_files(dir.path()), 1, "the upload's file is there");
+        upload.abort();
+        assert!(upload.await.unwrap_err().is_cancelled());
+        assert_eq!(tmp_files(dir.path()), 0);
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_removes_only_leftovers_older_than_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("share");
+        std::fs::create_dir_all(root.join("tmp")).unwrap();
+        let store = BlobStore::at(&root, 100);
+        let old = root.join("tmp/killed.part");
+        std::fs::write(&old, b"130 MB, once").unwrap();
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        let young = root.join("tmp/in-progress.part");
+        std::fs::write(&young, b"being written").unwrap();
+        // A running server (no restart) sweeps: the old one goes, the young one stays.
+        assert_eq!(store.sweep_stale_uploads(STALE_UPLOAD), 1);
+        assert!(!old.exists() && young.exists());
     }
 
     #[tokio::test]

@@ -20,10 +20,10 @@ pub struct Args {
 /// Runs `init`.
 pub fn run(args: &Args) -> Result<(), CliError> {
     let now = jiff::Timestamp::now();
-    let out = match &args.store.url {
+    let out = match args.store.resolve()? {
         None => datadir::init(&args.data, now)?,
         Some(url) => super::block_on(async {
-            let store = super::connect_store(url).await?;
+            let store = super::connect_store(&url).await?;
             Ok(datadir::init_with_store(&args.data, &store, now).await?)
         })?,
     };
@@ -49,7 +49,7 @@ pub fn print_first_start(dir: &Path, out: &InitOutput, hint: &str) -> Result<(),
     if std::io::stdout().is_terminal() {
         crate::outln!("admin token: {}", out.admin_token);
     } else {
-        let path = dir.join(FIRST_TOKEN_FILE);
+        let path = super::absolute(&dir.join(FIRST_TOKEN_FILE));
         np_fsutil::write_new(
             &path,
             format!("{}\n", out.admin_token).as_bytes(),

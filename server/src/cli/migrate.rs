@@ -14,13 +14,13 @@ pub struct Args {
 
 /// Runs `migrate`.
 pub fn run(args: &Args) -> Result<(), CliError> {
-    let Some(url) = &args.store.url else {
+    let Some(url) = args.store.resolve()? else {
         return Err(CliError::Usage(
-            "migrate needs --store URL (or NP_STORE_URL): the PostgreSQL database to migrate; the embedded store needs no migration".into(),
+            "migrate needs --store URL, --store-file FILE or NP_STORE_URL: the PostgreSQL database to migrate; the embedded store needs no migration".into(),
         ));
     };
     let version = super::block_on(async {
-        let store = super::connect_store(url).await?;
+        let store = super::connect_store(&url).await?;
         Ok(store.migrate().await?)
     })?;
     crate::outln!("schema version {version}");

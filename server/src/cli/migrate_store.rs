@@ -1,4 +1,4 @@
-//! `np-server migrate-store --data DIR --to URL`: copies the embedded store of a data
+//! `np-server migrate-store --data DIR --to URL|--to-file FILE`: copies the embedded store of a data
 //! folder (and its tokens) into an empty PostgreSQL database, then checks the count of
 //! every kind of record. The folder is left untouched: sled reads a copy of `DIR/store`
 //! in a temporary folder. A server running on the folder is refused (the copy holds the
@@ -15,9 +15,36 @@ pub struct Args {
     #[arg(long)]
     pub data: PathBuf,
     /// The PostgreSQL database to fill (postgres://USER:PASSWORD@HOST:PORT/DATABASE); it
-    /// must hold no records.
-    #[arg(long, value_name = "URL")]
-    pub to: String,
+    /// must hold no records. A password given here shows in the process list: prefer
+    /// --to-file or NP_STORE_URL.
+    #[arg(long, value_name = "URL", env = "NP_STORE_URL", hide_env_values = true)]
+    pub to: Option<String>,
+    /// A file (best mode 0600) whose first line is the URL, as for --to.
+    #[arg(long = "to-file", value_name = "FILE")]
+    pub to_file: Option<PathBuf>,
+}
+
+impl Args {
+    /// The URL of the database to fill: `--to`, `--to-file` or `NP_STORE_URL`.
+    fn target(&self) -> Result<String, CliError> {
+        let store = super::StoreArg {
+            url: self.to.clone(),
+            store_file: self.to_file.clone(),
+        };
+        store
+            .resolve()
+            .map_err(|e| match e {
+                CliError::Usage(m) => CliError::Usage(
+                    m.replace("--store-file", "--to-file").replace("--store", "--to"),
+                ),
+                other => other,
+            })?
+            .ok_or_else(|| {
+                CliError::Usage(
+                    "migrate-store needs --to URL, --to-file FILE or NP_STORE_URL: the PostgreSQL database to fill".into(),
+                )
+            })
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
@@ -56,6 +83,7 @@ fn lock_store(data: &Path, store_dir: &Path) -> Result<std::fs::File, CliError> 
 
 /// Runs `migrate-store`.
 pub fn run(args: &Args) -> Result<(), CliError> {
+    let to = args.target()?;
     let store_dir = args.data.join("store");
     if !args.data.join("keyring.json").exists() || !store_dir.is_dir() {
         return Err(CliError::Usage(format!(
@@ -74,7 +102,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
         .map_err(|e| CliError::Io(format!("cannot copy {}: {e}", store_dir.display())))?;
     let sled = SledStore::open(&copy)?;
     let copied = super::block_on(async {
-        let pg: PgStore = super::connect_store(&args.to).await.map_err(|e| match e {
+        let pg: PgStore = super::connect_store(&to).await.map_err(|e| match e {
             CliError::Usage(m) => CliError::Usage(m.replace("--store", "--to")),
             other => other,
         })?;
@@ -98,7 +126,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
         crate::outln!("{:<16} {:>10} {:>10}", c.kind, c.source, c.target);
     }
     crate::errln!(
-        "copied; {} is unchanged. Serve with --store (or [store] url) from now on.",
+        "copied; {} is unchanged. Serve with --store-file, NP_STORE_URL or [store] url from now on.",
         args.data.display()
     );
     Ok(())

@@ -55,7 +55,7 @@ fn embedded_devices(dir: &std::path::Path) -> Option<usize> {
 async fn refuse_forgotten_migration(
     dir: &std::path::Path,
     pg: &crate::store::PgStore,
-    url: &str,
+    source: &super::StoreSource,
     ignore: bool,
 ) -> Result<(), CliError> {
     let Some(n) = embedded_devices(dir).filter(|n| *n > 0) else {
@@ -70,15 +70,11 @@ async fn refuse_forgotten_migration(
     if devices > 0 {
         return Ok(());
     }
-    // As the token hints: the password never printed, PASSWORD in its place.
-    let (shown, masked) = super::token::without_password(url);
-    let note = if masked {
-        " with the database password in place of PASSWORD"
-    } else {
-        ""
-    };
+    // As the token hints: the password never printed, nor asked for on a command line.
+    let (to, note) = super::token::store_hint("--to", Some(source));
+    let dir = super::absolute(dir);
     let message = format!(
-        "the PostgreSQL database holds no devices, but {}/store (the embedded store) holds {n}: copy them first with `np-server migrate-store --data {} --to '{shown}'`{note} (stop any server on that folder), or pass --ignore-embedded-store to start on the empty database anyway",
+        "the PostgreSQL database holds no devices, but {}/store (the embedded store) holds {n}: copy them first with `np-server migrate-store --data {}{to}`{note} (stop any server on that folder), or pass --ignore-embedded-store to start on the empty database anyway",
         dir.display(),
         dir.display()
     );
@@ -167,9 +163,15 @@ pub async fn run(args: &Args) -> Result<(), CliError> {
         .local_addr()
         .map_err(|e| CliError::Io(format!("cannot read the bound address: {e}")))?;
     let mut config = config;
-    if args.store.url.is_some() {
-        config.store_url.clone_from(&args.store.url);
+    if let Some(url) = args.store.resolve()? {
+        config.store_url = Some(url);
     }
+    // Where the URL came from, for the printed commands: a URL from the config file is
+    // named as a file the operator writes it into, never with its password.
+    let source = args
+        .store
+        .source()
+        .or_else(|| config.store_url.clone().map(super::StoreSource::Flag));
     let dir = config.data_dir.clone();
     datadir::require_store_url(&dir, config.store_url.as_deref(), "serve")
         .map_err(CliError::Refused)?;
@@ -177,12 +179,13 @@ pub async fn run(args: &Args) -> Result<(), CliError> {
         Some(url) => Some(super::connect_store(url).await?),
         None => None,
     };
-    if let (Some(pg), Some(url)) = (&pg, &config.store_url) {
-        refuse_forgotten_migration(&dir, pg, url, args.ignore_embedded_store).await?;
+    if let (Some(pg), Some(source)) = (&pg, &source) {
+        refuse_forgotten_migration(&dir, pg, source, args.ignore_embedded_store).await?;
     }
     let hint =
-        super::token::admin_token_hint(&dir, args.config.as_deref(), args.store.url.as_deref());
-    if datadir::is_fresh(&dir) {
+        super::token::admin_token_hint(&dir, args.config.as_deref(), args.store.source().as_ref());
+    let created = datadir::is_fresh(&dir);
+    if created {
         let out = match &pg {
             Some(pg) => datadir::init_with_store(&dir, pg, jiff::Timestamp::now()).await?,
             None => datadir::init(&dir, jiff::Timestamp::now())?,
@@ -237,7 +240,16 @@ pub async fn run(args: &Args) -> Result<(), CliError> {
         );
     }
     warn_if_keyring_expires(&state);
-    if !crate::tokens::any_used(&dir) {
+    // Leftovers of uploads cut by a kill (of this server or another replica sharing the
+    // folder) go while serving, not only at the next start.
+    tokio::spawn(
+        state
+            .blobs
+            .clone()
+            .sweep_while_serving(crate::blobs::SWEEP_EVERY),
+    );
+    // A folder made just now printed its token (or its file) and the hint already.
+    if !created && !crate::tokens::any_used(&dir, state.store.postgres()).await {
         eprintln!(
             "np-server: no staff token has been used on this server yet. If you do not have the \
              admin token, make one: {hint}"

@@ -49,11 +49,10 @@ impl Where {
                 ))
             }
         };
-        let url = self
-            .store
-            .url
-            .clone()
-            .or_else(|| from_toml.and_then(|c| c.store_url));
+        let url = match self.store.resolve()? {
+            Some(u) => Some(u),
+            None => from_toml.and_then(|c| c.store_url),
+        };
         require_data(&data)?;
         crate::datadir::require_store_url(&data, url.as_deref(), "token")
             .map_err(CliError::Refused)?;
@@ -117,33 +116,45 @@ pub fn without_password(url: &str) -> (String, bool) {
 }
 
 /// The command that makes an admin token for a server started with `config` and/or data
-/// folder `dir`, and the store URL `store_flag` given by `--store` or `NP_STORE_URL` (not
-/// by the config), as `serve` and `init` print it: it works as printed, except that a
-/// password in the URL is never printed (`PASSWORD` stands in for it).
+/// folder `dir` (both printed absolute, so that the command works from any folder), and
+/// the store given by `store` (`--store`, `--store-file` or `NP_STORE_URL`; not by the
+/// config), as `serve` and `init` print it: it works as printed, and never prints nor
+/// asks for a database password on the command line.
 pub fn admin_token_hint(
     dir: &std::path::Path,
     config: Option<&std::path::Path>,
-    store_flag: Option<&str>,
+    store: Option<&super::StoreSource>,
 ) -> String {
     let mut cmd = String::from("np-server token create");
     if let Some(c) = config {
-        cmd.push_str(&format!(" --config {}", c.display()));
+        cmd.push_str(&format!(" --config {}", super::absolute(c).display()));
     }
-    cmd.push_str(&format!(" --data {}", dir.display()));
-    let mut note = "";
-    if let Some(url) = store_flag {
-        let from_env = std::env::var("NP_STORE_URL").is_ok_and(|v| v == url);
-        if from_env {
-            note = " (with NP_STORE_URL set as for this server)";
-        } else {
-            let (shown, masked) = without_password(url);
-            cmd.push_str(&format!(" --store '{shown}'"));
-            if masked {
-                note = " (with the database password in place of PASSWORD)";
-            }
-        }
+    cmd.push_str(&format!(" --data {}", super::absolute(dir).display()));
+    let (arg, note) = store_hint("--store", store);
+    format!("{cmd}{arg} --role admin --name NAME{note}")
+}
+
+/// How a printed command names the store given by `source` through `flag` (`--store`,
+/// or `--to` of `migrate-store`; each has a `-file` twin): the argument and a note. A
+/// URL with a password becomes `FLAG-file FILE`, the note showing the URL with
+/// `PASSWORD` in its place: a password on a command line shows in the process list.
+pub fn store_hint(flag: &str, source: Option<&super::StoreSource>) -> (String, String) {
+    use super::StoreSource;
+    match source {
+        None => (String::new(), String::new()),
+        Some(StoreSource::Env) => (
+            String::new(),
+            " (with NP_STORE_URL set as for this server)".to_owned(),
+        ),
+        Some(StoreSource::File(path)) => (format!(" {flag}-file {}", path.display()), String::new()),
+        Some(StoreSource::Flag(url)) => match without_password(url) {
+            (shown, true) => (
+                format!(" {flag}-file FILE"),
+                format!(" (FILE holding the database URL {shown}, with the password in place of PASSWORD, mode 0600; or NP_STORE_URL set to it)"),
+            ),
+            (shown, false) => (format!(" {flag} '{shown}'"), String::new()),
+        },
     }
-    format!("{cmd} --role admin --name NAME{note}")
 }
 
 fn require_data(dir: &std::path::Path) -> Result<(), CliError> {
@@ -247,26 +258,54 @@ mod tests {
 
     #[test]
     fn the_hint_names_the_store_but_never_its_password() {
+        use crate::cli::StoreSource;
         let dir = std::path::Path::new("/srv/np");
         assert_eq!(
             admin_token_hint(dir, None, None),
             "np-server token create --data /srv/np --role admin --name NAME"
         );
-        let hint = admin_token_hint(dir, None, Some("postgres://np:s3cret@db:5432/np"));
+        let flag = StoreSource::Flag("postgres://np:s3cret@db:5432/np".into());
+        let hint = admin_token_hint(dir, None, Some(&flag));
         assert_eq!(
             hint,
-            "np-server token create --data /srv/np --store 'postgres://np:PASSWORD@db:5432/np' --role admin --name NAME (with the database password in place of PASSWORD)"
+            "np-server token create --data /srv/np --store-file FILE --role admin --name NAME (FILE holding the database URL postgres://np:PASSWORD@db:5432/np, with the password in place of PASSWORD, mode 0600; or NP_STORE_URL set to it)"
         );
+        assert!(!hint.contains("s3cret"), "{hint}");
         assert_eq!(
-            admin_token_hint(dir, None, Some("postgres://np@db/np")),
+            admin_token_hint(dir, None, Some(&StoreSource::Flag("postgres://np@db/np".into()))),
             "np-server token create --data /srv/np --store 'postgres://np@db/np' --role admin --name NAME"
         );
+        let file = StoreSource::File("/etc/np/store-url".into());
+        assert_eq!(
+            admin_token_hint(dir, None, Some(&file)),
+            "np-server token create --data /srv/np --store-file /etc/np/store-url --role admin --name NAME"
+        );
+        assert!(admin_token_hint(dir, None, Some(&StoreSource::Env))
+            .ends_with("--name NAME (with NP_STORE_URL set as for this server)"));
         let with_config =
             admin_token_hint(dir, Some(std::path::Path::new("/etc/np/server.toml")), None);
         assert!(
             with_config
                 .starts_with("np-server token create --config /etc/np/server.toml --data /srv/np"),
             "{with_config}"
+        );
+    }
+
+    #[test]
+    fn the_hint_works_from_any_folder() {
+        let here = std::env::current_dir().unwrap();
+        let hint = admin_token_hint(
+            std::path::Path::new("np-data"),
+            Some(std::path::Path::new("a.toml")),
+            None,
+        );
+        assert_eq!(
+            hint,
+            format!(
+                "np-server token create --config {} --data {} --role admin --name NAME",
+                here.join("a.toml").display(),
+                here.join("np-data").display()
+            )
         );
     }
 
@@ -304,6 +343,7 @@ mod tests {
             role,
             sha256: String::new(),
             created_at: at,
+            used: false,
         };
         let lines = table(&[
             rec("admin", TokenRole::Admin),

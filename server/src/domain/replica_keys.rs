@@ -206,13 +206,24 @@ pub async fn check(state: &AppState, max_age: Duration) -> Result<(), ReplicaKey
     }
     // The store's is newer: perhaps the folder has it now.
     let dir = &state.config.data_dir;
+    // The key files the folder lacks when its keyring.json is the store's already (it
+    // was copied, keys/ not yet): named in the log, so the operator knows what to copy.
+    let mut missing = Vec::new();
     let switched = match datadir::load_keys(dir) {
         Ok(keys) if KeyringRecord::of(&keys).same_keyring(&stored) => {
             state.store.expect_keyring(stored.version);
             state.set_keys(keys);
             true
         }
-        _ => false,
+        Ok(_) => false,
+        Err(_) => {
+            if let Ok((version, files)) = datadir::folder_missing_keys(dir) {
+                if version == stored.version {
+                    missing = files;
+                }
+            }
+            false
+        }
     };
     if switched {
         state.keyring_watch.remember(None);
@@ -222,14 +233,30 @@ pub async fn check(state: &AppState, max_age: Duration) -> Result<(), ReplicaKey
         );
         return Ok(());
     }
-    let message = format!(
-        "this replica signs under keyring {}, but the database's keyring is {}, installed through another replica: copy keyring.json and keys/ from that replica's data folder into {} (or share the folder); this replica switches to them by itself within seconds",
-        ours.describe(),
-        stored.describe(),
-        dir.display()
-    );
+    let message = if missing.is_empty() {
+        format!(
+            "this replica signs under keyring {}, but the database's keyring is {}, installed through another replica: copy keyring.json and keys/ from that replica's data folder into {} (or share the folder); this replica switches to them by itself within seconds",
+            ours.describe(),
+            stored.describe(),
+            dir.display()
+        )
+    } else {
+        format!(
+            "this replica signs under keyring {}, but the database's keyring is {}, installed through another replica: {}/keyring.json is that keyring already, but the data folder lacks {}: copy keys/ from that replica's data folder into {} too; this replica switches to them by itself within seconds",
+            ours.describe(),
+            stored.describe(),
+            dir.display(),
+            missing.join(", "),
+            dir.display()
+        )
+    };
     if state.keyring_watch.remember(Some(message.clone())) {
-        tracing::warn!(ours = ours.version, stored = stored.version, "{message}");
+        tracing::warn!(
+            ours = ours.version,
+            stored = stored.version,
+            missing = %missing.join(", "),
+            "{message}"
+        );
     }
     stale(Some(message))
 }
@@ -321,6 +348,81 @@ mod tests {
         let err = at_start(&state).await.unwrap_err().to_string();
         assert!(err.contains("is not signed by the root"), "{err}");
         assert_eq!(state.store.keyring_record().await.unwrap(), Some(theirs));
+    }
+
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let target = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), target).unwrap();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replica_given_the_keyring_but_not_its_keys_names_the_missing_key_file() {
+        let Some(db) = crate::store::contract_tests::TestDb::create().await else {
+            return;
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        let pg = crate::store::PgStore::connect(&db.url).await.unwrap();
+        datadir::init_with_store(&a, &pg, now()).await.unwrap();
+        copy_dir(&a, &b);
+        let replica_b = datadir::open_with_store(
+            crate::config::default_config(&b),
+            crate::store::Store::Postgres(pg.clone()),
+            crate::state::fixed_clock(now()),
+        )
+        .await
+        .unwrap();
+        at_start(&replica_b).await.unwrap();
+        // Replica a installs version 2 with a new online key (as an install leaves it).
+        let online = np_common::SecretKey::from_seed(&[7; 32]);
+        let id = online.public_key().key_id();
+        std::fs::write(a.join(format!("keys/{id}.key")), online.to_base64()).unwrap();
+        let old = datadir::load_keys(&a).unwrap().keyring;
+        let mut keys = old.keys.clone();
+        keys.retain(|e| !e.roles.contains(&np_common::docs::Role::Entitlement));
+        keys.push(np_common::keyring::KeyEntry {
+            keyid: id.clone(),
+            public_key: online.public_key(),
+            roles: vec![
+                np_common::docs::Role::Entitlement,
+                np_common::docs::Role::Time,
+            ],
+        });
+        let root_text = std::fs::read_to_string(a.join("offline/root.key")).unwrap();
+        let root = np_common::SecretKey::from_base64(root_text.trim()).unwrap();
+        let next = np_common::keyring::Keyring {
+            version: 2,
+            keys,
+            ..old
+        };
+        std::fs::write(a.join("keyring.json"), next.sign(&[&root]).to_json_pretty()).unwrap();
+        replica_b
+            .store
+            .advance_keyring(&KeyringRecord::of(&datadir::load_keys(&a).unwrap()))
+            .await
+            .unwrap();
+        // b gets keyring.json alone: stale, and the sentence names the key file to copy.
+        std::fs::copy(a.join("keyring.json"), b.join("keyring.json")).unwrap();
+        let err = check(&replica_b, Duration::ZERO).await.unwrap_err();
+        let m = err.to_string();
+        assert!(matches!(err, ReplicaKeysError::Stale(_)), "{m}");
+        assert!(
+            m.contains(&format!("lacks keys/{id}.key (entitlement and time key)")),
+            "{m}"
+        );
+        assert!(!m.contains(&online.to_base64()), "{m}");
+        // Once keys/ follows, b switches by itself.
+        copy_dir(&a.join("keys"), &b.join("keys"));
+        check(&replica_b, Duration::ZERO).await.unwrap();
+        assert_eq!(replica_b.keys().keyring.version, 2);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use np_common::Sha256Digest;
+use std::path::Path;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use tokio_util::io::ReaderStream;
 
@@ -43,7 +44,7 @@ pub fn blob_error(e: BlobError) -> ApiError {
         ),
         BlobError::NotFound(d) => ApiError::not_found(format!("no image with SHA-256 {d} is stored")),
         e if e.is_folder_unavailable() => {
-            tracing::warn!(error = %e, "an image could not be stored: the blob folder is unavailable");
+            tracing::warn!(error = %e, "an image could not be stored or read: the blob folder is unavailable");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "blobs_unavailable",
@@ -122,8 +123,30 @@ async fn download(
         let h = refusal.unwrap_or_else(|| Hold::Yanked(using[0].release.version.clone()));
         return Err(not_entitled(&h));
     }
-    let (file, size) = state.blobs.open_blob(&sha).await.map_err(blob_error)?;
+    let (file, size) = state.blobs.open_blob(&sha).await.map_err(|e| {
+        release_blob_error(e, &using[0].release.version, &state.blobs.path_of(&sha))
+    })?;
     serve_file(file, size, headers.get(header::RANGE), &sha).await
+}
+
+/// The error of a release whose image cannot be read: its blob gone from the folder is a
+/// fault of the server (500 `blob_missing`, naming the release and what staff can do),
+/// not a missing resource; other failures as [`blob_error`].
+pub fn release_blob_error(e: BlobError, version: &np_common::Version, path: &Path) -> ApiError {
+    match e {
+        BlobError::NotFound(sha) => {
+            tracing::error!(%version, %sha, path = %path.display(), "the image of a published release is missing from the blob folder");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "blob_missing",
+                format!(
+                    "the image of release {version} (SHA-256 {sha}) is missing from the server's blob folder: upload the same image again, or restore the blob folder from a backup"
+                ),
+            )
+            .with_details(serde_json::json!({ "version": version.to_string(), "sha256": sha.to_hex() }))
+        }
+        other => blob_error(other),
+    }
 }
 
 /// 403 whose code is the rule that refused (`not_newer`, `warranty_expired`, `yanked`,

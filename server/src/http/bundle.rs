@@ -9,7 +9,7 @@ use crate::blobs::bundle_tar::{
 use crate::domain::device::DeviceRecord;
 use crate::domain::offers;
 use crate::http::auth::StaffCaller;
-use crate::http::blobs::{blob_error, not_entitled};
+use crate::http::blobs::{not_entitled, release_blob_error};
 use crate::http::device_api::box_view_parts;
 use crate::http::devices::path_serial;
 use crate::http::error::{ApiError, ApiPath, ApiQuery};
@@ -83,11 +83,13 @@ pub async fn serve_bundle(
     request_headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let image = &record.release.image;
-    let (file, size) = state
-        .blobs
-        .open_blob(&image.sha256)
-        .await
-        .map_err(blob_error)?;
+    let (file, size) = state.blobs.open_blob(&image.sha256).await.map_err(|e| {
+        release_blob_error(
+            e,
+            &record.release.version,
+            &state.blobs.path_of(&image.sha256),
+        )
+    })?;
     if size != image.size {
         return Err(ApiError::internal(format!(
             "stored blob {} is {size} bytes, its release says {}",

@@ -44,6 +44,21 @@ fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
 }
 
+/// Asserts that `answer` is the refusal `status` with error `code`, and gives back its
+/// body, for the checks of its message or details.
+#[track_caller]
+fn refused(answer: (StatusCode, Value), status: StatusCode, code: &str) -> Value {
+    refused_for("", answer, status, code)
+}
+
+/// As [`refused`], naming `what` was sent (a loop's body, path or case) when it fails.
+#[track_caller]
+fn refused_for(what: &str, answer: (StatusCode, Value), status: StatusCode, code: &str) -> Value {
+    let (s, v) = answer;
+    assert_eq!((s, self::code(&v)), (status, code), "{what}: {v}");
+    v
+}
+
 fn fresh_nonce() -> String {
     let mut b = [0u8; 16];
     getrandom::getrandom(&mut b).unwrap();
@@ -308,19 +323,26 @@ async fn a_covered_box_gets_a_case_and_the_refusals_have_their_codes() {
         ),
     ];
     for (body, status, c) in cases {
-        let (s, v) = h.staff("POST", "/api/v1/cases", Some(body.clone())).await;
-        assert_eq!((s, code(&v)), (status, c), "{body} → {v}");
-    }
-    for path in ["/api/v1/cases/1042", "/api/v1/cases/C-x"] {
-        let (s, v) = h.staff("GET", path, None).await;
-        assert_eq!(
-            (s, code(&v)),
-            (StatusCode::UNPROCESSABLE_ENTITY, "bad_case_id"),
-            "{path}"
+        refused_for(
+            &body.to_string(),
+            h.staff("POST", "/api/v1/cases", Some(body.clone())).await,
+            status,
+            c,
         );
     }
-    let (s, v) = h.staff("GET", "/api/v1/cases/C-99", None).await;
-    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"));
+    for path in ["/api/v1/cases/1042", "/api/v1/cases/C-x"] {
+        refused_for(
+            path,
+            h.staff("GET", path, None).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_case_id",
+        );
+    }
+    refused(
+        h.staff("GET", "/api/v1/cases/C-99", None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
     // The release role is refused, as for devices; no token at all is 401.
     let release = crate::tokens::create(
         &h.state.config.data_dir,
@@ -329,15 +351,17 @@ async fn a_covered_box_gets_a_case_and_the_refusals_have_their_codes() {
         h.state.now(),
     )
     .unwrap();
-    let (s, v) = h
-        .call(
+    refused(
+        h.call(
             &release,
             "POST",
             "/api/v1/cases",
             Some(json!({"serial": SERIAL, "summary": "x"})),
         )
-        .await;
-    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
+        .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
     let (s, _) = h.call("nope", "GET", "/api/v1/cases", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     // Audited on the box.
@@ -353,8 +377,11 @@ async fn a_covered_box_gets_a_case_and_the_refusals_have_their_codes() {
 async fn a_lapsed_box_gets_no_case_until_reinstated_and_revoked_or_replaced_boxes_none() {
     let h = H::new().await;
     h.register(SERIAL, "2025-01-01").await;
-    let (s, v) = h.open_case(SERIAL).await;
-    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "not_covered"), "{v}");
+    let v = refused(
+        h.open_case(SERIAL).await,
+        StatusCode::FORBIDDEN,
+        "not_covered",
+    );
     assert_eq!(v["error"]["details"]["coverage_end"], "2026-01-01");
     let m = v["error"]["message"].as_str().unwrap();
     assert!(m.contains("2026-01-01") && m.contains("reinstate"), "{m}");
@@ -378,8 +405,7 @@ async fn a_lapsed_box_gets_no_case_until_reinstated_and_revoked_or_replaced_boxe
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, v) = h.open_case(OTHER).await;
-    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "revoked"), "{v}");
+    let v = refused(h.open_case(OTHER).await, StatusCode::FORBIDDEN, "revoked");
     assert!(v["error"]["message"].as_str().unwrap().contains("stolen"));
 
     let (s, v) = h
@@ -390,8 +416,7 @@ async fn a_lapsed_box_gets_no_case_until_reinstated_and_revoked_or_replaced_boxe
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, v) = h.open_case(SERIAL).await;
-    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "replaced"), "{v}");
+    let v = refused(h.open_case(SERIAL).await, StatusCode::FORBIDDEN, "replaced");
     assert!(v["error"]["message"]
         .as_str()
         .unwrap()
@@ -440,11 +465,7 @@ async fn status_entries_follow_the_status_machine_and_the_first_response_counts_
             assert_eq!(s, StatusCode::CREATED, "{to}: {v}");
             assert_eq!(v["status"], to);
         } else {
-            assert_eq!(
-                (s, code(&v)),
-                (StatusCode::CONFLICT, "bad_transition"),
-                "{to}: {v}"
-            );
+            refused_for(to, (s, v), StatusCode::CONFLICT, "bad_transition");
         }
     }
     // Nothing after closed.
@@ -452,17 +473,24 @@ async fn status_entries_follow_the_status_machine_and_the_first_response_counts_
         json!({"kind": "status", "status": "open"}),
         json!({"kind": "note", "text": "late"}),
     ] {
-        let (s, v) = h.entry(&id, body).await;
-        assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "case_closed"), "{v}");
+        refused(
+            h.entry(&id, body).await,
+            StatusCode::CONFLICT,
+            "case_closed",
+        );
     }
-    let (s, v) = h
-        .staff("POST", &format!("/api/v1/cases/{id}/rma"), None)
-        .await;
-    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "case_closed"), "{v}");
-    let (s, v) = h
-        .staff("POST", &format!("/api/v1/cases/{id}/diagnostics"), None)
-        .await;
-    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "case_closed"), "{v}");
+    refused(
+        h.staff("POST", &format!("/api/v1/cases/{id}/rma"), None)
+            .await,
+        StatusCode::CONFLICT,
+        "case_closed",
+    );
+    refused(
+        h.staff("POST", &format!("/api/v1/cases/{id}/diagnostics"), None)
+            .await,
+        StatusCode::CONFLICT,
+        "case_closed",
+    );
 
     let other = h.case_id(SERIAL).await;
     for (body, c) in [
@@ -475,17 +503,19 @@ async fn status_entries_follow_the_status_machine_and_the_first_response_counts_
         (json!({"kind": "memo", "text": "x"}), "bad_entry"),
         (json!({"kind": "note", "text": "  "}), "bad_text"),
     ] {
-        let (s, v) = h.entry(&other, body.clone()).await;
-        assert_eq!(
-            (s, code(&v)),
-            (StatusCode::UNPROCESSABLE_ENTITY, c),
-            "{body}: {v}"
+        refused_for(
+            &body.to_string(),
+            h.entry(&other, body.clone()).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            c,
         );
     }
-    let (s, v) = h
-        .entry("C-99999", json!({"kind": "note", "text": "x"}))
-        .await;
-    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"), "{v}");
+    refused(
+        h.entry("C-99999", json!({"kind": "note", "text": "x"}))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
     let actions = h.audit_actions(SERIAL).await;
     assert_eq!(
         actions.iter().filter(|a| *a == "case_status").count(),
@@ -504,11 +534,10 @@ async fn the_rma_clock_stops_for_a_shortage_and_an_open_rma_past_due_is_overdue(
     let h = H::new().await;
     h.register(SERIAL, "2026-01-01").await;
     let id = h.case_id(SERIAL).await;
-    let (s, v) = h.rma(&id, json!({"shortage": true})).await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, "bad_transition"),
-        "{v}"
+    refused(
+        h.rma(&id, json!({"shortage": true})).await,
+        StatusCode::CONFLICT,
+        "bad_transition",
     );
     let (s, v) = h
         .staff(
@@ -532,20 +561,17 @@ async fn the_rma_clock_stops_for_a_shortage_and_an_open_rma_past_due_is_overdue(
         .ends_with("fan noise"));
     // The RMA is the first response.
     assert_eq!(v["first_response_at"], "2026-11-23T10:00:00Z");
-    let (s, v) = h
-        .staff("POST", &format!("/api/v1/cases/{id}/rma"), None)
-        .await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, "bad_transition"),
-        "{v}"
+    refused(
+        h.staff("POST", &format!("/api/v1/cases/{id}/rma"), None)
+            .await,
+        StatusCode::CONFLICT,
+        "bad_transition",
     );
     // Status entries cannot leave rma.
-    let (s, v) = h.status(&id, "resolved").await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, "bad_transition"),
-        "{v}"
+    refused(
+        h.status(&id, "resolved").await,
+        StatusCode::CONFLICT,
+        "bad_transition",
     );
 
     // Parts short from day 1 to day 3: due moves by two days.
@@ -555,11 +581,10 @@ async fn the_rma_clock_stops_for_a_shortage_and_an_open_rma_past_due_is_overdue(
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["rma"]["shortage"], true);
-    let (s, v) = h.rma(&id, json!({"shortage": true})).await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, "bad_transition"),
-        "{v}"
+    refused(
+        h.rma(&id, json!({"shortage": true})).await,
+        StatusCode::CONFLICT,
+        "bad_transition",
     );
     // While short, past the first due time: not overdue, due moving.
     h.set_now("2026-11-29T10:00:00Z");
@@ -573,11 +598,10 @@ async fn the_rma_clock_stops_for_a_shortage_and_an_open_rma_past_due_is_overdue(
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["rma"]["due"], "2026-11-30T10:00:00Z");
     assert_eq!(v["rma"]["stopped_secs"], 2 * 86_400);
-    let (s, v) = h.rma(&id, json!({"shortage": false})).await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, "bad_transition"),
-        "{v}"
+    refused(
+        h.rma(&id, json!({"shortage": false})).await,
+        StatusCode::CONFLICT,
+        "bad_transition",
     );
 
     let list = |q: &'static str| {
@@ -596,13 +620,16 @@ async fn the_rma_clock_stops_for_a_shortage_and_an_open_rma_past_due_is_overdue(
     assert_eq!(list("status=rma").await, 1);
     assert_eq!(list("status=open").await, 0);
     assert_eq!(list("serial=NR-2000-000001-6").await, 0);
-    let (s, v) = h.staff("GET", "/api/v1/cases?status=done", None).await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "bad_status")
+    refused(
+        h.staff("GET", "/api/v1/cases?status=done", None).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "bad_status",
     );
-    let (s, v) = h.staff("GET", "/api/v1/cases?cursor=zzz", None).await;
-    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "bad_cursor"));
+    refused(
+        h.staff("GET", "/api/v1/cases?cursor=zzz", None).await,
+        StatusCode::BAD_REQUEST,
+        "bad_cursor",
+    );
 
     // Repaired: the case is resolved, the RMA no longer overdue, and it cannot change.
     for (body, c) in [
@@ -617,11 +644,11 @@ async fn the_rma_clock_stops_for_a_shortage_and_an_open_rma_past_due_is_overdue(
             "bad_rma_change",
         ),
     ] {
-        let (s, v) = h.rma(&id, body.clone()).await;
-        assert_eq!(
-            (s, code(&v)),
-            (StatusCode::UNPROCESSABLE_ENTITY, c),
-            "{body}: {v}"
+        refused_for(
+            &body.to_string(),
+            h.rma(&id, body.clone()).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            c,
         );
     }
     let (s, v) = h
@@ -634,11 +661,10 @@ async fn the_rma_clock_stops_for_a_shortage_and_an_open_rma_past_due_is_overdue(
     );
     assert_eq!(v["rma"]["ended_at"], "2026-11-30T10:00:01Z");
     assert!(v.get("swapped").is_none());
-    let (s, v) = h.rma(&id, json!({"outcome": "repaired"})).await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, "bad_transition"),
-        "{v}"
+    refused(
+        h.rma(&id, json!({"outcome": "repaired"})).await,
+        StatusCode::CONFLICT,
+        "bad_transition",
     );
     let (s, v) = h.status(&id, "closed").await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
@@ -663,25 +689,19 @@ async fn an_rma_not_covered_names_an_exclusion_of_the_warranty_page() {
         json!({"outcome": "not_covered"}),
         json!({"outcome": "not_covered", "exclusion": "coffee"}),
     ] {
-        let (s, v) = h.rma(&id, body).await;
-        assert_eq!(
-            (s, code(&v)),
-            (StatusCode::UNPROCESSABLE_ENTITY, "bad_exclusion"),
-            "{v}"
+        let v = refused(
+            h.rma(&id, body).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_exclusion",
         );
         assert!(v["error"]["message"]
             .as_str()
             .unwrap()
             .contains("misuse_or_wear"));
     }
-    let (s, v) = h
+    refused(h
         .rma(&id, json!({"outcome": "not_covered", "exclusion": "misuse_or_wear", "replacement_serial": "NR-3000-000000-7"}))
-        .await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "bad_rma_change"),
-        "{v}"
-    );
+        .await, StatusCode::UNPROCESSABLE_ENTITY, "bad_rma_change");
     let (s, v) = h
         .rma(
             &id,
@@ -706,44 +726,37 @@ async fn an_rma_swap_follows_the_swap_rule_and_the_replacement_takes_the_coverag
         .await;
     let before = h.audit_actions(SERIAL).await.len();
     // A lower tier is refused, and nothing changes.
-    let (s, v) = h
-        .rma(
+    refused(
+        h.rma(
             &id,
             json!({"outcome": "swapped", "replacement_serial": "NR-1000-000000-9"}),
         )
-        .await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "swap_not_allowed"),
-        "{v}"
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "swap_not_allowed",
     );
-    let (s, v) = h.rma(&id, json!({"outcome": "swapped"})).await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "bad_rma_change"),
-        "{v}"
+    refused(
+        h.rma(&id, json!({"outcome": "swapped"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "bad_rma_change",
     );
-    let (s, v) = h
-        .rma(
+    refused(
+        h.rma(
             &id,
             json!({"outcome": "swapped", "replacement_serial": "NR-3000-000000-8"}),
         )
-        .await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "bad_serial"),
-        "{v}"
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "bad_serial",
     );
-    let (s, v) = h
-        .rma(
+    refused(
+        h.rma(
             &id,
             json!({"outcome": "swapped", "replacement_serial": "NC-1000-000000-9"}),
         )
-        .await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "swap_not_allowed"),
-        "{v}"
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "swap_not_allowed",
     );
     let (_, c) = h.staff("GET", &format!("/api/v1/cases/{id}"), None).await;
     assert_eq!(c["status"], "rma");
@@ -861,24 +874,21 @@ async fn diagnostics_wait_behind_an_older_action_and_the_signed_report_lands_on_
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     let id2 = h.case_id(SERIAL).await;
-    let (s, v) = h
-        .staff("POST", &format!("/api/v1/cases/{id2}/diagnostics"), None)
-        .await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, "diagnostics_pending"),
-        "{v}"
+    refused(
+        h.staff("POST", &format!("/api/v1/cases/{id2}/diagnostics"), None)
+            .await,
+        StatusCode::CONFLICT,
+        "diagnostics_pending",
     );
 
     let path = "/api/v1/device/diagnostics";
     let doc = report(SERIAL, &id, second.issued_at);
     // Signed by another key: 401; another box's case or no case: 404; not an envelope: 400.
     let forged = serde_json::to_vec(&sign_device(&doc, &SecretKey::from_seed(&[9; 32]))).unwrap();
-    let (s, v) = h.device(&h.key, SERIAL, path, &forged).await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::UNAUTHORIZED, "bad_diagnostics_signature"),
-        "{v}"
+    refused(
+        h.device(&h.key, SERIAL, path, &forged).await,
+        StatusCode::UNAUTHORIZED,
+        "bad_diagnostics_signature",
     );
     for case in [other_case.as_str(), "C-99999", "not-a-case"] {
         let body = serde_json::to_vec(&sign_device(
@@ -886,47 +896,42 @@ async fn diagnostics_wait_behind_an_older_action_and_the_signed_report_lands_on_
             &h.key,
         ))
         .unwrap();
-        let (s, v) = h.device(&h.key, SERIAL, path, &body).await;
-        assert_eq!(
-            (s, code(&v)),
-            (StatusCode::NOT_FOUND, "no_such_case"),
-            "{case}: {v}"
+        refused_for(
+            case,
+            h.device(&h.key, SERIAL, path, &body).await,
+            StatusCode::NOT_FOUND,
+            "no_such_case",
         );
     }
-    let (s, v) = h.device(&h.key, SERIAL, path, b"{\"x\": 1}").await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::BAD_REQUEST, "bad_document"),
-        "{v}"
+    refused(
+        h.device(&h.key, SERIAL, path, b"{\"x\": 1}").await,
+        StatusCode::BAD_REQUEST,
+        "bad_document",
     );
     let receipt_typed = Envelope::sign("application/vnd.np.receipt+json", b"{}", &[&h.key]);
-    let (s, v) = h
-        .device(
+    refused(
+        h.device(
             &h.key,
             SERIAL,
             path,
             &serde_json::to_vec(&receipt_typed).unwrap(),
         )
-        .await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::BAD_REQUEST, "bad_document"),
-        "{v}"
+        .await,
+        StatusCode::BAD_REQUEST,
+        "bad_document",
     );
     let mut huge = doc.clone();
     huge.status = json!({"x": "y".repeat(400 * 1024)});
-    let (s, v) = h
-        .device(
+    refused(
+        h.device(
             &h.key,
             SERIAL,
             path,
             &serde_json::to_vec(&sign_device(&huge, &h.key)).unwrap(),
         )
-        .await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-        "{v}"
+        .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
     );
 
     // The real one: filed as an entry whose text is the report, the requests cleared.
@@ -949,11 +954,10 @@ async fn diagnostics_wait_behind_an_older_action_and_the_signed_report_lands_on_
     assert_eq!(d["pending_diagnostics"], Value::Null);
     assert!(h.check_in(None).await["action"].is_null());
     // Sent again: nothing pending any more.
-    let (s, v) = h.device(&h.key, SERIAL, path, &body).await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, "no_diagnostics_pending"),
-        "{v}"
+    refused(
+        h.device(&h.key, SERIAL, path, &body).await,
+        StatusCode::CONFLICT,
+        "no_diagnostics_pending",
     );
     let actions = h.audit_actions(SERIAL).await;
     // One row per step in the box's history (the case's entry carries the box's change).
@@ -1124,11 +1128,10 @@ async fn ending_a_case_withdraws_its_diagnostics_request_so_the_box_can_be_asked
     assert_eq!(v["diagnostics_pending"], Value::Null, "{v}");
     assert_eq!(h.box_pending().await, Value::Null);
     // The box's report for the withdrawn request is refused.
-    let (s, v) = h.post_report(&report(SERIAL, &b, asked_b)).await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, "no_diagnostics_pending"),
-        "{v}"
+    refused(
+        h.post_report(&report(SERIAL, &b, asked_b)).await,
+        StatusCode::CONFLICT,
+        "no_diagnostics_pending",
     );
     // An RMA that ends (resolving the case) withdraws it as well.
     let c = h.case_id(SERIAL).await;
@@ -1171,16 +1174,17 @@ async fn a_report_for_a_closed_case_is_refused_but_clears_the_request_on_the_box
         .await
         .unwrap();
     assert!(h.box_pending().await.is_object());
-    let (s, v) = h
-        .staff("POST", &format!("/api/v1/cases/{b}/diagnostics"), None)
-        .await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, "diagnostics_pending"),
-        "{v}"
+    refused(
+        h.staff("POST", &format!("/api/v1/cases/{b}/diagnostics"), None)
+            .await,
+        StatusCode::CONFLICT,
+        "diagnostics_pending",
     );
-    let (s, v) = h.post_report(&report(SERIAL, &a, asked)).await;
-    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "case_closed"), "{v}");
+    refused(
+        h.post_report(&report(SERIAL, &a, asked)).await,
+        StatusCode::CONFLICT,
+        "case_closed",
+    );
     assert_eq!(h.box_pending().await, Value::Null);
     // Nothing changes the closed case itself: its one entry is the request.
     assert_eq!(h.case(&a).await["entries"].as_array().unwrap().len(), 1);
@@ -1199,19 +1203,16 @@ async fn staff_cancel_a_diagnostics_request_on_the_case_or_as_the_boxs_pending_a
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["diagnostics_pending"], Value::Null, "{v}");
     assert_eq!(h.box_pending().await, Value::Null);
-    let (s, v) = h
-        .staff("DELETE", &format!("/api/v1/cases/{a}/diagnostics"), None)
-        .await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, "no_diagnostics_pending"),
-        "{v}"
+    refused(
+        h.staff("DELETE", &format!("/api/v1/cases/{a}/diagnostics"), None)
+            .await,
+        StatusCode::CONFLICT,
+        "no_diagnostics_pending",
     );
-    let (s, v) = h.post_report(&report(SERIAL, &a, asked)).await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, "no_diagnostics_pending"),
-        "{v}"
+    refused(
+        h.post_report(&report(SERIAL, &a, asked)).await,
+        StatusCode::CONFLICT,
+        "no_diagnostics_pending",
     );
     // With no update action pending, cancelling the box's action cancels the request.
     h.ask(&a).await;
@@ -1221,13 +1222,11 @@ async fn staff_cancel_a_diagnostics_request_on_the_case_or_as_the_boxs_pending_a
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["pending_diagnostics"], Value::Null, "{v}");
     assert_eq!(h.case(&a).await["diagnostics_pending"], Value::Null);
-    let (s, v) = h
-        .staff("DELETE", &format!("/api/v1/devices/{SERIAL}/actions"), None)
-        .await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::NOT_FOUND, "no_pending_action"),
-        "{v}"
+    refused(
+        h.staff("DELETE", &format!("/api/v1/devices/{SERIAL}/actions"), None)
+            .await,
+        StatusCode::NOT_FOUND,
+        "no_pending_action",
     );
     let actions = h.audit_actions(SERIAL).await;
     assert_eq!(
@@ -1292,24 +1291,21 @@ async fn a_stale_or_replayed_report_is_not_the_answer_to_a_newer_request() {
     let second = h.ask(&a).await;
     assert!(second > first);
     // The earlier real report, signed again (fresh request signature): refused.
-    let (s, v) = h.post_report(&old).await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, "stale_diagnostics"),
-        "{v}"
+    let v = refused(
+        h.post_report(&old).await,
+        StatusCode::CONFLICT,
+        "stale_diagnostics",
     );
     assert_eq!(
         v["error"]["details"]["pending_issued_at"],
         json!(second.to_string())
     );
     // A made-up requested_at: refused too.
-    let (s, v) = h
-        .post_report(&report(SERIAL, &a, t("2020-01-01T00:00:00Z")))
-        .await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, "stale_diagnostics"),
-        "{v}"
+    refused(
+        h.post_report(&report(SERIAL, &a, t("2020-01-01T00:00:00Z")))
+            .await,
+        StatusCode::CONFLICT,
+        "stale_diagnostics",
     );
     // The request still waits, and the right report is filed.
     assert!(h.box_pending().await.is_object());
@@ -1346,13 +1342,11 @@ async fn a_payload_over_the_bound_inside_the_body_cap_is_413() {
     );
     let body = serde_json::to_vec(&env).unwrap();
     assert!(body.len() < super::DIAGNOSTICS_BODY_BYTES);
-    let (s, v) = h
-        .device(&h.key, SERIAL, "/api/v1/device/diagnostics", &body)
-        .await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-        "{v}"
+    refused(
+        h.device(&h.key, SERIAL, "/api/v1/device/diagnostics", &body)
+            .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
     );
     assert!(h.box_pending().await.is_object());
 }

@@ -862,5 +862,41 @@ async fn a_bundle_holds_keyring_manifest_entitlement_and_image_in_order() {
     assert_eq!(a.json()["error"]["details"]["rule"], "warranty_expired");
 }
 
+#[tokio::test]
+async fn a_release_whose_image_left_the_blob_folder_is_a_server_fault_naming_it() {
+    let h = H::new().await;
+    h.register(SERIAL, "2026-03-01").await;
+    h.publish("5.3.0", json!({})).await;
+    let sha = np_common::Sha256Digest::of(IMAGE);
+    std::fs::remove_file(h.state.blobs.path_of(&sha)).unwrap();
+    let a = h
+        .staff(
+            "GET",
+            &format!("/api/v1/devices/{SERIAL}/bundle?version=5.3.0"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{:?}",
+        a.json()
+    );
+    let e = &a.json()["error"];
+    assert_eq!(e["code"], "blob_missing");
+    let m = e["message"].as_str().unwrap();
+    assert!(
+        m.contains("release 5.3.0") && m.contains("upload the same image again"),
+        "{m}"
+    );
+    assert_eq!(e["details"]["version"], "5.3.0");
+    assert_eq!(e["details"]["sha256"], sha.to_hex());
+    // The box's download of that image says the same.
+    h.check_in("5.1.0").await;
+    let a = h.blob_get(None).await;
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(a.json()["error"]["code"], "blob_missing");
+}
+
 #[path = "rollout_api_tests.rs"]
 mod rollout;

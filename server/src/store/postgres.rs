@@ -1493,6 +1493,29 @@ impl PgStore {
         }
     }
 
+    /// Records in the token's record (hash `h`) that it was used, once.
+    pub async fn mark_token_used(&self, h: &str) -> Result<(), StoreError> {
+        self.query(
+            "UPDATE tokens SET record = (record::jsonb || '{\"used\": true}'::jsonb)::text \
+             WHERE sha256 = $1 AND (record::jsonb -> 'used') IS DISTINCT FROM 'true'::jsonb \
+             RETURNING 1",
+            &[&h],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Whether any token in the database was ever used (on any replica).
+    pub async fn any_token_used(&self) -> Result<bool, StoreError> {
+        let rows = self
+            .query(
+                "SELECT 1 FROM tokens WHERE (record::jsonb -> 'used') = 'true'::jsonb LIMIT 1",
+                &[],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
     /// Deletes the token named `name`; `false` when there is none.
     pub async fn delete_token(&self, name: &str) -> Result<bool, StoreError> {
         let rows = self
@@ -2008,11 +2031,18 @@ mod tests {
         // Another "replica": a second pool on the same database sees it at once.
         let dir = tempfile::tempdir().unwrap();
         let other = PgStore::connect(&db.url).await.unwrap();
+        assert!(!crate::tokens::any_used(dir.path(), Some(&store)).await);
         let cache = crate::tokens::TokenCache::in_store(dir.path(), other);
         assert_eq!(
             cache.lookup(&t).await.unwrap().unwrap().role,
             TokenRole::Staff
         );
+        // Its use is recorded in the database, where a replica with another (fresh)
+        // data folder reads it; no marker file is needed there.
+        assert!(store.any_token_used().await.unwrap());
+        let elsewhere = tempfile::tempdir().unwrap();
+        assert!(crate::tokens::any_used(elsewhere.path(), Some(&store)).await);
+        assert!(crate::tokens::list_in(&store).await.unwrap()[0].used);
         assert_eq!(crate::tokens::list_in(&store).await.unwrap().len(), 1);
         crate::tokens::revoke_in(&store, "sam").await.unwrap();
         assert_eq!(cache.lookup(&t).await.unwrap(), None);

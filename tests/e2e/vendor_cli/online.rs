@@ -273,6 +273,7 @@ fn releases_actions_and_bundles() {
         ],
     );
     assert_refused(&dup, "(exists)");
+    assert!(dup.stderr.contains("the server holds it again"), "{dup:?}");
     let old = json(
         &srv,
         &[
@@ -367,6 +368,68 @@ fn releases_actions_and_bundles() {
         );
         assert_eq!(out.code, 0, "{doc}: {out:?}");
     }
+
+    // The image leaves the blob folder (a lost disk): a server-side fault naming the
+    // release and the remedy, in np-vendor's words; uploading it again repairs it.
+    let blob = srv
+        .data_dir
+        .join("blobs")
+        .join(np_common::Sha256Digest::of(&bytes).to_hex());
+    fs::remove_file(&blob).expect("blob removed");
+    let lost = d.join("lost.tar");
+    let out = online(
+        &srv,
+        &[
+            "bundle",
+            "get",
+            SERIAL,
+            "--version",
+            "5.3.0",
+            "--out",
+            p(&lost),
+        ],
+    );
+    assert_eq!(out.code, 3, "a server fault: {out:?}");
+    for needed in [
+        "release 5.3.0 but lost its image",
+        "np-vendor release upload IMAGE --version 5.3.0",
+        "(blob_missing)",
+    ] {
+        assert!(out.stderr.contains(needed), "{needed}: {out:?}");
+    }
+    assert!(!out.stderr.contains("/api/v1/"), "{out:?}");
+    assert!(!lost.exists());
+    let again = online(
+        &srv,
+        &[
+            "release",
+            "upload",
+            p(&image),
+            "--version",
+            "5.3.0",
+            "--models",
+            "NR-1000,NR-2000",
+            "--security-version",
+            "4",
+            "--min-from-version",
+            "5.0.0",
+        ],
+    );
+    assert_refused(&again, "the server holds it again");
+    assert!(blob.exists(), "the image is stored again");
+    ok(
+        &srv,
+        &[
+            "bundle",
+            "get",
+            SERIAL,
+            "--version",
+            "5.3.0",
+            "--out",
+            p(&lost),
+        ],
+    );
+    assert_eq!(tar_entries(&lost)[3].1, bytes.len() as u64);
 
     let none = d.join("none.tar");
     let refused = online(

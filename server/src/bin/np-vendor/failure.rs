@@ -123,6 +123,11 @@ impl Failure {
         s
     }
 
+    /// The server's error code, when the server refused.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
     /// The sentence shown after `error: `.
     pub fn message(&self) -> &str {
         &self.message

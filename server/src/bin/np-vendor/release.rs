@@ -458,7 +458,30 @@ fn upload(a: UploadArgs) -> CmdResult {
     if let Some(t) = a.released_at {
         body["released_at"] = json!(t);
     }
-    let v = c.send_json(Method::POST, &["api", "v1", "releases"], &body)?;
+    let v = match c.send_json(Method::POST, &["api", "v1", "releases"], &body) {
+        Ok(v) => v,
+        Err(f) if f.code() == Some("exists") => {
+            // The release exists: if with this very image, the upload stored its image
+            // again (the remedy for an image the server lost: `blob_missing`); say so.
+            let current = c.get(&["api", "v1", "releases", &version.to_string()], &[])?;
+            let same = current.pointer("/image/sha256").and_then(Value::as_str)
+                == Some(ours.to_hex().as_str());
+            if !same {
+                return Err(f);
+            }
+            let words = f
+                .message()
+                .trim_end()
+                .trim_end_matches("(exists)")
+                .trim_end();
+            let note = format!(
+                "{words}; {} is that release's own image, and the server holds it again",
+                a.image.display()
+            );
+            return Err(f.reworded(crate::client::with_code(&note, "exists")));
+        }
+        Err(f) => return Err(f),
+    };
     for w in v
         .get("warnings")
         .and_then(Value::as_array)

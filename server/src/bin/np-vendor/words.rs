@@ -126,6 +126,13 @@ pub fn cli_message(code: &str, message: &str, details: Option<&Value>) -> String
                 text(details, "billable_months").unwrap_or_default()
             )
         }
+        "blob_missing" => {
+            let v = text(details, "version").unwrap_or_else(|| "V".into());
+            return format!(
+                "the server holds release {v} but lost its image (SHA-256 {}) from its blob folder: restore the blob folder from a backup, or upload the same image file again with `np-vendor release upload IMAGE --version {v} ...` (refused as existing, but the image is stored again)",
+                text(details, "sha256").unwrap_or_default()
+            );
+        }
         "future_purchase_date" => {
             return format!(
                 "--purchase-date {} is {} days after today ({}); a box is registered once it is sold: check the date, or pass --allow-future",
@@ -252,6 +259,21 @@ mod tests {
             None,
         );
         assert!(m.contains("as --exclusion:"), "{m}");
+    }
+
+    #[test]
+    fn a_lost_image_names_the_release_and_the_command_that_stores_it_again() {
+        let m = cli_message(
+            "blob_missing",
+            "the image of release 5.3.0 (SHA-256 ab) is missing",
+            Some(&json!({"version": "5.3.0", "sha256": "ab"})),
+        );
+        assert!(
+            m.contains("release 5.3.0")
+                && m.contains("`np-vendor release upload IMAGE --version 5.3.0 ...`")
+                && m.contains("restore the blob folder"),
+            "{m}"
+        );
     }
 
     #[test]
