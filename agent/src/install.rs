@@ -56,10 +56,12 @@ impl Agent {
         // reboot_command to restart into the active slot, the box still runs the other one.
         if let Ok(Some(booted)) = crate::boot::booted_slot(&self.cfg.boot.cmdline) {
             if booted == slot {
-                return Err(AgentError::WritingBootedSlot {
+                let e = AgentError::WritingBootedSlot {
                     slot,
                     active: self.state.active,
-                });
+                };
+                self.record_refusal(Some(&release.version), &e);
+                return Err(e);
             }
         }
         if let Err(e) = self.slots.check_fits(slot, release.image.size) {
@@ -75,6 +77,7 @@ impl Agent {
             version: release.version.clone(),
             slot,
             reactivated: false,
+            tries_seen: None,
         });
         self.state.previous = None;
         // The boot loader never boots a slot that is being written.

@@ -149,6 +149,11 @@ pub struct Target {
     /// (once: a boot loader that still does not try it is not reading our block).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reactivated: bool,
+    /// The boot loader's tries of the trial slot when the agent found it had fallen back,
+    /// kept before the boot loader is told (marking the slot bad clears them), so that a
+    /// power cut in between does not make a real failure read as "never tried".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tries_seen: Option<u32>,
 }
 
 /// Everything `state.json` holds.
@@ -165,6 +170,11 @@ pub struct State {
     /// Versions the box rolled back from: not installed again automatically.
     #[serde(default)]
     pub rolled_back_from: Vec<Version>,
+    /// Versions the boot loader fell back from once without their own fault being shown
+    /// (a committed firmware whose boots were cut, a boot loader that never tried one):
+    /// the second time they go on `rolled_back_from`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fell_back_once: Vec<Version>,
     /// `issued_at` of the last remote action acted on.
     pub last_action_at: Option<Timestamp>,
     /// The `seq` of the last receipt written (receipts count up from 1, never reused).
@@ -188,6 +198,7 @@ impl State {
             last_result: None,
             update_available: None,
             rolled_back_from: Vec::new(),
+            fell_back_once: Vec::new(),
             last_action_at: None,
             receipt_seq: 0,
             request_nonce: None,

@@ -96,7 +96,11 @@ impl Agent {
     fn trial_fell_back(&mut self, booted: Slot) -> Result<Option<Done>, AgentError> {
         let tried = self.state.active;
         let version = self.state.target.as_ref().map(|t| t.version.clone());
-        let tries = self.boot.tries(tried)?;
+        let seen = self.state.target.as_ref().and_then(|t| t.tries_seen);
+        let tries = match seen {
+            Some(n) => Some(n),
+            None => self.boot.tries(tried)?,
+        };
         let reactivated = self.state.target.as_ref().is_some_and(|t| t.reactivated);
         if tries == Some(0) && !reactivated {
             // The boot loader never tried the slot: the power went before the activation
@@ -127,6 +131,13 @@ impl Agent {
                 "the boot loader fell back to slot {booted}: slot {tried} did not come up without a start of the agent"
             ),
         };
+        // What the boot loader tried, kept before it is told: marking the slot bad clears
+        // its tries, and a cut before the rollback is saved must not make this failure
+        // read as "never tried" at the next start.
+        if let (Some(n @ 1..), None, Some(t)) = (tries, seen, self.state.target.as_mut()) {
+            t.tries_seen = Some(n);
+            self.save()?;
+        }
         // The boot loader first: a cut before the state is saved ends here again. The
         // slot that came up has its tries reset before anything else (were marking the
         // other bad to fail, GRUB must not run out of tries on the one that works).
@@ -137,8 +148,11 @@ impl Agent {
         self.boot.started(booted)?;
         self.boot.mark_bad(tried)?;
         self.state.apply(Cmd::Rollback)?;
-        // A firmware the boot loader never tried is not to blame: it stays installable.
-        self.record_rollback(booted, version.clone(), &reason, !never_tried)?;
+        // A firmware the boot loader never tried is not shown to be at fault: it stays
+        // installable, once (a boot loader that never tries it again is not followed
+        // into a restart per check-in).
+        let blame = !never_tried || self.fell_back_before(version.as_ref());
+        self.record_rollback(booted, version.clone(), &reason, blame)?;
         match version {
             Some(version) => Err(AgentError::RolledBack { version, reason }),
             None => Ok(None),
@@ -149,20 +163,32 @@ impl Agent {
     fn booted_other(&mut self, booted: Slot) -> Result<(), AgentError> {
         let active = self.state.active;
         let max = self.cfg.install.max_boot_attempts;
-        let exhausted = self.boot.tries(active)?.is_some_and(|n| n >= max);
-        if exhausted && self.slots.manifest(booted)?.is_some() {
+        let tries = self.boot.tries(active)?;
+        let exhausted = tries.is_some_and(|n| n >= max);
+        // The boot loader's record still makes the active slot its first choice, yet it
+        // booted the other: it fell back on purpose (tries used up, or a kernel it could
+        // not load), not a switch it missed.
+        let chose_other = self.boot.chose_over(booted, active)?;
+        if (exhausted || chose_other) && self.slots.manifest(booted)?.is_some() {
             // The committed slot stopped booting and the boot loader fell back to a valid
             // image: that is where the box runs now. Its version passed its health check
-            // once (power cuts in early boot use up tries too), so it is not put on the
-            // do-not-retry list: offered again, it is installed and tried again.
+            // once (power cuts in early boot use up tries too), so the first time it is
+            // not put on the do-not-retry list: offered again, it is installed and tried
+            // again; the second time it is.
             let version = self.running().ok().map(|r| r.version);
+            let how = match tries {
+                Some(n) if n < max => format!("after {n} boot attempts (its kernel did not start)"),
+                Some(n) => format!("after {n} boot attempts"),
+                None => "without a start of the agent".to_owned(),
+            };
             let reason = format!(
-                "the boot loader fell back to slot {booted}: slot {active} did not come up after {max} boot attempts"
+                "the boot loader fell back to slot {booted}: slot {active} did not come up {how}"
             );
             self.boot.started(booted)?;
             self.boot.mark_bad(active)?;
             self.state.apply(Cmd::Rollback)?;
-            return self.record_rollback(booted, version, &reason, false);
+            let blame = self.fell_back_before(version.as_ref());
+            return self.record_rollback(booted, version, &reason, blame);
         }
         // The boot loader missed the agent's last switch (a power cut between the two):
         // tell it again and restart into the active slot.
@@ -174,6 +200,19 @@ impl Agent {
         self.boot.commit(active)?;
         self.boot.reboot()?;
         Ok(())
+    }
+
+    /// Whether the boot loader fell back from `version` once before without its fault
+    /// being shown; if not, remembers that it did now.
+    fn fell_back_before(&mut self, version: Option<&np_common::Version>) -> bool {
+        let Some(v) = version else {
+            return false;
+        };
+        if self.state.fell_back_once.contains(v) {
+            return true;
+        }
+        self.state.fell_back_once.push(v.clone());
+        false
     }
 
     /// Marks the trial slot good.
@@ -477,6 +516,9 @@ mod tests {
         fn tries(&self, slot: Slot) -> Result<Option<u32>, boot::BootError> {
             self.0.tries(slot)
         }
+        fn chose_over(&self, booted: Slot, first: Slot) -> Result<bool, boot::BootError> {
+            self.0.chose_over(booted, first)
+        }
         fn record(&self) -> Result<serde_json::Value, boot::BootError> {
             self.0.record()
         }
@@ -560,6 +602,13 @@ mod tests {
             (Slot::A, Phase::Idle)
         );
         assert_eq!(agent.boot_start().unwrap(), None);
+        // Offered again and installed again, never tried again: now it is put on the
+        // do-not-retry list (no restart per check-in for ever).
+        stage(&mut agent, "2.0.0", b"two");
+        agent.activate_staged().unwrap();
+        agent.boot_start().unwrap();
+        assert!(agent.boot_start().is_err());
+        assert!(agent.state.rolled_back_from.contains(&v2));
     }
 
     /// The agent on the fallback slot resets that slot's tries before it marks the trial
@@ -613,6 +662,138 @@ mod tests {
         assert!(!agent.state.rolled_back_from.contains(&v2));
         let s = grub.read().unwrap().1;
         assert_eq!((s.first, s.b_ok, s.a_try), (Slot::A, false, 0));
+        // Installed again, committed, and given up on again: the second time it goes on
+        // the do-not-retry list.
+        stage(&mut agent, "2.0.0", b"two");
+        agent.activate_staged().unwrap();
+        assert_eq!(grub_boot(&grub, &envp), Slot::B);
+        booted(&agent, "b");
+        assert_eq!(
+            agent.boot_start().unwrap(),
+            Some(Done::Installed(v2.clone()))
+        );
+        for _ in 0..3 {
+            assert_eq!(grub_boot(&grub, &envp), Slot::B);
+        }
+        assert_eq!(grub_boot(&grub, &envp), Slot::A);
+        booted(&agent, "a");
+        assert_eq!(agent.boot_start().unwrap(), None);
+        assert!(agent.state.rolled_back_from.contains(&v2));
+    }
+
+    /// A committed firmware whose kernel GRUB cannot load: GRUB counted it, then booted
+    /// the other slot (whole, OK). The agent there must take it for the boot loader's
+    /// own fallback, not for a switch it missed: marking the running slot bad and putting
+    /// the committed one first again would leave nothing GRUB can boot.
+    #[test]
+    fn a_committed_kernel_grub_cannot_load_is_a_fallback_not_a_missed_switch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut agent, grub, envp) = grub_box(dir.path());
+        stage(&mut agent, "2.0.0", b"two");
+        agent.activate_staged().unwrap();
+        assert_eq!(grub_boot(&grub, &envp), Slot::B);
+        booted(&agent, "b");
+        assert!(matches!(
+            agent.boot_start().unwrap(),
+            Some(Done::Installed(_))
+        ));
+        // GRUB counts b, its kernel does not load, GRUB boots a (OK 1).
+        assert_eq!(grub_boot(&grub, &envp), Slot::B);
+        booted(&agent, "a");
+        assert_eq!(agent.boot_start().unwrap(), None);
+        let s = grub.read().unwrap().1;
+        assert_eq!(
+            (s.first, s.a_ok, s.b_ok, s.a_try),
+            (Slot::A, true, false, 0)
+        );
+        assert_eq!(
+            (agent.state.active, agent.state.phase),
+            (Slot::A, Phase::Idle)
+        );
+        let r = agent.state.last_result.clone().unwrap();
+        assert_eq!(r.outcome, Outcome::RolledBack);
+        assert!(
+            r.detail.contains("its kernel did not start"),
+            "{}",
+            r.detail
+        );
+    }
+
+    /// The boot loader really tried the trial slot and gave up, but the power went after
+    /// it was told (the slot marked bad, its tries cleared) and before the rollback was
+    /// saved: the next start still knows the tries it saw, and says so.
+    #[test]
+    fn a_cut_after_the_fallback_is_told_keeps_the_tries_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut agent, grub, envp) = grub_box(dir.path());
+        stage(&mut agent, "2.0.0", b"two");
+        agent.activate_staged().unwrap();
+        // The activation never reached GRUB: told again once.
+        grub.mark_bad(Slot::B).unwrap();
+        assert_eq!(grub_boot(&grub, &envp), Slot::A);
+        assert!(matches!(
+            agent.boot_start().unwrap(),
+            Some(Done::Rebooting(_))
+        ));
+        for _ in 0..3 {
+            assert_eq!(grub_boot(&grub, &envp), Slot::B);
+        }
+        assert_eq!(grub_boot(&grub, &envp), Slot::A);
+        // The start on a: the tries seen are saved, then the power goes as the boot
+        // loader is told (here: before its mark_bad is written; then it is written).
+        agent.boot = Box::new(CutAtMarkBad(grub.clone()));
+        assert!(agent.boot_start().is_err());
+        grub.mark_bad(Slot::B).unwrap();
+        agent.state = crate::state::State::load(&agent.cfg.state_dir).unwrap();
+        agent.boot = Box::new(grub.clone());
+        assert_eq!(grub_boot(&grub, &envp), Slot::A);
+        let v2 = np_common::Version::parse("2.0.0").unwrap();
+        match agent.boot_start() {
+            Err(AgentError::RolledBack { reason, .. }) => {
+                assert!(
+                    reason.contains("did not come up after 3 boot attempts"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(agent.state.rolled_back_from.contains(&v2));
+    }
+
+    /// The boot loader whose `mark_bad` fails: a power cut at that instant.
+    struct CutAtMarkBad(GrubBoot);
+
+    impl crate::boot::BootControl for CutAtMarkBad {
+        fn name(&self) -> &'static str {
+            self.0.name()
+        }
+        fn provision(&self, slot: Slot) -> Result<(), boot::BootError> {
+            self.0.provision(slot)
+        }
+        fn activate(&self, slot: Slot) -> Result<(), boot::BootError> {
+            self.0.activate(slot)
+        }
+        fn commit(&self, slot: Slot) -> Result<(), boot::BootError> {
+            self.0.commit(slot)
+        }
+        fn mark_bad(&self, _slot: Slot) -> Result<(), boot::BootError> {
+            Err(boot::BootError::Io {
+                path: "grubenv".into(),
+                source: std::io::Error::other("power cut"),
+            })
+        }
+        fn reboot(&self) -> Result<bool, boot::BootError> {
+            self.0.reboot()
+        }
+        fn started(&self, slot: Slot) -> Result<(), boot::BootError> {
+            self.0.started(slot)
+        }
+        fn tries(&self, slot: Slot) -> Result<Option<u32>, boot::BootError> {
+            self.0.tries(slot)
+        }
+        fn record(&self) -> Result<serde_json::Value, boot::BootError> {
+            self.0.record()
+        }
     }
 
     /// Running from the slot the state calls inactive (a switch the boot loader missed,

@@ -336,6 +336,15 @@ impl GrubBoot {
 
     /// The copy in force and its variables, or why there is none (both copies named).
     fn in_force(&self, loaded: &Loaded) -> Result<(GrubEnv, GrubSlots), BootError> {
+        // GRUB's ext2/3/4 driver follows a link, and its save_env writes through it; the
+        // agent never does: the two would keep different blocks.
+        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(self.corrupt(
+                "it is a symbolic link, which GRUB follows and the agent does not; point \
+                 `[boot] grubenv` at the file itself"
+                    .to_owned(),
+            ));
+        }
         if let Some((_, env)) = &loaded.in_force {
             let slots = GrubSlots::from_env(env).map_err(|m| self.corrupt(m))?;
             return Ok((env.clone(), slots));
@@ -557,7 +566,7 @@ impl GrubBoot {
         };
         let shown = self.path.display();
         Some(match &loaded.primary {
-            Err(e) => format!("{shown}: {e}"),
+            Err(e) => format!("{shown} {e}"),
             Ok(None) => format!("{shown} is missing"),
             Ok(Some(bytes)) => match GrubEnv::parse(bytes) {
                 Err(e) => format!("{shown}: {e}"),
@@ -619,8 +628,24 @@ impl BootControl for GrubBoot {
         self.started_with(slot, &mut Self::write_copy).map(|_| ())
     }
 
+    /// The most tries of `slot` that any copy reading valid holds: GRUB counts in the
+    /// copy it can write, which may not be the one in force for the agent (a primary GRUB
+    /// reads but cannot write), and a try GRUB counted must never read as "never tried".
     fn tries(&self, slot: Slot) -> Result<Option<u32>, BootError> {
-        Ok(Some(self.read()?.1.tries(slot)))
+        let loaded = self.load();
+        let (_, in_force) = self.in_force(&loaded)?;
+        let most = [Which::Primary, Which::Backup]
+            .into_iter()
+            .filter_map(|c| GrubEnv::parse(loaded.bytes(c)?).ok())
+            .filter_map(|env| GrubSlots::from_env(&env).ok())
+            .map(|s| s.tries(slot))
+            .fold(in_force.tries(slot), u32::max);
+        Ok(Some(most))
+    }
+
+    fn chose_over(&self, booted: Slot, first: Slot) -> Result<bool, BootError> {
+        let s = self.read()?.1;
+        Ok(s.first == first && s.ok(first) && s.ok(booted))
     }
 
     fn record(&self) -> Result<serde_json::Value, BootError> {
@@ -1712,49 +1737,65 @@ mod tests {
     /// The reviewer's third finding: a backup that cannot be written (a link, a folder, a
     /// full disk) must not stop the start from resetting TRY in the primary; changes that
     /// must fail closed still fail, naming the backup.
-    /// The mirror image: a primary that is a link or a folder is no copy (never read
-    /// through the link); the backup is in force, `status` says why the primary is not,
-    /// and a start still resets the tries in the backup.
+    /// The mirror image: a primary that is a folder is no copy; the backup is in force,
+    /// `status` says why the primary is not, and a start still resets the tries in the
+    /// backup. A primary that is a symbolic link is refused outright: GRUB's ext driver
+    /// follows it (and counts in it), the agent does not.
     #[test]
-    fn a_primary_that_is_no_regular_file_gives_way_and_a_start_still_resets_the_tries() {
+    fn a_primary_folder_gives_way_and_a_primary_link_is_refused() {
         let (dir, b) = two_copies();
         assert_eq!(grub_boot(&b), Slot::B);
         b.commit(Slot::B).unwrap();
-        let elsewhere = dir.path().join("elsewhere");
-        std::fs::copy(&b.path, &elsewhere).unwrap();
-        type Make<'a> = Box<dyn Fn() + 'a>;
-        let cases: Vec<(&str, Make<'_>)> = vec![
-            (
-                "is a symbolic link",
-                Box::new(|| std::os::unix::fs::symlink(&elsewhere, &b.path).unwrap()),
-            ),
-            (
-                "is a directory",
-                Box::new(|| std::fs::create_dir(&b.path).unwrap()),
-            ),
-        ];
-        for (why, make) in cases {
-            std::fs::remove_file(&b.path).unwrap();
-            make();
-            // GRUB's double reads the backup (GRUB cannot write through the primary).
-            let (mut env, mut s) = b.read().unwrap();
-            assert_eq!(s.boot(), Slot::B);
-            s.to_env(&mut env).unwrap();
-            std::fs::write(&b.backup, env.to_block().unwrap()).unwrap();
-            let rec = b.record().unwrap();
-            assert_eq!(rec["in_force"], "backup", "{why}");
-            let problem = rec["primary_problem"].as_str().unwrap().to_owned();
-            assert!(problem.contains(why), "{problem}");
-            assert_eq!(b.tries(Slot::B).unwrap(), Some(1));
-            b.started(Slot::B).unwrap();
-            assert_eq!(b.tries(Slot::B).unwrap(), Some(0), "{why}");
-            let e = b.mark_bad(Slot::A).unwrap_err().to_string();
-            assert!(e.contains(why), "{e}");
-            let _ = std::fs::remove_file(&b.path);
-            let _ = std::fs::remove_dir(&b.path);
-            std::fs::copy(&b.backup, &b.path).unwrap();
-        }
+        std::fs::remove_file(&b.path).unwrap();
+        std::fs::create_dir(&b.path).unwrap();
+        // GRUB's double reads the backup (GRUB cannot read a folder as a block).
+        let (mut env, mut s) = b.read().unwrap();
+        assert_eq!(s.boot(), Slot::B);
+        s.to_env(&mut env).unwrap();
+        std::fs::write(&b.backup, env.to_block().unwrap()).unwrap();
+        let rec = b.record().unwrap();
+        assert_eq!(rec["in_force"], "backup");
+        let problem = rec["primary_problem"].as_str().unwrap().to_owned();
+        assert!(
+            problem.ends_with("grubenv is a directory; the boot record must be a regular file"),
+            "{problem}"
+        );
+        assert_eq!(b.tries(Slot::B).unwrap(), Some(1));
+        b.started(Slot::B).unwrap();
+        assert_eq!(b.tries(Slot::B).unwrap(), Some(0));
+        let e = b.mark_bad(Slot::A).unwrap_err().to_string();
+        assert!(e.contains("is a directory"), "{e}");
+        std::fs::remove_dir(&b.path).unwrap();
+        // A link to a whole block: refused, naming the setting to change.
+        let real = dir.path().join("grubenv.real");
+        std::fs::copy(&b.backup, &real).unwrap();
+        std::os::unix::fs::symlink(&real, &b.path).unwrap();
+        let e = b.started(Slot::B).unwrap_err().to_string();
+        assert!(
+            e.contains("symbolic link") && e.contains("`[boot] grubenv`"),
+            "{e}"
+        );
+        assert!(b.record().is_err());
+        std::fs::remove_file(&b.path).unwrap();
+        std::fs::copy(&real, &b.path).unwrap();
         assert!(b.record().unwrap()["primary_problem"].is_null());
+    }
+
+    /// GRUB counts in the copy it can write, which may be the backup while the agent's
+    /// copy in force is the primary: the tries the agent reads are the most any valid
+    /// copy holds, so a trial GRUB tried never reads as never tried.
+    #[test]
+    fn tries_are_the_most_any_valid_copy_holds() {
+        let (_dir, b) = two_copies();
+        let (mut env, mut s) = b.read().unwrap();
+        s.b_try = 3;
+        s.to_env(&mut env).unwrap();
+        std::fs::write(&b.backup, env.to_block().unwrap()).unwrap();
+        assert_eq!(b.record().unwrap()["in_force"], "primary");
+        assert_eq!(b.read().unwrap().1.b_try, 0);
+        assert_eq!(b.tries(Slot::B).unwrap(), Some(3));
+        assert!(b.chose_over(Slot::A, Slot::B).unwrap());
+        assert!(!b.chose_over(Slot::B, Slot::A).unwrap());
     }
 
     #[test]
@@ -1809,7 +1850,7 @@ mod tests {
             .unwrap();
         assert_eq!(log, [b.backup.clone(), b.path.clone()]);
         assert!(skipped.unwrap().contains("No space left"));
-        assert_eq!(b.tries(Slot::B).unwrap(), Some(0));
+        assert_eq!(b.read().unwrap().1.b_try, 0);
         assert!(b.record().unwrap()["backup_problem"]
             .as_str()
             .unwrap()

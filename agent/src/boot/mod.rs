@@ -63,6 +63,13 @@ pub trait BootControl {
     fn tries(&self, _slot: Slot) -> Result<Option<u32>, BootError> {
         Ok(None)
     }
+    /// Whether the boot loader's record shows that booting `booted` rather than `first`
+    /// was its own choice: `first` is first in its order and both are bootable, so it
+    /// gave up on `first` (tries used up, a kernel it could not load). `false` when the
+    /// record does not say (it is then a switch the boot loader missed).
+    fn chose_over(&self, _booted: Slot, _first: Slot) -> Result<bool, BootError> {
+        Ok(false)
+    }
     /// The record as JSON, for `status`.
     fn record(&self) -> Result<serde_json::Value, BootError>;
 }
