@@ -106,7 +106,7 @@ impl AgentError {
             AgentError::Slot(SlotError::Io { .. }) => 3,
             AgentError::Slot(SlotError::SameTarget { .. }) => 2,
             // A damaged boot record does not mend by trying again later.
-            AgentError::Boot(BootError::Corrupt { .. }) => 1,
+            AgentError::Boot(BootError::Corrupt { .. } | BootError::Link { .. }) => 1,
             AgentError::Boot(_) => 3,
             AgentError::Bundle(b) => b.exit_code(),
             AgentError::Client(c) => c.exit_code(),

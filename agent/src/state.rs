@@ -156,6 +156,23 @@ pub struct Target {
     pub tries_seen: Option<u32>,
 }
 
+/// A rollback the boot loader is being told about: saved before its first write, so that
+/// a power cut before the rollback is recorded is finished at the next start, never undone
+/// (the boot loader may already boot `back`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRollback {
+    /// The slot given up on.
+    pub failed: Slot,
+    /// The slot rolled back to.
+    pub back: Slot,
+    /// The version given up on, if known.
+    pub version: Option<Version>,
+    /// Why, as the rollback's detail says it.
+    pub reason: String,
+    /// Whether the version goes on the do-not-retry list.
+    pub blame: bool,
+}
+
 /// Everything `state.json` holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
@@ -175,6 +192,9 @@ pub struct State {
     /// the second time they go on `rolled_back_from`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fell_back_once: Vec<Version>,
+    /// A rollback told to the boot loader but not recorded yet (a power cut in between).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_rollback: Option<PendingRollback>,
     /// `issued_at` of the last remote action acted on.
     pub last_action_at: Option<Timestamp>,
     /// The `seq` of the last receipt written (receipts count up from 1, never reused).
@@ -199,6 +219,7 @@ impl State {
             update_available: None,
             rolled_back_from: Vec::new(),
             fell_back_once: Vec::new(),
+            pending_rollback: None,
             last_action_at: None,
             receipt_seq: 0,
             request_nonce: None,

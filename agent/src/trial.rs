@@ -8,7 +8,7 @@ use crate::agent::Agent;
 use crate::boot;
 use crate::error::AgentError;
 use crate::install::Done;
-use crate::state::{Cmd, Phase, Slot};
+use crate::state::{Cmd, PendingRollback, Phase, Slot};
 use np_common::api::{EventKind, Outcome};
 
 impl Agent {
@@ -43,6 +43,21 @@ impl Agent {
     /// check, and commits or rolls back. `None` when no trial is pending.
     pub fn boot_start(&mut self) -> Result<Option<Done>, AgentError> {
         let booted = boot::booted_slot(&self.cfg.boot.cmdline)?;
+        if let Some(p) = self.state.pending_rollback.clone() {
+            // A power cut while the boot loader was told about a rollback: finish it.
+            tracing::warn!(
+                "finishing the rollback from slot {} to slot {} that a restart interrupted",
+                p.failed,
+                p.back
+            );
+            self.tell_rollback(&p)?;
+            self.state.pending_rollback = None;
+            self.record_rollback(p.back, p.version, &p.reason, p.blame)?;
+            if booted.is_some_and(|b| b != p.back) {
+                self.boot.reboot()?;
+            }
+            return Ok(None);
+        }
         let Phase::Trial { attempts } = self.state.phase else {
             match booted {
                 Some(b) if b != self.state.active => self.booted_other(b)?,
@@ -177,6 +192,7 @@ impl Agent {
             // again; the second time it is.
             let version = self.running().ok().map(|r| r.version);
             let how = match tries {
+                Some(0) => "(the boot loader chose the other slot without trying it)".to_owned(),
                 Some(n) if n < max => format!("after {n} boot attempts (its kernel did not start)"),
                 Some(n) => format!("after {n} boot attempts"),
                 None => "without a start of the agent".to_owned(),
@@ -184,18 +200,34 @@ impl Agent {
             let reason = format!(
                 "the boot loader fell back to slot {booted}: slot {active} did not come up {how}"
             );
-            self.boot.started(booted)?;
-            self.boot.mark_bad(active)?;
             self.state.apply(Cmd::Rollback)?;
             let blame = self.fell_back_before(version.as_ref());
-            return self.record_rollback(booted, version, &reason, blame);
+            let p = PendingRollback {
+                failed: active,
+                back: booted,
+                version,
+                reason,
+                blame,
+            };
+            self.state.pending_rollback = Some(p.clone());
+            self.save()?;
+            self.boot.started(booted)?;
+            self.boot.mark_bad(active)?;
+            self.state.pending_rollback = None;
+            return self.record_rollback(booted, p.version, &p.reason, blame);
         }
-        // The boot loader missed the agent's last switch (a power cut between the two):
-        // tell it again and restart into the active slot.
+        // Not the boot loader's own choice, and no rollback under way (the boot loader is
+        // always told before the state is saved): the other slot was booted from outside
+        // (by hand, or GRUB's last resort). Make the active slot the boot loader's choice
+        // again and restart into it. The booted slot is marked bad only when it holds no
+        // valid image: were the active slot's kernel not to load, GRUB must still be able to
+        // fall back to a whole slot.
         tracing::warn!(
             "booted slot {booted} but slot {active} is active; switching the boot loader back"
         );
-        self.boot.mark_bad(booted)?;
+        if self.slots.manifest(booted)?.is_none() {
+            self.boot.mark_bad(booted)?;
+        }
         self.boot.activate(active)?;
         self.boot.commit(active)?;
         self.boot.reboot()?;
@@ -286,13 +318,30 @@ impl Agent {
         version: Option<np_common::Version>,
         reason: &str,
     ) -> Result<(), AgentError> {
-        // The boot loader first, each step bootable: a power cut before the state is
-        // saved boots `back`, and the start that follows finishes the rollback.
-        self.boot.mark_bad(failed)?;
-        self.boot.activate(back)?;
-        self.boot.commit(back)?;
-        self.record_rollback(back, version, reason, true)?;
+        // The rollback saved as under way, then the boot loader, each step bootable: a
+        // power cut before the rollback is recorded boots `back` (or `failed`, were the
+        // boot loader not told yet), and the start that follows finishes the rollback.
+        let p = PendingRollback {
+            failed,
+            back,
+            version,
+            reason: reason.to_owned(),
+            blame: true,
+        };
+        self.state.pending_rollback = Some(p.clone());
+        self.save()?;
+        self.tell_rollback(&p)?;
+        self.state.pending_rollback = None;
+        self.record_rollback(back, p.version, reason, true)?;
         self.boot.reboot()?;
+        Ok(())
+    }
+
+    /// Tells the boot loader about a rollback (each write can be repeated).
+    fn tell_rollback(&mut self, p: &PendingRollback) -> Result<(), AgentError> {
+        self.boot.mark_bad(p.failed)?;
+        self.boot.activate(p.back)?;
+        self.boot.commit(p.back)?;
         Ok(())
     }
 
@@ -741,9 +790,8 @@ mod tests {
         assert_eq!(grub_boot(&grub, &envp), Slot::A);
         // The start on a: the tries seen are saved, then the power goes as the boot
         // loader is told (here: before its mark_bad is written; then it is written).
-        agent.boot = Box::new(CutAtMarkBad(grub.clone()));
+        agent.boot = Box::new(CutAfter(grub.clone(), "mark_bad"));
         assert!(agent.boot_start().is_err());
-        grub.mark_bad(Slot::B).unwrap();
         agent.state = crate::state::State::load(&agent.cfg.state_dir).unwrap();
         agent.boot = Box::new(grub.clone());
         assert_eq!(grub_boot(&grub, &envp), Slot::A);
@@ -758,42 +806,6 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(agent.state.rolled_back_from.contains(&v2));
-    }
-
-    /// The boot loader whose `mark_bad` fails: a power cut at that instant.
-    struct CutAtMarkBad(GrubBoot);
-
-    impl crate::boot::BootControl for CutAtMarkBad {
-        fn name(&self) -> &'static str {
-            self.0.name()
-        }
-        fn provision(&self, slot: Slot) -> Result<(), boot::BootError> {
-            self.0.provision(slot)
-        }
-        fn activate(&self, slot: Slot) -> Result<(), boot::BootError> {
-            self.0.activate(slot)
-        }
-        fn commit(&self, slot: Slot) -> Result<(), boot::BootError> {
-            self.0.commit(slot)
-        }
-        fn mark_bad(&self, _slot: Slot) -> Result<(), boot::BootError> {
-            Err(boot::BootError::Io {
-                path: "grubenv".into(),
-                source: std::io::Error::other("power cut"),
-            })
-        }
-        fn reboot(&self) -> Result<bool, boot::BootError> {
-            self.0.reboot()
-        }
-        fn started(&self, slot: Slot) -> Result<(), boot::BootError> {
-            self.0.started(slot)
-        }
-        fn tries(&self, slot: Slot) -> Result<Option<u32>, boot::BootError> {
-            self.0.tries(slot)
-        }
-        fn record(&self) -> Result<serde_json::Value, boot::BootError> {
-            self.0.record()
-        }
     }
 
     /// Running from the slot the state calls inactive (a switch the boot loader missed,
@@ -817,5 +829,173 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(agent.state.phase, Phase::Idle);
+    }
+
+    /// The boot loader whose `after` step is written, then the power goes (the step
+    /// returns an error after the real write, so nothing after it runs).
+    struct CutAfter(GrubBoot, &'static str);
+
+    impl CutAfter {
+        fn cut(&self, what: &str, r: Result<(), boot::BootError>) -> Result<(), boot::BootError> {
+            r?;
+            if what == self.1 {
+                return Err(boot::BootError::Io {
+                    path: "grubenv".into(),
+                    source: std::io::Error::other("power cut after the write"),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    impl crate::boot::BootControl for CutAfter {
+        fn name(&self) -> &'static str {
+            self.0.name()
+        }
+        fn provision(&self, slot: Slot) -> Result<(), boot::BootError> {
+            self.0.provision(slot)
+        }
+        fn activate(&self, slot: Slot) -> Result<(), boot::BootError> {
+            self.cut("activate", self.0.activate(slot))
+        }
+        fn commit(&self, slot: Slot) -> Result<(), boot::BootError> {
+            self.cut("commit", self.0.commit(slot))
+        }
+        fn mark_bad(&self, slot: Slot) -> Result<(), boot::BootError> {
+            self.cut("mark_bad", self.0.mark_bad(slot))
+        }
+        fn reboot(&self) -> Result<bool, boot::BootError> {
+            self.0.reboot()
+        }
+        fn started(&self, slot: Slot) -> Result<(), boot::BootError> {
+            self.cut("started", self.0.started(slot))
+        }
+        fn tries(&self, slot: Slot) -> Result<Option<u32>, boot::BootError> {
+            self.0.tries(slot)
+        }
+        fn chose_over(&self, booted: Slot, first: Slot) -> Result<bool, boot::BootError> {
+            self.0.chose_over(booted, first)
+        }
+        fn record(&self) -> Result<serde_json::Value, boot::BootError> {
+            self.0.record()
+        }
+    }
+
+    /// GRUB's boot when `dead`'s kernel cannot be loaded: the script counts the slot it
+    /// picks, saves, and if that is `dead`, boots the other slot only if its OK is 1.
+    /// `None`: nothing could be booted.
+    fn grub_boot_dead_kernel(env: &GrubBoot, path: &std::path::Path, dead: Slot) -> Option<Slot> {
+        let slot = grub_boot(env, path);
+        let s = env.read().unwrap().1;
+        if slot != dead {
+            Some(slot)
+        } else if s.ok(slot.other()) {
+            Some(slot.other())
+        } else {
+            None
+        }
+    }
+
+    /// A committed b whose kernel no longer loads: GRUB falls back to a; the agent on a
+    /// tells the boot loader, then the power goes before the rollback is saved. The next
+    /// start finishes the rollback (it was saved as under way), never takes it for a
+    /// switch the boot loader missed (which would mark a bad: nothing left to boot).
+    #[test]
+    fn a_cut_while_a_fallback_is_told_is_finished_never_undone() {
+        for cut in ["started", "mark_bad"] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut agent, grub, envp) = grub_box(dir.path());
+            stage(&mut agent, "2.0.0", b"two");
+            agent.activate_staged().unwrap();
+            assert_eq!(grub_boot(&grub, &envp), Slot::B);
+            booted(&agent, "b");
+            assert!(matches!(
+                agent.boot_start().unwrap(),
+                Some(Done::Installed(_))
+            ));
+            assert_eq!(
+                grub_boot_dead_kernel(&grub, &envp, Slot::B),
+                Some(Slot::A),
+                "{cut}"
+            );
+            booted(&agent, "a");
+            agent.boot = Box::new(CutAfter(grub.clone(), cut));
+            assert!(agent.boot_start().is_err(), "{cut}");
+            agent.state = crate::state::State::load(&agent.cfg.state_dir).unwrap();
+            assert!(agent.state.pending_rollback.is_some(), "{cut}");
+            agent.boot = Box::new(grub.clone());
+            let booted_now = grub_boot_dead_kernel(&grub, &envp, Slot::B);
+            assert_eq!(booted_now, Some(Slot::A), "{cut}: nothing bootable");
+            booted(&agent, "a");
+            assert_eq!(agent.boot_start().unwrap(), None, "{cut}");
+            assert_eq!(agent.state.active, Slot::A, "{cut}");
+            assert!(agent.state.pending_rollback.is_none());
+            let s = grub.read().unwrap().1;
+            assert_eq!((s.first, s.a_ok, s.b_ok), (Slot::A, true, false), "{cut}");
+            assert_eq!(grub_boot_dead_kernel(&grub, &envp, Slot::B), Some(Slot::A));
+        }
+    }
+
+    /// `np-agent rollback` (or a staff rollback), idle or during a trial, the power gone
+    /// after the boot loader was told and before the state was saved: the next start
+    /// finishes the rollback, never undoes it nor resumes the trial.
+    #[test]
+    fn a_cut_during_a_rollback_is_finished_at_the_next_start() {
+        for committed in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut agent, grub, envp) = grub_box(dir.path());
+            stage(&mut agent, "2.0.0", b"two");
+            agent.activate_staged().unwrap();
+            assert_eq!(grub_boot(&grub, &envp), Slot::B);
+            booted(&agent, "b");
+            if committed {
+                assert!(matches!(
+                    agent.boot_start().unwrap(),
+                    Some(Done::Installed(_))
+                ));
+            }
+            for cut in ["mark_bad", "activate", "commit"] {
+                let saved = agent.state.clone();
+                agent.boot = Box::new(CutAfter(grub.clone(), cut));
+                assert!(agent.rollback("staff rollback").is_err(), "{cut}");
+                agent.state = crate::state::State::load(&agent.cfg.state_dir).unwrap();
+                agent.boot = Box::new(grub.clone());
+                let slot = grub_boot(&grub, &envp);
+                booted(&agent, &slot.to_string());
+                let r = agent.boot_start();
+                assert!(matches!(r, Ok(None)), "{committed} {cut}: {r:?}");
+                assert_eq!(agent.state.active, Slot::A, "{committed} {cut}");
+                assert_eq!(agent.state.phase, Phase::Idle, "{committed} {cut}");
+                let s = grub.read().unwrap().1;
+                assert_eq!(
+                    (s.first, s.a_ok, s.b_ok),
+                    (Slot::A, true, false),
+                    "{committed} {cut}"
+                );
+                let r = agent.state.last_result.clone().unwrap();
+                assert_eq!(r.outcome, Outcome::RolledBack);
+                assert!(r.detail.contains("staff rollback"), "{}", r.detail);
+                // Again from the same start, for the next cut.
+                agent.state = saved;
+                agent.save().unwrap();
+                grub.activate(Slot::B).unwrap();
+                if committed {
+                    grub.commit(Slot::B).unwrap();
+                }
+                assert_eq!(grub_boot(&grub, &envp), Slot::B);
+            }
+        }
+    }
+
+    /// The refusal to write the slot the box runs from is recorded (status, the server).
+    #[test]
+    fn the_refusal_to_write_the_running_slot_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut agent, _grub, _) = grub_box(dir.path());
+        booted(&agent, "b");
+        let r = release("2.0.0", 2, b"two");
+        assert!(agent.write_image_unfinished(&r, &mut &b"two"[..]).is_err());
+        let saved = crate::state::State::load(&agent.cfg.state_dir).unwrap();
+        assert_eq!(saved.last_result.unwrap().outcome, Outcome::Refused);
     }
 }

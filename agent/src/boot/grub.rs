@@ -339,11 +339,9 @@ impl GrubBoot {
         // GRUB's ext2/3/4 driver follows a link, and its save_env writes through it; the
         // agent never does: the two would keep different blocks.
         if std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(self.corrupt(
-                "it is a symbolic link, which GRUB follows and the agent does not; point \
-                 `[boot] grubenv` at the file itself"
-                    .to_owned(),
-            ));
+            return Err(BootError::Link {
+                path: self.path.clone(),
+            });
         }
         if let Some((_, env)) = &loaded.in_force {
             let slots = GrubSlots::from_env(env).map_err(|m| self.corrupt(m))?;
@@ -1772,7 +1770,7 @@ mod tests {
         std::os::unix::fs::symlink(&real, &b.path).unwrap();
         let e = b.started(Slot::B).unwrap_err().to_string();
         assert!(
-            e.contains("symbolic link") && e.contains("`[boot] grubenv`"),
+            e.contains("symbolic link") && e.contains("mv -f TARGET"),
             "{e}"
         );
         assert!(b.record().is_err());

@@ -33,6 +33,8 @@ pub enum BootError {
     Missing { path: PathBuf },
     #[error("the boot record {path} is damaged: {message}; check it against the boot loader protocol (docs/formats.md; for GRUB `grub-editenv FILE list` on both copies) and rewrite the damaged values; do not provision again a box that runs a committed firmware (that makes the provisioned slot the committed one)")]
     Corrupt { path: PathBuf, message: String },
+    #[error("the boot record {path} is a symbolic link, which GRUB follows and writes through and the agent does not: replace the link with the file it points to (`mv -f TARGET {path}`), keeping the backup `{path}.bak` beside it, so that GRUB's np_env_file and `[boot] grubenv` name the same file")]
+    Link { path: PathBuf },
     #[error("cannot read the booted slot from {path} (`[boot] cmdline`): {message}")]
     Cmdline { path: PathBuf, message: String },
 }
