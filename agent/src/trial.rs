@@ -411,6 +411,31 @@ mod tests {
         (agent, grub, envp)
     }
 
+    /// 2.0.0 staged into b and activated: the trial waits for GRUB's boot.
+    fn trial_of_b(agent: &mut Agent) {
+        stage(agent, "2.0.0", b"two");
+        agent.activate_staged().unwrap();
+    }
+
+    /// 2.0.0 installed into b and committed: GRUB booted it, the start committed it.
+    fn committed_b(agent: &mut Agent, grub: &GrubBoot, envp: &std::path::Path) {
+        trial_of_b(agent);
+        assert_eq!(grub_boot(grub, envp), Slot::B);
+        booted(agent, "b");
+        assert!(matches!(
+            agent.boot_start().unwrap(),
+            Some(Done::Installed(_))
+        ));
+    }
+
+    /// GRUB gives up on b after its three tries and boots a.
+    fn grub_gives_up_on_b(grub: &GrubBoot, envp: &std::path::Path) {
+        for _ in 0..3 {
+            assert_eq!(grub_boot(grub, envp), Slot::B);
+        }
+        assert_eq!(grub_boot(grub, envp), Slot::A);
+    }
+
     /// GRUB's boot: what the script does to the block at `path`.
     fn grub_boot(env: &GrubBoot, path: &std::path::Path) -> Slot {
         let (mut vars, mut s) = env.read().unwrap();
@@ -505,12 +530,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut agent, grub, envp) = grub_box(dir.path());
         // 2.0.0 into b never comes up: GRUB gives up on it, the agent on a rolls back.
-        stage(&mut agent, "2.0.0", b"two");
-        agent.activate_staged().unwrap();
-        for _ in 0..3 {
-            assert_eq!(grub_boot(&grub, &envp), Slot::B);
-        }
-        assert_eq!(grub_boot(&grub, &envp), Slot::A);
+        trial_of_b(&mut agent);
+        grub_gives_up_on_b(&grub, &envp);
         assert!(matches!(
             agent.boot_start(),
             Err(AgentError::RolledBack { .. })
@@ -534,45 +555,6 @@ mod tests {
         assert_eq!(agent.boot_start().unwrap(), Some(Done::Installed(v3)));
     }
 
-    /// The boot loader whose `commit` fails: a power cut at that instant.
-    struct CutAtCommit(GrubBoot);
-
-    impl crate::boot::BootControl for CutAtCommit {
-        fn name(&self) -> &'static str {
-            self.0.name()
-        }
-        fn provision(&self, slot: Slot) -> Result<(), boot::BootError> {
-            self.0.provision(slot)
-        }
-        fn activate(&self, slot: Slot) -> Result<(), boot::BootError> {
-            self.0.activate(slot)
-        }
-        fn commit(&self, _slot: Slot) -> Result<(), boot::BootError> {
-            Err(boot::BootError::Io {
-                path: "grubenv".into(),
-                source: std::io::Error::other("power cut"),
-            })
-        }
-        fn mark_bad(&self, slot: Slot) -> Result<(), boot::BootError> {
-            self.0.mark_bad(slot)
-        }
-        fn reboot(&self) -> Result<bool, boot::BootError> {
-            self.0.reboot()
-        }
-        fn started(&self, slot: Slot) -> Result<(), boot::BootError> {
-            self.0.started(slot)
-        }
-        fn tries(&self, slot: Slot) -> Result<Option<u32>, boot::BootError> {
-            self.0.tries(slot)
-        }
-        fn chose_over(&self, booted: Slot, first: Slot) -> Result<bool, boot::BootError> {
-            self.0.chose_over(booted, first)
-        }
-        fn record(&self) -> Result<serde_json::Value, boot::BootError> {
-            self.0.record()
-        }
-    }
-
     /// A power cut as a trial commits, on GRUB's last try: the state must not say
     /// "committed" while GRUB still counts, or GRUB gives up on the committed firmware and
     /// the agent marks it bad. The boot loader commits first; a cut before it leaves the
@@ -581,13 +563,12 @@ mod tests {
     fn a_cut_as_a_trial_commits_never_loses_the_committed_firmware() {
         let dir = tempfile::tempdir().unwrap();
         let (mut agent, grub, envp) = grub_box(dir.path());
-        stage(&mut agent, "2.0.0", b"two");
-        agent.activate_staged().unwrap();
+        trial_of_b(&mut agent);
         for _ in 0..3 {
             assert_eq!(grub_boot(&grub, &envp), Slot::B);
         }
         booted(&agent, "b");
-        agent.boot = Box::new(CutAtCommit(grub.clone()));
+        agent.boot = Box::new(Cut::before(&grub, "commit"));
         assert!(agent.boot_start().is_err());
         let saved = crate::state::State::load(&agent.cfg.state_dir).unwrap();
         assert!(
@@ -653,8 +634,7 @@ mod tests {
         assert_eq!(agent.boot_start().unwrap(), None);
         // Offered again and installed again, never tried again: now it is put on the
         // do-not-retry list (no restart per check-in for ever).
-        stage(&mut agent, "2.0.0", b"two");
-        agent.activate_staged().unwrap();
+        trial_of_b(&mut agent);
         agent.boot_start().unwrap();
         assert!(agent.boot_start().is_err());
         assert!(agent.state.rolled_back_from.contains(&v2));
@@ -667,12 +647,8 @@ mod tests {
     fn the_fallback_slot_has_its_tries_reset_before_the_trial_slot_is_marked_bad() {
         let dir = tempfile::tempdir().unwrap();
         let (mut agent, grub, envp) = grub_box(dir.path());
-        stage(&mut agent, "2.0.0", b"two");
-        agent.activate_staged().unwrap();
-        for _ in 0..3 {
-            assert_eq!(grub_boot(&grub, &envp), Slot::B);
-        }
-        assert_eq!(grub_boot(&grub, &envp), Slot::A);
+        trial_of_b(&mut agent);
+        grub_gives_up_on_b(&grub, &envp);
         assert_eq!(grub.read().unwrap().1.a_try, 1);
         let bak = std::path::PathBuf::from(format!("{}.bak", envp.display()));
         std::fs::remove_file(&bak).unwrap();
@@ -690,8 +666,7 @@ mod tests {
     fn a_committed_firmware_given_up_on_stays_installable() {
         let dir = tempfile::tempdir().unwrap();
         let (mut agent, grub, envp) = grub_box(dir.path());
-        stage(&mut agent, "2.0.0", b"two");
-        agent.activate_staged().unwrap();
+        trial_of_b(&mut agent);
         assert_eq!(grub_boot(&grub, &envp), Slot::B);
         booted(&agent, "b");
         let v2 = np_common::Version::parse("2.0.0").unwrap();
@@ -699,10 +674,7 @@ mod tests {
             agent.boot_start().unwrap(),
             Some(Done::Installed(v2.clone()))
         );
-        for _ in 0..3 {
-            assert_eq!(grub_boot(&grub, &envp), Slot::B);
-        }
-        assert_eq!(grub_boot(&grub, &envp), Slot::A);
+        grub_gives_up_on_b(&grub, &envp);
         booted(&agent, "a");
         assert_eq!(agent.boot_start().unwrap(), None);
         assert_eq!(agent.state.active, Slot::A);
@@ -713,18 +685,14 @@ mod tests {
         assert_eq!((s.first, s.b_ok, s.a_try), (Slot::A, false, 0));
         // Installed again, committed, and given up on again: the second time it goes on
         // the do-not-retry list.
-        stage(&mut agent, "2.0.0", b"two");
-        agent.activate_staged().unwrap();
+        trial_of_b(&mut agent);
         assert_eq!(grub_boot(&grub, &envp), Slot::B);
         booted(&agent, "b");
         assert_eq!(
             agent.boot_start().unwrap(),
             Some(Done::Installed(v2.clone()))
         );
-        for _ in 0..3 {
-            assert_eq!(grub_boot(&grub, &envp), Slot::B);
-        }
-        assert_eq!(grub_boot(&grub, &envp), Slot::A);
+        grub_gives_up_on_b(&grub, &envp);
         booted(&agent, "a");
         assert_eq!(agent.boot_start().unwrap(), None);
         assert!(agent.state.rolled_back_from.contains(&v2));
@@ -738,14 +706,7 @@ mod tests {
     fn a_committed_kernel_grub_cannot_load_is_a_fallback_not_a_missed_switch() {
         let dir = tempfile::tempdir().unwrap();
         let (mut agent, grub, envp) = grub_box(dir.path());
-        stage(&mut agent, "2.0.0", b"two");
-        agent.activate_staged().unwrap();
-        assert_eq!(grub_boot(&grub, &envp), Slot::B);
-        booted(&agent, "b");
-        assert!(matches!(
-            agent.boot_start().unwrap(),
-            Some(Done::Installed(_))
-        ));
+        committed_b(&mut agent, &grub, &envp);
         // GRUB counts b, its kernel does not load, GRUB boots a (OK 1).
         assert_eq!(grub_boot(&grub, &envp), Slot::B);
         booted(&agent, "a");
@@ -775,8 +736,7 @@ mod tests {
     fn a_cut_after_the_fallback_is_told_keeps_the_tries_seen() {
         let dir = tempfile::tempdir().unwrap();
         let (mut agent, grub, envp) = grub_box(dir.path());
-        stage(&mut agent, "2.0.0", b"two");
-        agent.activate_staged().unwrap();
+        trial_of_b(&mut agent);
         // The activation never reached GRUB: told again once.
         grub.mark_bad(Slot::B).unwrap();
         assert_eq!(grub_boot(&grub, &envp), Slot::A);
@@ -784,13 +744,10 @@ mod tests {
             agent.boot_start().unwrap(),
             Some(Done::Rebooting(_))
         ));
-        for _ in 0..3 {
-            assert_eq!(grub_boot(&grub, &envp), Slot::B);
-        }
-        assert_eq!(grub_boot(&grub, &envp), Slot::A);
+        grub_gives_up_on_b(&grub, &envp);
         // The start on a: the tries seen are saved, then the power goes as the boot
         // loader is told (here: before its mark_bad is written; then it is written).
-        agent.boot = Box::new(CutAfter(grub.clone(), "mark_bad"));
+        agent.boot = Box::new(Cut::after(&grub, "mark_bad"));
         assert!(agent.boot_start().is_err());
         agent.state = crate::state::State::load(&agent.cfg.state_dir).unwrap();
         agent.boot = Box::new(grub.clone());
@@ -831,53 +788,78 @@ mod tests {
         assert_eq!(agent.state.phase, Phase::Idle);
     }
 
-    /// The boot loader whose `after` step is written, then the power goes (the step
-    /// returns an error after the real write, so nothing after it runs).
-    struct CutAfter(GrubBoot, &'static str);
+    /// The boot loader with a power cut at one step: before its write (nothing written)
+    /// or after it (written); either way the step fails, so nothing after it runs.
+    struct Cut {
+        grub: GrubBoot,
+        step: &'static str,
+        written: bool,
+    }
 
-    impl CutAfter {
-        fn cut(&self, what: &str, r: Result<(), boot::BootError>) -> Result<(), boot::BootError> {
-            r?;
-            if what == self.1 {
-                return Err(boot::BootError::Io {
-                    path: "grubenv".into(),
-                    source: std::io::Error::other("power cut after the write"),
-                });
+    impl Cut {
+        fn before(grub: &GrubBoot, step: &'static str) -> Cut {
+            Cut {
+                grub: grub.clone(),
+                step,
+                written: false,
             }
-            Ok(())
+        }
+
+        fn after(grub: &GrubBoot, step: &'static str) -> Cut {
+            Cut {
+                written: true,
+                ..Cut::before(grub, step)
+            }
+        }
+
+        fn at(
+            &self,
+            step: &str,
+            write: impl FnOnce() -> Result<(), boot::BootError>,
+        ) -> Result<(), boot::BootError> {
+            if step != self.step {
+                return write();
+            }
+            if self.written {
+                write()?;
+            }
+            Err(boot::BootError::Io {
+                path: "grubenv".into(),
+                source: std::io::Error::other("power cut"),
+            })
         }
     }
 
-    impl crate::boot::BootControl for CutAfter {
+    impl crate::boot::BootControl for Cut {
         fn name(&self) -> &'static str {
-            self.0.name()
+            self.grub.name()
         }
         fn provision(&self, slot: Slot) -> Result<(), boot::BootError> {
-            self.0.provision(slot)
+            self.grub.provision(slot)
         }
         fn activate(&self, slot: Slot) -> Result<(), boot::BootError> {
-            self.cut("activate", self.0.activate(slot))
+            self.at("activate", || self.grub.activate(slot))
         }
         fn commit(&self, slot: Slot) -> Result<(), boot::BootError> {
-            self.cut("commit", self.0.commit(slot))
+            self.at("commit", || self.grub.commit(slot))
         }
         fn mark_bad(&self, slot: Slot) -> Result<(), boot::BootError> {
-            self.cut("mark_bad", self.0.mark_bad(slot))
+            self.at("mark_bad", || self.grub.mark_bad(slot))
         }
         fn reboot(&self) -> Result<bool, boot::BootError> {
-            self.0.reboot()
+            self.grub.reboot()
         }
         fn started(&self, slot: Slot) -> Result<(), boot::BootError> {
-            self.cut("started", self.0.started(slot))
+            self.at("started", || self.grub.started(slot))
         }
         fn tries(&self, slot: Slot) -> Result<Option<u32>, boot::BootError> {
-            self.0.tries(slot)
+            self.grub.tries(slot)
         }
         fn chose_over(&self, booted: Slot, first: Slot) -> Result<bool, boot::BootError> {
-            self.0.chose_over(booted, first)
+            self.grub.chose_over(booted, first)
         }
         fn record(&self) -> Result<serde_json::Value, boot::BootError> {
-            self.0.record()
+            self.grub.record()
         }
     }
 
@@ -905,21 +887,14 @@ mod tests {
         for cut in ["started", "mark_bad"] {
             let dir = tempfile::tempdir().unwrap();
             let (mut agent, grub, envp) = grub_box(dir.path());
-            stage(&mut agent, "2.0.0", b"two");
-            agent.activate_staged().unwrap();
-            assert_eq!(grub_boot(&grub, &envp), Slot::B);
-            booted(&agent, "b");
-            assert!(matches!(
-                agent.boot_start().unwrap(),
-                Some(Done::Installed(_))
-            ));
+            committed_b(&mut agent, &grub, &envp);
             assert_eq!(
                 grub_boot_dead_kernel(&grub, &envp, Slot::B),
                 Some(Slot::A),
                 "{cut}"
             );
             booted(&agent, "a");
-            agent.boot = Box::new(CutAfter(grub.clone(), cut));
+            agent.boot = Box::new(Cut::after(&grub, cut));
             assert!(agent.boot_start().is_err(), "{cut}");
             agent.state = crate::state::State::load(&agent.cfg.state_dir).unwrap();
             assert!(agent.state.pending_rollback.is_some(), "{cut}");
@@ -944,8 +919,7 @@ mod tests {
         for committed in [true, false] {
             let dir = tempfile::tempdir().unwrap();
             let (mut agent, grub, envp) = grub_box(dir.path());
-            stage(&mut agent, "2.0.0", b"two");
-            agent.activate_staged().unwrap();
+            trial_of_b(&mut agent);
             assert_eq!(grub_boot(&grub, &envp), Slot::B);
             booted(&agent, "b");
             if committed {
@@ -956,7 +930,7 @@ mod tests {
             }
             for cut in ["mark_bad", "activate", "commit"] {
                 let saved = agent.state.clone();
-                agent.boot = Box::new(CutAfter(grub.clone(), cut));
+                agent.boot = Box::new(Cut::after(&grub, cut));
                 assert!(agent.rollback("staff rollback").is_err(), "{cut}");
                 agent.state = crate::state::State::load(&agent.cfg.state_dir).unwrap();
                 agent.boot = Box::new(grub.clone());
