@@ -45,6 +45,12 @@ pub enum AgentError {
         slot: crate::state::Slot,
         active: crate::state::Slot,
     },
+    #[error(
+        "a rollback to slot {back} is under way but the boot loader could not be told of it \
+         yet, so nothing is installed: run `np-agent rollback` again, or restart the box, to \
+         finish it"
+    )]
+    RollbackPending { back: crate::state::Slot },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -114,7 +120,8 @@ impl AgentError {
             | AgentError::Image(_)
             | AgentError::RolledBack { .. }
             | AgentError::NoPrevious
-            | AgentError::WritingBootedSlot { .. } => 1,
+            | AgentError::WritingBootedSlot { .. }
+            | AgentError::RollbackPending { .. } => 1,
             AgentError::Io { .. } => 3,
             AgentError::StdoutClosed => 0,
         }

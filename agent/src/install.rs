@@ -51,6 +51,10 @@ impl Agent {
     /// marked invalid, phase Downloading. The second value says whether a download of the
     /// same version into the same slot was under way (its bytes may be kept).
     pub fn begin_write(&mut self, release: &Release) -> Result<(Slot, bool), AgentError> {
+        // Never while a rollback is under way: the inactive slot is the one rolled back to.
+        if let Some(p) = &self.state.pending_rollback {
+            return Err(AgentError::RollbackPending { back: p.back });
+        }
         let slot = self.state.active.other();
         // Never the slot the box runs from: after a switch the boot loader missed, with no
         // reboot_command to restart into the active slot, the box still runs the other one.

@@ -45,17 +45,7 @@ impl Agent {
         let booted = boot::booted_slot(&self.cfg.boot.cmdline)?;
         if let Some(p) = self.state.pending_rollback.clone() {
             // A power cut while the boot loader was told about a rollback: finish it.
-            tracing::warn!(
-                "finishing the rollback from slot {} to slot {} that a restart interrupted",
-                p.failed,
-                p.back
-            );
-            self.tell_rollback(&p)?;
-            self.state.pending_rollback = None;
-            self.record_rollback(p.back, p.version, &p.reason, p.blame)?;
-            if booted.is_some_and(|b| b != p.back) {
-                self.boot.reboot()?;
-            }
+            self.finish_rollback(p, booted)?;
             return Ok(None);
         }
         let Phase::Trial { attempts } = self.state.phase else {
@@ -298,6 +288,11 @@ impl Agent {
 
     /// `np-agent rollback` or a staff rollback: back to the previous image.
     pub fn rollback(&mut self, why: &str) -> Result<(), AgentError> {
+        if let Some(p) = self.state.pending_rollback.clone() {
+            // The boot loader could not be told of an earlier rollback: finish that one.
+            let booted = boot::booted_slot(&self.cfg.boot.cmdline).ok().flatten();
+            return self.finish_rollback(p, booted);
+        }
         if let Phase::Trial { .. } = self.state.phase {
             return self.rollback_trial(why);
         }
@@ -334,6 +329,27 @@ impl Agent {
         self.state.pending_rollback = None;
         self.record_rollback(back, p.version, reason, true)?;
         self.boot.reboot()?;
+        Ok(())
+    }
+
+    /// Finishes a rollback saved as under way: the boot loader told (again), the rollback
+    /// recorded, and a restart unless the box already runs `back`.
+    fn finish_rollback(
+        &mut self,
+        p: PendingRollback,
+        booted: Option<Slot>,
+    ) -> Result<(), AgentError> {
+        tracing::warn!(
+            "finishing the rollback from slot {} to slot {} that was interrupted",
+            p.failed,
+            p.back
+        );
+        self.tell_rollback(&p)?;
+        self.state.pending_rollback = None;
+        self.record_rollback(p.back, p.version, &p.reason, p.blame)?;
+        if booted != Some(p.back) {
+            self.boot.reboot()?;
+        }
         Ok(())
     }
 
@@ -971,5 +987,39 @@ mod tests {
         assert!(agent.write_image_unfinished(&r, &mut &b"two"[..]).is_err());
         let saved = crate::state::State::load(&agent.cfg.state_dir).unwrap();
         assert_eq!(saved.last_result.unwrap().outcome, Outcome::Refused);
+    }
+
+    /// A rollback whose boot-loader write fails while the agent runs on: nothing is
+    /// written into the slot rolled back to until the rollback is finished, and
+    /// `np-agent rollback` again finishes it.
+    #[test]
+    fn nothing_is_installed_while_a_rollback_is_under_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut agent, grub, envp) = grub_box(dir.path());
+        committed_b(&mut agent, &grub, &envp);
+        agent.boot = Box::new(Cut::before(&grub, "activate"));
+        assert!(agent.rollback("staff rollback").is_err());
+        assert!(agent.state.pending_rollback.is_some());
+        agent.boot = Box::new(grub.clone());
+        let r = release("3.0.0", 2, b"three");
+        match agent.write_image_unfinished(&r, &mut &b"three"[..]) {
+            Err(e @ AgentError::RollbackPending { .. }) => {
+                assert!(
+                    e.to_string().contains("run `np-agent rollback` again"),
+                    "{e}"
+                );
+                assert_eq!(e.exit_code(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        agent.rollback("staff rollback").unwrap();
+        assert!(agent.state.pending_rollback.is_none());
+        assert_eq!(
+            (agent.state.active, agent.state.phase),
+            (Slot::A, Phase::Idle)
+        );
+        let s = grub.read().unwrap().1;
+        assert_eq!((s.first, s.a_ok, s.b_ok), (Slot::A, true, false));
+        assert_eq!(grub_boot(&grub, &envp), Slot::A);
     }
 }
