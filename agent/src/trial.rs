@@ -1012,8 +1012,12 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let st = crate::cli::status_json(&agent).unwrap();
+        assert_eq!(st["rollback_pending"]["to_slot"], "a");
         agent.rollback("staff rollback").unwrap();
         assert!(agent.state.pending_rollback.is_none());
+        let st = crate::cli::status_json(&agent).unwrap();
+        assert!(st["rollback_pending"].is_null());
         assert_eq!(
             (agent.state.active, agent.state.phase),
             (Slot::A, Phase::Idle)

@@ -72,6 +72,13 @@ pub fn status_json(agent: &Agent) -> Result<Value, AgentError> {
             .as_ref()
             .filter(|v| **v > running.version),
         "rolled_back_from": agent.state.rolled_back_from,
+        // A rollback the boot loader could not be told of yet (finished by `rollback` or
+        // the next start); null when none.
+        "rollback_pending": agent.state.pending_rollback.as_ref().map(|p| json!({
+            "from_slot": p.failed,
+            "to_slot": p.back,
+            "reason": p.reason,
+        })),
         // Receipts: the last seq written and how many the outbox still holds.
         "receipt_seq": agent.state.receipt_seq,
         "receipts_unsent": crate::receipts::list(&agent.cfg.state_dir).map(|l| l.len()).unwrap_or(0),
@@ -126,6 +133,12 @@ pub fn run(cfg: &Config, clock: Arc<dyn Clock>, a: &Args) -> Result<(), AgentErr
         say!("boot problem   {e}");
     }
     say!("phase          {}", s("phase"));
+    if let Some(p) = &agent.state.pending_rollback {
+        say!(
+            "rollback       to slot {} under way, not finished: run `np-agent rollback` again or restart the box",
+            p.back
+        );
+    }
     say!("entitlement    {}", s("entitlement_status"));
     say!("coverage       {}", coverage_line(&v));
     say!("update         {}", s("update_available"));
