@@ -121,6 +121,13 @@ pub fn run(
         agent.reload()?;
         if let (Some(c), Some(iv)) = (&client, interval) {
             if Instant::now() >= next_check {
+                if agent.state.pending_rollback.is_some() {
+                    // A rollback the boot loader could not be told of: try again, at the
+                    // pace of the check-ins (no update is taken meanwhile).
+                    if let Err(e) = agent.rollback("") {
+                        tracing::warn!("{e}");
+                    }
+                }
                 match checkin::check_once(&mut agent, c, When::Policy) {
                     Ok(r) => {
                         failures = 0;

@@ -51,6 +51,14 @@ pub enum AgentError {
          finish it"
     )]
     RollbackPending { back: crate::state::Slot },
+    #[error(
+        "{source}; the rollback to slot {back} is saved as under way: run `np-agent rollback` \
+         again, or restart the box, to finish it"
+    )]
+    RollbackInterrupted {
+        back: crate::state::Slot,
+        source: Box<AgentError>,
+    },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -123,6 +131,7 @@ impl AgentError {
             | AgentError::WritingBootedSlot { .. }
             | AgentError::RollbackPending { .. } => 1,
             AgentError::Io { .. } => 3,
+            AgentError::RollbackInterrupted { source, .. } => source.exit_code(),
             AgentError::StdoutClosed => 0,
         }
     }

@@ -344,8 +344,15 @@ impl Agent {
             p.failed,
             p.back
         );
+        // Only ever back to a whole image (nothing is written while a rollback is under
+        // way, but a boot loader is never told to boot a slot without one).
+        if self.slots.manifest(p.back)?.is_none() {
+            return Err(AgentError::NoPrevious);
+        }
         self.tell_rollback(&p)?;
         self.state.pending_rollback = None;
+        // The rollback wins over whatever the phase moved to meanwhile.
+        self.state.phase = Phase::Idle;
         self.record_rollback(p.back, p.version, &p.reason, p.blame)?;
         if booted != Some(p.back) {
             self.boot.reboot()?;
@@ -353,12 +360,18 @@ impl Agent {
         Ok(())
     }
 
-    /// Tells the boot loader about a rollback (each write can be repeated).
+    /// Tells the boot loader about a rollback (each write can be repeated); an error says
+    /// that the rollback stays under way and how to finish it.
     fn tell_rollback(&mut self, p: &PendingRollback) -> Result<(), AgentError> {
-        self.boot.mark_bad(p.failed)?;
-        self.boot.activate(p.back)?;
-        self.boot.commit(p.back)?;
-        Ok(())
+        let tell = |boot: &dyn boot::BootControl| -> Result<(), boot::BootError> {
+            boot.mark_bad(p.failed)?;
+            boot.activate(p.back)?;
+            boot.commit(p.back)
+        };
+        tell(self.boot.as_ref()).map_err(|e| AgentError::RollbackInterrupted {
+            back: p.back,
+            source: Box::new(e.into()),
+        })
     }
 
     /// The state after a rollback to `back` (phase already moved), saved and reported.
@@ -1025,5 +1038,43 @@ mod tests {
         let s = grub.read().unwrap().1;
         assert_eq!((s.first, s.a_ok, s.b_ok), (Slot::A, true, false));
         assert_eq!(grub_boot(&grub, &envp), Slot::A);
+    }
+
+    /// A rollback cut before the boot loader was told, on a box whose kernel command line
+    /// names no slot (the command loader may run without `np.slot=`): finishing it at the
+    /// next start restarts the box, which may still run the slot given up on.
+    #[test]
+    fn a_rollback_finished_without_np_slot_restarts_the_box() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut agent, grub, envp) = grub_box(dir.path());
+        committed_b(&mut agent, &grub, &envp);
+        agent.boot = Box::new(Cut::before(&grub, "mark_bad"));
+        let e = agent.rollback("staff rollback").unwrap_err().to_string();
+        assert!(
+            e.contains("saved as under way: run `np-agent rollback` again"),
+            "{e}"
+        );
+        agent.state = crate::state::State::load(&agent.cfg.state_dir).unwrap();
+        let restarts = dir.path().join("restarts");
+        let command = format!("echo restart >> {}", restarts.display());
+        agent.boot = Box::new(GrubBoot::new(&envp, 3, Some(command)));
+        std::fs::write(&agent.cfg.boot.cmdline, "ro quiet\n").unwrap();
+        assert_eq!(agent.boot_start().unwrap(), None);
+        assert_eq!(agent.state.active, Slot::A);
+        assert_eq!(std::fs::read_to_string(&restarts).unwrap(), "restart\n");
+        // Running the slot rolled back to: no restart.
+        std::fs::remove_file(&restarts).unwrap();
+        let mut st = agent.state.clone();
+        st.pending_rollback = Some(PendingRollback {
+            failed: Slot::B,
+            back: Slot::A,
+            version: None,
+            reason: "again".into(),
+            blame: false,
+        });
+        agent.state = st;
+        booted(&agent, "a");
+        assert_eq!(agent.boot_start().unwrap(), None);
+        assert!(!restarts.exists());
     }
 }
