@@ -15,6 +15,24 @@ const SERIAL: &str = "NR-2000-123456-4";
 const NEW_SERIAL: &str = "NR-3000-123456-3";
 const OTHER: &str = "NR-2000-654321-7";
 
+/// `release upload IMAGE --version 5.3.0 --models MODELS --security-version 4
+/// --min-from-version 5.0.0`, as np-vendor's arguments.
+fn upload_5_3_0<'a>(image: &'a str, models: &'a str) -> [&'a str; 11] {
+    [
+        "release",
+        "upload",
+        image,
+        "--version",
+        "5.3.0",
+        "--models",
+        models,
+        "--security-version",
+        "4",
+        "--min-from-version",
+        "5.0.0",
+    ]
+}
+
 /// Runs np-vendor with the server and token in the environment (NP_SERVER / NP_TOKEN).
 fn online(srv: &TestServer, args: &[&str]) -> Output {
     let out = run(
@@ -238,40 +256,13 @@ fn releases_actions_and_bundles() {
     let up = ok(
         &srv,
         &[
-            "release",
-            "upload",
-            p(&image),
-            "--version",
-            "5.3.0",
-            "--models",
-            "NR-1000,NR-2000",
-            "--security-version",
-            "4",
-            "--min-from-version",
-            "5.0.0",
-            "--channel",
-            "stable",
-            "--notes",
-            "Fixes",
-        ],
+            &upload_5_3_0(p(&image), "NR-1000,NR-2000")[..],
+            &["--channel", "stable", "--notes", "Fixes"],
+        ]
+        .concat(),
     );
     assert!(up.contains("published release 5.3.0"), "{up}");
-    let dup = online(
-        &srv,
-        &[
-            "release",
-            "upload",
-            p(&image),
-            "--version",
-            "5.3.0",
-            "--models",
-            "NR-2000",
-            "--security-version",
-            "4",
-            "--min-from-version",
-            "5.0.0",
-        ],
-    );
+    let dup = online(&srv, &upload_5_3_0(p(&image), "NR-2000"));
     assert_refused(&dup, "(exists)");
     assert!(dup.stderr.contains("the server holds it again"), "{dup:?}");
     let old = json(
@@ -399,22 +390,7 @@ fn releases_actions_and_bundles() {
     }
     assert!(!out.stderr.contains("/api/v1/"), "{out:?}");
     assert!(!lost.exists());
-    let again = online(
-        &srv,
-        &[
-            "release",
-            "upload",
-            p(&image),
-            "--version",
-            "5.3.0",
-            "--models",
-            "NR-1000,NR-2000",
-            "--security-version",
-            "4",
-            "--min-from-version",
-            "5.0.0",
-        ],
-    );
+    let again = online(&srv, &upload_5_3_0(p(&image), "NR-1000,NR-2000"));
     assert_refused(&again, "the server holds it again");
     assert!(blob.exists(), "the image is stored again");
     ok(
