@@ -714,13 +714,7 @@ mod tests {
         assert_eq!((s.first, s.b_ok, s.a_try), (Slot::A, false, 0));
         // Installed again, committed, and given up on again: the second time it goes on
         // the do-not-retry list.
-        trial_of_b(&mut agent);
-        assert_eq!(grub_boot(&grub, &envp), Slot::B);
-        booted(&agent, "b");
-        assert_eq!(
-            agent.boot_start().unwrap(),
-            Some(Done::Installed(v2.clone()))
-        );
+        committed_b(&mut agent, &grub, &envp);
         grub_gives_up_on_b(&grub, &envp);
         booted(&agent, "a");
         assert_eq!(agent.boot_start().unwrap(), None);
