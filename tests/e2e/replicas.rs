@@ -742,19 +742,9 @@ fn a_replica_behind_a_keyring_install_refuses_to_sign_until_its_folder_catches_u
             b.url
         ),
     );
-    let key_path = agent.dir.path().join("device.key");
-    let out = agent.run(&["keygen", "--out", key_path.to_str().unwrap()]);
-    assert_eq!(out.code, 0, "{out:?}");
-    register_box(&a, SERIAL, out.stdout.trim());
+    a.register_agent(&agent);
     let manifest = publish(&a, "1.0.0", 1, &v1);
-    let (_, keyring) = b.get_json("/api/v1/keyring");
-    let (_, ent) = b.get_json(&format!("/api/v1/devices/{SERIAL}/entitlement"));
-    agent.provision(
-        &serde_json::from_value(keyring).unwrap(),
-        &manifest,
-        &v1,
-        Some(&serde_json::from_value(ent).unwrap()),
-    );
+    b.provision_agent(&agent, &manifest, &v1);
     let out = agent.run(&["check"]);
     assert_eq!(out.code, 0, "{out:?}");
 
@@ -1036,19 +1026,9 @@ fn a_box_checks_in_during_a_long_keyring_install_which_is_audited_and_answered()
             a.url
         ),
     );
-    let key_path = agent.dir.path().join("device.key");
-    let out = agent.run(&["keygen", "--out", key_path.to_str().unwrap()]);
-    assert_eq!(out.code, 0, "{out:?}");
-    register_box(&a, SERIAL, out.stdout.trim());
+    a.register_agent(&agent);
     let manifest = publish(&a, "1.0.0", 1, &v1);
-    let (_, keyring) = a.get_json("/api/v1/keyring");
-    let (_, ent) = a.get_json(&format!("/api/v1/devices/{SERIAL}/entitlement"));
-    agent.provision(
-        &serde_json::from_value(keyring).unwrap(),
-        &manifest,
-        &v1,
-        Some(&serde_json::from_value(ent).unwrap()),
-    );
+    a.provision_agent(&agent, &manifest, &v1);
     let out = agent.run(&["check"]);
     assert_eq!(out.code, 0, "{out:?}");
 
